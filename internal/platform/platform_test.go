@@ -1,0 +1,191 @@
+package platform_test
+
+import (
+	"context"
+	"errors"
+	"io"
+	"net/http/httptest"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/emailscout/emailscout/internal/natstest"
+	"github.com/emailscout/emailscout/internal/platform"
+	"github.com/emailscout/emailscout/pkg/events"
+	"github.com/nats-io/nats.go/jetstream"
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/testutil"
+)
+
+func returned(id string) events.MailReturned {
+	at := time.Date(2026, 11, 29, 12, 0, 0, 0, time.UTC)
+	return events.MailReturned{V: 1, TestID: id, CheckID: "c", Site: "s", Attempt: 1, StartedAt: at, ReceivedAt: at.Add(time.Second), Via: "smtp"}
+}
+
+func TestPublishDeduplicates(t *testing.T) {
+	srv := natstest.Start(t)
+	_, js := natstest.Connect(t, srv)
+	ctx := natstest.Context(t)
+	pub := platform.JetStreamPublisher{JS: js}
+	dup, err := pub.Publish(ctx, returned("t1"))
+	if err != nil || dup {
+		t.Fatalf("first publish: dup=%v err=%v", dup, err)
+	}
+	dup, err = pub.Publish(ctx, returned("t1"))
+	if err != nil || !dup {
+		t.Fatalf("second publish: dup=%v err=%v, want a duplicate", dup, err)
+	}
+	bad := returned("t2")
+	bad.Site = "Not.Valid"
+	if _, err := pub.Publish(ctx, bad); !platform.IsPermanent(err) {
+		t.Errorf("invalid event: err = %v, want permanent", err)
+	}
+	st, _ := js.Stream(ctx, events.StreamName)
+	info, _ := st.Info(ctx)
+	if info.State.Msgs != 1 {
+		t.Errorf("stream holds %d messages, want 1", info.State.Msgs)
+	}
+}
+
+// TestConsumeAckSemantics: nil acks, a temporary error redelivers, a
+// permanent error terminates (no redelivery).
+func TestConsumeAckSemantics(t *testing.T) {
+	srv := natstest.Start(t)
+	_, js := natstest.Connect(t, srv)
+	ctx, cancel := context.WithCancel(natstest.Context(t))
+	defer cancel()
+	pub := platform.JetStreamPublisher{JS: js}
+	for _, id := range []string{"ok", "flaky", "poison"} {
+		if _, err := pub.Publish(ctx, returned(id)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	cons, err := platform.BindConsumer(ctx, js, events.ConsumerDef{Durable: "t", FilterSubjects: []string{"mail.>"}, AckWait: 5 * time.Second, MaxAckPending: 10, MaxDeliver: -1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var mu sync.Mutex
+	seen := map[string]int{}
+	done := make(chan struct{})
+	reg := prometheus.NewRegistry()
+	h := func(_ context.Context, msg jetstream.Msg) error {
+		ev, err := events.Decode[events.MailReturned](msg.Data())
+		if err != nil {
+			return err
+		}
+		mu.Lock()
+		seen[ev.TestID]++
+		n := seen[ev.TestID]
+		if seen["ok"] == 1 && seen["flaky"] == 2 && seen["poison"] == 1 {
+			select {
+			case <-done:
+			default:
+				close(done)
+			}
+		}
+		mu.Unlock()
+		switch {
+		case ev.TestID == "flaky" && n == 1:
+			return errors.New("temporary trouble")
+		case ev.TestID == "poison":
+			return platform.Permanent(errors.New("never"))
+		}
+		return nil
+	}
+	errc := make(chan error, 1)
+	go func() { errc <- platform.Consume(ctx, cons, h, platform.ConsumeOptions{Name: "t", Workers: 2, Registerer: reg}) }()
+	select {
+	case <-done:
+	case <-time.After(20 * time.Second):
+		t.Fatalf("handled %v", seen)
+	}
+	// Give a wrongly redelivered poison message time to show up.
+	time.Sleep(time.Second)
+	cancel()
+	if err := <-errc; err != nil {
+		t.Fatal(err)
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	if seen["poison"] != 1 || seen["flaky"] != 2 || seen["ok"] != 1 {
+		t.Errorf("deliveries %v, want ok 1, flaky 2, poison 1", seen)
+	}
+	if got := testutil.ToFloat64(prometheusCounter(t, reg, "term")); got != 1 {
+		t.Errorf("term count %v", got)
+	}
+}
+
+func prometheusCounter(t *testing.T, reg *prometheus.Registry, outcome string) prometheus.Collector {
+	t.Helper()
+	mfs, _ := reg.Gather()
+	for _, mf := range mfs {
+		if mf.GetName() != "scout_consumer_messages_total" {
+			continue
+		}
+		for _, m := range mf.GetMetric() {
+			for _, l := range m.GetLabel() {
+				if l.GetName() == "outcome" && l.GetValue() == outcome {
+					c := prometheus.NewCounter(prometheus.CounterOpts{Name: "x"})
+					c.Add(m.GetCounter().GetValue())
+					return c
+				}
+			}
+		}
+	}
+	t.Fatalf("no counter for %s", outcome)
+	return nil
+}
+
+func TestHTTPEndpoints(t *testing.T) {
+	h := platform.NewHealth()
+	reg := prometheus.NewRegistry()
+	srv := httptest.NewServer(platform.HTTPHandler(h, reg))
+	defer srv.Close()
+	get := func(path string) (int, string) {
+		resp, err := srv.Client().Get(srv.URL + path)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer resp.Body.Close()
+		b, _ := io.ReadAll(resp.Body)
+		return resp.StatusCode, string(b)
+	}
+	if code, _ := get("/readyz"); code != 200 {
+		t.Errorf("readyz with no checks = %d", code)
+	}
+	h.Set("consumer:sender-eu", errors.New("not bound"))
+	if code, body := get("/readyz"); code != 503 || !strings.Contains(body, "consumer:sender-eu: not bound") {
+		t.Errorf("readyz = %d %q", code, body)
+	}
+	if code, _ := get("/healthz"); code != 200 {
+		t.Errorf("healthz = %d", code)
+	}
+	if code, _ := get("/metrics"); code != 200 {
+		t.Errorf("metrics = %d", code)
+	}
+}
+
+func TestLoadEnv(t *testing.T) {
+	env := map[string]string{"SCOUT_NATS_URL": "nats://n:4222", "SCOUT_SHUTDOWN_TIMEOUT": "5s"}
+	cfg, err := platform.LoadEnv[platform.Base](func(k string) string { return env[k] })
+	if err != nil {
+		t.Fatal(err)
+	}
+	if cfg.NATSURL != "nats://n:4222" || cfg.ShutdownTimeout != 5*time.Second || cfg.HTTPAddr != ":9090" {
+		t.Errorf("cfg = %+v", cfg)
+	}
+	env["SCOUT_SHUTDOWN_TIMEOUT"] = "soon"
+	if _, err := platform.LoadEnv[platform.Base](func(k string) string { return env[k] }); err == nil || !strings.Contains(err.Error(), `SCOUT_SHUTDOWN_TIMEOUT="soon": unable to parse duration`) {
+		t.Errorf("bad duration: %v", err)
+	}
+}
+
+func TestNakDelay(t *testing.T) {
+	for n, want := range map[uint64]time.Duration{1: 250 * time.Millisecond, 3: time.Second, 20: time.Minute} {
+		got := platform.NakDelay(n, time.Minute)
+		if got > want || got < want*8/10 {
+			t.Errorf("NakDelay(%d) = %v, want %v minus up to 20%%", n, got, want)
+		}
+	}
+}

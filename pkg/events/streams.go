@@ -1,0 +1,114 @@
+package events
+
+import "time"
+
+// StreamName is the JetStream stream that holds every event.
+const StreamName = "SCOUT"
+
+// StreamSubjects are the subjects StreamName captures.
+var StreamSubjects = []string{"test.>", "mail.>", "check.>", "incident.>", "notification.>", "monitor.>"}
+
+// Stream defaults. Production overrides MaxAge and Replicas at provisioning.
+const (
+	// DuplicateWindow is how long JetStream remembers a Nats-Msg-Id. It must
+	// exceed the time between two publishers of the same event: scheduler
+	// replicas publish one slot within seconds of each other, and an MTA
+	// retries a return within minutes.
+	DuplicateWindow = 10 * time.Minute
+	// DefaultMaxAge keeps events for replay and late consumers.
+	DefaultMaxAge = 7 * 24 * time.Hour
+)
+
+// KV buckets.
+const (
+	// BucketEvaluator holds the evaluator's per-attempt and per-site state.
+	BucketEvaluator = "scout_evaluator"
+	// BucketIncidents holds open incidents, one key per check.
+	BucketIncidents = "scout_incidents"
+	// BucketNotifications holds notification receipts (one key per incident,
+	// transition and contact).
+	BucketNotifications = "scout_notifications"
+)
+
+// Buckets lists every KV bucket with its purpose, for provisioning.
+var Buckets = []BucketDef{
+	{Name: BucketEvaluator, Description: "evaluator: attempts in flight with deadlines, site verdicts", History: 1},
+	{Name: BucketIncidents, Description: "evaluator: open incidents per check", History: 5},
+	{Name: BucketNotifications, Description: "notifier: receipts, one per incident transition and contact", History: 1},
+}
+
+// BucketDef describes a KV bucket.
+type BucketDef struct {
+	Name        string
+	Description string
+	History     int
+}
+
+// ConsumerDef describes a durable pull consumer on StreamName.
+type ConsumerDef struct {
+	Durable        string
+	FilterSubjects []string
+	// AckWait is how long a delivered message may stay unacknowledged
+	// before JetStream delivers it again.
+	AckWait time.Duration
+	// MaxAckPending bounds messages in flight to one consumer.
+	MaxAckPending int
+	// MaxDeliver bounds redeliveries of one message (-1: no bound).
+	MaxDeliver int
+}
+
+// SenderConsumer is the consumer of one site's sender: every test scheduled
+// for that site.
+func SenderConsumer(site string) ConsumerDef {
+	return ConsumerDef{
+		Durable:        "sender-" + site,
+		FilterSubjects: []string{SubjectTestScheduled + "." + site + ".>"},
+		AckWait:        2 * time.Minute,
+		MaxAckPending:  256,
+		MaxDeliver:     5,
+	}
+}
+
+// EvaluatorConsumer is the evaluator's consumer: every event that moves an
+// attempt or a verdict.
+func EvaluatorConsumer() ConsumerDef {
+	return ConsumerDef{
+		Durable: "evaluator",
+		FilterSubjects: []string{
+			SubjectTestScheduled + ".>",
+			SubjectMailSent + ".>",
+			SubjectMailReturned + ".>",
+			SubjectCheckTimeout + ".>",
+			SubjectCheckResult + ".>",
+		},
+		AckWait:       30 * time.Second,
+		MaxAckPending: 1024,
+		MaxDeliver:    -1,
+	}
+}
+
+// NotifierConsumer is the notifier's consumer: incident transitions.
+func NotifierConsumer() ConsumerDef {
+	return ConsumerDef{
+		Durable:        "notifier",
+		FilterSubjects: []string{SubjectIncidentOpen + ".>", SubjectIncidentResolved + ".>"},
+		AckWait:        2 * time.Minute,
+		MaxAckPending:  64,
+		MaxDeliver:     -1,
+	}
+}
+
+// RecorderConsumer is the recorder's consumer: everything analysts keep.
+func RecorderConsumer() ConsumerDef {
+	return ConsumerDef{
+		Durable: "recorder",
+		FilterSubjects: []string{
+			SubjectCheckResult + ".>",
+			"incident.>",
+			"notification.>",
+		},
+		AckWait:       2 * time.Minute,
+		MaxAckPending: 10000,
+		MaxDeliver:    -1,
+	}
+}

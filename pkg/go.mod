@@ -1,0 +1,14 @@
+module github.com/emailscout/emailscout/pkg
+
+go 1.26
+
+require (
+	github.com/emersion/go-sasl v0.0.0-20241020182733-b788ff22d5a6
+	github.com/emersion/go-smtp v0.26.0
+	go.yaml.in/yaml/v3 v3.0.6
+)
+
+require (
+	github.com/emersion/go-message v0.18.2
+	golang.org/x/text v0.14.0 // indirect
+)

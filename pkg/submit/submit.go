@@ -1,0 +1,353 @@
+// Package submit hands one message to an SMTP server (a relay, a submission
+// service or an MX) with go-smtp, and reports per-phase timings, the
+// server's last reply and a classified error.
+//
+// It serves both sides of a round trip: the monitor's sender submits probes
+// with it, and the reflector's SMTP output submits reflections.
+//
+// The timeout comes only from the context: each SMTP command and the whole
+// dialogue end when ctx does. TLS modes follow RFC 3207 (STARTTLS) and
+// RFC 8314 (implicit TLS); AUTH PLAIN follows RFC 4616 and is only sent over
+// TLS (or to a loopback server, for tests and local relays).
+package submit
+
+import (
+	"context"
+	"crypto/tls"
+	"errors"
+	"fmt"
+	"net"
+	"net/textproto"
+	"strings"
+	"time"
+
+	"github.com/emailscout/emailscout/pkg/events"
+	"github.com/emersion/go-sasl"
+	"github.com/emersion/go-smtp"
+)
+
+// TLS modes.
+const (
+	TLSNone          = "none"          // plain text; never STARTTLS
+	TLSOpportunistic = "opportunistic" // STARTTLS when offered
+	TLSStartTLS      = "starttls"      // STARTTLS required
+	TLSImplicit      = "implicit"      // TLS from the first byte (port 465)
+)
+
+// Phases, as reported in Error.Phase.
+const (
+	PhaseConnect  = "connect"
+	PhaseGreeting = "greeting" // the banner and EHLO
+	PhaseTLS      = "tls"
+	PhaseAuth     = "auth"
+	PhaseMail     = "mail"
+	PhaseRcpt     = "rcpt"
+	PhaseData     = "data"
+)
+
+// Config says where and how to submit.
+type Config struct {
+	Addr      string      // host:port
+	TLS       string      // one of the TLS modes; empty means opportunistic
+	TLSConfig *tls.Config // nil: ServerName from Addr, system roots
+	Username  string      // AUTH PLAIN when not empty
+	Password  string
+	// HelloName is sent in EHLO; empty means "localhost".
+	HelloName string
+}
+
+// Validate reports a configuration that can never work.
+func (c Config) Validate() error {
+	var errs []error
+	if _, _, err := net.SplitHostPort(c.Addr); err != nil {
+		errs = append(errs, fmt.Errorf("address %q: %w", c.Addr, err))
+	}
+	switch c.TLS {
+	case "", TLSNone, TLSOpportunistic, TLSStartTLS, TLSImplicit:
+	default:
+		errs = append(errs, fmt.Errorf("tls mode %q is not none, opportunistic, starttls or implicit", c.TLS))
+	}
+	if c.Username != "" && c.Password == "" {
+		errs = append(errs, errors.New("a username is set but no password"))
+	}
+	return errors.Join(errs...)
+}
+
+// Result describes one submission, successful or not.
+type Result struct {
+	Timings events.Timings
+	// Reply is the last server reply: the 250 to the DATA, or the refusal.
+	Reply *events.SMTPReply
+}
+
+// Error is a failed submission.
+type Error struct {
+	Phase string            // where it failed (Phase* constants)
+	Reply *events.SMTPReply // the server's refusal; nil for network and TLS errors
+	Err   error
+}
+
+func (e *Error) Error() string {
+	if e.Reply != nil {
+		return fmt.Sprintf("smtp %s: %s", e.Phase, e.Reply)
+	}
+	return fmt.Sprintf("smtp %s: %v", e.Phase, e.Err)
+}
+
+func (e *Error) Unwrap() error { return e.Err }
+
+// Temporary reports whether trying again later may succeed: a 4xx reply, a
+// network error or a timeout. 5xx replies and TLS failures are permanent.
+func (e *Error) Temporary() bool {
+	if e.Reply != nil {
+		return e.Reply.Code/100 == 4
+	}
+	return e.Phase != PhaseTLS && e.Phase != PhaseAuth
+}
+
+// Refused reports whether the server answered and said no (a reply was
+// received), as opposed to a connection that failed.
+func (e *Error) Refused() bool { return e.Reply != nil }
+
+// Send submits msg from the envelope sender from to the recipients. The
+// returned Result has timings even on failure; the error is an *Error.
+func Send(ctx context.Context, cfg Config, from string, to []string, msg []byte) (Result, error) {
+	start := time.Now()
+	res, err := send(ctx, cfg, from, to, msg, start)
+	res.Timings.TotalMS = ms(time.Since(start))
+	return res, err
+}
+
+func send(ctx context.Context, cfg Config, from string, to []string, msg []byte, start time.Time) (Result, error) {
+	var res Result
+	host, _, err := net.SplitHostPort(cfg.Addr)
+	if err != nil {
+		return res, &Error{Phase: PhaseConnect, Err: err}
+	}
+	tlsConfig := cfg.TLSConfig
+	if tlsConfig == nil {
+		tlsConfig = &tls.Config{ServerName: host}
+	} else if tlsConfig.ServerName == "" {
+		tlsConfig = tlsConfig.Clone()
+		tlsConfig.ServerName = host
+	}
+
+	var d net.Dialer
+	conn, err := d.DialContext(ctx, "tcp", cfg.Addr)
+	res.Timings.ConnectMS = ms(time.Since(start))
+	if err != nil {
+		return res, &Error{Phase: PhaseConnect, Err: err}
+	}
+	defer func() { _ = conn.Close() }()
+	res.Timings.PeerAddress = conn.RemoteAddr().String()
+	stop := context.AfterFunc(ctx, func() { _ = conn.Close() })
+	defer stop()
+	if cfg.TLS == TLSImplicit {
+		t0 := time.Now()
+		tc := tls.Client(conn, tlsConfig)
+		if err := tc.HandshakeContext(ctx); err != nil {
+			return res, &Error{Phase: PhaseTLS, Err: err}
+		}
+		res.Timings.TLSMS = ms(time.Since(t0))
+		res.Timings.TLSVersion = tlsVersion(tc.ConnectionState().Version)
+		conn = tc
+	}
+	fail := func(phase string, err error) (Result, error) {
+		if ctx.Err() != nil {
+			err = fmt.Errorf("%w (%v)", ctx.Err(), err)
+		}
+		e := &Error{Phase: phase, Err: err}
+		var se *smtp.SMTPError
+		var te *textproto.Error
+		switch {
+		case errors.As(err, &se):
+			e.Reply = reply(se)
+		case errors.As(err, &te):
+			e.Reply = &events.SMTPReply{Code: te.Code, Text: te.Msg}
+		}
+		res.Reply = e.Reply
+		return res, e
+	}
+	helo := cfg.HelloName
+	if helo == "" {
+		helo = "localhost"
+	}
+
+	// The banner, EHLO and STARTTLS are spoken here, so that each phase is
+	// timed and a STARTTLS that never upgrades fails in the TLS phase
+	// (shared/cases c06). go-smtp then takes over the session.
+	if cfg.TLS != TLSImplicit {
+		t0 := time.Now()
+		tp := textproto.NewConn(conn)
+		if _, _, err := tp.ReadResponse(220); err != nil {
+			return fail(PhaseGreeting, err)
+		}
+		caps, err := ehlo(tp, helo)
+		if err != nil {
+			return fail(PhaseGreeting, err)
+		}
+		res.Timings.GreetingMS = ms(time.Since(t0))
+		offered := caps["STARTTLS"]
+		if !offered && cfg.TLS == TLSStartTLS {
+			return fail(PhaseTLS, errors.New("STARTTLS is required but the server does not offer it"))
+		}
+		if offered && cfg.TLS != TLSNone {
+			t0 = time.Now()
+			if _, err := tp.Cmd("STARTTLS"); err != nil {
+				return fail(PhaseTLS, err)
+			}
+			if _, _, err := tp.ReadResponse(220); err != nil {
+				return fail(PhaseTLS, err)
+			}
+			tc := tls.Client(conn, tlsConfig)
+			if err := tc.HandshakeContext(ctx); err != nil {
+				return fail(PhaseTLS, err)
+			}
+			res.Timings.TLSMS = ms(time.Since(t0))
+			res.Timings.TLSVersion = tlsVersion(tc.ConnectionState().Version)
+			conn = tc
+		}
+	}
+	c := smtp.NewClient(&greetedConn{Conn: conn})
+	defer c.Close()
+	if dl, ok := ctx.Deadline(); ok {
+		c.CommandTimeout = time.Until(dl)
+		c.SubmissionTimeout = time.Until(dl)
+	}
+	t0 := time.Now()
+	if err := c.Hello(helo); err != nil {
+		return fail(PhaseGreeting, err)
+	}
+	if cfg.TLS == TLSImplicit {
+		res.Timings.GreetingMS = ms(time.Since(t0))
+	}
+
+	if cfg.Username != "" {
+		_, isTLS := c.TLSConnectionState()
+		if !isTLS && !isLoopback(conn.RemoteAddr()) {
+			return fail(PhaseAuth, errors.New("refusing to send credentials without TLS"))
+		}
+		t0 := time.Now()
+		if err := c.Auth(sasl.NewPlainClient("", cfg.Username, cfg.Password)); err != nil {
+			return fail(PhaseAuth, err)
+		}
+		res.Timings.AuthMS = ms(time.Since(t0))
+	}
+
+	t0 = time.Now()
+	if err := c.Mail(from, nil); err != nil {
+		return fail(PhaseMail, err)
+	}
+	for _, rcpt := range to {
+		if err := c.Rcpt(rcpt, nil); err != nil {
+			return fail(PhaseRcpt, err)
+		}
+	}
+	w, err := c.Data()
+	if err != nil {
+		return fail(PhaseData, err)
+	}
+	if _, err := w.Write(msg); err != nil {
+		return fail(PhaseData, err)
+	}
+	resp, err := w.CloseWithResponse()
+	if err != nil {
+		return fail(PhaseData, err)
+	}
+	res.Timings.TransferMS = ms(time.Since(t0))
+	res.Reply = parseOK(resp.StatusText)
+	_ = c.Quit()
+	return res, nil
+}
+
+// ehlo sends EHLO (HELO when EHLO is not recognised, RFC 5321 section
+// 3.2) and returns the extension keywords offered, upper case.
+func ehlo(tp *textproto.Conn, name string) (map[string]bool, error) {
+	if _, err := tp.Cmd("EHLO %s", name); err != nil {
+		return nil, err
+	}
+	_, msg, err := tp.ReadResponse(250)
+	var te *textproto.Error
+	if errors.As(err, &te) && (te.Code == 500 || te.Code == 502) {
+		if _, err := tp.Cmd("HELO %s", name); err != nil {
+			return nil, err
+		}
+		_, _, err = tp.ReadResponse(250)
+		return map[string]bool{}, err
+	}
+	if err != nil {
+		return nil, err
+	}
+	caps := map[string]bool{}
+	lines := strings.Split(msg, "\n")
+	for _, l := range lines[1:] {
+		if f := strings.Fields(l); len(f) > 0 {
+			caps[strings.ToUpper(f[0])] = true
+		}
+	}
+	return caps, nil
+}
+
+// greetedConn hands go-smtp a session whose banner was already read: it
+// supplies one synthetic "220" line (RFC 3207 sends no new banner after
+// STARTTLS) that never reaches the wire; go-smtp's own EHLO follows.
+type greetedConn struct {
+	net.Conn
+	done bool
+	buf  []byte
+}
+
+func (g *greetedConn) Read(p []byte) (int, error) {
+	if !g.done {
+		if g.buf == nil {
+			g.buf = []byte("220 session continues\r\n")
+		}
+		n := copy(p, g.buf)
+		g.buf = g.buf[n:]
+		g.done = len(g.buf) == 0
+		return n, nil
+	}
+	return g.Conn.Read(p)
+}
+
+func reply(se *smtp.SMTPError) *events.SMTPReply {
+	r := &events.SMTPReply{Code: se.Code, Text: se.Message}
+	if se.EnhancedCode != (smtp.EnhancedCode{}) && se.EnhancedCode != smtp.NoEnhancedCode {
+		r.Enhanced = fmt.Sprintf("%d.%d.%d", se.EnhancedCode[0], se.EnhancedCode[1], se.EnhancedCode[2])
+	}
+	return r
+}
+
+// parseOK turns the text of the 250 reply to DATA into a reply, splitting an
+// enhanced status code off the front.
+func parseOK(text string) *events.SMTPReply {
+	r := &events.SMTPReply{Code: 250, Text: text}
+	if code, rest, ok := strings.Cut(text, " "); ok && strings.Count(code, ".") == 2 && len(code) <= 11 {
+		r.Enhanced, r.Text = code, rest
+	}
+	return r
+}
+
+func ms(d time.Duration) float64 { return float64(d.Microseconds()) / 1000 }
+
+func tlsVersion(v uint16) string {
+	switch v {
+	case tls.VersionTLS10:
+		return "TLS1.0"
+	case tls.VersionTLS11:
+		return "TLS1.1"
+	case tls.VersionTLS12:
+		return "TLS1.2"
+	case tls.VersionTLS13:
+		return "TLS1.3"
+	}
+	return fmt.Sprintf("0x%04x", v)
+}
+
+func isLoopback(a net.Addr) bool {
+	if ta, ok := a.(*net.TCPAddr); ok {
+		return ta.IP.IsLoopback()
+	}
+	return false
+}
+

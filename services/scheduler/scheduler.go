@@ -1,0 +1,204 @@
+// Package scheduler emits test.scheduled for every check at every site once
+// per interval. Slots are aligned to the unix epoch plus a stable per-check
+// phase (checks.Check.Phase), and each slot's message id is derived from
+// (check, site, slot), so that several scheduler replicas can run side by
+// side and JetStream stores one copy of each test.
+package scheduler
+
+import (
+	"context"
+	"crypto/rand"
+	"fmt"
+	"io"
+	"log/slog"
+	"time"
+
+	"github.com/emailscout/emailscout/internal/platform"
+	"github.com/emailscout/emailscout/pkg/checks"
+	"github.com/emailscout/emailscout/pkg/events"
+	"github.com/jonboulle/clockwork"
+	"github.com/prometheus/client_golang/prometheus"
+)
+
+// Config configures the scheduler.
+type Config struct {
+	// CatchUp: on start, a slot that began at most this long ago is still
+	// published (a restart inside a slot does not skip it). Capped at half
+	// of events.DuplicateWindow so that a replica's copy is de-duplicated.
+	// Zero means 2 minutes.
+	CatchUp time.Duration `env:"SCOUT_SCHEDULER_CATCH_UP" envDefault:"2m"`
+}
+
+// Deps are the scheduler's collaborators.
+type Deps struct {
+	Checks     *checks.File
+	Publisher  platform.Publisher
+	Clock      clockwork.Clock        // nil: the real clock
+	Rand       io.Reader              // test id randomness; nil: crypto/rand
+	Logger     *slog.Logger           // nil: discard
+	Registerer prometheus.Registerer // nil: no metrics
+}
+
+// Scheduler publishes the tests of every check and site.
+type Scheduler struct {
+	cfg     Config
+	deps    Deps
+	log     *slog.Logger
+	metrics metrics
+}
+
+type metrics struct {
+	published  prometheus.Counter
+	duplicates prometheus.Counter
+	failures   prometheus.Counter
+}
+
+// New validates cfg and deps and returns a Scheduler.
+func New(cfg Config, deps Deps) (*Scheduler, error) {
+	if deps.Checks == nil || deps.Publisher == nil {
+		return nil, fmt.Errorf("scheduler: Checks and Publisher are required")
+	}
+	if deps.Clock == nil {
+		deps.Clock = clockwork.NewRealClock()
+	}
+	if deps.Rand == nil {
+		deps.Rand = rand.Reader
+	}
+	if deps.Logger == nil {
+		deps.Logger = slog.New(slog.DiscardHandler)
+	}
+	if cfg.CatchUp <= 0 {
+		cfg.CatchUp = 2 * time.Minute
+	}
+	cfg.CatchUp = min(cfg.CatchUp, events.DuplicateWindow/2)
+	m := metrics{
+		published: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "scout_scheduler_tests_published_total", Help: "Tests published (stored by JetStream)."}),
+		duplicates: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "scout_scheduler_tests_duplicate_total", Help: "Tests another replica had published already."}),
+		failures: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "scout_scheduler_publish_failures_total", Help: "Tests that could not be published (retried until the slot ends)."}),
+	}
+	if deps.Registerer != nil {
+		deps.Registerer.MustRegister(m.published, m.duplicates, m.failures)
+	}
+	return &Scheduler{cfg: cfg, deps: deps, log: deps.Logger.With("component", "scheduler"), metrics: m}, nil
+}
+
+// entry is one (check, site) pair and its next slot.
+type entry struct {
+	check *checks.Check
+	site  string
+	slot  int64
+}
+
+// SlotStart is when slot n of c begins: epoch + n*interval + phase.
+func SlotStart(c *checks.Check, n int64) time.Time {
+	return time.Unix(0, 0).UTC().Add(time.Duration(n)*c.Interval + c.Phase())
+}
+
+// SlotAt returns the slot of c that contains t.
+func SlotAt(c *checks.Check, t time.Time) int64 {
+	d := t.Sub(time.Unix(0, 0)) - c.Phase()
+	n := int64(d / c.Interval)
+	if d < 0 && d%c.Interval != 0 {
+		n--
+	}
+	return n
+}
+
+// Run publishes tests until ctx ends. A publish that fails is retried every
+// second until the slot's send window closes; then the slot is given up
+// (the evaluator sees no test, which is not a success).
+func (s *Scheduler) Run(ctx context.Context) error {
+	now := s.deps.Clock.Now()
+	var entries []*entry
+	for _, c := range s.deps.Checks.Checks {
+		for _, site := range c.Sites {
+			e := &entry{check: c, site: site, slot: SlotAt(c, now)}
+			if now.Sub(SlotStart(c, e.slot)) > s.cfg.CatchUp {
+				e.slot++
+			}
+			entries = append(entries, e)
+		}
+	}
+	s.log.Info("scheduling", "checks", len(s.deps.Checks.Checks), "pairs", len(entries))
+	if len(entries) == 0 {
+		<-ctx.Done()
+		return nil
+	}
+	for {
+		next := SlotStart(entries[0].check, entries[0].slot)
+		for _, e := range entries[1:] {
+			if t := SlotStart(e.check, e.slot); t.Before(next) {
+				next = t
+			}
+		}
+		if wait := next.Sub(s.deps.Clock.Now()); wait > 0 {
+			timer := s.deps.Clock.NewTimer(wait)
+			select {
+			case <-ctx.Done():
+				timer.Stop()
+				return nil
+			case <-timer.Chan():
+			}
+		}
+		now := s.deps.Clock.Now()
+		retry := false
+		for _, e := range entries {
+			start := SlotStart(e.check, e.slot)
+			if start.After(now) {
+				continue
+			}
+			if err := s.publish(ctx, e, start); err != nil {
+				s.metrics.failures.Inc()
+				if now.Sub(start) < e.check.SendWindow() && ctx.Err() == nil {
+					s.log.Warn("publish failed, retrying", "check", e.check.ID, "site", e.site, "slot", e.slot, "error", err)
+					retry = true
+					continue
+				}
+				s.log.Error("slot given up: test not published", "check", e.check.ID, "site", e.site, "slot", e.slot, "error", err)
+			}
+			// The next slot after now (slots missed while the process was
+			// stalled are skipped, not sent late).
+			e.slot = max(e.slot+1, SlotAt(e.check, now)+1)
+		}
+		if ctx.Err() != nil {
+			return nil
+		}
+		if retry {
+			// A failed publish waits a second before its retry.
+			select {
+			case <-ctx.Done():
+				return nil
+			case <-s.deps.Clock.After(time.Second):
+			}
+		}
+	}
+}
+
+func (s *Scheduler) publish(ctx context.Context, e *entry, start time.Time) error {
+	id, err := events.NewTestID(s.deps.Rand)
+	if err != nil {
+		return err
+	}
+	ev := events.TestScheduled{
+		V: events.SchemaVersion, TestID: id, CheckID: e.check.ID, Site: e.site, Kind: e.check.Kind,
+		Attempt: 1, Reason: events.ReasonInterval, Slot: e.slot,
+		ScheduledAt: start, NotAfter: start.Add(e.check.SendWindow()),
+	}
+	pctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	defer cancel()
+	dup, err := s.deps.Publisher.Publish(pctx, ev)
+	if err != nil {
+		return err
+	}
+	if dup {
+		s.metrics.duplicates.Inc()
+		s.log.Debug("slot already published by another replica", "check", e.check.ID, "site", e.site, "slot", e.slot)
+		return nil
+	}
+	s.metrics.published.Inc()
+	s.log.Debug("test scheduled", "check", e.check.ID, "site", e.site, "slot", e.slot, "test_id", id)
+	return nil
+}
