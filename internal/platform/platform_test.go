@@ -94,7 +94,9 @@ func TestConsumeAckSemantics(t *testing.T) {
 		return nil
 	}
 	errc := make(chan error, 1)
-	go func() { errc <- platform.Consume(ctx, cons, h, platform.ConsumeOptions{Name: "t", Workers: 2, Registerer: reg}) }()
+	go func() {
+		errc <- platform.Consume(ctx, cons, h, platform.ConsumeOptions{Name: "t", Workers: 2, Registerer: reg})
+	}()
 	select {
 	case <-done:
 	case <-time.After(20 * time.Second):

@@ -350,4 +350,3 @@ func isLoopback(a net.Addr) bool {
 	}
 	return false
 }
-

@@ -33,9 +33,9 @@ type Config struct {
 type Deps struct {
 	Checks     *checks.File
 	Publisher  platform.Publisher
-	Clock      clockwork.Clock        // nil: the real clock
-	Rand       io.Reader              // test id randomness; nil: crypto/rand
-	Logger     *slog.Logger           // nil: discard
+	Clock      clockwork.Clock       // nil: the real clock
+	Rand       io.Reader             // test id randomness; nil: crypto/rand
+	Logger     *slog.Logger          // nil: discard
 	Registerer prometheus.Registerer // nil: no metrics
 }
 
