@@ -1,0 +1,62 @@
+// Command scout is Email Scout's operator tool: `scout dev` runs the whole
+// system on one machine, `scout check-config` validates a check file, and
+// the other subcommands query a running installation.
+package main
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"os"
+	"os/signal"
+	"syscall"
+
+	"github.com/spf13/cobra"
+)
+
+func main() {
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	if err := run(ctx, os.Args[1:], os.Getenv, os.Stdout); err != nil {
+		fmt.Fprintln(os.Stderr, "scout:", err)
+		os.Exit(exitCode(err))
+	}
+}
+
+// exitError carries a specific exit status.
+type exitError struct {
+	code int
+	err  error
+}
+
+func (e exitError) Error() string { return e.err.Error() }
+func (e exitError) Unwrap() error { return e.err }
+
+func exitCode(err error) int {
+	if e, ok := err.(exitError); ok {
+		return e.code
+	}
+	return 1
+}
+
+// run builds the command tree and executes args.
+func run(ctx context.Context, args []string, getenv func(string) string, stdout io.Writer) error {
+	root := &cobra.Command{
+		Use:           "scout",
+		Short:         "Email Scout: round-trip and service monitoring for mail systems",
+		SilenceUsage:  true,
+		SilenceErrors: true,
+	}
+	root.SetArgs(args)
+	root.SetOut(stdout)
+	root.SetErr(os.Stderr)
+	for _, add := range commands {
+		root.AddCommand(add(getenv))
+	}
+	return root.ExecuteContext(ctx)
+}
+
+// commands are the subcommands; each file of this package registers its own
+// in an init function, so that subcommands can be added without touching
+// this file.
+var commands []func(getenv func(string) string) *cobra.Command
