@@ -32,6 +32,10 @@ type ConsumeOptions struct {
 	Logger     *slog.Logger
 	// MaxNakDelay caps the redelivery delay; zero means one minute.
 	MaxNakDelay time.Duration
+	// PriorityGroup and PinnedTTL repeat the consumer definition's, for a
+	// pinned consumer (events.ConsumerDef.PriorityGroup).
+	PriorityGroup string
+	PinnedTTL     time.Duration
 }
 
 type consumeMetrics struct {
@@ -74,7 +78,13 @@ func Consume(ctx context.Context, cons jetstream.Consumer, h Handler, o ConsumeO
 		maxDelay = time.Minute
 	}
 	m := newConsumeMetrics(o.Registerer, o.Name)
-	iter, err := cons.Messages(jetstream.PullMaxMessages(max(64, 4*workers)))
+	pullOpts := []jetstream.PullMessagesOpt{jetstream.PullMaxMessages(max(64, 4*workers))}
+	if o.PriorityGroup != "" {
+		// Pull often enough that the pin does not lapse while we are alive.
+		expiry := min(30*time.Second, max(o.PinnedTTL/2, time.Second))
+		pullOpts = append(pullOpts, jetstream.PullPriorityGroup(o.PriorityGroup), jetstream.PullExpiry(expiry))
+	}
+	iter, err := cons.Messages(pullOpts...)
 	if err != nil {
 		return err
 	}

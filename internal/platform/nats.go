@@ -121,7 +121,7 @@ func Provision(ctx context.Context, js jetstream.JetStream, o ProvisionOptions) 
 // BindConsumer creates or updates the durable consumer def on the events
 // stream; the service owns its consumer's settings.
 func BindConsumer(ctx context.Context, js jetstream.JetStream, def events.ConsumerDef) (jetstream.Consumer, error) {
-	c, err := js.CreateOrUpdateConsumer(ctx, events.StreamName, jetstream.ConsumerConfig{
+	cc := jetstream.ConsumerConfig{
 		Durable:        def.Durable,
 		FilterSubjects: def.FilterSubjects,
 		AckPolicy:      jetstream.AckExplicitPolicy,
@@ -129,7 +129,13 @@ func BindConsumer(ctx context.Context, js jetstream.JetStream, def events.Consum
 		MaxAckPending:  def.MaxAckPending,
 		MaxDeliver:     def.MaxDeliver,
 		DeliverPolicy:  jetstream.DeliverAllPolicy,
-	})
+	}
+	if def.PriorityGroup != "" {
+		cc.PriorityPolicy = jetstream.PriorityPolicyPinned
+		cc.PriorityGroups = []string{def.PriorityGroup}
+		cc.PinnedTTL = def.PinnedTTL
+	}
+	c, err := js.CreateOrUpdateConsumer(ctx, events.StreamName, cc)
 	if err != nil {
 		return nil, fmt.Errorf("bind consumer %s: %w", def.Durable, err)
 	}

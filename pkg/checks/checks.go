@@ -91,6 +91,10 @@ type Check struct {
 	Contacts []Contact
 	// NotifyWarnings sends SMS for warning incidents (slow / degraded) too.
 	NotifyWarnings bool
+	// Canary marks a check of the monitor's own infrastructure (a mailbox
+	// the operator controls). It never opens a customer incident; a site
+	// whose canary is down does not vote in other checks' quorums.
+	Canary bool
 
 	// Line is where the check starts in the file (for messages).
 	Line int
@@ -338,6 +342,7 @@ type rawCheck struct {
 	Sites          []string  `yaml:"sites"`
 	Contacts       []Contact `yaml:"contacts"`
 	NotifyWarnings bool      `yaml:"notify_warnings"`
+	Canary         bool      `yaml:"canary"`
 	rawSettings    `yaml:",inline"`
 
 	line int
@@ -409,7 +414,7 @@ func (rc *rawCheck) resolve(name string, index int, file *rawFile) (*Check, []er
 	}
 	c := &Check{
 		ID: rc.ID, Customer: rc.Customer, Name: rc.Name, Kind: rc.Kind, Target: rc.Target,
-		Contacts: rc.Contacts, NotifyWarnings: rc.NotifyWarnings, Line: rc.line,
+		Contacts: rc.Contacts, NotifyWarnings: rc.NotifyWarnings, Canary: rc.Canary, Line: rc.line,
 	}
 	if c.Name == "" {
 		c.Name = c.ID

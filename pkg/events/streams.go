@@ -55,6 +55,11 @@ type ConsumerDef struct {
 	MaxAckPending int
 	// MaxDeliver bounds redeliveries of one message (-1: no bound).
 	MaxDeliver int
+	// PriorityGroup, when set, pins the consumer to one client at a time
+	// (JetStream priority groups, NATS >= 2.11): replicas stand by and take
+	// over when the pinned client has not pulled for PinnedTTL.
+	PriorityGroup string
+	PinnedTTL     time.Duration
 }
 
 // SenderConsumer is the consumer of one site's sender: every test scheduled
@@ -70,10 +75,17 @@ func SenderConsumer(site string) ConsumerDef {
 }
 
 // EvaluatorConsumer is the evaluator's consumer: every event that moves an
-// attempt or a verdict.
-func EvaluatorConsumer() ConsumerDef {
+// attempt or a verdict. It is pinned to one evaluator replica at a time, so
+// that verdict state has one writer; pinnedTTL is the failover time (zero
+// means 30s).
+func EvaluatorConsumer(pinnedTTL time.Duration) ConsumerDef {
+	if pinnedTTL <= 0 {
+		pinnedTTL = 30 * time.Second
+	}
 	return ConsumerDef{
-		Durable: "evaluator",
+		PriorityGroup: "evaluator",
+		PinnedTTL:     pinnedTTL,
+		Durable:       "evaluator",
 		FilterSubjects: []string{
 			SubjectTestScheduled + ".>",
 			SubjectMailSent + ".>",

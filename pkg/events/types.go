@@ -358,7 +358,11 @@ type CheckResult struct {
 	Site     string `json:"site"`
 	Kind     string `json:"kind"`
 	Attempt  int    `json:"attempt"`
-	Status   string `json:"status"` // StatusOK, StatusSlow, ...
+	// Reason and OriginTestID repeat the TestScheduled that asked for the
+	// attempt, so a verdict can tell a confirmation from a regular test.
+	Reason       string `json:"reason,omitempty"`
+	OriginTestID string `json:"origin_test_id,omitempty"`
+	Status       string `json:"status"` // StatusOK, StatusSlow, ...
 	// Revision is 1 for the verdict and 2 for the update of a timeout whose
 	// probe came back late (Late is then true). The status never changes
 	// between revisions: a late return keeps the timeout verdict.

@@ -1,0 +1,282 @@
+package evaluator
+
+import (
+	"context"
+	"fmt"
+	"time"
+
+	"github.com/emailscout/emailscout/pkg/checks"
+	"github.com/emailscout/emailscout/pkg/events"
+	"github.com/emailscout/emailscout/pkg/probemail"
+)
+
+// Attempt is the evaluator's record of one test attempt (KV key
+// attempt.<test id>). It is created by whichever event of the attempt
+// arrives first and is done once its check.result is published.
+type Attempt struct {
+	TestID       string     `json:"test_id"`
+	CheckID      string     `json:"check_id"`
+	Site         string     `json:"site"`
+	Kind         string     `json:"kind"`
+	Attempt      int        `json:"attempt"`
+	Reason       string     `json:"reason,omitempty"`
+	OriginTestID string     `json:"origin_test_id,omitempty"`
+	ScheduledAt  time.Time  `json:"scheduled_at,omitempty"`
+	NotAfter     time.Time  `json:"not_after,omitempty"`
+	StartedAt    time.Time  `json:"started_at,omitempty"`
+	SentAt       *time.Time `json:"sent_at,omitempty"`
+	// Deadline and DeadlineKind: the pending timer (zero when done).
+	Deadline     time.Time `json:"deadline,omitempty"`
+	DeadlineKind string    `json:"deadline_kind,omitempty"`
+	Done         bool      `json:"done"`
+	Status       string    `json:"status,omitempty"` // the verdict once Done
+	// LateRecorded: a probe that came back after its timeout was recorded
+	// (CheckResult revision 2).
+	LateRecorded bool `json:"late_recorded,omitempty"`
+}
+
+func attemptKey(testID string) string { return prefixAttempt + testID }
+
+// timer returns the deadline timer of a pending attempt.
+func (a *Attempt) timer() (time.Time, events.Event, bool) {
+	if a.Done || a.Deadline.IsZero() {
+		return time.Time{}, nil, false
+	}
+	return a.Deadline, events.CheckTimeout{
+		V: events.SchemaVersion, TestID: a.TestID, CheckID: a.CheckID, Site: a.Site,
+		Attempt: a.Attempt, Deadline: a.DeadlineKind, DueAt: a.Deadline,
+	}, true
+}
+
+// loadAttempt returns the attempt record of testID, or a new one built by
+// fill when none exists yet (rev 0).
+func (e *Evaluator) loadAttempt(ctx context.Context, testID string, fill func(*Attempt)) (*Attempt, uint64, error) {
+	var a Attempt
+	rev, found, err := e.state.get(ctx, attemptKey(testID), &a)
+	if err != nil {
+		return nil, 0, err
+	}
+	if !found {
+		a = Attempt{TestID: testID}
+		fill(&a)
+	}
+	return &a, rev, nil
+}
+
+// saveAttempt writes a and arms or disarms its timer in this process (the
+// KV watch does the same for the other replicas).
+func (e *Evaluator) saveAttempt(ctx context.Context, a *Attempt, rev uint64) error {
+	if _, err := e.state.put(ctx, attemptKey(a.TestID), a, rev, e.cfg.AttemptTTL); err != nil {
+		return err
+	}
+	if due, ev, ok := a.timer(); ok {
+		e.timers.arm(attemptKey(a.TestID), due, ev)
+	} else {
+		e.timers.disarm(attemptKey(a.TestID))
+	}
+	return nil
+}
+
+// onScheduled starts tracking an attempt: its first deadline is the end of
+// the send window plus SubmitGrace (round trip: the sender must report
+// mail.sent; service check: the sender must report a result within the
+// timeout as well).
+func (e *Evaluator) onScheduled(ctx context.Context, ev *events.TestScheduled) error {
+	c := e.check(ev.CheckID, ev.Subject())
+	if c == nil {
+		return nil
+	}
+	a, rev, err := e.loadAttempt(ctx, ev.TestID, func(a *Attempt) { a.fromScheduled(ev) })
+	if err != nil {
+		return err
+	}
+	if rev != 0 {
+		if a.Done || !a.ScheduledAt.IsZero() {
+			return nil // seen already, or finished by an event that came first
+		}
+		a.fromScheduled(ev) // mail.sent came first: keep its deadline
+		return e.saveAttempt(ctx, a, rev)
+	}
+	notAfter := ev.NotAfter
+	if notAfter.IsZero() {
+		notAfter = ev.ScheduledAt.Add(c.SendWindow())
+	}
+	if c.Kind == events.KindRoundTrip {
+		a.Deadline, a.DeadlineKind = notAfter.Add(e.cfg.SubmitGrace), events.DeadlineSubmission
+	} else {
+		a.Deadline, a.DeadlineKind = notAfter.Add(c.Timeout+e.cfg.SubmitGrace), events.DeadlineResult
+	}
+	return e.saveAttempt(ctx, a, rev)
+}
+
+func (a *Attempt) fromScheduled(ev *events.TestScheduled) {
+	a.CheckID, a.Site, a.Kind, a.Attempt = ev.CheckID, ev.Site, ev.Kind, ev.Attempt
+	a.Reason, a.OriginTestID = ev.Reason, ev.OriginTestID
+	a.ScheduledAt, a.NotAfter = ev.ScheduledAt, ev.NotAfter
+}
+
+// onSent moves a round-trip attempt from "submitting" to "in flight" (the
+// return deadline is started_at + timeout + Settle), or finishes it when
+// the submission failed.
+func (e *Evaluator) onSent(ctx context.Context, ev *events.MailSent) error {
+	c := e.check(ev.CheckID, ev.Subject())
+	if c == nil {
+		return nil
+	}
+	a, rev, err := e.loadAttempt(ctx, ev.TestID, func(a *Attempt) {
+		a.CheckID, a.Site, a.Kind, a.Attempt = ev.CheckID, ev.Site, events.KindRoundTrip, ev.Attempt
+	})
+	if err != nil {
+		return err
+	}
+	if a.Done {
+		return nil
+	}
+	switch ev.Status {
+	case events.SentOK:
+		a.StartedAt = ev.StartedAt
+		sent := ev.SentAt
+		a.SentAt = &sent
+		a.Deadline, a.DeadlineKind = ev.StartedAt.Add(c.Timeout+e.cfg.Settle), events.DeadlineReturn
+		return e.saveAttempt(ctx, a, rev)
+	case events.SentFailed:
+		a.StartedAt = ev.StartedAt
+		r := e.result(c, a, events.StatusFailed)
+		r.Reply, r.ErrorClass, r.Error, r.Timings = ev.Reply, ev.ErrorClass, ev.Error, ev.Timings
+		return e.finish(ctx, a, rev, r)
+	default: // monitor_error: our side could not submit the probe
+		a.StartedAt = ev.StartedAt
+		if a.StartedAt.IsZero() {
+			a.StartedAt = e.deps.Clock.Now()
+		}
+		r := e.result(c, a, events.StatusMonitorError)
+		r.Reply, r.ErrorClass, r.Error, r.Timings = ev.Reply, ev.ErrorClass, ev.Error, ev.Timings
+		return e.finish(ctx, a, rev, r)
+	}
+}
+
+// onReturned finishes a round-trip attempt: rtt = received_at - started_at,
+// both monitor clocks (the signed start comes with the return, so a return
+// that arrives before its mail.sent is evaluated all the same). A return
+// after the attempt timed out keeps the timeout verdict and is recorded
+// with its real rtt (revision 2).
+func (e *Evaluator) onReturned(ctx context.Context, ev *events.MailReturned) error {
+	c := e.check(ev.CheckID, ev.Subject())
+	if c == nil {
+		return nil
+	}
+	a, rev, err := e.loadAttempt(ctx, ev.TestID, func(a *Attempt) {
+		a.CheckID, a.Site, a.Kind, a.Attempt = ev.CheckID, ev.Site, events.KindRoundTrip, ev.Attempt
+	})
+	if err != nil {
+		return err
+	}
+	a.StartedAt = ev.StartedAt
+	rt := probemail.Measure(ev.StartedAt, ev.ReceivedAt, ev.ReflectedAt)
+	if a.Done {
+		if a.Status != events.StatusTimeout || a.LateRecorded {
+			e.m.duplicateReturns.Inc()
+			return nil // a duplicate return
+		}
+		r := e.result(c, a, events.StatusTimeout)
+		r.Revision, r.Late = 2, true
+		withReturn(r, ev, rt)
+		if _, err := e.pub.Publish(ctx, r); err != nil {
+			return err
+		}
+		e.m.lateReturns.Inc()
+		a.LateRecorded = true
+		return e.saveAttempt(ctx, a, rev)
+	}
+	status := events.StatusOK
+	switch {
+	case rt.RTT >= c.Timeout:
+		status = events.StatusTimeout // came back, but after the timeout
+	case rt.RTT >= c.Slow:
+		status = events.StatusSlow
+	}
+	r := e.result(c, a, status)
+	withReturn(r, ev, rt)
+	if status == events.StatusTimeout {
+		r.Late = true
+		a.LateRecorded = true
+	}
+	e.m.monitorLatency.Observe(e.deps.Clock.Since(ev.ReceivedAt).Seconds())
+	return e.finish(ctx, a, rev, r)
+}
+
+func withReturn(r *events.CheckResult, ev *events.MailReturned, rt probemail.RoundTrip) {
+	recv := ev.ReceivedAt
+	r.ReceivedAt = &recv
+	r.ReflectedAt = ev.ReflectedAt
+	r.RTTMS = ms(rt.RTT)
+	if rt.Outgoing != nil {
+		r.OutgoingLegMS, r.IncomingLegMS, r.SkewMS = ms(*rt.Outgoing), ms(*rt.Incoming), ms(*rt.Skew)
+		r.SkewSuspect = rt.SkewSuspect
+	}
+}
+
+func ms(d time.Duration) *int64 {
+	v := d.Milliseconds()
+	return &v
+}
+
+// onTimeout applies a deadline that fired, unless the attempt moved on in
+// the meantime (done, or a newer deadline).
+func (e *Evaluator) onTimeout(ctx context.Context, ev *events.CheckTimeout) error {
+	c := e.check(ev.CheckID, ev.Subject())
+	if c == nil {
+		return nil
+	}
+	var a Attempt
+	rev, found, err := e.state.get(ctx, attemptKey(ev.TestID), &a)
+	if err != nil {
+		return err
+	}
+	if !found || a.Done || a.DeadlineKind != ev.Deadline || !a.Deadline.Equal(ev.DueAt) {
+		return nil
+	}
+	var r *events.CheckResult
+	switch ev.Deadline {
+	case events.DeadlineReturn:
+		r = e.result(c, &a, events.StatusTimeout)
+		r.Error = fmt.Sprintf("no return within %v", c.Timeout)
+	case events.DeadlineSubmission:
+		if a.StartedAt.IsZero() {
+			a.StartedAt = a.ScheduledAt
+		}
+		r = e.result(c, &a, events.StatusMonitorError)
+		r.ErrorClass = "not_submitted"
+		r.Error = fmt.Sprintf("the sender at %s reported no submission by %s", a.Site, a.Deadline.UTC().Format(time.RFC3339))
+	default:
+		if a.StartedAt.IsZero() {
+			a.StartedAt = a.ScheduledAt
+		}
+		r = e.result(c, &a, events.StatusMonitorError)
+		r.ErrorClass = "no_result"
+		r.Error = fmt.Sprintf("the sender at %s reported no result by %s", a.Site, a.Deadline.UTC().Format(time.RFC3339))
+	}
+	return e.finish(ctx, &a, rev, r)
+}
+
+// result starts the check.result of attempt a.
+func (e *Evaluator) result(c *checks.Check, a *Attempt, status string) *events.CheckResult {
+	return &events.CheckResult{
+		V: events.SchemaVersion, TestID: a.TestID, CheckID: a.CheckID, Customer: c.Customer,
+		Site: a.Site, Kind: c.Kind, Attempt: max(a.Attempt, 1), Reason: a.Reason, OriginTestID: a.OriginTestID,
+		Status: status, Revision: 1, StartedAt: a.StartedAt, SentAt: a.SentAt,
+		FinishedAt: e.deps.Clock.Now(), Target: c.Target,
+	}
+}
+
+// finish publishes the attempt's verdict, then marks the attempt done. The
+// order matters: if the process dies in between, the event is handled
+// again and the same result id is published (JetStream keeps one).
+func (e *Evaluator) finish(ctx context.Context, a *Attempt, rev uint64, r *events.CheckResult) error {
+	if _, err := e.pub.Publish(ctx, r); err != nil {
+		return err
+	}
+	e.m.results.WithLabelValues(r.Status).Inc()
+	a.Done, a.Status, a.Deadline, a.DeadlineKind = true, r.Status, time.Time{}, ""
+	return e.saveAttempt(ctx, a, rev)
+}

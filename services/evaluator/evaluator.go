@@ -1,0 +1,246 @@
+// Package evaluator owns every verdict of Email Scout: per-attempt deadlines
+// (ok / slow / timeout from monitor clocks), the retest after retry_delay,
+// the confirmation fan-out to other sites, each site's verdict, the quorum
+// across sites, incidents, and the monitor's own health per site.
+//
+// All state lives in JetStream KV (bucket scout_evaluator for attempts,
+// site verdicts, retests and health; scout_incidents for incidents), written
+// with compare-and-set, and every timer is a record in that bucket, so a
+// restarted or replacement evaluator re-arms every deadline and neither
+// loses nor duplicates an incident. The consumer is pinned to one replica at
+// a time (a JetStream priority group); standby replicas take over after the
+// failover time. Every event handler is idempotent and order-independent.
+//
+// The state machine and the worst-case arithmetic are in
+// docs/evaluation.md.
+package evaluator
+
+import (
+	"context"
+	"crypto/rand"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/emailscout/emailscout/internal/platform"
+	"github.com/emailscout/emailscout/pkg/checks"
+	"github.com/emailscout/emailscout/pkg/events"
+	"github.com/jonboulle/clockwork"
+	"github.com/nats-io/nats.go/jetstream"
+	"github.com/prometheus/client_golang/prometheus"
+	"golang.org/x/sync/errgroup"
+)
+
+// Config configures the evaluator.
+type Config struct {
+	// SubmitGrace: a test whose sender reported nothing this long after its
+	// send window closed (TestScheduled.NotAfter) is a monitor_error.
+	SubmitGrace time.Duration `env:"SCOUT_EVALUATOR_SUBMIT_GRACE" envDefault:"2m"`
+	// Settle: a return deadline fires this long after the timeout, so that
+	// a probe received just in time but still on its way into the stream is
+	// counted as returned.
+	Settle time.Duration `env:"SCOUT_EVALUATOR_SETTLE" envDefault:"1s"`
+	// Workers handle events in parallel, one check per worker at a time.
+	Workers int `env:"SCOUT_EVALUATOR_WORKERS" envDefault:"8"`
+	// Failover is how long a standby replica waits before it takes over
+	// from a replica that stopped pulling (the consumer's pinned TTL).
+	Failover time.Duration `env:"SCOUT_EVALUATOR_FAILOVER" envDefault:"30s"`
+	// AttemptTTL: attempt records expire this long after creation; a probe
+	// returning later is recorded as a late orphan.
+	AttemptTTL time.Duration `env:"SCOUT_EVALUATOR_ATTEMPT_TTL" envDefault:"48h"`
+}
+
+// Deps are the evaluator's collaborators.
+type Deps struct {
+	Checks     *checks.File
+	JS         jetstream.JetStream
+	Publisher  platform.Publisher     // nil: JetStreamPublisher on JS
+	Clock      clockwork.Clock        // nil: the real clock
+	Rand       io.Reader              // test ids of retests; nil: crypto/rand
+	Logger     *slog.Logger           // nil: discard
+	Registerer prometheus.Registerer // nil: no metrics
+	Health     *platform.Health       // nil: none
+}
+
+// Evaluator is the verdict service.
+type Evaluator struct {
+	cfg     Config
+	deps    Deps
+	log     *slog.Logger
+	m       *metrics
+	pub     platform.Publisher
+	state   *store // scout_evaluator
+	inc     *store // scout_incidents
+	healthy *healthTracker
+
+	mu     sync.Mutex // guards timers, which Run creates
+	timers *timers
+}
+
+// New validates cfg and deps. It does not touch NATS; Run does.
+func New(cfg Config, deps Deps) (*Evaluator, error) {
+	if deps.Checks == nil || deps.JS == nil {
+		return nil, errors.New("evaluator: Checks and JS are required")
+	}
+	if deps.Clock == nil {
+		deps.Clock = clockwork.NewRealClock()
+	}
+	if deps.Rand == nil {
+		deps.Rand = rand.Reader
+	}
+	if deps.Logger == nil {
+		deps.Logger = slog.New(slog.DiscardHandler)
+	}
+	if deps.Publisher == nil {
+		deps.Publisher = platform.JetStreamPublisher{JS: deps.JS}
+	}
+	if cfg.Workers <= 0 {
+		cfg.Workers = 8
+	}
+	if cfg.AttemptTTL <= 0 {
+		cfg.AttemptTTL = 48 * time.Hour
+	}
+	if cfg.Settle < 0 || cfg.SubmitGrace < 0 {
+		return nil, errors.New("evaluator: SCOUT_EVALUATOR_SETTLE and SCOUT_EVALUATOR_SUBMIT_GRACE must not be negative")
+	}
+	return &Evaluator{
+		cfg: cfg, deps: deps, pub: deps.Publisher,
+		log: deps.Logger.With("component", "evaluator"),
+		m:   newMetrics(deps.Registerer),
+	}, nil
+}
+
+// Run binds the consumer, loads and watches the timers, and handles events
+// until ctx ends.
+func (e *Evaluator) Run(ctx context.Context) error {
+	def := events.EvaluatorConsumer(e.cfg.Failover)
+	cons, err := platform.BindConsumer(ctx, e.deps.JS, def)
+	if err != nil {
+		return err
+	}
+	kv, err := e.deps.JS.KeyValue(ctx, events.BucketEvaluator)
+	if err != nil {
+		return fmt.Errorf("evaluator: kv %s: %w", events.BucketEvaluator, err)
+	}
+	ikv, err := e.deps.JS.KeyValue(ctx, events.BucketIncidents)
+	if err != nil {
+		return fmt.Errorf("evaluator: kv %s: %w", events.BucketIncidents, err)
+	}
+	e.state, e.inc = newStore(kv), newStore(ikv)
+	e.mu.Lock()
+	e.timers = newTimers(e.deps.Clock, e.pub, kv, e.log, func(kind string) { e.m.timersFired.WithLabelValues(kind).Inc() })
+	e.mu.Unlock()
+	e.healthy = newHealthTracker(e.state, e.m, e.log)
+	if e.deps.Health != nil {
+		e.deps.Health.Add("evaluator", func() error {
+			select {
+			case <-e.timers.ready:
+				return nil
+			default:
+				return errors.New("loading timers")
+			}
+		})
+	}
+	g, gctx := errgroup.WithContext(ctx)
+	g.Go(func() error { return e.timers.watch(gctx) })
+	g.Go(func() error {
+		select {
+		case <-e.timers.ready:
+		case <-gctx.Done():
+			return nil
+		}
+		e.log.Info("timers loaded", "armed", e.timers.pending())
+		return e.timers.run(gctx)
+	})
+	g.Go(func() error {
+		select {
+		case <-e.timers.ready:
+		case <-gctx.Done():
+			return nil
+		}
+		return platform.Consume(gctx, cons, e.handle, platform.ConsumeOptions{
+			Name: def.Durable, Workers: e.cfg.Workers, Key: checkKey, Registerer: e.deps.Registerer,
+			Logger: e.log, PriorityGroup: def.PriorityGroup, PinnedTTL: def.PinnedTTL,
+		})
+	})
+	return g.Wait()
+}
+
+// NextTimer reports the earliest armed deadline or retest of this replica
+// (false when none is armed or Run has not loaded the timers yet).
+func (e *Evaluator) NextTimer() (time.Time, bool) {
+	t := e.timersLoaded()
+	if t == nil {
+		return time.Time{}, false
+	}
+	return t.next()
+}
+
+func (e *Evaluator) timersLoaded() *timers {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	return e.timers
+}
+
+// checkKey routes every event of one check to the same worker: the last
+// subject token is the check id.
+func checkKey(msg jetstream.Msg) string {
+	s := msg.Subject()
+	return s[strings.LastIndexByte(s, '.')+1:]
+}
+
+// handle dispatches one event by subject name.
+func (e *Evaluator) handle(ctx context.Context, msg jetstream.Msg) error {
+	subj, err := events.ParseSubject(msg.Subject())
+	if err != nil {
+		return platform.Permanent(err)
+	}
+	switch subj.Name {
+	case events.SubjectTestScheduled:
+		ev, err := events.Decode[events.TestScheduled](msg.Data())
+		if err != nil {
+			return err
+		}
+		return e.onScheduled(ctx, &ev)
+	case events.SubjectMailSent:
+		ev, err := events.Decode[events.MailSent](msg.Data())
+		if err != nil {
+			return err
+		}
+		return e.onSent(ctx, &ev)
+	case events.SubjectMailReturned:
+		ev, err := events.Decode[events.MailReturned](msg.Data())
+		if err != nil {
+			return err
+		}
+		return e.onReturned(ctx, &ev)
+	case events.SubjectCheckTimeout:
+		ev, err := events.Decode[events.CheckTimeout](msg.Data())
+		if err != nil {
+			return err
+		}
+		return e.onTimeout(ctx, &ev)
+	case events.SubjectCheckResult:
+		ev, err := events.Decode[events.CheckResult](msg.Data())
+		if err != nil {
+			return err
+		}
+		return e.onResult(ctx, &ev)
+	}
+	return platform.Permanent(fmt.Errorf("evaluator does not handle %s", subj.Name))
+}
+
+// check returns the check of an event, or nil (logged) when the check is
+// no longer in the check file: its events are acknowledged and dropped.
+func (e *Evaluator) check(id, subject string) *checks.Check {
+	c := e.deps.Checks.Lookup(id)
+	if c == nil {
+		e.m.unknownCheck.Inc()
+		e.log.Info("event for a check that is not in the check file: ignored", "check", id, "event", subject)
+	}
+	return c
+}

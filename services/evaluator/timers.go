@@ -1,0 +1,264 @@
+package evaluator
+
+import (
+	"container/heap"
+	"context"
+	"encoding/json"
+	"errors"
+	"log/slog"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/emailscout/emailscout/internal/platform"
+	"github.com/emailscout/emailscout/pkg/events"
+	"github.com/jonboulle/clockwork"
+	"github.com/nats-io/nats.go/jetstream"
+)
+
+// Timer records live in the evaluator bucket, so that a restarted or
+// standby evaluator re-arms every deadline:
+//
+//	attempt.<test id>   an attempt; while not done, its Deadline is a timer
+//	                    that publishes check.timeout
+//	retest.<key>        a confirmation test to publish at DueAt (deleted
+//	                    once published)
+const (
+	prefixAttempt = "attempt."
+	prefixRetest  = "retest."
+)
+
+// RetestRecord is a scheduled confirmation (KV key retest.<origin>.<site>.<attempt>).
+type RetestRecord struct {
+	DueAt time.Time            `json:"due_at"`
+	Test  events.TestScheduled `json:"test"`
+}
+
+// timers fires persisted deadlines on the injected clock. Every replica runs
+// one: it learns timers from its own handlers (arm) and from a KV watch
+// (writes by any replica, and everything pending at start). A timer that
+// fires twice (two replicas) publishes the same message id, which
+// JetStream stores once.
+type timers struct {
+	clock clockwork.Clock
+	pub   platform.Publisher
+	kv    jetstream.KeyValue
+	log   *slog.Logger
+	fired func(kind string)
+
+	mu      sync.Mutex
+	entries map[string]*timerEntry
+	queue   timerHeap
+	wake    chan struct{}
+	ready   chan struct{} // closed when the watch delivered the initial state
+}
+
+type timerEntry struct {
+	key   string
+	due   time.Time
+	ev    events.Event
+	index int
+}
+
+func newTimers(clock clockwork.Clock, pub platform.Publisher, kv jetstream.KeyValue, log *slog.Logger, fired func(string)) *timers {
+	return &timers{
+		clock: clock, pub: pub, kv: kv, log: log, fired: fired,
+		entries: map[string]*timerEntry{}, wake: make(chan struct{}, 1), ready: make(chan struct{}),
+	}
+}
+
+// arm sets (or moves) the timer key to publish ev at due.
+func (t *timers) arm(key string, due time.Time, ev events.Event) {
+	t.mu.Lock()
+	if e, ok := t.entries[key]; ok {
+		e.due, e.ev = due, ev
+		heap.Fix(&t.queue, e.index)
+	} else {
+		e := &timerEntry{key: key, due: due, ev: ev}
+		t.entries[key] = e
+		heap.Push(&t.queue, e)
+	}
+	t.mu.Unlock()
+	t.poke()
+}
+
+// disarm removes the timer key, if armed.
+func (t *timers) disarm(key string) {
+	t.mu.Lock()
+	if e, ok := t.entries[key]; ok {
+		heap.Remove(&t.queue, e.index)
+		delete(t.entries, key)
+	}
+	t.mu.Unlock()
+	t.poke()
+}
+
+func (t *timers) poke() {
+	select {
+	case t.wake <- struct{}{}:
+	default:
+	}
+}
+
+// pending returns the number of armed timers.
+func (t *timers) pending() int {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	return len(t.entries)
+}
+
+// next returns the earliest armed due time.
+func (t *timers) next() (time.Time, bool) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	if len(t.queue) == 0 {
+		return time.Time{}, false
+	}
+	return t.queue[0].due, true
+}
+
+// run fires timers until ctx ends. It always waits on one clock timer (an
+// hour when nothing is armed), which keeps fake-clock tests deterministic.
+func (t *timers) run(ctx context.Context) error {
+	for {
+		t.mu.Lock()
+		wait := time.Hour
+		if len(t.queue) > 0 {
+			wait = max(t.clock.Until(t.queue[0].due), 0)
+		}
+		t.mu.Unlock()
+		timer := t.clock.NewTimer(wait)
+		select {
+		case <-ctx.Done():
+			timer.Stop()
+			return nil
+		case <-t.wake:
+			timer.Stop()
+			continue
+		case <-timer.Chan():
+		}
+		t.fireDue(ctx)
+	}
+}
+
+func (t *timers) fireDue(ctx context.Context) {
+	now := t.clock.Now()
+	for {
+		t.mu.Lock()
+		if len(t.queue) == 0 || t.queue[0].due.After(now) {
+			t.mu.Unlock()
+			return
+		}
+		e := heap.Pop(&t.queue).(*timerEntry)
+		delete(t.entries, e.key)
+		t.mu.Unlock()
+
+		ev := e.ev
+		if to, ok := ev.(events.CheckTimeout); ok {
+			to.FiredAt = now
+			ev = to
+		}
+		pctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+		_, err := t.pub.Publish(pctx, ev)
+		cancel()
+		if err != nil {
+			if ctx.Err() != nil {
+				return
+			}
+			t.log.Warn("timer publish failed, retrying in 1s", "key", e.key, "error", err)
+			t.arm(e.key, now.Add(time.Second), e.ev)
+			continue
+		}
+		kind := "deadline"
+		if strings.HasPrefix(e.key, prefixRetest) {
+			kind = "retest"
+			dctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+			if err := t.kv.Delete(dctx, e.key); err != nil && !errors.Is(err, jetstream.ErrKeyNotFound) {
+				t.log.Warn("retest record not deleted; it is published again at restart (de-duplicated)", "key", e.key, "error", err)
+			}
+			cancel()
+		}
+		if t.fired != nil {
+			t.fired(kind)
+		}
+	}
+}
+
+// watch follows the attempt and retest records of every replica and arms
+// or disarms their timers. It closes t.ready once the state at start has
+// been read.
+func (t *timers) watch(ctx context.Context) error {
+	w, err := t.kv.WatchFiltered(ctx, []string{prefixAttempt + ">", prefixRetest + ">"})
+	if err != nil {
+		return err
+	}
+	defer w.Stop()
+	initial := true
+	for {
+		select {
+		case <-ctx.Done():
+			return nil
+		case e, ok := <-w.Updates():
+			if !ok {
+				if ctx.Err() != nil {
+					return nil
+				}
+				return errors.New("kv watch closed")
+			}
+			if e == nil {
+				if initial {
+					initial = false
+					close(t.ready)
+				}
+				continue
+			}
+			t.apply(e)
+		}
+	}
+}
+
+func (t *timers) apply(e jetstream.KeyValueEntry) {
+	key := e.Key()
+	if e.Operation() != jetstream.KeyValuePut {
+		t.disarm(key)
+		return
+	}
+	switch {
+	case strings.HasPrefix(key, prefixAttempt):
+		var a Attempt
+		if err := json.Unmarshal(e.Value(), &a); err != nil {
+			t.log.Warn("undecodable attempt record", "key", key, "error", err)
+			return
+		}
+		if due, ev, ok := a.timer(); ok {
+			t.arm(key, due, ev)
+		} else {
+			t.disarm(key)
+		}
+	case strings.HasPrefix(key, prefixRetest):
+		var r RetestRecord
+		if err := json.Unmarshal(e.Value(), &r); err != nil {
+			t.log.Warn("undecodable retest record", "key", key, "error", err)
+			return
+		}
+		t.arm(key, r.DueAt, r.Test)
+	}
+}
+
+type timerHeap []*timerEntry
+
+func (h timerHeap) Len() int { return len(h) }
+func (h timerHeap) Less(i, j int) bool {
+	if h[i].due.Equal(h[j].due) {
+		return h[i].key < h[j].key
+	}
+	return h[i].due.Before(h[j].due)
+}
+func (h timerHeap) Swap(i, j int)  { h[i], h[j] = h[j], h[i]; h[i].index = i; h[j].index = j }
+func (h *timerHeap) Push(x any)   { e := x.(*timerEntry); e.index = len(*h); *h = append(*h, e) }
+func (h *timerHeap) Pop() any {
+	old := *h
+	e := old[len(old)-1]
+	*h = old[:len(old)-1]
+	return e
+}
