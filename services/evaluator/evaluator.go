@@ -58,12 +58,12 @@ type Config struct {
 type Deps struct {
 	Checks     *checks.File
 	JS         jetstream.JetStream
-	Publisher  platform.Publisher     // nil: JetStreamPublisher on JS
-	Clock      clockwork.Clock        // nil: the real clock
-	Rand       io.Reader              // test ids of retests; nil: crypto/rand
-	Logger     *slog.Logger           // nil: discard
+	Publisher  platform.Publisher    // nil: JetStreamPublisher on JS
+	Clock      clockwork.Clock       // nil: the real clock
+	Rand       io.Reader             // test ids of retests; nil: crypto/rand
+	Logger     *slog.Logger          // nil: discard
 	Registerer prometheus.Registerer // nil: no metrics
-	Health     *platform.Health       // nil: none
+	Health     *platform.Health      // nil: none
 }
 
 // Evaluator is the verdict service.

@@ -120,4 +120,3 @@ func (s *store) forget(key string) {
 	defer s.mu.Unlock()
 	delete(s.cache, key)
 }
-

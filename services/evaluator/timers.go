@@ -254,7 +254,7 @@ func (h timerHeap) Less(i, j int) bool {
 	}
 	return h[i].due.Before(h[j].due)
 }
-func (h timerHeap) Swap(i, j int)  { h[i], h[j] = h[j], h[i]; h[i].index = i; h[j].index = j }
+func (h timerHeap) Swap(i, j int) { h[i], h[j] = h[j], h[i]; h[i].index = i; h[j].index = j }
 func (h *timerHeap) Push(x any)   { e := x.(*timerEntry); e.index = len(*h); *h = append(*h, e) }
 func (h *timerHeap) Pop() any {
 	old := *h
