@@ -1,13 +1,15 @@
 module github.com/emailscout/emailscout/services/notifier
 
-go 1.26
+go 1.26.0
+
+require github.com/twilio/twilio-go v1.31.0
 
 require (
-	github.com/emailscout/emailscout/pkg v0.0.0
-	github.com/emailscout/emailscout/internal v0.0.0
+	github.com/golang/mock v1.6.0 // indirect
+	github.com/pkg/errors v0.9.1 // indirect
 )
 
 replace (
-	github.com/emailscout/emailscout/pkg => ../../pkg
 	github.com/emailscout/emailscout/internal => ../../internal
+	github.com/emailscout/emailscout/pkg => ../../pkg
 )
