@@ -166,11 +166,9 @@ func New(cfg Config, deps Deps) (*Notifier, error) {
 // ctx ends. A message waiting for a retry when ctx ends gives its receipt
 // back (another replica takes over at once) and its event is redelivered.
 func (n *Notifier) Run(ctx context.Context) error {
-	kv, err := n.deps.JS.KeyValue(ctx, events.BucketNotifications)
-	if err != nil {
-		return fmt.Errorf("notifier: receipts bucket %s: %w", events.BucketNotifications, err)
+	if err := n.openStore(ctx); err != nil {
+		return err
 	}
-	n.store = receipts{kv: kv}
 	def := events.NotifierConsumer()
 	cons, err := platform.BindConsumer(ctx, n.deps.JS, def)
 	if err != nil {
@@ -185,13 +183,23 @@ func (n *Notifier) Run(ctx context.Context) error {
 		// retries run.
 		stop := keepAlive(msg, def.AckWait/3)
 		defer stop()
-		return n.Handle(ctx, hctx, msg.Subject(), msg.Data())
+		return n.handle(ctx, hctx, msg.Subject(), msg.Data())
 	}
 	return platform.Consume(ctx, cons, h, platform.ConsumeOptions{
 		Name: def.Durable, Workers: n.cfg.Workers, Registerer: n.deps.Registerer, Logger: n.log,
 		// Transitions of one check go to one worker, in stream order.
 		Key: func(m jetstream.Msg) string { return m.Subject()[strings.LastIndexByte(m.Subject(), '.')+1:] },
 	})
+}
+
+// openStore opens the receipts bucket.
+func (n *Notifier) openStore(ctx context.Context) error {
+	kv, err := n.deps.JS.KeyValue(ctx, events.BucketNotifications)
+	if err != nil {
+		return fmt.Errorf("notifier: receipts bucket %s: %w", events.BucketNotifications, err)
+	}
+	n.store = receipts{kv: kv}
+	return nil
 }
 
 func keepAlive(msg jetstream.Msg, every time.Duration) func() {
@@ -210,11 +218,11 @@ func keepAlive(msg jetstream.Msg, every time.Duration) func() {
 	return func() { t.Stop(); close(done) }
 }
 
-// Handle processes one incident event. stop ends backoff waits
+// handle processes one incident event. stop ends backoff waits
 // (shutdown); ctx bounds the work. The error decides the acknowledgement
 // (platform.Consume): nil acks; an invalid event or an unknown check is
 // permanent; anything else is retried by redelivery.
-func (n *Notifier) Handle(stop, ctx context.Context, subject string, data []byte) error {
+func (n *Notifier) handle(stop, ctx context.Context, subject string, data []byte) error {
 	subj, err := events.ParseSubject(subject)
 	if err != nil {
 		return platform.Permanent(err)

@@ -56,23 +56,24 @@ const gsmBasic = "@£$¥èéùìòÇ\nØø\rÅå" +
 // as ESC plus one septet: form feed, ^ { } \ [ ~ ] | and €.
 const gsmExtension = "\f^{}\\[~]|€"
 
-// Septets returns how many septets r takes in the GSM 7-bit default
-// alphabet: 1 (basic table), 2 (extension table) or 0 when r is not in it.
-func Septets(r rune) int {
-	if r == 0 {
-		return 0
-	}
+// septets maps every GSM-7 character to its size; built once, read only.
+var septets = func() map[rune]int {
+	m := map[rune]int{}
 	for _, c := range gsmBasic {
-		if c == r {
-			return 1
+		if c != 0 {
+			m[c] = 1
 		}
 	}
 	for _, c := range gsmExtension {
-		if c == r {
-			return 2
-		}
+		m[c] = 2
 	}
-	return 0
+	return m
+}()
+
+// Septets returns how many septets r takes in the GSM 7-bit default
+// alphabet: 1 (basic table), 2 (extension table) or 0 when r is not in it.
+func Septets(r rune) int {
+	return septets[r]
 }
 
 // Count describes the encoding and size of a text.
@@ -99,7 +100,7 @@ func Analyze(text string) Count {
 		if enc == GSM7 {
 			return Septets(r)
 		}
-		return len(utf16.Encode([]rune{r}))
+		return utf16.RuneLen(r)
 	}
 	single, part := GSM7Single, GSM7Part
 	if enc == UCS2 {
