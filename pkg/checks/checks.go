@@ -95,6 +95,9 @@ type Check struct {
 	// the operator controls). It never opens a customer incident; a site
 	// whose canary is down does not vote in other checks' quorums.
 	Canary bool
+	// Maintenance windows: incidents that open inside one are recorded, not
+	// sent (see Window and MaintenanceAt).
+	Maintenance []Window
 
 	// Line is where the check starts in the file (for messages).
 	Line int
@@ -346,6 +349,9 @@ type rawCheck struct {
 	rawSettings    `yaml:",inline"`
 
 	line int
+
+	// Maintenance windows as written (see rawWindow).
+	Maintenance []rawWindow `yaml:"maintenance"`
 }
 
 type rawFile struct {
@@ -500,6 +506,18 @@ func (rc *rawCheck) resolve(name string, index int, file *rawFile) (*Check, []er
 		}
 		if !e164.MatchString(ct.Phone) {
 			add(0, field+".phone", "%q is not an E.164 number such as +15555550100", ct.Phone)
+		}
+	}
+	for i := range rc.Maintenance {
+		w, ok := rc.Maintenance[i].resolve(func(line int, field, format string, args ...any) {
+			name := fmt.Sprintf("maintenance[%d]", i)
+			if field != "" {
+				name += "." + field
+			}
+			add(line, name, format, args...)
+		})
+		if ok {
+			c.Maintenance = append(c.Maintenance, w)
 		}
 	}
 	if len(errs) > 0 {

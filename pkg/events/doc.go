@@ -19,6 +19,7 @@
 //	incident.resolved.<check>         evaluator -> notifier, recorder
 //	notification.sent.<check>         notifier -> recorder
 //	notification.failed.<check>       notifier -> recorder
+//	notification.suppressed.<check>   notifier -> recorder
 //	monitor.health.<site>             evaluator -> recorder, platform alerts
 //
 // Site names and check ids are restricted to [a-z0-9_-] (see ValidToken) so

@@ -109,3 +109,27 @@ func TestNewTestID(t *testing.T) {
 		t.Error("short random source accepted")
 	}
 }
+
+// TestNotificationSubjects: each outcome has its own subject, and every one
+// parses back.
+func TestNotificationSubjects(t *testing.T) {
+	for outcome, want := range map[string]string{
+		NotifySent:       "notification.sent.acme-mx",
+		NotifyFailed:     "notification.failed.acme-mx",
+		NotifySuppressed: "notification.suppressed.acme-mx",
+	} {
+		n := Notification{V: 1, IncidentID: "i1", CheckID: "acme-mx", Outcome: outcome}
+		if err := n.Validate(); err != nil {
+			t.Errorf("%s: %v", outcome, err)
+		}
+		if got := n.Subject(); got != want {
+			t.Errorf("%s: subject %q, want %q", outcome, got, want)
+		}
+		if s, err := ParseSubject(want); err != nil || s.Check != "acme-mx" {
+			t.Errorf("ParseSubject(%q) = %+v, %v", want, s, err)
+		}
+	}
+	if err := (Notification{V: 1, IncidentID: "i1", CheckID: "acme-mx", Outcome: "maybe"}).Validate(); !errors.Is(err, ErrEvent) {
+		t.Errorf("unknown outcome accepted: %v", err)
+	}
+}

@@ -20,6 +20,10 @@ const (
 	SubjectMonitorHealth      = "monitor.health"
 )
 
+// SubjectNotificationSuppressed: a notification recorded but deliberately
+// not sent (Notify=false, a maintenance window, an open nobody received).
+const SubjectNotificationSuppressed = "notification.suppressed"
+
 // maxTokenLen bounds site names and check ids. Long enough for
 // "customer-region-purpose" names, short enough for SMS text and DNS labels.
 const maxTokenLen = 63
@@ -99,7 +103,8 @@ func ParseSubject(subject string) (Subject, error) {
 	switch name {
 	case SubjectTestScheduled, SubjectMailSent, SubjectMailReturned, SubjectCheckTimeout, SubjectCheckResult:
 		want = 2
-	case SubjectIncidentOpen, SubjectIncidentResolved, SubjectNotificationSent, SubjectNotificationFailed, SubjectMonitorHealth:
+	case SubjectIncidentOpen, SubjectIncidentResolved, SubjectNotificationSent, SubjectNotificationFailed,
+		SubjectNotificationSuppressed, SubjectMonitorHealth:
 		want = 1
 	default:
 		return Subject{}, fmt.Errorf("%w: unknown subject name %q", ErrSubject, name)

@@ -526,11 +526,14 @@ func (e IncidentResolved) Validate() error {
 const (
 	NotifySent   = "sent"
 	NotifyFailed = "failed"
+	// NotifySuppressed: recorded, deliberately not sent (Notification.Reason
+	// says why: Notify=false, a maintenance window, the open was not sent).
+	NotifySuppressed = "suppressed"
 )
 
 // Notification reports one message to one contact for one incident
-// transition. Published on notification.sent.<check> or
-// notification.failed.<check>.
+// transition. Published on notification.sent.<check>,
+// notification.failed.<check> or notification.suppressed.<check>.
 type Notification struct {
 	V          int       `json:"v"`
 	IncidentID string    `json:"incident_id"`
@@ -540,10 +543,11 @@ type Notification struct {
 	Contact    string    `json:"contact"`               // contact name
 	Address    string    `json:"address"`               // E.164 number or webhook URL host (never a secret)
 	Provider   string    `json:"provider"`              // "twilio", "log", "webhook"
-	Outcome    string    `json:"outcome"`               // NotifySent, NotifyFailed
+	Outcome    string    `json:"outcome"`               // NotifySent, NotifyFailed, NotifySuppressed
 	ProviderID string    `json:"provider_id,omitempty"` // e.g. the Twilio message SID
 	Attempts   int       `json:"attempts"`
 	Error      string    `json:"error,omitempty"`
+	Reason     string    `json:"reason,omitempty"` // why a message was suppressed
 	Text       string    `json:"text"`
 	Segments   int       `json:"segments,omitempty"`
 	At         time.Time `json:"at"`
@@ -551,8 +555,11 @@ type Notification struct {
 
 // Subject implements Event.
 func (e Notification) Subject() string {
-	if e.Outcome == NotifySent {
+	switch e.Outcome {
+	case NotifySent:
 		return CheckSubject(SubjectNotificationSent, e.CheckID)
+	case NotifySuppressed:
+		return CheckSubject(SubjectNotificationSuppressed, e.CheckID)
 	}
 	return CheckSubject(SubjectNotificationFailed, e.CheckID)
 }
@@ -571,7 +578,7 @@ func (e Notification) Validate() error {
 	if !ValidToken(e.CheckID) {
 		errs = append(errs, fmt.Errorf("check_id %q is not a valid token", e.CheckID))
 	}
-	if e.Outcome != NotifySent && e.Outcome != NotifyFailed {
+	if e.Outcome != NotifySent && e.Outcome != NotifyFailed && e.Outcome != NotifySuppressed {
 		errs = append(errs, fmt.Errorf("outcome %q is unknown", e.Outcome))
 	}
 	return joinEventErrors("notification", errs)

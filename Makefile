@@ -1,0 +1,34 @@
+# Email Scout — developer entry points. See README.md.
+GO ?= go
+
+.PHONY: dev test unit bench build vet fmt
+
+## dev: run the whole system on this machine (embedded NATS, demo mail server)
+dev:
+	$(GO) run ./cmd/scout dev
+
+## test: everything CI runs: vet, unit tests with -race, ClickHouse and Postfix/Dovecot suites
+test:
+	./scripts/test.sh
+
+## unit: unit tests of every module, with the race detector (needs only Go)
+unit:
+	$(GO) vet work
+	$(GO) test -race -count=1 work
+
+## bench: SMTP raw rate vs. whole-pipeline round trips per second, and monitor-added latency
+bench:
+	$(GO) run ./cmd/scout bench
+
+## build: static binaries of every command into ./bin
+build:
+	mkdir -p bin
+	CGO_ENABLED=0 $(GO) build -o bin/ ./cmd/scout ./cmd/scout-reflector ./services/scheduler/cmd/scheduler \
+		./services/sender/cmd/sender ./services/receiver/cmd/receiver ./services/evaluator/cmd/evaluator \
+		./services/notifier/cmd/notifier
+
+vet:
+	$(GO) vet work
+
+fmt:
+	gofmt -l -w .
