@@ -57,12 +57,12 @@ type Deps struct {
 	Resolver Resolver
 	// RelayTLS verifies the relay's certificate; nil means the system roots
 	// and the host of SCOUT_RELAY_ADDR as server name.
-	RelayTLS *tls.Config
-	Clock    clockwork.Clock       // nil: the real clock
-	Rand     io.Reader             // orders MX hosts of equal preference; nil: crypto/rand
-	Logger   *slog.Logger          // nil: discard
+	RelayTLS   *tls.Config
+	Clock      clockwork.Clock       // nil: the real clock
+	Rand       io.Reader             // orders MX hosts of equal preference; nil: crypto/rand
+	Logger     *slog.Logger          // nil: discard
 	Registerer prometheus.Registerer // nil: no metrics
-	Health   *platform.Health      // nil: no readiness reporting
+	Health     *platform.Health      // nil: no readiness reporting
 }
 
 // Sender submits the probes of one site.
