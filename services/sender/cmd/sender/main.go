@@ -55,6 +55,7 @@ func run(ctx context.Context, _ []string, getenv func(string) string, stdout io.
 		Health:     rt.Health,
 	})
 	if err != nil {
+		rt.NC.Close()
 		return err
 	}
 	return rt.Serve(ctx, s)
