@@ -52,7 +52,7 @@ var (
 )
 
 // testID returns a fresh random test id.
-func testID(t *testing.T) string {
+func testID(t testing.TB) string {
 	id, err := events.NewTestID(rand.Reader)
 	if err != nil {
 		t.Fatal(err)
@@ -62,7 +62,7 @@ func testID(t *testing.T) string {
 
 // probe returns a probe of acme-roundtrip from site us-east, started 4s
 // before now (shared/cases c11: true start 14:00:00Z, return 14:00:04Z).
-func probe(t *testing.T) probemail.Probe {
+func probe(t testing.TB) probemail.Probe {
 	return probemail.Probe{
 		KeyID: acmeKey.ID, TestID: testID(t), CheckID: "acme-roundtrip", Site: "us-east", Attempt: 2,
 		StartedAt: now.Add(-4 * time.Second), ReturnTo: returnAddr,
@@ -72,7 +72,7 @@ func probe(t *testing.T) probemail.Probe {
 // reflection builds p signed with key for target and reflects it as the
 // reflector does, stamped at reflectedAt; probeTo is the address the
 // reflector says the probe came to ("" leaves X-Scout-Probe-To out).
-func reflection(t *testing.T, p probemail.Probe, key probemail.Key, probeTo string, reflectedAt time.Time) []byte {
+func reflection(t testing.TB, p probemail.Probe, key probemail.Key, probeTo string, reflectedAt time.Time) []byte {
 	t.Helper()
 	msg, err := probemail.Build(p, target, key, probemail.BuildOptions{})
 	if err != nil {
@@ -104,7 +104,7 @@ func dropHeader(msg []byte, name string) []byte {
 }
 
 type env struct {
-	t      *testing.T
+	t      testing.TB
 	srv    *natstest.Server
 	nc     *nats.Conn
 	js     jetstream.JetStream
@@ -113,12 +113,12 @@ type env struct {
 	keys   *probemail.Keyring
 }
 
-func newEnv(t *testing.T) *env {
+func newEnv(t testing.TB) *env {
 	t.Helper()
 	return newEnvAt(t, natstest.Start(t))
 }
 
-func newEnvAt(t *testing.T, srv *natstest.Server) *env {
+func newEnvAt(t testing.TB, srv *natstest.Server) *env {
 	t.Helper()
 	nc, js := natstest.Connect(t, srv)
 	f, err := checks.Parse("checks.yaml", []byte(checkFile))
@@ -192,7 +192,7 @@ func (e *env) start(cfg receiver.Config) *running {
 // send delivers msg from the envelope sender from to rcpt, as an MTA does,
 // and returns the server's reply (the 250 or the refusal) and the phase of
 // a refusal.
-func send(t *testing.T, addr, from, rcpt string, msg []byte) (*events.SMTPReply, string) {
+func send(t testing.TB, addr, from, rcpt string, msg []byte) (*events.SMTPReply, string) {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(natstest.Context(t), 20*time.Second)
 	defer cancel()
@@ -256,7 +256,7 @@ func (e *env) returned(n int) ([]events.MailReturned, []string) {
 	return evs, subjects
 }
 
-func metricValue(t *testing.T, reg *prometheus.Registry, name string, labels map[string]string) float64 {
+func metricValue(t testing.TB, reg *prometheus.Registry, name string, labels map[string]string) float64 {
 	t.Helper()
 	mfs, err := reg.Gather()
 	if err != nil {

@@ -3,6 +3,7 @@ package sender_test
 import (
 	"bytes"
 	"context"
+	"crypto/rand"
 	"io"
 	"log/slog"
 	"net"
@@ -55,7 +56,7 @@ var start = time.Date(2026, 11, 29, 12, 0, 0, 0, time.UTC)
 // env is one test's world: an embedded JetStream, a fake clock at start,
 // the check file and keys.
 type env struct {
-	t      *testing.T
+	t      testing.TB
 	srv    *natstest.Server
 	js     jetstream.JetStream
 	clock  *clockwork.FakeClock
@@ -64,7 +65,7 @@ type env struct {
 	slot   int64
 }
 
-func newEnv(t *testing.T) *env {
+func newEnv(t testing.TB) *env {
 	t.Helper()
 	srv := natstest.Start(t)
 	_, js := natstest.Connect(t, srv)
@@ -134,7 +135,7 @@ func (e *env) start(cfg sender.Config, tweak func(*sender.Deps)) *running {
 func (e *env) schedule(check, at string, window time.Duration) events.TestScheduled {
 	e.t.Helper()
 	e.slot++
-	id, err := events.NewTestID(bytes.NewReader(bytes.Repeat([]byte{byte(e.slot)}, 15)))
+	id, err := events.NewTestID(rand.Reader)
 	if err != nil {
 		e.t.Fatal(err)
 	}
@@ -183,7 +184,7 @@ func (e *env) waitSent(n int) []events.MailSent {
 func readEvents[T any, P interface {
 	*T
 	events.Event
-}](t *testing.T, js jetstream.JetStream, filter string, n int) []T {
+}](t testing.TB, js jetstream.JetStream, filter string, n int) []T {
 	t.Helper()
 	ctx := natstest.Context(t)
 	cons, err := js.OrderedConsumer(ctx, events.StreamName, jetstream.OrderedConsumerConfig{FilterSubjects: []string{filter}})
@@ -211,7 +212,7 @@ func readEvents[T any, P interface {
 }
 
 // waitMetric waits until the metric (by name and labels) has value want.
-func waitMetric(t *testing.T, reg *prometheus.Registry, name string, labels map[string]string, want float64) {
+func waitMetric(t testing.TB, reg *prometheus.Registry, name string, labels map[string]string, want float64) {
 	t.Helper()
 	ctx := natstest.Context(t)
 	for {
@@ -229,7 +230,7 @@ func waitMetric(t *testing.T, reg *prometheus.Registry, name string, labels map[
 
 // metricValue returns the value of a counter or gauge, and whether it
 // exists.
-func metricValue(t *testing.T, reg *prometheus.Registry, name string, labels map[string]string) (float64, bool) {
+func metricValue(t testing.TB, reg *prometheus.Registry, name string, labels map[string]string) (float64, bool) {
 	t.Helper()
 	mfs, err := reg.Gather()
 	if err != nil {
@@ -305,7 +306,7 @@ type relay struct {
 	n    int
 }
 
-func startRelay(t *testing.T) *relay {
+func startRelay(t testing.TB) *relay {
 	t.Helper()
 	r := &relay{}
 	r.srv = smtp.NewServer(smtp.BackendFunc(func(*smtp.Conn) (smtp.Session, error) { return &relaySession{r: r}, nil }))
@@ -347,7 +348,7 @@ func (s *relaySession) Logout() error { return nil }
 
 func (e *env) publisherFor() platform.Publisher { return platform.JetStreamPublisher{JS: e.js} }
 
-func atoi(t *testing.T, s string) int {
+func atoi(t testing.TB, s string) int {
 	t.Helper()
 	n, err := strconv.Atoi(s)
 	if err != nil {
