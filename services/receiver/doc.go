@@ -14,9 +14,11 @@
 // (the reflector's X-Scout-Probe-To, else the check's target), signed by a
 // key of the customer that owns the check, and started less than MaxAge ago.
 // Anything else is forged or replayed mail and is refused with "550 5.7.1"
-// and the reason. Mail from the null sender (a bounce or DSN, RFC 3464) is
-// accepted with 250 and dropped: refusing a bounce would make a double
-// bounce. It is counted and logged with any test id it mentions.
+// and the reason. Mail from the null sender is always answered 250: a
+// verified reflection (RFC 3834 auto-replies may use the null sender) is a
+// return like any other; anything else, a bounce or DSN (RFC 3464) above
+// all, is dropped, counted and logged with any test id it mentions, since
+// refusing a bounce would make a double bounce.
 //
 // A verified return is published as events.MailReturned on
 // mail.returned.<probe site>.<probe check>, and the 250 is sent only after

@@ -221,35 +221,50 @@ func (r *Receiver) acceptsRecipient(addr string) bool {
 func (r *Receiver) Take(ctx context.Context, msg []byte, env Envelope) (string, error) {
 	log := r.log.With("via", env.Via, "remote", env.Remote, "mail_from", env.From)
 	ret, perr := probemail.ParseReturned(msg)
-	if env.From == "" {
-		// A bounce or DSN: never refuse it (a refused bounce becomes a
-		// double bounce); drop it and tell the operators.
+	// From the null sender only a reflection (its own signed header and
+	// stamp, as an RFC 3834 auto-reply may be sent) can count; anything
+	// else is a bounce or DSN, and a bounce is never refused: a refused
+	// bounce becomes a double bounce. It is dropped and reported.
+	nullSender := env.From == ""
+	dropBounce := func(why string) (string, error) {
 		r.metrics.bounces.Inc()
 		attrs := []any{"test_id", bounceTestID(msg, ret)}
 		if ret != nil {
 			attrs = append(attrs, "subject", ret.Subject)
 		}
+		if why != "" {
+			attrs = append(attrs, "error", why)
+		}
 		log.Warn("bounce from the null sender dropped", attrs...)
 		return OutcomeBounce, nil
+	}
+	if nullSender && (perr != nil || ret.HeaderErr != nil || !ret.Reflected()) {
+		return dropBounce("")
+	}
+	reject := func(rej *Rejection) (string, error) {
+		if nullSender {
+			return dropBounce(rej.Error())
+		}
+		return "", r.reject(log, rej)
 	}
 	if perr != nil {
 		reason := ReasonMalformed
 		if errors.Is(perr, probemail.ErrTooLarge) {
 			reason = ReasonTooLarge
 		}
-		return "", r.reject(log, &Rejection{Reason: reason, Err: perr})
+		return reject(&Rejection{Reason: reason, Err: perr})
 	}
 	if ret.HeaderErr != nil {
 		reason := ReasonMalformed
 		if errors.Is(ret.HeaderErr, probemail.ErrNoProbe) {
 			reason = ReasonUnsigned
 		}
-		return "", r.reject(log, &Rejection{Reason: reason, TestID: ret.TestID, Err: ret.HeaderErr})
+		return reject(&Rejection{Reason: reason, TestID: ret.TestID, Err: ret.HeaderErr})
 	}
 	claimed := ret.Probe
 	check := r.deps.Checks.Lookup(claimed.CheckID)
 	if check == nil {
-		return "", r.reject(log, &Rejection{Reason: ReasonUnknownCheck, TestID: claimed.TestID,
+		return reject(&Rejection{Reason: ReasonUnknownCheck, TestID: claimed.TestID,
 			Err: fmt.Errorf("check %q is not configured", claimed.CheckID)})
 	}
 	to := ret.ProbeTo
@@ -262,18 +277,18 @@ func (r *Receiver) Take(ctx context.Context, msg []byte, env Envelope) (string, 
 		if errors.Is(err, probemail.ErrUnknownKey) {
 			reason = ReasonUnknownKey
 		}
-		return "", r.reject(log, &Rejection{Reason: reason, TestID: claimed.TestID, Err: err})
+		return reject(&Rejection{Reason: reason, TestID: claimed.TestID, Err: err})
 	}
 	if key.Customer != check.Customer {
-		return "", r.reject(log, &Rejection{Reason: ReasonWrongCustomer, TestID: p.TestID,
+		return reject(&Rejection{Reason: ReasonWrongCustomer, TestID: p.TestID,
 			Err: fmt.Errorf("key %q belongs to %q, check %q to %q", key.ID, key.Customer, check.ID, check.Customer)})
 	}
 	switch age := env.ReceivedAt.Sub(p.StartedAt); {
 	case age > r.cfg.MaxAge:
-		return "", r.reject(log, &Rejection{Reason: ReasonReplay, TestID: p.TestID,
+		return reject(&Rejection{Reason: ReasonReplay, TestID: p.TestID,
 			Err: fmt.Errorf("probe started %s ago, more than %s", age.Truncate(time.Second), r.cfg.MaxAge)})
 	case age < -futureSkew:
-		return "", r.reject(log, &Rejection{Reason: ReasonFuture, TestID: p.TestID,
+		return reject(&Rejection{Reason: ReasonFuture, TestID: p.TestID,
 			Err: fmt.Errorf("probe starts %s after our clock", (-age).Truncate(time.Second))})
 	}
 
@@ -290,7 +305,7 @@ func (r *Receiver) Take(ctx context.Context, msg []byte, env Envelope) (string, 
 	r.metrics.storeSeconds.Observe(time.Since(t0).Seconds())
 	if err != nil {
 		if platform.IsPermanent(err) {
-			return "", r.reject(log, &Rejection{Reason: ReasonMalformed, TestID: p.TestID, Err: err})
+			return reject(&Rejection{Reason: ReasonMalformed, TestID: p.TestID, Err: err})
 		}
 		r.metrics.storeFailures.Inc()
 		log.Error("return not stored; asking the sender to retry", "error", err)

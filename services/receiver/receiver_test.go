@@ -312,9 +312,40 @@ func TestBounceAcceptedAndDropped(t *testing.T) {
 	if !strings.Contains(line, `"test_id":"`+p.TestID+`"`) {
 		t.Errorf("bounce log without the probe's test id %s: %q", p.TestID, line)
 	}
-	// A bounce that names no probe is accepted as well.
-	if reply, _ := send(t, r.addr, "", returnAddr, []byte("From: MAILER-DAEMON@x.example\r\nSubject: failure\r\n\r\n?\r\n")); reply.Code != 250 {
-		t.Errorf("plain bounce answered %v", reply)
+	// A bounce that names no probe, and a forged reflection from the null
+	// sender, are accepted and dropped as well: never a 5xx to <>.
+	forgedKey := probemail.Key{ID: acmeKey.ID, Customer: "acme", Secret: probemail.Secret(bytes.Repeat([]byte{8}, 32))}
+	for _, m := range [][]byte{
+		[]byte("From: MAILER-DAEMON@x.example\r\nSubject: failure\r\n\r\n?\r\n"),
+		reflection(t, probe(t), forgedKey, target, now.Add(-time.Second)),
+	} {
+		if reply, _ := send(t, r.addr, "", returnAddr, m); reply.Code != 250 {
+			t.Errorf("null-sender message answered %v", reply)
+		}
+	}
+	if n := e.count(); n != 0 {
+		t.Errorf("%d mail.returned for bounces", n)
+	}
+	if v := metricValue(t, r.reg, "scout_receiver_bounces_total", nil); v != 3 {
+		t.Errorf("bounces_total %v, want 3", v)
+	}
+}
+
+// TestReflectionFromNullSender: a verified reflection sent with a null
+// envelope sender (as RFC 3834 auto-replies may be) is a return, not a
+// bounce.
+func TestReflectionFromNullSender(t *testing.T) {
+	e := newEnv(t)
+	r := e.start(config())
+	p := probe(t)
+	if reply, _ := send(t, r.addr, "", returnAddr, reflection(t, p, acmeKey, target, now.Add(-time.Second))); reply.Code != 250 {
+		t.Fatalf("reply %v", reply)
+	}
+	if evs, _ := e.returned(1); evs[0].TestID != p.TestID {
+		t.Errorf("stored %+v", evs[0])
+	}
+	if v := metricValue(t, r.reg, "scout_receiver_bounces_total", nil); v != 0 {
+		t.Errorf("bounces_total %v, want 0", v)
 	}
 }
 
