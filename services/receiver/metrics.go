@@ -28,7 +28,7 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 		rejected: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "scout_receiver_rejected_total", Help: "Recipients and messages refused, by reason."}, []string{"reason"}),
 		storeSeconds: prometheus.NewHistogram(prometheus.HistogramOpts{
-			Name: "scout_receiver_store_seconds", Help: "Time from the end of DATA to JetStream's acknowledgement of mail.returned.",
+			Name: "scout_receiver_store_seconds", Help: "Time from publishing mail.returned to JetStream's acknowledgement (the 250 waits for it).",
 			Buckets: prometheus.ExponentialBuckets(0.0005, 3, 10)}),
 	}
 	for _, r := range []string{ReasonRecipient, ReasonMalformed, ReasonUnsigned, ReasonUnknownCheck, ReasonUnknownKey,
