@@ -2,6 +2,7 @@ package receiver_test
 
 import (
 	"bytes"
+	"context"
 	"fmt"
 	"log/slog"
 	"net"
@@ -13,6 +14,7 @@ import (
 	"github.com/emailscout/emailscout/pkg/checks"
 	"github.com/emailscout/emailscout/pkg/probemail"
 	"github.com/emailscout/emailscout/services/receiver"
+	"github.com/prometheus/client_golang/prometheus"
 )
 
 func loadConfig(vars map[string]string) (receiver.Config, error) {
@@ -96,6 +98,26 @@ func TestSecretsNeverPrinted(t *testing.T) {
 	for _, out := range []string{fmt.Sprintf("%v", cfg), fmt.Sprintf("%+v", cfg), fmt.Sprintf("%#v", cfg), buf.String()} {
 		if strings.Contains(out, "BwcHBwcH") || !strings.Contains(out, "redacted") {
 			t.Errorf("secret printed or not marked: %s", out)
+		}
+	}
+}
+
+// TestSitesShareARegistry: receivers of two sites register their metrics
+// on one registry (`scout dev`), told apart by the site label.
+func TestSitesShareARegistry(t *testing.T) {
+	e := newEnv(t)
+	reg := prometheus.NewRegistry()
+	for _, s := range []string{"eu-west", "us-east"} {
+		cfg := config()
+		cfg.Site = s
+		r, err := receiver.New(cfg, receiver.Deps{Checks: e.checks, Publisher: nopPublisher{}, Keyring: e.keys, Registerer: reg})
+		if err != nil {
+			t.Fatalf("site %s: %v", s, err)
+		}
+		ctx, cancel := context.WithCancel(context.Background())
+		cancel()
+		if err := r.Run(ctx); err != nil { // releases the listener
+			t.Error(err)
 		}
 	}
 }

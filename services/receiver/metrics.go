@@ -15,20 +15,23 @@ type metrics struct {
 	storeSeconds  prometheus.Histogram
 }
 
-func newMetrics(reg prometheus.Registerer) (*metrics, error) {
+func newMetrics(reg prometheus.Registerer, site string) (*metrics, error) {
+	// The site label keeps the metrics of several sites apart in one
+	// process (`scout dev`) and one Prometheus job.
+	siteLabel := prometheus.Labels{"site": site}
 	m := &metrics{
 		returns: prometheus.NewCounter(prometheus.CounterOpts{
-			Name: "scout_receiver_returns_total", Help: "Verified returns stored as mail.returned."}),
+			Name: "scout_receiver_returns_total", ConstLabels: siteLabel, Help: "Verified returns stored as mail.returned."}),
 		duplicates: prometheus.NewCounter(prometheus.CounterOpts{
-			Name: "scout_receiver_duplicates_total", Help: "Verified returns JetStream already held (accepted and ignored)."}),
+			Name: "scout_receiver_duplicates_total", ConstLabels: siteLabel, Help: "Verified returns JetStream already held (accepted and ignored)."}),
 		bounces: prometheus.NewCounter(prometheus.CounterOpts{
-			Name: "scout_receiver_bounces_total", Help: "Messages from the null sender (bounces, DSNs) accepted and dropped."}),
+			Name: "scout_receiver_bounces_total", ConstLabels: siteLabel, Help: "Messages from the null sender (bounces, DSNs) accepted and dropped."}),
 		storeFailures: prometheus.NewCounter(prometheus.CounterOpts{
-			Name: "scout_receiver_store_failures_total", Help: "Verified returns answered 451 because JetStream did not acknowledge them."}),
+			Name: "scout_receiver_store_failures_total", ConstLabels: siteLabel, Help: "Verified returns answered 451 because JetStream did not acknowledge them."}),
 		rejected: prometheus.NewCounterVec(prometheus.CounterOpts{
-			Name: "scout_receiver_rejected_total", Help: "Recipients and messages refused, by reason."}, []string{"reason"}),
+			Name: "scout_receiver_rejected_total", ConstLabels: siteLabel, Help: "Recipients and messages refused, by reason."}, []string{"reason"}),
 		storeSeconds: prometheus.NewHistogram(prometheus.HistogramOpts{
-			Name: "scout_receiver_store_seconds", Help: "Time from publishing mail.returned to JetStream's acknowledgement (the 250 waits for it).",
+			Name: "scout_receiver_store_seconds", ConstLabels: siteLabel, Help: "Time from publishing mail.returned to JetStream's acknowledgement (the 250 waits for it).",
 			Buckets: prometheus.ExponentialBuckets(0.0005, 3, 10)}),
 	}
 	for _, r := range []string{ReasonRecipient, ReasonMalformed, ReasonUnsigned, ReasonUnknownCheck, ReasonUnknownKey,

@@ -146,7 +146,7 @@ func New(cfg Config, deps Deps) (*Receiver, error) {
 		}
 		tlsConfig = &tls.Config{Certificates: []tls.Certificate{cert}, MinVersion: tls.VersionTLS12}
 	}
-	m, err := newMetrics(deps.Registerer)
+	m, err := newMetrics(deps.Registerer, cfg.Site)
 	if err != nil {
 		return nil, err
 	}

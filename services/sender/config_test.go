@@ -10,6 +10,7 @@ import (
 
 	"github.com/emailscout/emailscout/internal/platform"
 	"github.com/emailscout/emailscout/services/sender"
+	"github.com/prometheus/client_golang/prometheus"
 )
 
 func loadConfig(vars map[string]string) (sender.Config, error) {
@@ -98,5 +99,24 @@ func TestSecretsNeverPrinted(t *testing.T) {
 		if !strings.Contains(out, "redacted") {
 			t.Errorf("no [redacted] marker: %s", out)
 		}
+	}
+}
+
+// TestSitesShareARegistry: senders of two sites register their metrics on
+// one registry (all services in one process, `scout dev`), told apart by
+// the site label; a second sender of the same site is refused.
+func TestSitesShareARegistry(t *testing.T) {
+	e := newEnv(t)
+	reg := prometheus.NewRegistry()
+	deps := sender.Deps{Checks: e.checks, JetStream: e.js, Publisher: e.publisherFor(), Keyring: e.keys, Registerer: reg}
+	for _, s := range []string{"eu-west", "us-east"} {
+		cfg := relayConfig("relay.monitor.example:587")
+		cfg.Site = s
+		if _, err := sender.New(cfg, deps); err != nil {
+			t.Fatalf("site %s: %v", s, err)
+		}
+	}
+	if _, err := sender.New(relayConfig("relay.monitor.example:587"), deps); err == nil {
+		t.Error("a second sender for eu-west registered the same metrics")
 	}
 }

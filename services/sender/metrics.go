@@ -24,23 +24,26 @@ type metrics struct {
 	reported      *prometheus.CounterVec
 }
 
-func newMetrics(reg prometheus.Registerer, delivery string) (*metrics, error) {
+func newMetrics(reg prometheus.Registerer, site string) (*metrics, error) {
+	// The site label keeps the metrics of several sites apart in one
+	// process (`scout dev`) and one Prometheus job.
+	siteLabel := prometheus.Labels{"site": site}
 	m := &metrics{
 		up: prometheus.NewGaugeVec(prometheus.GaugeOpts{
-			Name: "scout_sender_submission_up",
+			Name: "scout_sender_submission_up", ConstLabels: siteLabel,
 			Help: "1 when the last probe submission to our relay succeeded, 0 when it failed; absent until the first submission.",
 		}, []string{"delivery"}),
 		submissions: prometheus.NewCounterVec(prometheus.CounterOpts{
-			Name: "scout_sender_submissions_total",
+			Name: "scout_sender_submissions_total", ConstLabels: siteLabel,
 			Help: "Probe submission attempts by outcome (sent, temporary, failed, monitor_error).",
 		}, []string{"outcome"}),
 		submitSeconds: prometheus.NewHistogram(prometheus.HistogramOpts{
-			Name:    "scout_sender_submit_seconds",
+			Name: "scout_sender_submit_seconds", ConstLabels: siteLabel,
 			Help:    "Duration of one probe submission attempt, DNS included.",
 			Buckets: prometheus.ExponentialBuckets(0.005, 2.5, 10),
 		}),
 		reported: prometheus.NewCounterVec(prometheus.CounterOpts{
-			Name: "scout_sender_mail_sent_total",
+			Name: "scout_sender_mail_sent_total", ConstLabels: siteLabel,
 			Help: "mail.sent events stored, by status and error class.",
 		}, []string{"status", "error_class"}),
 	}

@@ -105,7 +105,7 @@ func New(cfg Config, deps Deps) (*Sender, error) {
 	if len(deps.Checks.ForSite(cfg.Site)) == 0 {
 		log.Warn("no check runs at this site", "checks_file", deps.Checks.Path)
 	}
-	m, err := newMetrics(deps.Registerer, cfg.Delivery)
+	m, err := newMetrics(deps.Registerer, cfg.Site)
 	if err != nil {
 		return nil, err
 	}
