@@ -1,0 +1,62 @@
+// Command receiver runs the Email Scout receiver of one site: the SMTP
+// server of the return domain, which verifies returned probes and publishes
+// mail.returned before it answers 250. Configuration comes from the
+// environment (docs/configuration.md).
+package main
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"os"
+	"os/signal"
+	"syscall"
+
+	"github.com/emailscout/emailscout/internal/platform"
+	"github.com/emailscout/emailscout/services/receiver"
+	"github.com/prometheus/client_golang/prometheus"
+)
+
+func main() {
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	if err := run(ctx, os.Args[1:], os.Getenv, os.Stdout); err != nil {
+		fmt.Fprintln(os.Stderr, "receiver:", err)
+		os.Exit(1)
+	}
+}
+
+func run(ctx context.Context, _ []string, getenv func(string) string, stdout io.Writer) error {
+	type env struct {
+		platform.Base
+		receiver.Config
+	}
+	cfg, err := platform.LoadEnv[env](getenv)
+	if err != nil {
+		return err
+	}
+	if err := cfg.Config.Validate(); err != nil {
+		return err
+	}
+	keys, err := cfg.Config.Keyring()
+	if err != nil {
+		return err
+	}
+	rt, err := platform.Start(ctx, cfg.Base, "receiver", stdout)
+	if err != nil {
+		return err
+	}
+	r, err := receiver.New(cfg.Config, receiver.Deps{
+		Checks:     rt.Checks,
+		Publisher:  platform.JetStreamPublisher{JS: rt.JS},
+		Keyring:    keys,
+		Logger:     rt.Logger,
+		Registerer: prometheus.WrapRegistererWith(prometheus.Labels{"service": "receiver"}, rt.Registry),
+		Health:     rt.Health,
+	})
+	if err != nil {
+		rt.NC.Close()
+		return err
+	}
+	return rt.Serve(ctx, r)
+}

@@ -1,0 +1,158 @@
+package receiver
+
+import (
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/mail"
+	"strings"
+	"time"
+
+	"github.com/emailscout/emailscout/pkg/events"
+	"github.com/emailscout/emailscout/pkg/probemail"
+)
+
+// Modes (Config.Mode).
+const (
+	// ModeSMTP: the receiver is the SMTP server of the return domain.
+	ModeSMTP = "smtp"
+)
+
+// MaxRecipients bounds RCPT commands per message. A return has one
+// recipient; an MTA may batch a few returns for one address.
+const MaxRecipients = 10
+
+// Config configures the receiver of one site. Every field is read from the
+// environment variable in its env tag (docs/configuration.md, "receiver").
+type Config struct {
+	// Site is this receiver's site ([a-z0-9_-]{1,63}), for logs and metrics.
+	// Returns are published under the probe's own signed site.
+	Site string `env:"SCOUT_SITE,required"`
+	// Mode is how returns come in; only ModeSMTP exists so far.
+	Mode string `env:"SCOUT_RECEIVER_MODE" envDefault:"smtp"`
+	// Listen is the SMTP listen address (host:port).
+	Listen string `env:"SCOUT_RECEIVER_LISTEN" envDefault:":2525"`
+	// ReturnAddresses are the only recipients accepted (compared
+	// case-insensitively): the r= addresses of the senders' probes.
+	ReturnAddresses []string `env:"SCOUT_RETURN_ADDRESSES,required" envSeparator:","`
+	// ProbeKeys is the key list in probemail.ParseKeys format.
+	ProbeKeys Secret `env:"SCOUT_PROBE_KEYS,required"`
+	// Domain is the name in the SMTP banner and EHLO reply; empty means the
+	// domain of the first return address.
+	Domain string `env:"SCOUT_RECEIVER_DOMAIN"`
+	// MaxBytes bounds one message (the SIZE extension, RFC 1870); at most
+	// probemail.MaxMessageBytes.
+	MaxBytes int64 `env:"SCOUT_RECEIVER_MAX_BYTES" envDefault:"262144"`
+	// TLSCert and TLSKey are PEM files; when both are set, STARTTLS is
+	// offered (RFC 3207).
+	TLSCert string `env:"SCOUT_RECEIVER_TLS_CERT"`
+	TLSKey  string `env:"SCOUT_RECEIVER_TLS_KEY"`
+	// MaxAge: a return whose signed start is older is a replay and refused.
+	MaxAge time.Duration `env:"SCOUT_RECEIVER_MAX_AGE" envDefault:"48h"`
+	// Timeout bounds each SMTP read and write (RFC 5321 section 4.5.3.2
+	// asks servers to wait 5 minutes for a command).
+	Timeout time.Duration `env:"SCOUT_RECEIVER_TIMEOUT" envDefault:"5m"`
+	// StoreTimeout bounds the wait for JetStream's acknowledgement of
+	// mail.returned; after it the answer is 451 and the MTA retries.
+	StoreTimeout time.Duration `env:"SCOUT_RECEIVER_STORE_TIMEOUT" envDefault:"10s"`
+}
+
+// Secret is a configuration value that must never be printed or logged
+// (key material). It formats as "[redacted]" with fmt, slog and
+// encoding/json; string(s) is the value.
+type Secret string
+
+// String implements fmt.Stringer without revealing the secret.
+func (Secret) String() string { return "[redacted]" }
+
+// GoString implements fmt.GoStringer (%#v) without revealing the secret.
+func (Secret) GoString() string { return `"[redacted]"` }
+
+// LogValue implements slog.LogValuer without revealing the secret.
+func (Secret) LogValue() slog.Value { return slog.StringValue("[redacted]") }
+
+// MarshalText implements encoding.TextMarshaler without revealing the
+// secret.
+func (Secret) MarshalText() ([]byte, error) { return []byte("[redacted]"), nil }
+
+// Validate reports every setting that can never work, each naming its
+// environment variable. It does not parse the keys (see Keyring) nor read
+// the certificate files (New does).
+func (c Config) Validate() error {
+	var errs []error
+	if !events.ValidToken(c.Site) {
+		errs = append(errs, fmt.Errorf("SCOUT_SITE=%q: must be 1 to 63 characters of [a-z0-9_-]", c.Site))
+	}
+	if c.Mode != ModeSMTP {
+		errs = append(errs, fmt.Errorf("SCOUT_RECEIVER_MODE=%q: must be %q (imap comes later)", c.Mode, ModeSMTP))
+	}
+	if _, _, err := net.SplitHostPort(c.Listen); err != nil {
+		errs = append(errs, fmt.Errorf("SCOUT_RECEIVER_LISTEN=%q: %w", c.Listen, err))
+	}
+	if len(c.ReturnAddresses) == 0 {
+		errs = append(errs, errors.New("SCOUT_RETURN_ADDRESSES: no address"))
+	}
+	for _, a := range c.ReturnAddresses {
+		if !validAddress(strings.TrimSpace(a)) {
+			errs = append(errs, fmt.Errorf("SCOUT_RETURN_ADDRESSES: %q is not a plain address such as scout-return+eu-west@monitor.example", a))
+		}
+	}
+	if strings.TrimSpace(string(c.ProbeKeys)) == "" {
+		errs = append(errs, errors.New("SCOUT_PROBE_KEYS: is empty"))
+	}
+	if c.MaxBytes < 1024 || c.MaxBytes > probemail.MaxMessageBytes {
+		errs = append(errs, fmt.Errorf("SCOUT_RECEIVER_MAX_BYTES=%d: must be between 1024 and %d", c.MaxBytes, probemail.MaxMessageBytes))
+	}
+	if (c.TLSCert == "") != (c.TLSKey == "") {
+		errs = append(errs, fmt.Errorf("SCOUT_RECEIVER_TLS_CERT=%q, SCOUT_RECEIVER_TLS_KEY=%q: set both or neither", c.TLSCert, c.TLSKey))
+	}
+	if c.MaxAge < time.Minute {
+		errs = append(errs, fmt.Errorf("SCOUT_RECEIVER_MAX_AGE=%s: must be at least 1m (and longer than any check's timeout)", c.MaxAge))
+	}
+	if c.Timeout < time.Second {
+		errs = append(errs, fmt.Errorf("SCOUT_RECEIVER_TIMEOUT=%s: must be at least 1s", c.Timeout))
+	}
+	if c.StoreTimeout <= 0 || c.StoreTimeout > 5*time.Minute {
+		errs = append(errs, fmt.Errorf("SCOUT_RECEIVER_STORE_TIMEOUT=%s: must be above 0 and at most 5m (MTAs wait 10m for the reply to DATA)", c.StoreTimeout))
+	}
+	if c.Domain != "" && strings.ContainsAny(c.Domain, " \t\r\n") {
+		errs = append(errs, fmt.Errorf("SCOUT_RECEIVER_DOMAIN=%q: must be a host name", c.Domain))
+	}
+	if len(errs) > 0 {
+		return fmt.Errorf("receiver configuration: %w", errors.Join(errs...))
+	}
+	return nil
+}
+
+// Keyring parses ProbeKeys. The error names SCOUT_PROBE_KEYS and never
+// contains key material.
+func (c Config) Keyring() (*probemail.Keyring, error) {
+	k, err := probemail.ParseKeys(string(c.ProbeKeys))
+	if err != nil {
+		return nil, fmt.Errorf("SCOUT_PROBE_KEYS: %w", err)
+	}
+	return k, nil
+}
+
+// banner is the server's name: Domain, else the first return address's
+// domain.
+func (c Config) banner() string {
+	if c.Domain != "" {
+		return c.Domain
+	}
+	for _, a := range c.ReturnAddresses {
+		if i := strings.LastIndexByte(a, '@'); i >= 0 {
+			return strings.TrimSpace(a[i+1:])
+		}
+	}
+	return "localhost"
+}
+
+func validAddress(s string) bool {
+	if s == "" || strings.ContainsAny(s, "; \t\r\n<>\"=") {
+		return false
+	}
+	a, err := mail.ParseAddress(s)
+	return err == nil && a.Address == s && strings.Contains(s, "@")
+}

@@ -1,0 +1,49 @@
+package receiver
+
+import (
+	"fmt"
+
+	"github.com/prometheus/client_golang/prometheus"
+)
+
+type metrics struct {
+	returns       prometheus.Counter
+	duplicates    prometheus.Counter
+	bounces       prometheus.Counter
+	storeFailures prometheus.Counter
+	rejected      *prometheus.CounterVec
+	storeSeconds  prometheus.Histogram
+}
+
+func newMetrics(reg prometheus.Registerer, site string) (*metrics, error) {
+	// The site label keeps the metrics of several sites apart in one
+	// process (`scout dev`) and one Prometheus job.
+	siteLabel := prometheus.Labels{"site": site}
+	m := &metrics{
+		returns: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "scout_receiver_returns_total", ConstLabels: siteLabel, Help: "Verified returns stored as mail.returned."}),
+		duplicates: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "scout_receiver_duplicates_total", ConstLabels: siteLabel, Help: "Verified returns JetStream already held (accepted and ignored)."}),
+		bounces: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "scout_receiver_bounces_total", ConstLabels: siteLabel, Help: "Messages from the null sender (bounces, DSNs) accepted and dropped."}),
+		storeFailures: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "scout_receiver_store_failures_total", ConstLabels: siteLabel, Help: "Verified returns answered 451 because JetStream did not acknowledge them."}),
+		rejected: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "scout_receiver_rejected_total", ConstLabels: siteLabel, Help: "Recipients and messages refused, by reason."}, []string{"reason"}),
+		storeSeconds: prometheus.NewHistogram(prometheus.HistogramOpts{
+			Name: "scout_receiver_store_seconds", ConstLabels: siteLabel, Help: "Time from publishing mail.returned to JetStream's acknowledgement (the 250 waits for it).",
+			Buckets: prometheus.ExponentialBuckets(0.0005, 3, 10)}),
+	}
+	for _, r := range []string{ReasonRecipient, ReasonMalformed, ReasonUnsigned, ReasonUnknownCheck, ReasonUnknownKey,
+		ReasonBadSignature, ReasonWrongCustomer, ReasonReplay, ReasonFuture, ReasonTooLarge} {
+		m.rejected.WithLabelValues(r)
+	}
+	if reg != nil {
+		for _, c := range []prometheus.Collector{m.returns, m.duplicates, m.bounces, m.storeFailures, m.rejected, m.storeSeconds} {
+			if err := reg.Register(c); err != nil {
+				return nil, fmt.Errorf("receiver metrics: %w", err)
+			}
+		}
+	}
+	return m, nil
+}

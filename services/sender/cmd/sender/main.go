@@ -1,0 +1,62 @@
+// Command sender runs the Email Scout sender of one site: it submits the
+// round-trip probes of the site's scheduled tests and publishes mail.sent.
+// Configuration comes from the environment (docs/configuration.md).
+package main
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"os"
+	"os/signal"
+	"syscall"
+
+	"github.com/emailscout/emailscout/internal/platform"
+	"github.com/emailscout/emailscout/services/sender"
+	"github.com/prometheus/client_golang/prometheus"
+)
+
+func main() {
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	if err := run(ctx, os.Args[1:], os.Getenv, os.Stdout); err != nil {
+		fmt.Fprintln(os.Stderr, "sender:", err)
+		os.Exit(1)
+	}
+}
+
+func run(ctx context.Context, _ []string, getenv func(string) string, stdout io.Writer) error {
+	type env struct {
+		platform.Base
+		sender.Config
+	}
+	cfg, err := platform.LoadEnv[env](getenv)
+	if err != nil {
+		return err
+	}
+	if err := cfg.Config.Validate(); err != nil {
+		return err
+	}
+	keys, err := cfg.Config.Keyring()
+	if err != nil {
+		return err
+	}
+	rt, err := platform.Start(ctx, cfg.Base, "sender", stdout)
+	if err != nil {
+		return err
+	}
+	s, err := sender.New(cfg.Config, sender.Deps{
+		Checks:     rt.Checks,
+		JetStream:  rt.JS,
+		Publisher:  platform.JetStreamPublisher{JS: rt.JS},
+		Keyring:    keys,
+		Logger:     rt.Logger,
+		Registerer: prometheus.WrapRegistererWith(prometheus.Labels{"service": "sender"}, rt.Registry),
+		Health:     rt.Health,
+	})
+	if err != nil {
+		rt.NC.Close()
+		return err
+	}
+	return rt.Serve(ctx, s)
+}

@@ -1,0 +1,175 @@
+package sender
+
+import (
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/mail"
+	"strings"
+	"time"
+
+	"github.com/emailscout/emailscout/pkg/events"
+	"github.com/emailscout/emailscout/pkg/probemail"
+	"github.com/emailscout/emailscout/pkg/submit"
+)
+
+// Delivery modes (Config.Delivery).
+const (
+	// DeliveryRelay submits every probe to the monitor's own relay
+	// (SCOUT_RELAY_ADDR). Any failure is the monitor's (monitor_error).
+	DeliveryRelay = "relay"
+	// DeliveryMX delivers each probe straight to the MX hosts of the
+	// target's domain (RFC 5321 section 5.1). Refusals are the customer's.
+	DeliveryMX = "mx"
+)
+
+// Config configures the sender of one site. Every field is read from the
+// environment variable in its env tag (docs/configuration.md, "sender").
+type Config struct {
+	// Site is this sender's site name ([a-z0-9_-]{1,63}); it consumes
+	// test.scheduled.<site>.>.
+	Site string `env:"SCOUT_SITE,required"`
+	// ReturnAddress is the signed r= address of every probe and its
+	// envelope sender (MAIL FROM), e.g. scout-return+eu-west@monitor.example.
+	ReturnAddress string `env:"SCOUT_RETURN_ADDRESS,required"`
+	// ProbeKeys is the key list in probemail.ParseKeys format
+	// ("customer:keyid:base64-secret", separated by ';', ',' or new lines).
+	ProbeKeys Secret `env:"SCOUT_PROBE_KEYS,required"`
+	// Delivery is DeliveryRelay or DeliveryMX.
+	Delivery string `env:"SCOUT_DELIVERY" envDefault:"relay"`
+	// RelayAddr is the relay's host:port (relay delivery).
+	RelayAddr string `env:"SCOUT_RELAY_ADDR"`
+	// RelayTLS is the relay's TLS mode: submit.TLSStartTLS (required
+	// STARTTLS, RFC 3207), TLSOpportunistic, TLSNone or TLSImplicit (RFC 8314).
+	RelayTLS string `env:"SCOUT_RELAY_TLS" envDefault:"starttls"`
+	// RelayUsername and RelayPassword enable AUTH PLAIN (RFC 4616) at the
+	// relay; the password is only sent over TLS (or to a loopback relay).
+	RelayUsername string `env:"SCOUT_RELAY_USERNAME"`
+	RelayPassword Secret `env:"SCOUT_RELAY_PASSWORD"`
+	// HeloName is the name sent in EHLO; empty means the domain of
+	// ReturnAddress.
+	HeloName string `env:"SCOUT_HELO_NAME"`
+	// MXPort is the port of the customer's MX hosts (mx delivery): 25, or
+	// another port in tests.
+	MXPort int `env:"SCOUT_MX_PORT" envDefault:"25"`
+	// SubmitTimeout bounds one submission, DNS included. It must stay below
+	// the consumer's AckWait (events.SenderConsumer) minus 30s.
+	SubmitTimeout time.Duration `env:"SCOUT_SUBMIT_TIMEOUT" envDefault:"60s"`
+	// Workers submit in parallel (tests of one test id go to one worker).
+	Workers int `env:"SCOUT_SENDER_WORKERS" envDefault:"8"`
+}
+
+// Secret is a configuration value that must never be printed or logged
+// (key material, passwords). It formats as "[redacted]" with fmt, slog and
+// encoding/json; string(s) is the value.
+type Secret string
+
+// String implements fmt.Stringer without revealing the secret.
+func (Secret) String() string { return "[redacted]" }
+
+// GoString implements fmt.GoStringer (%#v) without revealing the secret.
+func (Secret) GoString() string { return `"[redacted]"` }
+
+// LogValue implements slog.LogValuer without revealing the secret.
+func (Secret) LogValue() slog.Value { return slog.StringValue("[redacted]") }
+
+// MarshalText implements encoding.TextMarshaler (JSON, YAML, a Config
+// logged as a whole) without revealing the secret.
+func (Secret) MarshalText() ([]byte, error) { return []byte("[redacted]"), nil }
+
+// Validate reports every setting that can never work, each naming its
+// environment variable. It does not parse the keys (see Keyring).
+func (c Config) Validate() error {
+	var errs []error
+	if !events.ValidToken(c.Site) {
+		errs = append(errs, fmt.Errorf("SCOUT_SITE=%q: must be 1 to 63 characters of [a-z0-9_-]", c.Site))
+	}
+	if !validAddress(c.ReturnAddress) {
+		errs = append(errs, fmt.Errorf("SCOUT_RETURN_ADDRESS=%q: must be a plain address such as scout-return+eu-west@monitor.example", c.ReturnAddress))
+	}
+	if strings.TrimSpace(string(c.ProbeKeys)) == "" {
+		errs = append(errs, errors.New("SCOUT_PROBE_KEYS: is empty"))
+	}
+	switch c.Delivery {
+	case DeliveryRelay:
+		if err := c.relayConfig().Validate(); err != nil {
+			errs = append(errs, fmt.Errorf("SCOUT_RELAY_ADDR=%q, SCOUT_RELAY_TLS=%q, SCOUT_RELAY_USERNAME/PASSWORD: %w", c.RelayAddr, c.RelayTLS, err))
+		}
+		if c.RelayTLS == "" {
+			errs = append(errs, errors.New(`SCOUT_RELAY_TLS="": must be starttls, opportunistic, none or implicit`))
+		}
+	case DeliveryMX:
+		if c.MXPort < 1 || c.MXPort > 65535 {
+			errs = append(errs, fmt.Errorf("SCOUT_MX_PORT=%d: must be a TCP port (1-65535)", c.MXPort))
+		}
+	default:
+		errs = append(errs, fmt.Errorf("SCOUT_DELIVERY=%q: must be %q or %q", c.Delivery, DeliveryRelay, DeliveryMX))
+	}
+	if maxTimeout := events.SenderConsumer("x").AckWait - 30*time.Second; c.SubmitTimeout <= 0 || c.SubmitTimeout > maxTimeout {
+		errs = append(errs, fmt.Errorf("SCOUT_SUBMIT_TIMEOUT=%s: must be above 0 and at most %s (the consumer's ack wait less 30s)", c.SubmitTimeout, maxTimeout))
+	}
+	if c.Workers < 1 || c.Workers > 256 {
+		errs = append(errs, fmt.Errorf("SCOUT_SENDER_WORKERS=%d: must be between 1 and 256", c.Workers))
+	}
+	if c.HeloName != "" && strings.ContainsAny(c.HeloName, " \t\r\n") {
+		errs = append(errs, fmt.Errorf("SCOUT_HELO_NAME=%q: must be a host name", c.HeloName))
+	}
+	if len(errs) > 0 {
+		return fmt.Errorf("sender configuration: %w", errors.Join(errs...))
+	}
+	return nil
+}
+
+// Keyring parses ProbeKeys. The error names SCOUT_PROBE_KEYS and never
+// contains key material.
+func (c Config) Keyring() (*probemail.Keyring, error) {
+	k, err := probemail.ParseKeys(string(c.ProbeKeys))
+	if err != nil {
+		return nil, fmt.Errorf("SCOUT_PROBE_KEYS: %w", err)
+	}
+	return k, nil
+}
+
+// helo is the EHLO name: HeloName, else the return address's domain.
+func (c Config) helo() string {
+	if c.HeloName != "" {
+		return c.HeloName
+	}
+	if i := strings.LastIndexByte(c.ReturnAddress, '@'); i >= 0 {
+		return c.ReturnAddress[i+1:]
+	}
+	return "localhost"
+}
+
+// relayConfig is the submit configuration of relay delivery (without the
+// TLS roots, which come from Deps).
+func (c Config) relayConfig() submit.Config {
+	return submit.Config{
+		Addr:      c.RelayAddr,
+		TLS:       c.RelayTLS,
+		Username:  c.RelayUsername,
+		Password:  string(c.RelayPassword),
+		HelloName: c.helo(),
+	}
+}
+
+// validAddress accepts a bare addr-spec that can travel in the probe header.
+func validAddress(s string) bool {
+	if s == "" || strings.ContainsAny(s, "; \t\r\n<>\"=") {
+		return false
+	}
+	a, err := mail.ParseAddress(s)
+	return err == nil && a.Address == s && strings.Contains(s, "@")
+}
+
+// domainOf returns the domain of an address, lower case.
+func domainOf(addr string) string {
+	if i := strings.LastIndexByte(addr, '@'); i >= 0 {
+		return strings.ToLower(strings.TrimSuffix(addr[i+1:], "."))
+	}
+	return ""
+}
+
+// isIP reports whether host is an IP literal.
+func isIP(host string) bool { return net.ParseIP(host) != nil }

@@ -1,0 +1,322 @@
+package sender
+
+import (
+	"context"
+	"crypto/rand"
+	"crypto/tls"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"time"
+
+	"github.com/cenkalti/backoff/v5"
+	"github.com/emailscout/emailscout/internal/platform"
+	"github.com/emailscout/emailscout/pkg/checks"
+	"github.com/emailscout/emailscout/pkg/events"
+	"github.com/emailscout/emailscout/pkg/probemail"
+	"github.com/jonboulle/clockwork"
+	"github.com/nats-io/nats.go/jetstream"
+	"github.com/prometheus/client_golang/prometheus"
+)
+
+// Error classes of mail.sent (MailSent.ErrorClass).
+const (
+	ClassStale            = "stale"             // picked up after NotAfter; nothing was sent
+	ClassNoKey            = "no_key"            // no signing key for the check's customer
+	ClassProbeBuild       = "probe_build"       // the probe could not be built (bad target)
+	ClassRelayRefused     = "relay_refused"     // our relay answered 4xx/5xx
+	ClassRelayUnreachable = "relay_unreachable" // no connection / no answer from our relay
+	ClassRelayTLS         = "relay_tls"         // STARTTLS or implicit TLS with our relay failed
+	ClassRelayAuth        = "relay_auth"        // our relay refused our credentials
+	ClassMXRefused        = "mx_refused"        // the customer's MX answered 5xx (or 4xx until the window closed)
+	ClassMXUnreachable    = "mx_unreachable"    // no MX host of the customer answered
+	ClassMXTLS            = "mx_tls"            // every reachable MX broke the TLS handshake
+	ClassNoMX             = "no_mx"             // DNS: no MX and no address, a null MX (RFC 7505), or a lookup failure
+)
+
+// Resolver finds the MX hosts of a domain and the addresses of a host, for
+// mx delivery. *net.Resolver implements it; tests route a domain to
+// 127.0.0.1.
+type Resolver interface {
+	LookupMX(ctx context.Context, name string) ([]*net.MX, error)
+	LookupHost(ctx context.Context, host string) ([]string, error)
+}
+
+// Deps are the sender's collaborators.
+type Deps struct {
+	Checks *checks.File
+	// JetStream binds the site's consumer (events.SenderConsumer).
+	JetStream jetstream.JetStream
+	// Publisher publishes mail.sent.
+	Publisher platform.Publisher
+	// Keyring signs probes (Config.Keyring).
+	Keyring *probemail.Keyring
+	// Resolver is used in mx delivery; nil means the system resolver.
+	Resolver Resolver
+	// RelayTLS verifies the relay's certificate; nil means the system roots
+	// and the host of SCOUT_RELAY_ADDR as server name.
+	RelayTLS   *tls.Config
+	Clock      clockwork.Clock       // nil: the real clock
+	Rand       io.Reader             // orders MX hosts of equal preference; nil: crypto/rand
+	Logger     *slog.Logger          // nil: discard
+	Registerer prometheus.Registerer // nil: no metrics
+	Health     *platform.Health      // nil: no readiness reporting
+}
+
+// Sender submits the probes of one site.
+type Sender struct {
+	cfg     Config
+	deps    Deps
+	log     *slog.Logger
+	metrics *metrics
+	memo    *memo
+	// maxDeliver is the consumer's delivery bound: the last delivery must
+	// report, since JetStream will not deliver again.
+	maxDeliver int
+}
+
+// New validates cfg and deps and returns a Sender. Registering the metrics
+// on deps.Registerer fails when another Sender registered there already.
+func New(cfg Config, deps Deps) (*Sender, error) {
+	if err := cfg.Validate(); err != nil {
+		return nil, err
+	}
+	if deps.Checks == nil || deps.JetStream == nil || deps.Publisher == nil || deps.Keyring == nil {
+		return nil, errors.New("sender: Checks, JetStream, Publisher and Keyring are required")
+	}
+	if deps.Clock == nil {
+		deps.Clock = clockwork.NewRealClock()
+	}
+	if deps.Rand == nil {
+		deps.Rand = rand.Reader
+	}
+	if deps.Logger == nil {
+		deps.Logger = slog.New(slog.DiscardHandler)
+	}
+	if deps.Resolver == nil {
+		deps.Resolver = &net.Resolver{}
+	}
+	if deps.Health == nil {
+		deps.Health = platform.NewHealth()
+	}
+	log := deps.Logger.With("component", "sender", "site", cfg.Site, "delivery", cfg.Delivery)
+	if len(deps.Checks.ForSite(cfg.Site)) == 0 {
+		log.Warn("no check runs at this site", "checks_file", deps.Checks.Path)
+	}
+	m, err := newMetrics(deps.Registerer, cfg.Site)
+	if err != nil {
+		return nil, err
+	}
+	return &Sender{
+		cfg: cfg, deps: deps, log: log, metrics: m, memo: newMemo(),
+		maxDeliver: events.SenderConsumer(cfg.Site).MaxDeliver,
+	}, nil
+}
+
+// Run binds the site's durable consumer (retrying while NATS is away) and
+// handles tests until ctx ends. Tests with the same test id go to the same
+// worker. It returns nil after ctx ends and in-flight submissions finish.
+func (s *Sender) Run(ctx context.Context) error {
+	def := events.SenderConsumer(s.cfg.Site)
+	ready := "consumer:" + def.Durable
+	s.deps.Health.Set(ready, errors.New("not bound"))
+	exp := backoff.NewExponentialBackOff()
+	exp.MaxInterval = 10 * time.Second
+	cons, err := backoff.Retry(ctx, func() (jetstream.Consumer, error) {
+		bctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+		defer cancel()
+		c, err := platform.BindConsumer(bctx, s.deps.JetStream, def)
+		if err != nil && ctx.Err() == nil {
+			s.log.Warn("consumer not bound, retrying", "consumer", def.Durable, "error", err)
+		}
+		return c, err
+	}, backoff.WithBackOff(exp), backoff.WithMaxElapsedTime(0))
+	if err != nil {
+		if ctx.Err() != nil {
+			return nil
+		}
+		return fmt.Errorf("sender: %w", err)
+	}
+	s.deps.Health.Set(ready, nil)
+	defer s.deps.Health.Set(ready, errors.New("stopped"))
+	s.log.Info("sending probes", "consumer", def.Durable, "workers", s.cfg.Workers)
+	return platform.Consume(ctx, cons, s.handle, platform.ConsumeOptions{
+		Name:       def.Durable,
+		Workers:    s.cfg.Workers,
+		Key:        testKey,
+		Registerer: s.deps.Registerer,
+		Logger:     s.log,
+	})
+}
+
+// testKey routes a message to a worker by its test id, so that two
+// deliveries of one test are never handled at once.
+func testKey(msg jetstream.Msg) string {
+	if ev, err := events.Decode[events.TestScheduled](msg.Data()); err == nil {
+		return ev.TestID
+	}
+	return msg.Subject()
+}
+
+func (s *Sender) handle(ctx context.Context, msg jetstream.Msg) error {
+	ev, err := events.Decode[events.TestScheduled](msg.Data())
+	if err != nil {
+		return err // ErrEvent: terminated by Consume
+	}
+	delivered := uint64(1)
+	if md, err := msg.Metadata(); err == nil {
+		delivered = md.NumDelivered
+	}
+	return s.Handle(ctx, ev, delivered)
+}
+
+// Handle runs one delivery (delivered counts from 1) of a scheduled test and
+// returns what the consumer should do: nil (ack: mail.sent is stored), a
+// platform.Permanent error (term: the test can never run here) or another
+// error (redeliver later: a temporary failure inside the send window, or
+// mail.sent could not be published).
+func (s *Sender) Handle(ctx context.Context, ev events.TestScheduled, delivered uint64) error {
+	log := s.log.With("test_id", ev.TestID, "check", ev.CheckID, "attempt", ev.Attempt)
+	if ev.Site != s.cfg.Site {
+		log.Error("test for another site dropped", "test_site", ev.Site)
+		return platform.Permanent(fmt.Errorf("test %s is for site %q, this sender serves %q", ev.TestID, ev.Site, s.cfg.Site))
+	}
+	check := s.deps.Checks.Lookup(ev.CheckID)
+	if check == nil {
+		log.Error("test for an unknown check dropped", "checks_file", s.deps.Checks.Path)
+		return platform.Permanent(fmt.Errorf("test %s: check %q is not in %s", ev.TestID, ev.CheckID, s.deps.Checks.Path))
+	}
+	if !check.HasSite(s.cfg.Site) {
+		log.Error("test for a check that does not run at this site dropped", "sites", check.Sites)
+		return platform.Permanent(fmt.Errorf("test %s: check %q does not run at site %q", ev.TestID, ev.CheckID, s.cfg.Site))
+	}
+	if ev.Kind != events.KindRoundTrip || check.Kind != events.KindRoundTrip {
+		log.Error("test of a kind this sender does not run dropped", "kind", ev.Kind)
+		return platform.Permanent(fmt.Errorf("test %s: kind %q is not handled by the sender", ev.TestID, ev.Kind))
+	}
+
+	// An outcome decided by an earlier delivery whose mail.sent could not be
+	// published: publish it, never send a second probe.
+	if prev, ok := s.memo.get(ev.TestID); ok && prev.final {
+		return s.report(ctx, log, prev.ev)
+	}
+	notAfter := ev.NotAfter
+	if notAfter.IsZero() {
+		notAfter = ev.ScheduledAt.Add(check.SendWindow())
+	}
+	now := s.deps.Clock.Now()
+	if now.After(notAfter) {
+		if prev, ok := s.memo.get(ev.TestID); ok {
+			// A retry of a temporary failure came too late: report that
+			// failure, the real reason nothing was sent.
+			return s.final(ctx, log, prev.ev)
+		}
+		late := now.Sub(notAfter).Truncate(time.Millisecond)
+		log.Error("test picked up after its send window: no probe sent", "not_after", notAfter, "late", late.String())
+		return s.final(ctx, log, s.mailSent(ev, events.SentMonitorError, ClassStale,
+			fmt.Errorf("test picked up %s after its send window closed at %s; no probe was sent", late, notAfter.UTC().Format(time.RFC3339))))
+	}
+
+	key, err := s.deps.Keyring.SigningKey(check.Customer)
+	if err != nil {
+		log.Error("no probe signing key: no probe sent", "customer", check.Customer)
+		return s.final(ctx, log, s.mailSent(ev, events.SentMonitorError, ClassNoKey, err))
+	}
+	p := probemail.Probe{
+		KeyID: key.ID, TestID: ev.TestID, CheckID: ev.CheckID, Site: ev.Site, Attempt: ev.Attempt,
+		StartedAt: now.UTC().Truncate(time.Millisecond), ReturnTo: s.cfg.ReturnAddress,
+	}
+	raw, err := probemail.Build(p, check.Target, key, probemail.BuildOptions{CheckName: check.Name})
+	if err != nil {
+		log.Error("probe cannot be built: no probe sent", "error", err)
+		return s.final(ctx, log, s.mailSent(ev, events.SentMonitorError, ClassProbeBuild, err))
+	}
+
+	sctx, cancel := context.WithTimeout(ctx, s.cfg.SubmitTimeout)
+	t0 := time.Now()
+	out := s.deliver(sctx, raw, check.Target)
+	cancel()
+	s.metrics.submitSeconds.Observe(time.Since(t0).Seconds())
+	end := s.deps.Clock.Now()
+
+	sent := s.mailSent(ev, events.SentOK, "", nil)
+	sent.StartedAt = p.StartedAt
+	sent.MessageID = probemail.ProbeMessageID(p.TestID, p.ReturnTo)
+	sent.Hop = out.hop
+	sent.Reply = out.res.Reply
+	sent.Timings = out.res.Timings
+	if out.err == nil {
+		sent.SentAt = end.UTC()
+		s.metrics.submitted(s.cfg.Delivery, outcomeSent)
+		log.Info("probe sent", "hop", out.hop, "reply", sent.Reply.String(), "total_ms", sent.Timings.TotalMS)
+		return s.final(ctx, log, sent)
+	}
+	sent.Status, sent.ErrorClass, sent.Error = out.status, out.class, out.err.Error()
+	relay := s.cfg.Delivery == DeliveryRelay
+
+	// Retry a temporary failure while the retry can still start inside
+	// the send window and JetStream will deliver again.
+	retryAt := end.Add(platform.NakDelay(delivered, time.Minute))
+	if out.temporary && delivered < uint64(s.maxDeliver) && retryAt.Before(notAfter) {
+		s.metrics.submitted(s.cfg.Delivery, outcomeTemporary)
+		s.memo.put(ev.TestID, sent, false, end, notAfter.Add(events.DuplicateWindow))
+		if relay {
+			log.Error("probes cannot be submitted: temporary relay failure, retrying", "relay", out.hop,
+				"error_class", out.class, "reply", sent.Reply.String(), "error", sent.Error, "delivered", delivered)
+		} else {
+			log.Warn("temporary delivery failure, retrying", "hop", out.hop, "error_class", out.class,
+				"reply", sent.Reply.String(), "error", sent.Error, "delivered", delivered)
+		}
+		return fmt.Errorf("temporary submission failure (%s): %s", out.class, sent.Error)
+	}
+	if relay {
+		s.metrics.submitted(s.cfg.Delivery, outcomeMonitorError)
+		log.Error("probes cannot be submitted: relay failure", "relay", out.hop, "error_class", out.class,
+			"reply", sent.Reply.String(), "error", sent.Error)
+	} else {
+		s.metrics.submitted(s.cfg.Delivery, outcomeFailed)
+		log.Warn("probe delivery failed at the customer's side", "hop", out.hop, "error_class", out.class,
+			"reply", sent.Reply.String(), "error", sent.Error)
+	}
+	return s.final(ctx, log, sent)
+}
+
+// mailSent starts the mail.sent of ev with a status and, for failures, the
+// class and error.
+func (s *Sender) mailSent(ev events.TestScheduled, status, class string, err error) events.MailSent {
+	m := events.MailSent{
+		V: events.SchemaVersion, TestID: ev.TestID, CheckID: ev.CheckID, Site: ev.Site,
+		Attempt: ev.Attempt, Status: status, ErrorClass: class,
+	}
+	if err != nil {
+		m.Error = err.Error()
+	}
+	return m
+}
+
+// final records the decided outcome of a test (so that a redelivery after
+// a failed publish republishes it instead of sending again) and reports it.
+func (s *Sender) final(ctx context.Context, log *slog.Logger, m events.MailSent) error {
+	now := s.deps.Clock.Now()
+	s.memo.put(m.TestID, m, true, now, now.Add(events.DuplicateWindow))
+	return s.report(ctx, log, m)
+}
+
+// report publishes mail.sent. A failure is temporary (the test is
+// redelivered and the recorded outcome published again).
+func (s *Sender) report(ctx context.Context, log *slog.Logger, m events.MailSent) error {
+	pctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	defer cancel()
+	dup, err := s.deps.Publisher.Publish(pctx, m)
+	if err != nil {
+		log.Warn("mail.sent not published; will retry", "status", m.Status, "error", err)
+		return fmt.Errorf("report test %s: %w", m.TestID, err)
+	}
+	s.memo.drop(m.TestID)
+	if !dup {
+		s.metrics.reported.WithLabelValues(m.Status, m.ErrorClass).Inc()
+	}
+	return nil
+}

@@ -1,0 +1,473 @@
+package sender_test
+
+import (
+	"context"
+	"crypto/tls"
+	"errors"
+	"net"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/emailscout/emailscout/pkg/events"
+	"github.com/emailscout/emailscout/pkg/mailtest"
+	"github.com/emailscout/emailscout/pkg/probemail"
+	"github.com/emailscout/emailscout/services/sender"
+	"github.com/emersion/go-smtp"
+)
+
+// TestProbeSentThroughRelay: a probe goes through a relay with STARTTLS and
+// AUTH, and mail.sent carries the signed start time, the relay's 250 and
+// the timings.
+func TestProbeSentThroughRelay(t *testing.T) {
+	e := newEnv(t)
+	relay := mailtest.NewServer(t, mailtest.Options{TLS: true, Auth: map[string]string{"scout": "s3cret"}})
+	cfg := relayConfig(relay.Addr)
+	cfg.RelayTLS, cfg.RelayUsername, cfg.RelayPassword = "starttls", "scout", "s3cret"
+	r := e.start(cfg, func(d *sender.Deps) { d.RelayTLS = &tls.Config{RootCAs: relay.RootCAs} })
+	e.clock.Advance(1234 * time.Microsecond) // a start time that is not a whole millisecond
+	test := e.schedule("acme-roundtrip", site, time.Minute)
+
+	got := e.waitSent(1)[0]
+	msgs := relay.Wait(1, 10*time.Second)
+	if len(msgs) != 1 {
+		t.Fatalf("relay got %d messages, want 1", len(msgs))
+	}
+	m := msgs[0]
+	if m.From != returnAddr || len(m.To) != 1 || m.To[0] != "webscout@acme.example" {
+		t.Errorf("envelope MAIL FROM %q RCPT %v, want %s -> webscout@acme.example", m.From, m.To, returnAddr)
+	}
+	ret, err := probemail.ParseReturned(m.Data)
+	if err != nil {
+		t.Fatal(err)
+	}
+	p, key, err := probemail.Verify(ret.HeaderValue, "webscout@acme.example", e.keys)
+	if err != nil {
+		t.Fatalf("the submitted probe does not verify: %v", err)
+	}
+	wantStart := start.Add(time.Millisecond)
+	if key.Customer != "acme" || p.TestID != test.TestID || p.ReturnTo != returnAddr || !p.StartedAt.Equal(wantStart) {
+		t.Errorf("signed probe %+v (key of %s)", p, key.Customer)
+	}
+	if got.Status != events.SentOK || got.TestID != test.TestID || got.Site != site || got.CheckID != "acme-roundtrip" || got.Attempt != 1 {
+		t.Errorf("mail.sent %+v", got)
+	}
+	if !got.StartedAt.Equal(p.StartedAt) {
+		t.Errorf("mail.sent started_at %v, signed t %v", got.StartedAt, p.StartedAt)
+	}
+	if !got.SentAt.Equal(e.clock.Now()) {
+		t.Errorf("sent_at %v, want the clock's %v", got.SentAt, e.clock.Now())
+	}
+	if got.Reply == nil || got.Reply.Code != 250 || got.Hop != relay.Addr || got.MessageID != probemail.ProbeMessageID(test.TestID, returnAddr) {
+		t.Errorf("reply %v hop %q message id %q", got.Reply, got.Hop, got.MessageID)
+	}
+	if got.Timings.TLSVersion == "" || got.Timings.TotalMS <= 0 || got.Timings.AuthMS <= 0 || got.ErrorClass != "" || got.Error != "" {
+		t.Errorf("timings %+v class %q error %q", got.Timings, got.ErrorClass, got.Error)
+	}
+	waitMetric(t, r.reg, "scout_sender_submission_up", map[string]string{"delivery": "relay"}, 1)
+	waitMetric(t, r.reg, "scout_sender_submissions_total", map[string]string{"outcome": "sent"}, 1)
+	waitMetric(t, r.reg, "scout_sender_submit_seconds", nil, 1)
+	if strings.Contains(r.logs.String(), "s3cret") {
+		t.Error("the relay password was logged")
+	}
+}
+
+// TestRelayFailuresAreMonitorErrors is shared/cases c02 by kind of relay
+// failure: each is monitor_error (never failed, never sent), with the
+// relay's reply, the submission_up gauge at 0 and an error-level log.
+func TestRelayFailuresAreMonitorErrors(t *testing.T) {
+	cases := []struct {
+		name  string
+		relay func(t *testing.T) (string, *tls.Config)
+		class string
+		code  int
+		auth  bool
+	}{
+		{"refuses connections", func(t *testing.T) (string, *tls.Config) { return mailtest.ClosedAddr(t), nil }, sender.ClassRelayUnreachable, 0, false},
+		{"554 banner", func(t *testing.T) (string, *tls.Config) {
+			return mailtest.Script(t, func(c net.Conn) {
+				_, _ = c.Write([]byte("554 5.3.2 relay.monitor.example no service for you\r\n"))
+				_, _ = mailtest.ReadLine(c)
+			}), nil
+		}, sender.ClassRelayRefused, 554, false},
+		{"554 to RCPT", func(t *testing.T) (string, *tls.Config) {
+			s := mailtest.NewServer(t, mailtest.Options{Rcpt: func(string) error {
+				return &smtp.SMTPError{Code: 554, EnhancedCode: smtp.EnhancedCode{5, 7, 1}, Message: "relay access denied"}
+			}})
+			return s.Addr, nil
+		}, sender.ClassRelayRefused, 554, false},
+		{"wrong password", func(t *testing.T) (string, *tls.Config) {
+			s := mailtest.NewServer(t, mailtest.Options{TLS: true, Auth: map[string]string{"scout": "other"}})
+			return s.Addr, &tls.Config{RootCAs: s.RootCAs}
+		}, sender.ClassRelayAuth, 535, true},
+		{"untrusted certificate", func(t *testing.T) (string, *tls.Config) {
+			s := mailtest.NewServer(t, mailtest.Options{TLS: true})
+			return s.Addr, nil // system roots do not trust the test CA
+		}, sender.ClassRelayTLS, 0, true},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			e := newEnv(t)
+			addr, roots := tc.relay(t)
+			cfg := relayConfig(addr)
+			if tc.auth {
+				cfg.RelayUsername, cfg.RelayPassword = "scout", "pw"
+			}
+			if roots != nil || tc.class == sender.ClassRelayTLS {
+				cfg.RelayTLS = "starttls"
+			}
+			r := e.start(cfg, func(d *sender.Deps) { d.RelayTLS = roots })
+			test := e.schedule("acme-roundtrip", site, 300*time.Millisecond)
+			got := e.waitSent(1)[0]
+			if got.TestID != test.TestID || got.Status != events.SentMonitorError || got.ErrorClass != tc.class || got.Error == "" {
+				t.Fatalf("mail.sent %+v, want monitor_error %s", got, tc.class)
+			}
+			if tc.code != 0 && (got.Reply == nil || got.Reply.Code != tc.code) {
+				t.Errorf("reply %v, want %d", got.Reply, tc.code)
+			}
+			if !got.SentAt.IsZero() || got.StartedAt.IsZero() {
+				t.Errorf("sent_at %v started_at %v: a failed probe has a start, never a send time", got.SentAt, got.StartedAt)
+			}
+			waitMetric(t, r.reg, "scout_sender_submission_up", map[string]string{"delivery": "relay"}, 0)
+			waitMetric(t, r.reg, "scout_sender_submissions_total", map[string]string{"outcome": "monitor_error"}, 1)
+			waitMetric(t, r.reg, "scout_sender_submissions_total", map[string]string{"outcome": "sent"}, 0)
+			logs := r.logs.lines(`"level":"ERROR"`, "probes cannot be submitted", tc.class)
+			if len(logs) == 0 {
+				t.Fatalf("no error-level 'probes cannot be submitted' log:\n%s", r.logs)
+			}
+			if tc.code != 0 && !strings.Contains(logs[len(logs)-1], `"reply":"`+got.Reply.String()) {
+				t.Errorf("log without the reply %q: %s", got.Reply, logs[len(logs)-1])
+			}
+		})
+	}
+}
+
+// TestCaseC02RelayRefusedAcrossRestart is shared/cases c02: after a good
+// probe, our relay refuses connections at t=600s, 1200s and 1800s, and the
+// sender restarts between the second and third attempt. Every attempt is a
+// monitor_error in the stream, the gauge never shows the old success, and
+// the test scheduled while the sender was down is not lost.
+func TestCaseC02RelayRefusedAcrossRestart(t *testing.T) {
+	e := newEnv(t)
+	relay := startRelay(t)
+	cfg := relayConfig(relay.Addr)
+	r1 := e.start(cfg, nil)
+	first := e.schedule("acme-roundtrip", site, 300*time.Millisecond)
+	if got := e.waitSent(1)[0]; got.Status != events.SentOK || got.TestID != first.TestID {
+		t.Fatalf("good probe before the outage: %+v", got)
+	}
+	waitMetric(t, r1.reg, "scout_sender_submission_up", map[string]string{"delivery": "relay"}, 1)
+	relay.Close() // the relay refuses connections from now on
+
+	var tests []events.TestScheduled
+	for _, at := range []time.Duration{600 * time.Second, 1200 * time.Second} {
+		e.clock.Advance(start.Add(at).Sub(e.clock.Now()))
+		tests = append(tests, e.schedule("acme-roundtrip", site, 300*time.Millisecond))
+		e.waitSent(1 + len(tests))
+		waitMetric(t, r1.reg, "scout_sender_submission_up", map[string]string{"delivery": "relay"}, 0)
+	}
+	r1.stop()
+
+	// The third test is scheduled while no sender runs: the durable
+	// consumer keeps it for the restarted sender.
+	e.clock.Advance(start.Add(1800 * time.Second).Sub(e.clock.Now()))
+	tests = append(tests, e.schedule("acme-roundtrip", site, 300*time.Millisecond))
+	r2 := e.start(cfg, nil)
+	sent := e.waitSent(4)
+	for i, test := range tests {
+		got := sent[i+1]
+		if got.TestID != test.TestID || got.Status != events.SentMonitorError || got.ErrorClass != sender.ClassRelayUnreachable {
+			t.Errorf("attempt at %v: %+v, want monitor_error relay_unreachable", test.ScheduledAt.Sub(start), got)
+		}
+	}
+	waitMetric(t, r2.reg, "scout_sender_submission_up", map[string]string{"delivery": "relay"}, 0)
+	if len(r2.logs.lines(`"level":"ERROR"`, "probes cannot be submitted")) == 0 {
+		t.Errorf("restarted sender logged no 'probes cannot be submitted':\n%s", r2.logs)
+	}
+	// The current state of the check at this site is the last mail.sent:
+	// the failure, not the old success.
+	ctx := context.Background()
+	st, err := e.js.Stream(ctx, events.StreamName)
+	if err != nil {
+		t.Fatal(err)
+	}
+	last, err := st.GetLastMsgForSubject(ctx, events.SiteCheckSubject(events.SubjectMailSent, site, "acme-roundtrip"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if ev, err := events.Decode[events.MailSent](last.Data); err != nil || ev.Status != events.SentMonitorError {
+		t.Errorf("last mail.sent %+v %v, want the monitor_error", ev, err)
+	}
+	if n := e.count(events.SubjectMailSent + ".>"); n != 4 {
+		t.Errorf("%d mail.sent stored, want 4 (one per test)", n)
+	}
+}
+
+// TestMXDelivery: in mx delivery the customer's refusals are failed, with
+// the MX's reply; a resolver routes the target domain to loopback.
+func TestMXDelivery(t *testing.T) {
+	refusing := func(t *testing.T) *mailtest.Server {
+		return mailtest.NewServer(t, mailtest.Options{Domain: "mx1.acme.example", Rcpt: func(string) error {
+			return &smtp.SMTPError{Code: 550, EnhancedCode: smtp.EnhancedCode{5, 1, 1}, Message: "no such user"}
+		}})
+	}
+	accepting := func(t *testing.T) *mailtest.Server { return mailtest.NewServer(t, mailtest.Options{}) }
+	cases := []struct {
+		name    string
+		server  func(t *testing.T) *mailtest.Server
+		mx      []*net.MX
+		hosts   map[string][]string
+		mxErr   error
+		status  string
+		class   string
+		code    int
+		hopHost string
+	}{
+		{"MX answers 550", refusing, []*net.MX{{Host: "mx1.acme.example.", Pref: 10}},
+			map[string][]string{"mx1.acme.example": {"127.0.0.1"}}, nil, events.SentFailed, sender.ClassMXRefused, 550, "mx1.acme.example"},
+		{"MX accepts", accepting, []*net.MX{{Host: "mx1.acme.example.", Pref: 10}},
+			map[string][]string{"mx1.acme.example": {"127.0.0.1"}}, nil, events.SentOK, "", 250, "mx1.acme.example"},
+		{"first MX down, backup accepts", accepting,
+			[]*net.MX{{Host: "backup.acme.example.", Pref: 20}, {Host: "mx1.acme.example.", Pref: 10}},
+			map[string][]string{"mx1.acme.example": {"127.0.0.2"}, "backup.acme.example": {"127.0.0.1"}}, nil, events.SentOK, "", 250, "backup.acme.example"},
+		{"no MX reachable", nil, []*net.MX{{Host: "mx1.acme.example.", Pref: 10}},
+			map[string][]string{"mx1.acme.example": {"127.0.0.1"}}, nil, events.SentFailed, sender.ClassMXUnreachable, 0, "mx1.acme.example"},
+		{"domain does not exist", nil, nil, nil,
+			&net.DNSError{Err: "no such host", Name: "acme.example", IsNotFound: true}, events.SentFailed, sender.ClassNoMX, 0, ""},
+		{"null MX", nil, []*net.MX{{Host: ".", Pref: 0}}, nil, nil, events.SentFailed, sender.ClassNoMX, 0, ""},
+		{"implicit MX", accepting, nil, map[string][]string{"acme.example": {"127.0.0.1"}},
+			&net.DNSError{Err: "no such host", Name: "acme.example", IsNotFound: true}, events.SentOK, "", 250, "acme.example"},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			e := newEnv(t)
+			port := 0
+			var srv *mailtest.Server
+			if tc.server != nil {
+				srv = tc.server(t)
+				_, p, _ := net.SplitHostPort(srv.Addr)
+				port = atoi(t, p)
+			} else {
+				_, p, _ := net.SplitHostPort(mailtest.ClosedAddr(t))
+				port = atoi(t, p)
+			}
+			cfg := relayConfig("")
+			cfg.Delivery, cfg.MXPort = sender.DeliveryMX, port
+			res := &resolver{mx: map[string][]*net.MX{}, mxErr: tc.mxErr, hosts: tc.hosts}
+			if tc.mx != nil {
+				res.mx["acme.example"] = tc.mx
+			}
+			r := e.start(cfg, func(d *sender.Deps) { d.Resolver = res })
+			e.schedule("acme-roundtrip", site, 300*time.Millisecond)
+			got := e.waitSent(1)[0]
+			if got.Status != tc.status || got.ErrorClass != tc.class {
+				t.Fatalf("mail.sent %s/%s (%s), want %s/%s", got.Status, got.ErrorClass, got.Error, tc.status, tc.class)
+			}
+			if tc.code != 0 && (got.Reply == nil || got.Reply.Code != tc.code) {
+				t.Errorf("reply %v, want %d", got.Reply, tc.code)
+			}
+			if tc.hopHost != "" && got.Hop != net.JoinHostPort(tc.hopHost, itoa(port)) {
+				t.Errorf("hop %q, want %s", got.Hop, tc.hopHost)
+			}
+			if got.Status == events.SentOK && len(srv.Messages()) != 1 {
+				t.Errorf("MX holds %d messages", len(srv.Messages()))
+			}
+			if res.lookups() == 0 {
+				t.Error("the resolver was not asked")
+			}
+			// A customer's refusal says nothing about our relay.
+			if _, ok := metricValue(t, r.reg, "scout_sender_submission_up", nil); ok {
+				t.Error("submission_up set by an MX outcome")
+			}
+		})
+	}
+}
+
+// TestStaleTestNeverSent: a test picked up after NotAfter is reported as
+// monitor_error "stale" without any SMTP connection.
+func TestStaleTestNeverSent(t *testing.T) {
+	e := newEnv(t)
+	var conns atomic.Int32
+	addr := mailtest.Script(t, func(c net.Conn) {
+		conns.Add(1)
+		_, _ = c.Write([]byte("220 relay.monitor.example ESMTP\r\n"))
+		_, _ = mailtest.ReadLine(c)
+	})
+	test := e.schedule("acme-roundtrip", site, 15*time.Second)
+	// The clock moves on while the test waits (the sender was down).
+	e.clock.Advance(16 * time.Second)
+	e.start(relayConfig(addr), nil)
+	got := e.waitSent(1)[0]
+	if got.TestID != test.TestID || got.Status != events.SentMonitorError || got.ErrorClass != sender.ClassStale {
+		t.Fatalf("mail.sent %+v, want monitor_error stale", got)
+	}
+	if n := conns.Load(); n != 0 {
+		t.Errorf("%d SMTP connections for a stale test, want none", n)
+	}
+}
+
+// TestTemporaryFailureRetriedWithinWindow: the relay answers 451 once, then
+// accepts: the test is redelivered inside its window and exactly one probe
+// is delivered.
+func TestTemporaryFailureRetriedWithinWindow(t *testing.T) {
+	e := newEnv(t)
+	var rcpts atomic.Int32
+	relay := mailtest.NewServer(t, mailtest.Options{Rcpt: func(string) error {
+		if rcpts.Add(1) == 1 {
+			return &smtp.SMTPError{Code: 451, EnhancedCode: smtp.EnhancedCode{4, 7, 1}, Message: "greylisted, try again"}
+		}
+		return nil
+	}})
+	r := e.start(relayConfig(relay.Addr), nil)
+	test := e.schedule("acme-roundtrip", site, time.Minute)
+	got := e.waitSent(1)[0]
+	if got.Status != events.SentOK || got.TestID != test.TestID {
+		t.Fatalf("mail.sent %+v, want sent after the retry", got)
+	}
+	if n := len(relay.Messages()); n != 1 || rcpts.Load() != 2 {
+		t.Errorf("relay holds %d probes after %d RCPTs, want 1 after 2", n, rcpts.Load())
+	}
+	waitMetric(t, r.reg, "scout_sender_submissions_total", map[string]string{"outcome": "temporary"}, 1)
+	waitMetric(t, r.reg, "scout_sender_submissions_total", map[string]string{"outcome": "sent"}, 1)
+	waitMetric(t, r.reg, "scout_sender_submission_up", map[string]string{"delivery": "relay"}, 1)
+	if n := e.count(events.SubjectMailSent + ".>"); n != 1 {
+		t.Errorf("%d mail.sent stored, want 1", n)
+	}
+}
+
+// TestLateRetryReportsLastFailure: the relay answers 451; the redelivery
+// comes after the window closed, so the 451 is reported (not "stale") and
+// no second probe is attempted.
+func TestLateRetryReportsLastFailure(t *testing.T) {
+	e := newEnv(t)
+	var rcpts atomic.Int32
+	relay := mailtest.NewServer(t, mailtest.Options{Rcpt: func(string) error {
+		rcpts.Add(1)
+		return &smtp.SMTPError{Code: 451, EnhancedCode: smtp.EnhancedCode{4, 3, 0}, Message: "queue full"}
+	}})
+	r := e.start(relayConfig(relay.Addr), nil)
+	e.schedule("acme-roundtrip", site, time.Minute)
+	waitMetric(t, r.reg, "scout_consumer_messages_total", map[string]string{"outcome": "nak"}, 1)
+	e.clock.Advance(2 * time.Minute)
+	got := e.waitSent(1)[0]
+	if got.Status != events.SentMonitorError || got.ErrorClass != sender.ClassRelayRefused || got.Reply == nil || got.Reply.Code != 451 {
+		t.Fatalf("mail.sent %+v, want monitor_error relay_refused with the 451", got)
+	}
+	if n := rcpts.Load(); n != 1 {
+		t.Errorf("%d submission attempts, want 1 (none after the window)", n)
+	}
+}
+
+// TestTestsThatCannotRunHere: tests for another site or an unknown check are
+// terminated (poison), with an error log and no mail.sent; a check whose
+// customer has no key is a monitor_error "no_key".
+func TestTestsThatCannotRunHere(t *testing.T) {
+	e := newEnv(t)
+	relay := mailtest.NewServer(t, mailtest.Options{})
+	r := e.start(relayConfig(relay.Addr), nil)
+	e.schedule("unknown-check", site, time.Minute)
+	e.schedule("us-only", site, time.Minute)
+	waitMetric(t, r.reg, "scout_consumer_messages_total", map[string]string{"outcome": "term"}, 2)
+	if n := e.count(events.SubjectMailSent + ".>"); n != 0 {
+		t.Errorf("%d mail.sent for tests that cannot run here", n)
+	}
+	for _, want := range []string{"test for an unknown check dropped", "does not run at this site"} {
+		if len(r.logs.lines(`"level":"ERROR"`, want)) != 1 {
+			t.Errorf("no error log %q:\n%s", want, r.logs)
+		}
+	}
+
+	test := e.schedule("initech-roundtrip", site, time.Minute)
+	got := e.waitSent(1)[0]
+	if got.TestID != test.TestID || got.Status != events.SentMonitorError || got.ErrorClass != sender.ClassNoKey {
+		t.Errorf("mail.sent %+v, want monitor_error no_key", got)
+	}
+	if len(relay.Messages()) != 0 {
+		t.Error("a probe was sent without a key")
+	}
+}
+
+// TestPublishFailureNeverSendsTwice: the probe is accepted but mail.sent
+// cannot be published; the redelivery publishes the recorded outcome and
+// sends no second probe.
+func TestPublishFailureNeverSendsTwice(t *testing.T) {
+	e := newEnv(t)
+	relay := mailtest.NewServer(t, mailtest.Options{})
+	pub := &flakyPublisher{inner: e.publisherFor(), fail: 1}
+	e.start(relayConfig(relay.Addr), func(d *sender.Deps) { d.Publisher = pub })
+	test := e.schedule("acme-roundtrip", site, time.Minute)
+	got := e.waitSent(1)[0]
+	if got.Status != events.SentOK || got.TestID != test.TestID {
+		t.Fatalf("mail.sent %+v", got)
+	}
+	if n := len(relay.Messages()); n != 1 {
+		t.Errorf("%d probes sent, want 1", n)
+	}
+	if pub.calls() != 2 {
+		t.Errorf("%d publish calls, want 2 (one failure, one retry)", pub.calls())
+	}
+}
+
+type resolver struct {
+	mu    sync.Mutex
+	n     int
+	mx    map[string][]*net.MX
+	mxErr error
+	hosts map[string][]string
+}
+
+func (r *resolver) LookupMX(_ context.Context, name string) ([]*net.MX, error) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.n++
+	if mx, ok := r.mx[name]; ok {
+		return mx, nil
+	}
+	if r.mxErr != nil {
+		return nil, r.mxErr
+	}
+	return nil, &net.DNSError{Err: "no such host", Name: name, IsNotFound: true}
+}
+
+func (r *resolver) LookupHost(_ context.Context, host string) ([]string, error) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if a, ok := r.hosts[host]; ok {
+		return a, nil
+	}
+	return nil, &net.DNSError{Err: "no such host", Name: host, IsNotFound: true}
+}
+
+func (r *resolver) lookups() int {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return r.n
+}
+
+type flakyPublisher struct {
+	inner interface {
+		Publish(ctx context.Context, ev events.Event) (bool, error)
+	}
+	mu   sync.Mutex
+	fail int
+	n    int
+}
+
+func (p *flakyPublisher) Publish(ctx context.Context, ev events.Event) (bool, error) {
+	p.mu.Lock()
+	p.n++
+	fail := p.n <= p.fail
+	p.mu.Unlock()
+	if fail {
+		return false, errors.New("nats: timeout")
+	}
+	return p.inner.Publish(ctx, ev)
+}
+
+func (p *flakyPublisher) calls() int {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return p.n
+}
