@@ -122,6 +122,11 @@ func applyResult(st *SiteState, r *events.CheckResult, c *checks.Check, now time
 			return nil, true
 		}
 		st.Verdict = VerdictSuspect
+		if st.Pending != nil && !st.Pending.expired(c, now) {
+			// Another site's failure already asked this one to confirm:
+			// that confirmation serves as this site's retest.
+			return nil, true
+		}
 		return &plannedTest{Site: st.Site, Attempt: 2, Reason: events.ReasonRetest, OriginTestID: r.TestID, DueAt: retestAt(r, c, now)}, true
 	}
 

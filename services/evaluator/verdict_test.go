@@ -99,6 +99,13 @@ func TestApplyResultRules(t *testing.T) {
 	if fanOutTo(b, c, now) {
 		t.Error("a down site is not asked again")
 	}
+	// A site asked to confirm whose own attempt 1 then fails waits for that
+	// confirmation instead of planning a second one.
+	p := newSiteState("x", "c")
+	p.Pending = &Pending{TestID: "conf", OriginTestID: "f1", Attempt: 2, DueAt: now}
+	if r, _ := applyResult(p, res("c", "c1", 1, events.StatusTimeout, 30*time.Minute), c, now); r != nil || p.Verdict != VerdictSuspect {
+		t.Errorf("pending confirmation: retest %+v verdict %s", r, p.Verdict)
+	}
 
 	// retries: 0 → the first failure is down; retries: 2 → three failures.
 	c0 := testCheck(t, "    retries: 0\n")

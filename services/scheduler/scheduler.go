@@ -23,8 +23,9 @@ import (
 // Config configures the scheduler.
 type Config struct {
 	// CatchUp: on start, a slot that began at most this long ago is still
-	// published (a restart inside a slot does not skip it). Capped at half
-	// of events.DuplicateWindow so that a replica's copy is de-duplicated.
+	// published (a restart inside a slot does not skip it), if its send
+	// window (checks.Check.SendWindow) is still open. Capped at half of
+	// events.DuplicateWindow so that a replica's copy is de-duplicated.
 	// Zero means 2 minutes.
 	CatchUp time.Duration `env:"SCOUT_SCHEDULER_CATCH_UP" envDefault:"2m"`
 }
@@ -116,7 +117,8 @@ func (s *Scheduler) Run(ctx context.Context) error {
 	for _, c := range s.deps.Checks.Checks {
 		for _, site := range c.Sites {
 			e := &entry{check: c, site: site, slot: SlotAt(c, now)}
-			if now.Sub(SlotStart(c, e.slot)) > s.cfg.CatchUp {
+			// Catch up the current slot only while it can still be sent.
+			if now.Sub(SlotStart(c, e.slot)) > min(s.cfg.CatchUp, c.SendWindow()) {
 				e.slot++
 			}
 			entries = append(entries, e)

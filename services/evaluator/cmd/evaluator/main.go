@@ -12,7 +12,6 @@ import (
 
 	"github.com/emailscout/emailscout/internal/platform"
 	"github.com/emailscout/emailscout/services/evaluator"
-	"github.com/prometheus/client_golang/prometheus"
 )
 
 func main() {
@@ -41,7 +40,7 @@ func run(ctx context.Context, _ []string, getenv func(string) string, stdout io.
 		Checks:     rt.Checks,
 		JS:         rt.JS,
 		Logger:     rt.Logger,
-		Registerer: prometheus.WrapRegistererWith(prometheus.Labels{"service": "evaluator"}, rt.Registry),
+		Registerer: rt.Registry,
 		Health:     rt.Health,
 	})
 	if err != nil {

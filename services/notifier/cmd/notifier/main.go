@@ -13,7 +13,6 @@ import (
 
 	"github.com/emailscout/emailscout/internal/platform"
 	"github.com/emailscout/emailscout/services/notifier"
-	"github.com/prometheus/client_golang/prometheus"
 )
 
 func main() {
@@ -64,7 +63,7 @@ func run(ctx context.Context, _ []string, getenv func(string) string, stdout io.
 		Provider:   provider,
 		ReplicaID:  host,
 		Logger:     rt.Logger,
-		Registerer: prometheus.WrapRegistererWith(prometheus.Labels{"service": "notifier"}, rt.Registry),
+		Registerer: rt.Registry,
 		Health:     rt.Health,
 	})
 	if err != nil {

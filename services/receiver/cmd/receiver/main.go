@@ -14,7 +14,6 @@ import (
 
 	"github.com/emailscout/emailscout/internal/platform"
 	"github.com/emailscout/emailscout/services/receiver"
-	"github.com/prometheus/client_golang/prometheus"
 )
 
 func main() {
@@ -51,7 +50,7 @@ func run(ctx context.Context, _ []string, getenv func(string) string, stdout io.
 		Publisher:  platform.JetStreamPublisher{JS: rt.JS},
 		Keyring:    keys,
 		Logger:     rt.Logger,
-		Registerer: prometheus.WrapRegistererWith(prometheus.Labels{"service": "receiver"}, rt.Registry),
+		Registerer: rt.Registry,
 		Health:     rt.Health,
 	})
 	if err != nil {

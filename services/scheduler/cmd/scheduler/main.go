@@ -12,7 +12,6 @@ import (
 
 	"github.com/emailscout/emailscout/internal/platform"
 	"github.com/emailscout/emailscout/services/scheduler"
-	"github.com/prometheus/client_golang/prometheus"
 )
 
 func main() {
@@ -41,7 +40,7 @@ func run(ctx context.Context, _ []string, getenv func(string) string, stdout io.
 		Checks:     rt.Checks,
 		Publisher:  platform.JetStreamPublisher{JS: rt.JS},
 		Logger:     rt.Logger,
-		Registerer: prometheus.WrapRegistererWith(prometheus.Labels{"service": "scheduler"}, rt.Registry),
+		Registerer: rt.Registry,
 	})
 	if err != nil {
 		return err

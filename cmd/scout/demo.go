@@ -1,0 +1,181 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/emailscout/emailscout/pkg/checks"
+	"github.com/emailscout/emailscout/pkg/probemail"
+	"github.com/emailscout/emailscout/pkg/reflector"
+	"github.com/emailscout/emailscout/pkg/submit"
+	"github.com/emersion/go-smtp"
+)
+
+// demoServer is the demo "customer" mail server of `scout dev`: an SMTP
+// server (go-smtp) that accepts mail for every check's probe mailbox and,
+// like a .forward pipe, hands each message to the reflector library, which
+// mails the reflection to the receiver of the probe's site. Delivery is
+// asynchronous, as an MTA's is: the DATA is acknowledged first.
+type demoServer struct {
+	srv     *smtp.Server
+	ln      net.Listener
+	refl    *reflector.Reflector
+	targets map[string]string // probe mailbox -> check id
+	log     *slog.Logger
+	queue   chan queued
+
+	mu     sync.Mutex
+	broken map[string]bool // check id -> swallow its probes
+}
+
+type queued struct {
+	from string
+	msg  []byte
+}
+
+func newDemoServer(f *checks.File, keySpec string, routes map[string]string, breaks []string, log *slog.Logger) (*demoServer, error) {
+	keys, err := probemail.ParseKeys(keySpec)
+	if err != nil {
+		return nil, err
+	}
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return nil, err
+	}
+	d := &demoServer{ln: ln, targets: map[string]string{}, broken: map[string]bool{}, log: log.With("component", "demo-mail-server"),
+		queue: make(chan queued, 4096)}
+	for _, c := range f.Checks {
+		if c.Target != "" {
+			d.targets[strings.ToLower(c.Target)] = c.ID
+		}
+	}
+	for _, b := range breaks {
+		d.broken[b] = true
+	}
+	d.refl = reflector.New(reflector.Config{Keys: keys}, routedSender{routes: routes}, reflector.NewMemorySeen(time.Now), time.Now)
+	d.srv = smtp.NewServer(smtp.BackendFunc(func(*smtp.Conn) (smtp.Session, error) { return &demoSession{d: d}, nil }))
+	d.srv.Domain = "mx.customers.test"
+	d.srv.MaxMessageBytes = probemail.MaxMessageBytes
+	d.srv.ReadTimeout, d.srv.WriteTimeout = time.Minute, time.Minute
+	return d, nil
+}
+
+func (d *demoServer) addr() string { return d.ln.Addr().String() }
+
+func (d *demoServer) unbreak() {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	clear(d.broken)
+}
+
+func (d *demoServer) isBroken(check string) bool {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	return d.broken[check]
+}
+
+// run serves until ctx ends; reflections are sent by a few workers.
+func (d *demoServer) run(ctx context.Context) error {
+	var wg sync.WaitGroup
+	for i := 0; i < 4; i++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for {
+				select {
+				case <-ctx.Done():
+					return
+				case q := <-d.queue:
+					dec, err := d.refl.Handle(ctx, q.msg, q.from)
+					if err != nil {
+						d.log.Warn("reflection not sent", "test_id", dec.Probe.TestID, "error", err)
+					} else if dec.Action != reflector.ActionReflect {
+						d.log.Info("message not reflected", "reason", dec.Reason, "detail", dec.Detail)
+					}
+				}
+			}
+		}()
+	}
+	errc := make(chan error, 1)
+	go func() { errc <- d.srv.Serve(d.ln) }()
+	select {
+	case <-ctx.Done():
+	case err := <-errc:
+		return fmt.Errorf("demo mail server: %w", err)
+	}
+	_ = d.srv.Close()
+	wg.Wait()
+	return nil
+}
+
+type demoSession struct {
+	d      *demoServer
+	from   string
+	checks []string
+}
+
+func (s *demoSession) Reset()        { s.from, s.checks = "", nil }
+func (s *demoSession) Logout() error { return nil }
+func (s *demoSession) Mail(from string, _ *smtp.MailOptions) error {
+	s.from = from
+	return nil
+}
+func (s *demoSession) Rcpt(to string, _ *smtp.RcptOptions) error {
+	check, ok := s.d.targets[strings.ToLower(to)]
+	if !ok {
+		return &smtp.SMTPError{Code: 550, EnhancedCode: smtp.EnhancedCode{5, 1, 1}, Message: "no such mailbox here"}
+	}
+	s.checks = append(s.checks, check)
+	return nil
+}
+func (s *demoSession) Data(r io.Reader) error {
+	msg, err := io.ReadAll(r)
+	if err != nil {
+		return err
+	}
+	for _, c := range s.checks {
+		if s.d.isBroken(c) {
+			s.d.log.Info("swallowed a probe (--break)", "check", c)
+			return nil
+		}
+	}
+	select {
+	case s.d.queue <- queued{from: s.from, msg: msg}:
+		return nil
+	default:
+		return &smtp.SMTPError{Code: 452, EnhancedCode: smtp.EnhancedCode{4, 3, 1}, Message: "queue full, try later"}
+	}
+}
+
+// routedSender submits a reflection to the receiver of its return address,
+// as DNS MX records would route it.
+type routedSender struct {
+	routes map[string]string // return address -> receiver host:port
+}
+
+func (r routedSender) Send(ctx context.Context, from string, to []string, msg []byte) error {
+	for _, rcpt := range to {
+		addr, ok := r.routes[strings.ToLower(rcpt)]
+		if !ok {
+			return fmt.Errorf("no route to %s", rcpt)
+		}
+		sctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+		_, err := submit.Send(sctx, submit.Config{Addr: addr, TLS: submit.TLSNone, HelloName: "mx.customers.test"}, from, []string{rcpt}, msg)
+		cancel()
+		if err != nil {
+			var se *submit.Error
+			if errors.As(err, &se) && se.Temporary() {
+				return reflector.Temporary(err)
+			}
+			return err
+		}
+	}
+	return nil
+}

@@ -1,0 +1,313 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"os"
+	"path/filepath"
+	"strings"
+	"time"
+
+	"github.com/emailscout/emailscout/internal/platform"
+	"github.com/emailscout/emailscout/pkg/checks"
+	"github.com/emailscout/emailscout/pkg/probemail"
+	"github.com/emailscout/emailscout/services/evaluator"
+	"github.com/emailscout/emailscout/services/notifier"
+	"github.com/emailscout/emailscout/services/receiver"
+	"github.com/emailscout/emailscout/services/scheduler"
+	"github.com/emailscout/emailscout/services/sender"
+	"github.com/nats-io/nats-server/v2/server"
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+	"github.com/spf13/cobra"
+	"golang.org/x/sync/errgroup"
+)
+
+func init() {
+	commands = append(commands, newDevCmd)
+}
+
+type devOptions struct {
+	checksFile string
+	dataDir    string
+	duration   time.Duration
+	fresh      bool
+	breaks     []string
+	breakFor   time.Duration
+	natsPort   int
+	httpAddr   string
+	clickhouse string
+	verbose    bool
+}
+
+func newDevCmd(getenv func(string) string) *cobra.Command {
+	var o devOptions
+	cmd := &cobra.Command{
+		Use:   "dev",
+		Short: "Run every service in one process with an embedded NATS and a demo mail server",
+		Long: `scout dev runs the whole Email Scout loop on this machine: an embedded NATS
+JetStream server, the scheduler, a sender and a receiver per site, the
+evaluator, the notifier (printing the SMS it would send) and a demo "customer"
+mail server whose reflector answers every probe. It prints one line per
+finished attempt and a summary at the end.
+
+With --duration it stops by itself and exits 0 only if at least one round
+trip completed. --break CHECK makes the demo server swallow that check's
+probes, so the timeout, the retests and the incident show; --break-for ends
+the break after a while, so the resolution shows too.`,
+		Example: `  scout dev
+  scout dev --duration 45s
+  scout dev --break acme-roundtrip --break-for 40s --duration 90s`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			return runDev(cmd.Context(), o, cmd.OutOrStdout())
+		},
+	}
+	f := cmd.Flags()
+	f.StringVar(&o.checksFile, "checks", "deploy/dev/checks.yaml", "check file")
+	f.StringVar(&o.dataDir, "data-dir", "", "JetStream data and logs (default: <user cache dir>/email-scout/dev)")
+	f.DurationVar(&o.duration, "duration", 0, "stop after this long (0: run until interrupted)")
+	f.BoolVar(&o.fresh, "fresh", false, "wipe the data directory first")
+	f.StringArrayVar(&o.breaks, "break", nil, "make the demo server swallow this check's probes (repeatable)")
+	f.DurationVar(&o.breakFor, "break-for", 0, "end the --break after this long (0: for the whole run)")
+	f.IntVar(&o.natsPort, "nats-port", -1, "NATS client port on 127.0.0.1 (-1: any free port)")
+	f.StringVar(&o.httpAddr, "http", "127.0.0.1:9090", "/metrics, /healthz and /readyz of the whole process (empty: none)")
+	f.StringVar(&o.clickhouse, "clickhouse", getenv("SCOUT_CLICKHOUSE_DSN"), "record history into this ClickHouse (clickhouse://127.0.0.1:9000/default); default $SCOUT_CLICKHOUSE_DSN")
+	f.BoolVar(&o.verbose, "verbose", false, "write the services' JSON logs to stderr instead of the log file")
+	return cmd
+}
+
+func runDev(ctx context.Context, o devOptions, stdout io.Writer) error {
+	f, err := checks.Load(o.checksFile)
+	if err != nil {
+		if errors.Is(err, os.ErrNotExist) {
+			return fmt.Errorf("%w (run scout dev from the repository root, or pass --checks FILE)", err)
+		}
+		return err
+	}
+	for _, b := range o.breaks {
+		if f.Lookup(b) == nil {
+			return fmt.Errorf("--break %s: no such check in %s", b, o.checksFile)
+		}
+	}
+	if o.dataDir == "" {
+		cache, err := os.UserCacheDir()
+		if err != nil {
+			return fmt.Errorf("no cache directory: %w (pass --data-dir)", err)
+		}
+		o.dataDir = filepath.Join(cache, "email-scout", "dev")
+	}
+	if o.fresh {
+		if err := os.RemoveAll(o.dataDir); err != nil {
+			return err
+		}
+	}
+	if err := os.MkdirAll(o.dataDir, 0o700); err != nil {
+		return err
+	}
+	var logOut io.Writer = os.Stderr
+	logPath := "stderr"
+	if !o.verbose {
+		lf, err := os.OpenFile(filepath.Join(o.dataDir, "scout-dev.log"), os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o600)
+		if err != nil {
+			return err
+		}
+		defer lf.Close()
+		logOut, logPath = lf, lf.Name()
+	}
+	log, err := platform.NewLogger(logOut, "info")
+	if err != nil {
+		return err
+	}
+
+	ns, err := startNATS(filepath.Join(o.dataDir, "nats"), o.natsPort)
+	if err != nil {
+		return err
+	}
+	defer ns.Shutdown()
+	nc, err := nats.Connect(ns.ClientURL(), nats.InProcessServer(ns), nats.Name("scout-dev"))
+	if err != nil {
+		return fmt.Errorf("connect to embedded nats: %w", err)
+	}
+	defer nc.Close()
+	js, err := jetstream.New(nc)
+	if err != nil {
+		return err
+	}
+	if err := platform.Provision(ctx, js, platform.ProvisionOptions{Replicas: 1, Update: true}); err != nil {
+		return err
+	}
+	keys, err := devKeys(filepath.Join(o.dataDir, "probe-keys"), f)
+	if err != nil {
+		return err
+	}
+	pr := newPrinter(stdout, f)
+	w := &devWorld{opts: o, checks: f, js: js, nc: nc, log: log, keys: keys, reg: prometheus.NewRegistry(), health: platform.NewHealth(), out: pr}
+	w.reg.MustRegister(collectors.NewGoCollector())
+
+	fmt.Fprintf(stdout, "Email Scout dev: %d checks at %d sites (%s); NATS %s; logs %s\n",
+		len(f.Checks), len(f.AllSites()), strings.Join(f.AllSites(), ", "), ns.ClientURL(), logPath)
+	for _, c := range f.Checks {
+		bound := c.Interval + c.Timeout + c.RetryDelay + c.Timeout
+		fmt.Fprintf(stdout, "  %-20s %s every %v, timeout %v, slow %v: an outage is told within %v\n", c.ID, c.Target, c.Interval, c.Timeout, c.Slow, bound.Round(time.Second))
+	}
+	if len(o.breaks) > 0 {
+		until := "for the whole run"
+		if o.breakFor > 0 {
+			until = "for " + o.breakFor.String()
+		}
+		fmt.Fprintf(stdout, "  demo server swallows the probes of %s %s\n", strings.Join(o.breaks, ", "), until)
+	}
+	if o.clickhouse == "" {
+		fmt.Fprintln(stdout, "  history is off (no --clickhouse): results are not recorded")
+	}
+
+	runCtx := ctx
+	if o.duration > 0 {
+		var cancel context.CancelFunc
+		runCtx, cancel = context.WithTimeout(ctx, o.duration)
+		defer cancel()
+	}
+	err = w.run(runCtx)
+	pr.summary()
+	if err != nil && !errors.Is(err, context.Canceled) && !errors.Is(err, context.DeadlineExceeded) {
+		return err
+	}
+	if o.duration > 0 && pr.roundTrips() == 0 {
+		return exitError{code: 1, err: fmt.Errorf("no round trip completed in %v (see %s)", o.duration, logPath)}
+	}
+	return nil
+}
+
+func startNATS(dir string, port int) (*server.Server, error) {
+	ns, err := server.NewServer(&server.Options{
+		ServerName: "scout-dev", Host: "127.0.0.1", Port: port, JetStream: true, StoreDir: dir,
+		NoSigs: true, NoLog: true,
+	})
+	if err != nil {
+		return nil, fmt.Errorf("embedded nats: %w", err)
+	}
+	go ns.Start()
+	if !ns.ReadyForConnections(10 * time.Second) {
+		ns.Shutdown()
+		return nil, errors.New("embedded nats did not start within 10s")
+	}
+	return ns, nil
+}
+
+// devWorld holds everything `scout dev` runs.
+type devWorld struct {
+	opts   devOptions
+	checks *checks.File
+	js     jetstream.JetStream
+	nc     *nats.Conn
+	log    *slog.Logger
+	keys   string // SCOUT_PROBE_KEYS format
+	reg    *prometheus.Registry
+	health *platform.Health
+	out    *printer
+}
+
+// returnAddress is the return address of a site in dev (.test is reserved
+// for testing, RFC 2606).
+func returnAddress(site string) string { return "scout@" + site + ".return.test" }
+
+func (w *devWorld) run(ctx context.Context) error {
+	g, ctx := errgroup.WithContext(ctx)
+	pub := platform.JetStreamPublisher{JS: w.js}
+	sites := w.checks.AllSites()
+	keyring, err := probemail.ParseKeys(w.keys)
+	if err != nil {
+		return err
+	}
+
+	// Receivers first: the demo server needs their addresses.
+	routes := map[string]string{}
+	for _, site := range sites {
+		ln, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			return err
+		}
+		r, err := receiver.New(receiver.Config{
+			Site: site, Mode: receiver.ModeSMTP, Listen: ln.Addr().String(), ReturnAddresses: []string{returnAddress(site)}, ProbeKeys: receiver.Secret(w.keys),
+			MaxBytes: 262144, MaxAge: 48 * time.Hour, Timeout: time.Minute, StoreTimeout: 10 * time.Second,
+		}, receiver.Deps{Checks: w.checks, Publisher: pub, Keyring: keyring, Listener: ln, Logger: w.log, Registerer: w.reg, Health: w.health})
+		if err != nil {
+			return err
+		}
+		routes[returnAddress(site)] = r.Addr().String()
+		g.Go(func() error { return r.Run(ctx) })
+	}
+	demo, err := newDemoServer(w.checks, w.keys, routes, w.opts.breaks, w.log)
+	if err != nil {
+		return err
+	}
+	g.Go(func() error { return demo.run(ctx) })
+	if w.opts.breakFor > 0 && len(w.opts.breaks) > 0 {
+		g.Go(func() error {
+			select {
+			case <-ctx.Done():
+			case <-time.After(w.opts.breakFor):
+				demo.unbreak()
+				w.out.note("demo server: the probes of %s flow again", strings.Join(w.opts.breaks, ", "))
+			}
+			return nil
+		})
+	}
+	for _, site := range sites {
+		s, err := sender.New(sender.Config{
+			Site: site, ReturnAddress: returnAddress(site), ProbeKeys: sender.Secret(w.keys),
+			Delivery: sender.DeliveryRelay, RelayAddr: demo.addr(), RelayTLS: "none",
+			HeloName: site + ".scout.test", MXPort: 25, SubmitTimeout: 10 * time.Second, Workers: 8,
+		}, sender.Deps{Checks: w.checks, JetStream: w.js, Publisher: pub, Keyring: keyring, Logger: w.log, Registerer: w.reg, Health: w.health})
+		if err != nil {
+			return err
+		}
+		g.Go(func() error { return s.Run(ctx) })
+	}
+	sch, err := scheduler.New(scheduler.Config{}, scheduler.Deps{Checks: w.checks, Publisher: pub, Logger: w.log,
+		Registerer: w.reg})
+	if err != nil {
+		return err
+	}
+	g.Go(func() error { return sch.Run(ctx) })
+	ev, err := evaluator.New(evaluator.Config{SubmitGrace: 5 * time.Second, Settle: 500 * time.Millisecond, Workers: 8, Failover: 5 * time.Second},
+		evaluator.Deps{Checks: w.checks, JS: w.js, Logger: w.log, Health: w.health,
+			Registerer: w.reg})
+	if err != nil {
+		return err
+	}
+	g.Go(func() error { return ev.Run(ctx) })
+	nt, err := notifier.New(notifier.Config{Env: "dev", MaxAttempts: 3, RetryFor: time.Minute, RetryInitial: time.Second,
+		RetryMax: 5 * time.Second, SendTimeout: 5 * time.Second, Lease: time.Minute, OpenWait: 30 * time.Second, Workers: 2},
+		notifier.Deps{Checks: w.checks, JS: w.js, Provider: notifier.NewLogProvider(w.out.smsWriter()), Logger: w.log,
+			Health: w.health, Registerer: w.reg})
+	if err != nil {
+		return err
+	}
+	g.Go(func() error { return nt.Run(ctx) })
+	if w.opts.clickhouse != "" {
+		rec, err := newDevRecorder(w.opts.clickhouse, w.js, w.log, w.reg, w.health)
+		if err != nil {
+			return err
+		}
+		g.Go(func() error { return rec.Run(ctx) })
+	}
+	g.Go(func() error { return w.out.follow(ctx, w.js) })
+	if w.opts.httpAddr != "" {
+		g.Go(func() error {
+			return platform.ServeHTTP(ctx, w.opts.httpAddr, platform.HTTPHandler(w.health, w.reg), 5*time.Second, w.log)
+		})
+	}
+	err = g.Wait()
+	if errors.Is(err, context.Canceled) || errors.Is(err, context.DeadlineExceeded) {
+		return nil
+	}
+	return err
+}
