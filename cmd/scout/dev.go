@@ -203,7 +203,10 @@ func startNATS(dir string, port int) (*server.Server, error) {
 
 // devWorld holds everything `scout dev` runs.
 type devWorld struct {
-	opts   devOptions
+	opts devOptions
+	// bench leaves out the scheduler, the notifier and the printer: the
+	// benchmark publishes tests itself and reads results from the stream.
+	bench  bool
 	checks *checks.File
 	js     jetstream.JetStream
 	nc     *nats.Conn
@@ -271,12 +274,14 @@ func (w *devWorld) run(ctx context.Context) error {
 		}
 		g.Go(func() error { return s.Run(ctx) })
 	}
-	sch, err := scheduler.New(scheduler.Config{}, scheduler.Deps{Checks: w.checks, Publisher: pub, Logger: w.log,
-		Registerer: w.reg})
-	if err != nil {
-		return err
+	if !w.bench {
+		sch, err := scheduler.New(scheduler.Config{}, scheduler.Deps{Checks: w.checks, Publisher: pub, Logger: w.log,
+			Registerer: w.reg})
+		if err != nil {
+			return err
+		}
+		g.Go(func() error { return sch.Run(ctx) })
 	}
-	g.Go(func() error { return sch.Run(ctx) })
 	ev, err := evaluator.New(evaluator.Config{SubmitGrace: 5 * time.Second, Settle: 500 * time.Millisecond, Workers: 8, Failover: 5 * time.Second},
 		evaluator.Deps{Checks: w.checks, JS: w.js, Logger: w.log, Health: w.health,
 			Registerer: w.reg})
@@ -284,26 +289,28 @@ func (w *devWorld) run(ctx context.Context) error {
 		return err
 	}
 	g.Go(func() error { return ev.Run(ctx) })
-	nt, err := notifier.New(notifier.Config{Env: "dev", MaxAttempts: 3, RetryFor: time.Minute, RetryInitial: time.Second,
-		RetryMax: 5 * time.Second, SendTimeout: 5 * time.Second, Lease: time.Minute, OpenWait: 30 * time.Second, Workers: 2},
-		notifier.Deps{Checks: w.checks, JS: w.js, Provider: notifier.NewLogProvider(w.out.smsWriter()), Logger: w.log,
-			Health: w.health, Registerer: w.reg})
-	if err != nil {
-		return err
-	}
-	g.Go(func() error { return nt.Run(ctx) })
-	if w.opts.clickhouse != "" {
-		rec, err := newDevRecorder(w.opts.clickhouse, w.js, w.log, w.reg, w.health)
+	if !w.bench {
+		nt, err := notifier.New(notifier.Config{Env: "dev", MaxAttempts: 3, RetryFor: time.Minute, RetryInitial: time.Second,
+			RetryMax: 5 * time.Second, SendTimeout: 5 * time.Second, Lease: time.Minute, OpenWait: 30 * time.Second, Workers: 2},
+			notifier.Deps{Checks: w.checks, JS: w.js, Provider: notifier.NewLogProvider(w.out.smsWriter()), Logger: w.log,
+				Health: w.health, Registerer: w.reg})
 		if err != nil {
 			return err
 		}
-		g.Go(func() error { return rec.Run(ctx) })
-	}
-	g.Go(func() error { return w.out.follow(ctx, w.js) })
-	if w.opts.httpAddr != "" {
-		g.Go(func() error {
-			return platform.ServeHTTP(ctx, w.opts.httpAddr, platform.HTTPHandler(w.health, w.reg), 5*time.Second, w.log)
-		})
+		g.Go(func() error { return nt.Run(ctx) })
+		if w.opts.clickhouse != "" {
+			rec, err := newDevRecorder(w.opts.clickhouse, w.js, w.log, w.reg, w.health)
+			if err != nil {
+				return err
+			}
+			g.Go(func() error { return rec.Run(ctx) })
+		}
+		g.Go(func() error { return w.out.follow(ctx, w.js) })
+		if w.opts.httpAddr != "" {
+			g.Go(func() error {
+				return platform.ServeHTTP(ctx, w.opts.httpAddr, platform.HTTPHandler(w.health, w.reg), 5*time.Second, w.log)
+			})
+		}
 	}
 	err = g.Wait()
 	if errors.Is(err, context.Canceled) || errors.Is(err, context.DeadlineExceeded) {

@@ -93,10 +93,11 @@ func safeName(s string) bool {
 // MemorySeen is a SeenStore in memory, for long-running reflectors (IMAP
 // mode, the demo server). Entries older than Keep are forgotten.
 type MemorySeen struct {
-	Keep time.Duration // zero means 7 days
-	now  func() time.Time
-	mu   sync.Mutex
-	m    map[string]time.Time
+	Keep   time.Duration // zero means 7 days
+	now    func() time.Time
+	mu     sync.Mutex
+	m      map[string]time.Time
+	pruned time.Time
 }
 
 // NewMemorySeen returns an empty MemorySeen.
@@ -113,7 +114,8 @@ func (s *MemorySeen) Claim(testID string) (bool, error) {
 	if keep <= 0 {
 		keep = 7 * 24 * time.Hour
 	}
-	if len(s.m) > 1024 {
+	if now.Sub(s.pruned) > time.Minute {
+		s.pruned = now
 		for id, at := range s.m {
 			if now.Sub(at) > keep {
 				delete(s.m, id)

@@ -180,9 +180,17 @@ func minTime(a, b time.Time) time.Time {
 func (s *sim) settle() {
 	s.t.Helper()
 	idle := 0
+	deadline := time.Now().Add(30 * time.Second)
 	for idle < 2 {
-		if err := s.clock.BlockUntilContext(s.ctx, s.waiters); err != nil {
-			s.t.Fatalf("settle: %v", err)
+		bctx, cancel := context.WithTimeout(s.ctx, 30*time.Second)
+		err := s.clock.BlockUntilContext(bctx, s.waiters)
+		cancel()
+		if err != nil {
+			s.t.Fatalf("settle: the world did not come to rest (%d clock waiters expected): %v", s.waiters, err)
+		}
+		if time.Now().After(deadline) {
+			s.t.Fatalf("settle: still busy after 30s (evaluator drained %v, sim sender drained %v, %d pending)",
+				s.drained("evaluator"), s.drained("sim-sender"), len(s.pending))
 		}
 		busy := s.playSender()
 		busy = s.playDue() || busy
