@@ -121,12 +121,14 @@ func (r *Recorder) setHealth(name string, err error) {
 	}
 }
 
-func (r *Recorder) newBackoff() *backoff.ExponentialBackOff {
+// retryDelays returns the waits between retries: exponential from 250 ms
+// with jitter (cenkalti/backoff), never above Config.MaxBackoff.
+func (r *Recorder) retryDelays() func() time.Duration {
 	b := backoff.NewExponentialBackOff()
 	b.InitialInterval = min(initialBackoff, r.cfg.MaxBackoff)
 	b.MaxInterval = r.cfg.MaxBackoff
 	b.Reset()
-	return b
+	return func() time.Duration { return min(b.NextBackOff(), r.cfg.MaxBackoff) }
 }
 
 // sleep waits d on the recorder's clock; false when ctx ended first.
@@ -198,14 +200,14 @@ func (r *Recorder) Run(ctx context.Context) error {
 // openStore creates the database, connects and migrates, retrying with
 // backoff until it works or ctx ends.
 func (r *Recorder) openStore(ctx context.Context) (*Store, error) {
-	bo := r.newBackoff()
+	next := r.retryDelays()
 	for {
 		st, err := r.tryOpenStore(ctx)
 		if err == nil {
 			return st, nil
 		}
 		r.setHealth(HealthClickHouse, err)
-		d := bo.NextBackOff()
+		d := next()
 		r.log.Warn("clickhouse not ready, retrying", "dsn", RedactDSN(r.cfg.DSN), "retry_in", d.String(), "error", err)
 		if !r.sleep(ctx, d) {
 			return nil, ctx.Err()
@@ -372,14 +374,14 @@ func (r *Recorder) flush(ctx context.Context, w Writer, b *batch) bool {
 	if len(b.msgs) == 0 {
 		return true
 	}
-	bo := r.newBackoff()
+	next := r.retryDelays()
 	for {
 		if err := r.insert(ctx, w, b); err == nil {
 			return true
 		} else if ctx.Err() != nil {
 			return false
 		} else {
-			d := bo.NextBackOff()
+			d := next()
 			r.log.Warn("insert failed; the batch stays in JetStream, retrying", "rows", b.rows.Len(), "retry_in", d.String(), "error", err)
 			for _, m := range b.msgs {
 				_ = m.InProgress()

@@ -210,7 +210,7 @@ func TestRowsLand(t *testing.T) {
 	}
 	compareRow(t, "notification", wantNote, gotNote)
 
-	if got := testutil.ToFloat64(metric(t, reg, "scout_recorder_events_malformed_total")); got != 2 {
+	if got := testutil.ToFloat64(metricOf(t, reg, "scout_recorder_events_malformed_total")); got != 2 {
 		t.Errorf("malformed events counted: %v, want 2", got)
 	}
 	cons, err := js.Consumer(ctx, events.StreamName, events.RecorderConsumer().Durable)
@@ -268,31 +268,4 @@ func show(v any) string {
 		return t.UTC().Format(time.RFC3339Nano)
 	}
 	return fmt.Sprintf("%#v", v)
-}
-
-func metric(t *testing.T, reg *prometheus.Registry, name string) prometheus.Collector {
-	t.Helper()
-	mfs, err := reg.Gather()
-	if err != nil {
-		t.Fatal(err)
-	}
-	for _, mf := range mfs {
-		if mf.GetName() != name {
-			continue
-		}
-		var sum float64
-		for _, m := range mf.GetMetric() {
-			switch {
-			case m.GetCounter() != nil:
-				sum += m.GetCounter().GetValue()
-			case m.GetGauge() != nil:
-				sum += m.GetGauge().GetValue()
-			}
-		}
-		g := prometheus.NewGauge(prometheus.GaugeOpts{Name: "copy"})
-		g.Set(sum)
-		return g
-	}
-	t.Fatalf("no metric %s", name)
-	return nil
 }
