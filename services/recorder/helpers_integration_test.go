@@ -84,7 +84,6 @@ func eventually(t testing.TB, ctx context.Context, what string, cond func() (boo
 	}
 }
 
-
 // utc is a time on 2026-11-29 (UTC), to the millisecond.
 func utc(h, m, s, milli int) time.Time {
 	return time.Date(2026, 11, 29, h, m, s, milli*int(time.Millisecond), time.UTC)

@@ -66,12 +66,12 @@ func TestPendingMigrations(t *testing.T) {
 func TestMonthExpired(t *testing.T) {
 	cutoff := time.Date(2026, 3, 15, 10, 0, 0, 0, time.UTC)
 	for partition, want := range map[string]bool{
-		"202601": true,  // ended 2026-02-01
-		"202602": true,  // ended 2026-03-01
-		"202603": false, // holds rows after the cutoff
-		"202604": false,
-		"202512": true,
-		"202613": false, // not a month
+		"202601":  true,  // ended 2026-02-01
+		"202602":  true,  // ended 2026-03-01
+		"202603":  false, // holds rows after the cutoff
+		"202604":  false,
+		"202512":  true,
+		"202613":  false, // not a month
 		"tuple()": false,
 		"2026":    false,
 	} {

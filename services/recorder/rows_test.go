@@ -44,14 +44,14 @@ func TestResultRowFrom(t *testing.T) {
 			StartedAt: start, FinishedAt: start, Reply: &events.SMTPReply{Code: 554, Enhanced: "5.7.1", Text: "no"},
 			ErrorClass: "refused", Error: "554 5.7.1 no", Phase: "greeting", Target: "mx:25",
 			Timings: events.Timings{DNSMS: 1, ConnectMS: 2, GreetingMS: 3, TLSMS: 4, CapsMS: 5, AuthMS: 6, TransferMS: 7, MailboxMS: 8, TotalMS: 36, TLSVersion: "TLS1.2", PeerAddress: "127.0.0.1:25"},
-			TLS: &events.TLSInfo{CipherSuite: "X", DaysLeft: -3, HostnameMatch: false, Verified: true, PeerSubject: "CN=mx"}},
+			TLS:     &events.TLSInfo{CipherSuite: "X", DaysLeft: -3, HostnameMatch: false, Verified: true, PeerSubject: "CN=mx"}},
 		want: recorder.ResultRow{TestID: "t3", CheckID: "c", Site: "s", Kind: "smtp", Attempt: 1, Status: "failed", Revision: 1,
 			StartedAt: time.Date(2026, 11, 29, 12, 0, 0, 0, time.UTC), StartedAtMS: 1795953600999,
 			FinishedAt: time.Date(2026, 11, 29, 12, 0, 0, 0, time.UTC), FinishedAtMS: 1795953600999,
 			SMTPCode: ptr(uint16(554)), SMTPEnhanced: "5.7.1", SMTPText: "no", ErrorClass: "refused", Error: "554 5.7.1 no",
 			Phase: "greeting", Target: "mx:25", DNSMS: 1, ConnectMS: 2, GreetingMS: 3, TLSMS: 4, CapabilitiesMS: 5, AuthMS: 6,
 			TransferMS: 7, MailboxMS: 8, TotalMS: 36, PeerAddress: "127.0.0.1:25",
-			TLSVersion: "TLS1.2", // TLS.Version empty: the timings' version stays
+			TLSVersion:     "TLS1.2", // TLS.Version empty: the timings' version stays
 			TLSCipherSuite: "X", TLSDaysLeft: ptr(int32(-3)), TLSHostnameMatch: ptr(uint8(0)), TLSVerified: ptr(uint8(1)), TLSPeerSubject: "CN=mx"},
 	}, {
 		name: "zero times are stored as the epoch",
