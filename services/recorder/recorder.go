@@ -65,7 +65,7 @@ type metrics struct {
 	insert    prometheus.Histogram
 }
 
-func newMetrics(reg prometheus.Registerer) metrics {
+func newMetrics(reg prometheus.Registerer) (metrics, error) {
 	m := metrics{
 		rows: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "scout_recorder_rows_inserted_total", Help: "Rows ClickHouse accepted, by table."}, []string{"table"}),
@@ -87,9 +87,13 @@ func newMetrics(reg prometheus.Registerer) metrics {
 		m.rows.WithLabelValues(t)
 	}
 	if reg != nil {
-		reg.MustRegister(m.rows, m.batches, m.failures, m.malformed, m.pending, m.dropped, m.insert)
+		for _, c := range []prometheus.Collector{m.rows, m.batches, m.failures, m.malformed, m.pending, m.dropped, m.insert} {
+			if err := reg.Register(c); err != nil {
+				return m, fmt.Errorf("recorder: metrics: %w", err)
+			}
+		}
 	}
-	return m
+	return m, nil
 }
 
 // New validates cfg (after filling zero values with the defaults) and deps
@@ -108,10 +112,14 @@ func New(cfg Config, deps Deps) (*Recorder, error) {
 	if deps.Logger == nil {
 		deps.Logger = slog.New(slog.DiscardHandler)
 	}
+	m, err := newMetrics(deps.Registerer)
+	if err != nil {
+		return nil, err
+	}
 	return &Recorder{
 		cfg: cfg, deps: deps, clock: deps.Clock,
 		log: deps.Logger.With("component", "recorder"),
-		m:   newMetrics(deps.Registerer),
+		m:   m,
 	}, nil
 }
 
@@ -183,18 +191,21 @@ func (r *Recorder) Run(ctx context.Context) error {
 	stopDrain := context.AfterFunc(ctx, iter.Drain)
 	defer stopDrain()
 
+	// The helpers stop with ctx, or when the loop gives up.
+	hctx, stop := context.WithCancel(ctx)
 	var wg sync.WaitGroup
 	in := make(chan jetstream.Msg)
-	wg.Go(func() { r.pull(ctx, iter, in) })
-	wg.Go(func() { r.watchHealth(ctx, w) })
+	wg.Go(func() { r.pull(hctx, cons, iter, in) })
+	wg.Go(func() { r.watchHealth(hctx, w) })
 	if ex, ok := w.(expirer); ok && r.cfg.TTLDays > 0 {
-		wg.Go(func() { r.retain(ctx, ex) })
+		wg.Go(func() { r.retain(hctx, ex) })
 	}
-	r.loop(ctx, w, in)
+	err = r.loop(ctx, w, in)
+	stop()
 	iter.Stop()
 	wg.Wait()
 	r.log.Info("stopped")
-	return nil
+	return err
 }
 
 // openStore creates the database, connects and migrates, retrying with
@@ -233,9 +244,9 @@ func (r *Recorder) tryOpenStore(ctx context.Context) (*Store, error) {
 }
 
 // pull hands the consumer's messages to in until the iterator is drained
-// (after ctx ends); messages that arrive after ctx ended are nak'ed so that
-// the next recorder gets them at once.
-func (r *Recorder) pull(ctx context.Context, iter jetstream.MessagesContext, in chan<- jetstream.Msg) {
+// (after ctx ends) or the consumer is gone; messages that arrive after ctx
+// ended are nak'ed so that the next recorder gets them at once.
+func (r *Recorder) pull(ctx context.Context, cons jetstream.Consumer, iter jetstream.MessagesContext, in chan<- jetstream.Msg) {
 	defer close(in)
 	for {
 		msg, err := iter.Next()
@@ -245,6 +256,15 @@ func (r *Recorder) pull(ctx context.Context, iter jetstream.MessagesContext, in 
 			}
 			if ctx.Err() == nil {
 				r.log.Warn("pull failed, retrying", "error", err)
+				// A deleted consumer only shows as missing heartbeats.
+				ictx, cancel := context.WithTimeout(ctx, pingTimeout)
+				_, ierr := cons.Info(ictx)
+				cancel()
+				if errors.Is(ierr, jetstream.ErrConsumerNotFound) {
+					r.log.Error("the recorder's consumer was deleted", "error", ierr)
+					iter.Stop()
+					return
+				}
 			}
 			select {
 			case <-ctx.Done():
@@ -267,8 +287,10 @@ type batch struct {
 }
 
 // loop collects rows into batches and inserts them until ctx ends, then
-// inserts or nak's what it holds.
-func (r *Recorder) loop(ctx context.Context, w Writer, in <-chan jetstream.Msg) {
+// inserts or nak's what it holds. It returns an error when the consumer's
+// messages end before ctx (the consumer was deleted): the service must
+// restart rather than run without recording.
+func (r *Recorder) loop(ctx context.Context, w Writer, in <-chan jetstream.Msg) error {
 	var (
 		b      batch
 		timer  clockwork.Timer
@@ -285,12 +307,16 @@ func (r *Recorder) loop(ctx context.Context, w Writer, in <-chan jetstream.Msg) 
 		case <-ctx.Done():
 			stopTimer()
 			r.shutdown(ctx, w, &b)
-			return
+			return nil
 		case msg, ok := <-in:
 			if !ok {
 				stopTimer()
 				r.shutdown(ctx, w, &b)
-				return
+				if ctx.Err() != nil {
+					return nil
+				}
+				r.setHealth(HealthConsumer, errors.New("message stream ended"))
+				return errors.New("recorder: the consumer's message stream ended")
 			}
 			if !r.add(&b, msg) {
 				continue

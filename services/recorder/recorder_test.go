@@ -349,3 +349,40 @@ func metricOf(t *testing.T, reg *prometheus.Registry, name string) prometheus.Co
 	t.Fatalf("no metric %s", name)
 	return nil
 }
+
+// TestConsumerDeletedStopsRun: if the durable consumer disappears, Run
+// returns an error (the service restarts and binds again) instead of
+// running on without recording.
+func TestConsumerDeletedStopsRun(t *testing.T) {
+	h := newHarness(t, recorder.Config{BatchSize: 10, BatchWait: time.Second})
+	h.publish(result(1))
+	h.waitFor("one row pending", func() bool { return h.gauge("scout_recorder_pending_rows") == 1 })
+	if err := h.js.DeleteConsumer(h.ctx, events.StreamName, events.RecorderConsumer().Durable); err != nil {
+		t.Fatal(err)
+	}
+	// Bounded well before the test's context, so that its end cannot pass
+	// for the recorder noticing.
+	wait := time.NewTimer(time.Until(mustDeadline(h.ctx)) / 2)
+	defer wait.Stop()
+	select {
+	case err := <-h.done:
+		if err == nil || !strings.Contains(err.Error(), "message stream ended") {
+			t.Errorf("Run = %v, want the end of the message stream", err)
+		}
+	case <-wait.C:
+		t.Fatal("Run goes on after its consumer was deleted")
+	}
+	h.cancel = nil // Run has returned
+	if err := h.health.Ready(); err == nil || !strings.Contains(err.Error(), recorder.HealthConsumer) {
+		t.Errorf("readiness %v, want the consumer reported", err)
+	}
+	// The row collected before was inserted on the way out.
+	if b, _ := h.w.snapshot(); len(b) != 1 {
+		t.Errorf("%d batches inserted on the way out, want 1", len(b))
+	}
+}
+
+func mustDeadline(ctx context.Context) time.Time {
+	d, _ := ctx.Deadline()
+	return d
+}

@@ -1,6 +1,6 @@
 // Package chtest runs a real clickhouse-server process for tests: the
-// binary from PATH (Debian's clickhouse-server package; scripts/clickhouse.sh
-// install), a minimal configuration and data directory in a temporary
+// binary from PATH or /usr/sbin (Debian's clickhouse-server package;
+// scripts/clickhouse.sh install), a minimal configuration and data directory in a temporary
 // directory, listening on free ports of 127.0.0.1 only. A test can stop
 // the server and start it again on the same ports and data, to see what
 // its code does while ClickHouse is away.
@@ -23,8 +23,11 @@ import (
 	"time"
 )
 
-// Binary is the server executable looked up in PATH.
+// Binary is the server executable looked up in PATH, then at
+// debianBinary.
 const Binary = "clickhouse-server"
+
+const debianBinary = "/usr/sbin/clickhouse-server"
 
 // Server is one clickhouse-server process (or a stopped one that can be
 // started again).
@@ -45,7 +48,11 @@ func Start(t testing.TB) *Server {
 	t.Helper()
 	bin, err := exec.LookPath(Binary)
 	if err != nil {
-		t.Fatalf("chtest: %s not found in PATH (%v): install Debian's clickhouse-server package, e.g. scripts/clickhouse.sh install", Binary, err)
+		// Debian installs it in /usr/sbin, which not every PATH has.
+		if _, serr := os.Stat(debianBinary); serr != nil {
+			t.Fatalf("chtest: %s not found in PATH (%v) nor at %s: install Debian's clickhouse-server package, e.g. scripts/clickhouse.sh install", Binary, err, debianBinary)
+		}
+		bin = debianBinary
 	}
 	s := &Server{t: t, bin: bin, Dir: t.TempDir(), TCPPort: freePort(t), HTTPPort: freePort(t)}
 	if err := os.WriteFile(filepath.Join(s.Dir, "config.xml"), []byte(Config(s.Dir, s.TCPPort, s.HTTPPort)), 0o644); err != nil {
