@@ -154,7 +154,8 @@ func (r *Recorder) sleep(ctx context.Context, d time.Duration) bool {
 // Run connects to ClickHouse (creating the database and applying the
 // migrations; retried with backoff until it works), binds the durable
 // consumer events.RecorderConsumer and records until ctx ends. It returns
-// nil after ctx ends; an error only when the consumer cannot be bound.
+// nil after ctx ends; an error when the consumer cannot be bound or is
+// deleted while the recorder runs (the service should then restart).
 //
 // A batch is inserted when it holds Config.BatchSize rows or
 // Config.BatchWait after its first row; its messages are acked only after
@@ -256,7 +257,8 @@ func (r *Recorder) pull(ctx context.Context, cons jetstream.Consumer, iter jetst
 			}
 			if ctx.Err() == nil {
 				r.log.Warn("pull failed, retrying", "error", err)
-				// A deleted consumer only shows as missing heartbeats.
+				// A consumer deleted while we were disconnected shows only
+				// as missing heartbeats: stop, so that Run reports it.
 				ictx, cancel := context.WithTimeout(ctx, pingTimeout)
 				_, ierr := cons.Info(ictx)
 				cancel()
