@@ -404,19 +404,20 @@ func (r *Recorder) flush(ctx context.Context, w Writer, b *batch) bool {
 	}
 	next := r.retryDelays()
 	for {
-		if err := r.insert(ctx, w, b); err == nil {
+		err := r.insert(ctx, w, b)
+		if err == nil {
 			return true
-		} else if ctx.Err() != nil {
+		}
+		if ctx.Err() != nil {
 			return false
-		} else {
-			d := next()
-			r.log.Warn("insert failed; the batch stays in JetStream, retrying", "rows", b.rows.Len(), "retry_in", d.String(), "error", err)
-			for _, m := range b.msgs {
-				_ = m.InProgress()
-			}
-			if !r.sleep(ctx, d) {
-				return false
-			}
+		}
+		d := next()
+		r.log.Warn("insert failed; the batch stays in JetStream, retrying", "rows", b.rows.Len(), "retry_in", d.String(), "error", err)
+		for _, m := range b.msgs {
+			_ = m.InProgress()
+		}
+		if !r.sleep(ctx, d) {
+			return false
 		}
 	}
 }
