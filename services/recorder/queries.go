@@ -78,29 +78,34 @@ func Expand(query string, p QueryParams) (string, error) {
 	return out, nil
 }
 
-func (s *Store) query(ctx context.Context, name string, p QueryParams, scan func(scan func(...any) error) error) error {
+// collect runs the documented query name with p and scans each row into
+// a T through the pointers fields returns.
+func collect[T any](ctx context.Context, s *Store, name string, p QueryParams, fields func(*T) []any) ([]T, error) {
 	text, err := QueryText(name)
 	if err != nil {
-		return err
+		return nil, err
 	}
 	q, err := Expand(text, p)
 	if err != nil {
-		return fmt.Errorf("%s: %w", name, err)
+		return nil, fmt.Errorf("%s: %w", name, err)
 	}
 	rows, err := s.conn.Query(ctx, q)
 	if err != nil {
-		return fmt.Errorf("%s: %w", name, err)
+		return nil, fmt.Errorf("%s: %w", name, err)
 	}
 	defer rows.Close()
+	var out []T
 	for rows.Next() {
-		if err := scan(rows.Scan); err != nil {
-			return fmt.Errorf("%s: scan: %w", name, err)
+		var r T
+		if err := rows.Scan(fields(&r)...); err != nil {
+			return nil, fmt.Errorf("%s: scan: %w", name, err)
 		}
+		out = append(out, r)
 	}
 	if err := rows.Err(); err != nil {
-		return fmt.Errorf("%s: %w", name, err)
+		return nil, fmt.Errorf("%s: %w", name, err)
 	}
-	return nil
+	return out, nil
 }
 
 // HourlyRTT is one row of the hourly round-trip percentiles.
@@ -119,16 +124,9 @@ type HourlyRTT struct {
 // round-trip time per hour and site of one check, attempts started in
 // [from, to).
 func (s *Store) HourlyRTT(ctx context.Context, check string, from, to time.Time) ([]HourlyRTT, error) {
-	var out []HourlyRTT
-	err := s.query(ctx, QueryHourlyRTT, QueryParams{Check: check, From: from, To: to}, func(scan func(...any) error) error {
-		var r HourlyRTT
-		if err := scan(&r.Hour, &r.Site, &r.Attempts, &r.Returned, &r.P50MS, &r.P90MS, &r.P99MS); err != nil {
-			return err
-		}
-		out = append(out, r)
-		return nil
+	return collect(ctx, s, QueryHourlyRTT, QueryParams{Check: check, From: from, To: to}, func(r *HourlyRTT) []any {
+		return []any{&r.Hour, &r.Site, &r.Attempts, &r.Returned, &r.P50MS, &r.P90MS, &r.P99MS}
 	})
-	return out, err
 }
 
 // DailySlowShare is one row of the slow share per day.
@@ -143,16 +141,9 @@ type DailySlowShare struct {
 // DailySlowShare runs the documented slow share query (QueryDailySlowShare)
 // for one check, attempts started in [from, to).
 func (s *Store) DailySlowShare(ctx context.Context, check string, from, to time.Time) ([]DailySlowShare, error) {
-	var out []DailySlowShare
-	err := s.query(ctx, QueryDailySlowShare, QueryParams{Check: check, From: from, To: to}, func(scan func(...any) error) error {
-		var r DailySlowShare
-		if err := scan(&r.Day, &r.Attempts, &r.Slow, &r.Timeouts, &r.SlowShare); err != nil {
-			return err
-		}
-		out = append(out, r)
-		return nil
+	return collect(ctx, s, QueryDailySlowShare, QueryParams{Check: check, From: from, To: to}, func(r *DailySlowShare) []any {
+		return []any{&r.Day, &r.Attempts, &r.Slow, &r.Timeouts, &r.SlowShare}
 	})
-	return out, err
 }
 
 // MonthlyIncidents is one row of the incidents per month.
@@ -170,16 +161,9 @@ type MonthlyIncidents struct {
 // MonthlyIncidents runs the documented incidents query
 // (QueryMonthlyIncidents) for incidents opened in [from, to).
 func (s *Store) MonthlyIncidents(ctx context.Context, from, to time.Time) ([]MonthlyIncidents, error) {
-	var out []MonthlyIncidents
-	err := s.query(ctx, QueryMonthlyIncidents, QueryParams{From: from, To: to}, func(scan func(...any) error) error {
-		var r MonthlyIncidents
-		if err := scan(&r.Month, &r.CheckID, &r.Severity, &r.Incidents, &r.Resolved, &r.AvgResolveS, &r.MaxResolveS); err != nil {
-			return err
-		}
-		out = append(out, r)
-		return nil
+	return collect(ctx, s, QueryMonthlyIncidents, QueryParams{From: from, To: to}, func(r *MonthlyIncidents) []any {
+		return []any{&r.Month, &r.CheckID, &r.Severity, &r.Incidents, &r.Resolved, &r.AvgResolveS, &r.MaxResolveS}
 	})
-	return out, err
 }
 
 // SkewOutlier is one attempt whose clock skew estimate is 60 s or more
@@ -198,14 +182,7 @@ type SkewOutlier struct {
 // SkewOutliers runs the documented skew outliers query (QuerySkewOutliers)
 // for attempts started in [from, to), at most 1000 rows.
 func (s *Store) SkewOutliers(ctx context.Context, from, to time.Time) ([]SkewOutlier, error) {
-	var out []SkewOutlier
-	err := s.query(ctx, QuerySkewOutliers, QueryParams{From: from, To: to}, func(scan func(...any) error) error {
-		var r SkewOutlier
-		if err := scan(&r.StartedAt, &r.CheckID, &r.Site, &r.TestID, &r.SkewMS, &r.OutgoingLegMS, &r.IncomingLegMS, &r.SkewSuspect); err != nil {
-			return err
-		}
-		out = append(out, r)
-		return nil
+	return collect(ctx, s, QuerySkewOutliers, QueryParams{From: from, To: to}, func(r *SkewOutlier) []any {
+		return []any{&r.StartedAt, &r.CheckID, &r.Site, &r.TestID, &r.SkewMS, &r.OutgoingLegMS, &r.IncomingLegMS, &r.SkewSuspect}
 	})
-	return out, err
 }
