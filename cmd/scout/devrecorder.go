@@ -1,15 +1,18 @@
 package main
 
 import (
-	"errors"
 	"log/slog"
+	"time"
 
 	"github.com/emailscout/emailscout/internal/platform"
+	"github.com/emailscout/emailscout/services/recorder"
 	"github.com/nats-io/nats.go/jetstream"
 	"github.com/prometheus/client_golang/prometheus"
 )
 
-// newDevRecorder runs the recorder in-process for --clickhouse.
+// newDevRecorder runs the recorder in-process for --clickhouse, with its
+// defaults (batches of up to 1000 rows or 2s).
 func newDevRecorder(dsn string, js jetstream.JetStream, log *slog.Logger, reg prometheus.Registerer, h *platform.Health) (platform.Component, error) {
-	return nil, errors.New("--clickhouse: the recorder is not part of this build yet")
+	return recorder.New(recorder.Config{DSN: dsn, BatchSize: 1000, BatchWait: 2 * time.Second, TTLDays: 400, MaxBackoff: 30 * time.Second},
+		recorder.Deps{JS: js, Health: h, Logger: log, Registerer: reg})
 }

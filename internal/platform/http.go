@@ -41,10 +41,11 @@ func (h *Health) Set(name string, err error) { h.Add(name, func() error { return
 func (h *Health) Ready() error {
 	h.mu.Lock()
 	names := make([]string, 0, len(h.checks))
-	for n := range h.checks {
+	checks := make(map[string]func() error, len(h.checks))
+	for n, c := range h.checks {
 		names = append(names, n)
+		checks[n] = c // a copy: Set may replace checks while they run
 	}
-	checks := h.checks
 	h.mu.Unlock()
 	sort.Strings(names)
 	var errs []error

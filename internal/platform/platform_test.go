@@ -191,3 +191,25 @@ func TestNakDelay(t *testing.T) {
 		}
 	}
 }
+
+// TestHealthConcurrentSet: components report their state while /readyz
+// reads it (run with -race).
+func TestHealthConcurrentSet(t *testing.T) {
+	h := platform.NewHealth()
+	var wg sync.WaitGroup
+	wg.Go(func() {
+		for i := range 1000 {
+			if i%2 == 0 {
+				h.Set("clickhouse", errors.New("down"))
+			} else {
+				h.Set("clickhouse", nil)
+			}
+		}
+	})
+	for range 1000 {
+		if err := h.Ready(); err != nil && !strings.Contains(err.Error(), "clickhouse: down") {
+			t.Fatalf("Ready = %v", err)
+		}
+	}
+	wg.Wait()
+}

@@ -1,0 +1,3 @@
+SELECT DISTINCT check_id
+FROM check_results
+ORDER BY check_id
