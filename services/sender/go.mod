@@ -1,13 +1,18 @@
 module github.com/emailscout/emailscout/services/sender
 
-go 1.26
+go 1.26.0
 
 require (
 	github.com/emailscout/emailscout/pkg v0.0.0
-	github.com/emailscout/emailscout/internal v0.0.0
+	github.com/emersion/go-smtp v0.26.0
+)
+
+require (
+	github.com/emersion/go-sasl v0.0.0-20241020182733-b788ff22d5a6 // indirect
+	go.yaml.in/yaml/v3 v3.0.6 // indirect
 )
 
 replace (
-	github.com/emailscout/emailscout/pkg => ../../pkg
 	github.com/emailscout/emailscout/internal => ../../internal
+	github.com/emailscout/emailscout/pkg => ../../pkg
 )
