@@ -283,3 +283,28 @@ func trimDot(h string) string {
 	}
 	return h
 }
+
+// MaxRead bounds the bytes a prober reads from one connection, so that a
+// hostile or broken server cannot make it use unbounded memory.
+const MaxRead = 1 << 20
+
+// LimitReader returns a reader that reads at most MaxRead bytes from r and
+// then fails with a *ProtocolError.
+func LimitReader(r io.Reader) io.Reader { return &limitReader{r: r, n: MaxRead} }
+
+type limitReader struct {
+	r io.Reader
+	n int64
+}
+
+func (l *limitReader) Read(p []byte) (int, error) {
+	if l.n <= 0 {
+		return 0, Protocolf("the server sent more than %d bytes", MaxRead)
+	}
+	if int64(len(p)) > l.n {
+		p = p[:l.n]
+	}
+	n, err := l.r.Read(p)
+	l.n -= int64(n)
+	return n, err
+}

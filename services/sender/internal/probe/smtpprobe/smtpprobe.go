@@ -42,7 +42,6 @@ import (
 	"encoding/base64"
 	"errors"
 	"fmt"
-	"io"
 	"net"
 	"net/textproto"
 	"strconv"
@@ -54,12 +53,8 @@ import (
 	"github.com/emailscout/emailscout/services/sender/internal/probe"
 )
 
-// Limits on what a server may send, so that a hostile or broken server
-// cannot make the probe use unbounded memory.
-const (
-	maxReplyLines = 256     // lines in one reply
-	maxRead       = 1 << 20 // bytes read per connection
-)
+// maxReplyLines bounds the lines of one reply (see also probe.MaxRead).
+const maxReplyLines = 256
 
 // Probe runs one SMTP check against t. Its only timeout is ctx's deadline;
 // the Result is complete even when the check fails (see package probe for
@@ -223,7 +218,7 @@ type conn struct {
 }
 
 func newConn(s *probe.Session, nc net.Conn) *conn {
-	br := bufio.NewReader(&limitReader{r: nc, n: maxRead})
+	br := bufio.NewReader(probe.LimitReader(nc))
 	return &conn{s: s, br: br, r: textproto.NewReader(br), w: textproto.NewWriter(bufio.NewWriter(nc))}
 }
 
@@ -442,22 +437,4 @@ func verb(cmd string) string {
 func peek(br *bufio.Reader) string {
 	b, _ := br.Peek(min(br.Buffered(), 80))
 	return string(b)
-}
-
-// limitReader reads at most n bytes, then fails with a protocol error.
-type limitReader struct {
-	r io.Reader
-	n int64
-}
-
-func (l *limitReader) Read(p []byte) (int, error) {
-	if l.n <= 0 {
-		return 0, probe.Protocolf("the server sent more than %d bytes", maxRead)
-	}
-	if int64(len(p)) > l.n {
-		p = p[:l.n]
-	}
-	n, err := l.r.Read(p)
-	l.n -= int64(n)
-	return n, err
 }
