@@ -63,7 +63,7 @@ func (s *seen) get() ([]string, []string) {
 	return cmds, append([]string(nil), s.login...)
 }
 
-func (sc script) start(t *testing.T) (string, *seen) {
+func (sc script) start(t testing.TB) (string, *seen) {
 	t.Helper()
 	sn := &seen{}
 	addr := mailtest.Script(t, func(c net.Conn) {
@@ -142,7 +142,7 @@ func (sc script) start(t *testing.T) (string, *seen) {
 	return addr, sn
 }
 
-func target(t *testing.T, addr, mode string) probe.Target {
+func target(t testing.TB, addr, mode string) probe.Target {
 	t.Helper()
 	host, port, err := net.SplitHostPort(addr)
 	if err != nil {
@@ -411,7 +411,7 @@ func TestExpectGreeting(t *testing.T) {
 // user, webscout/s3cret, with one message in INBOX. With a TLS
 // configuration and InsecureAuth off it advertises STARTTLS and
 // LOGINDISABLED until the upgrade, like c07's server.
-func realIMAP(t *testing.T, cfg *tls.Config, implicit bool) string {
+func realIMAP(t testing.TB, cfg *tls.Config, implicit bool) string {
 	t.Helper()
 	mem := imapmemserver.New()
 	u := imapmemserver.NewUser("webscout", "s3cret")
@@ -510,4 +510,28 @@ func TestRealServer(t *testing.T) {
 			}
 		})
 	}
+}
+
+// BenchmarkProbe measures a whole c07-style check (STARTTLS, CAPABILITY,
+// LOGIN, EXAMINE INBOX, LOGOUT) against go-imap/v2's server on loopback.
+func BenchmarkProbe(b *testing.B) {
+	cfg, pool := probetest.ServerTLS(b, probetest.Valid)
+	tg := target(b, realIMAP(b, cfg, false), checks.TLSStartTLS)
+	tg.RootCAs = pool
+	tg.Username, tg.Password = "webscout", "s3cret"
+	ctx := probetest.Context(b)
+	var tlsMS, authMS, mailboxMS float64
+	b.ResetTimer()
+	for i := 0; i < b.N; i++ {
+		r := Probe(ctx, tg)
+		if r.Status() != events.StatusOK {
+			b.Fatalf("status %q: %v", r.Status(), r.Err)
+		}
+		tlsMS += r.Timings.TLSMS
+		authMS += r.Timings.AuthMS
+		mailboxMS += r.Timings.MailboxMS
+	}
+	b.ReportMetric(tlsMS/float64(b.N), "tls_ms")
+	b.ReportMetric(authMS/float64(b.N), "auth_ms")
+	b.ReportMetric(mailboxMS/float64(b.N), "mailbox_ms")
 }

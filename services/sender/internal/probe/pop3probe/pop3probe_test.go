@@ -58,7 +58,7 @@ type script struct {
 	Stat      string                              // answer to STAT; "" for "+OK <n> <n*160>"
 }
 
-func (sc script) start(t *testing.T, m *maildrop) string {
+func (sc script) start(t testing.TB, m *maildrop) string {
 	t.Helper()
 	return mailtest.Script(t, func(c net.Conn) {
 		p := &probetest.Peer{C: c}
@@ -162,7 +162,7 @@ func (sc script) start(t *testing.T, m *maildrop) string {
 	})
 }
 
-func target(t *testing.T, addr, mode string) probe.Target {
+func target(t testing.TB, addr, mode string) probe.Target {
 	t.Helper()
 	host, port, err := net.SplitHostPort(addr)
 	if err != nil {
@@ -472,4 +472,24 @@ func TestExpectGreeting(t *testing.T) {
 			}
 		})
 	}
+}
+
+// BenchmarkProbe measures a whole STLS check with login and STAT against
+// the scripted server on loopback.
+func BenchmarkProbe(b *testing.B) {
+	cfg, pool := probetest.ServerTLS(b, probetest.Valid)
+	addr := script{Capa: []string{"STLS", "USER"}, CapaTLS: []string{"USER"}, TLS: cfg}.start(b, &maildrop{messages: 1})
+	tg := target(b, addr, checks.TLSStartTLS)
+	tg.RootCAs = pool
+	ctx := probetest.Context(b)
+	var tlsMS float64
+	b.ResetTimer()
+	for i := 0; i < b.N; i++ {
+		r := Probe(ctx, tg)
+		if r.Status() != events.StatusOK {
+			b.Fatalf("status %q: %v", r.Status(), r.Err)
+		}
+		tlsMS += r.Timings.TLSMS
+	}
+	b.ReportMetric(tlsMS/float64(b.N), "tls_ms")
 }

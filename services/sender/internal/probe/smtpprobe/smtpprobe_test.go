@@ -62,7 +62,7 @@ func (l *seen) snapshot() ([]byte, []string, error) {
 	return l.early, append([]string(nil), l.commands...), l.tlsErr
 }
 
-func (sc script) start(t *testing.T) (string, *seen) {
+func (sc script) start(t testing.TB) (string, *seen) {
 	t.Helper()
 	lg := &seen{}
 	addr := mailtest.Script(t, func(c net.Conn) {
@@ -135,7 +135,7 @@ func (sc script) start(t *testing.T) (string, *seen) {
 	return addr, lg
 }
 
-func target(t *testing.T, addr string, mode string) probe.Target {
+func target(t testing.TB, addr string, mode string) probe.Target {
 	t.Helper()
 	host, port, err := net.SplitHostPort(addr)
 	if err != nil {
@@ -341,7 +341,7 @@ func contains(list []string, s string) bool {
 
 // goSMTP runs a real go-smtp server with the given TLS configuration,
 // behind STARTTLS or (implicit) TLS from the first byte.
-func goSMTP(t *testing.T, cfg *tls.Config, implicit bool) string {
+func goSMTP(t testing.TB, cfg *tls.Config, implicit bool) string {
 	t.Helper()
 	s := smtp.NewServer(smtp.BackendFunc(func(*smtp.Conn) (smtp.Session, error) { return nopSession{}, nil }))
 	s.Domain = "mx.example.net"
@@ -665,4 +665,26 @@ func regexpMust(t *testing.T, pattern string) *regexp.Regexp {
 		t.Fatal(err)
 	}
 	return re
+}
+
+// BenchmarkProbe measures a whole STARTTLS check (greeting, EHLO,
+// STARTTLS, handshake, EHLO, QUIT) against a real go-smtp server on
+// loopback, with the mean phase times as extra metrics.
+func BenchmarkProbe(b *testing.B) {
+	cfg, pool := probetest.ServerTLS(b, probetest.Valid)
+	tg := target(b, goSMTP(b, cfg, false), checks.TLSStartTLS)
+	tg.RootCAs = pool
+	ctx := probetest.Context(b)
+	var tlsMS, capsMS float64
+	b.ResetTimer()
+	for i := 0; i < b.N; i++ {
+		r := Probe(ctx, tg)
+		if r.Status() != events.StatusOK {
+			b.Fatalf("status %q: %v", r.Status(), r.Err)
+		}
+		tlsMS += r.Timings.TLSMS
+		capsMS += r.Timings.CapsMS
+	}
+	b.ReportMetric(tlsMS/float64(b.N), "tls_ms")
+	b.ReportMetric(capsMS/float64(b.N), "capabilities_ms")
 }
