@@ -11,9 +11,7 @@ import (
 	"context"
 	"crypto/tls"
 	"crypto/x509"
-	"errors"
 	"net"
-	"os"
 	"strings"
 	"testing"
 	"time"
@@ -106,12 +104,9 @@ func (p *Peer) Quiet(d time.Duration) []byte {
 	_ = p.C.SetReadDeadline(time.Now().Add(d))
 	defer func() { _ = p.C.SetReadDeadline(time.Time{}) }()
 	buf := make([]byte, 512)
-	n, err := p.C.Read(buf)
+	n, _ := p.C.Read(buf) // a deadline or a closed connection: silent
 	if n > 0 {
 		return buf[:n]
-	}
-	if err != nil && !errors.Is(err, os.ErrDeadlineExceeded) {
-		return nil
 	}
 	return nil
 }
