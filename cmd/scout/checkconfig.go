@@ -21,7 +21,7 @@ func init() {
 				out := cmd.OutOrStdout()
 				for _, c := range f.Checks {
 					fmt.Fprintf(out, "%-24s %-10s %-28s sites=%v interval=%v timeout=%v slow=%v retries=%d quorum=%d/%d\n",
-						c.ID, c.Kind, c.Target, c.Sites, c.Interval, c.Timeout, c.Slow, c.Retries, c.EffectiveQuorum(), len(c.Sites))
+						c.ID, c.Kind, c.Where(), c.Sites, c.Interval, c.Timeout, c.Slow, c.Retries, c.EffectiveQuorum(), len(c.Sites))
 				}
 				fmt.Fprintf(out, "%s: %d checks OK\n", args[0], len(f.Checks))
 				return nil

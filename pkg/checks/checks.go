@@ -20,7 +20,9 @@ import (
 	"fmt"
 	"hash/fnv"
 	"io"
+	"net"
 	"net/mail"
+	"net/netip"
 	"os"
 	"regexp"
 	"sort"
@@ -70,6 +72,76 @@ var DefaultService = Settings{
 	Quorum:     2,
 }
 
+// TLS modes of a service check (Service.TLS).
+const (
+	// TLSNone: plain text from start to end; STARTTLS is not attempted even
+	// when offered.
+	TLSNone = "none"
+	// TLSStartTLS: the session starts in plain text and must be upgraded
+	// (SMTP STARTTLS, RFC 3207; IMAP STARTTLS and POP3 STLS, RFC 2595). A
+	// server that does not offer the upgrade fails the check.
+	TLSStartTLS = "starttls"
+	// TLSImplicit: TLS from the first byte (RFC 8314): ports 465, 993, 995.
+	TLSImplicit = "implicit"
+)
+
+// DefaultCertWarningDays: a peer certificate that expires within this many
+// days makes a service check degraded (Service.CertWarningDays).
+const DefaultCertWarningDays = 14
+
+// DefaultPort returns the standard port of a service kind in a TLS mode:
+// smtp 25 (465 implicit), imap 143 (993 implicit), pop3 110 (995 implicit);
+// 0 for other kinds. Port 25 is the MX port; use port 587 for a submission
+// service.
+func DefaultPort(kind, tlsMode string) int {
+	implicit := tlsMode == TLSImplicit
+	switch kind {
+	case events.KindSMTP:
+		if implicit {
+			return 465
+		}
+		return 25
+	case events.KindIMAP:
+		if implicit {
+			return 993
+		}
+		return 143
+	case events.KindPOP3:
+		if implicit {
+			return 995
+		}
+		return 110
+	}
+	return 0
+}
+
+// Service is the part of a check that only service checks (kinds smtp,
+// imap, pop3) have; it is the zero value for round trips.
+type Service struct {
+	Host string // DNS name or IP address, without a port
+	Port int    // 1..65535; DefaultPort when the file has none
+	TLS  string // TLSNone, TLSStartTLS (default) or TLSImplicit
+	// Username, when not empty, makes the check log in (SMTP AUTH, IMAP
+	// LOGIN, POP3 USER/PASS).
+	Username string
+	// PasswordEnv is the NAME of the environment variable that holds the
+	// password (in Kubernetes, filled from a Secret with secretKeyRef). The
+	// check file never holds the password itself.
+	PasswordEnv string
+	// ExpectGreeting, when not nil, must match the server's greeting text
+	// (for SMTP, the lines of the 220 reply without their codes, joined
+	// with "\n").
+	ExpectGreeting *regexp.Regexp
+	// CertWarningDays: a certificate that expires within this many days
+	// makes the check degraded. 0 turns the warning off.
+	CertWarningDays int
+}
+
+// Addr returns "host:port" (IPv6 addresses in brackets).
+func (s Service) Addr() string {
+	return net.JoinHostPort(s.Host, fmt.Sprint(s.Port))
+}
+
 // Contact is someone told by SMS when an incident of the check opens and
 // resolves.
 type Contact struct {
@@ -86,7 +158,9 @@ type Check struct {
 	// Target is the probe mailbox for round trips (e.g.
 	// "webscout@customer.example").
 	Target string
-	Sites  []string // the sites that run the check
+	// Service is set for kinds smtp, imap and pop3.
+	Service Service
+	Sites   []string // the sites that run the check
 	Settings
 	Contacts []Contact
 	// NotifyWarnings sends SMS for warning incidents (slow / degraded) too.
@@ -101,6 +175,15 @@ type Check struct {
 
 	// Line is where the check starts in the file (for messages).
 	Line int
+}
+
+// Where returns what the check watches: the probe mailbox of a round trip,
+// host:port of a service check.
+func (c *Check) Where() string {
+	if c.Kind == events.KindRoundTrip {
+		return c.Target
+	}
+	return c.Service.Addr()
 }
 
 // EffectiveQuorum is Quorum capped at the number of sites.
@@ -278,6 +361,7 @@ func yamlErrors(name string, err error) error {
 		msg = strings.ReplaceAll(msg, "in type checks.rawFile", "at the top level")
 		msg = strings.ReplaceAll(msg, "in type checks.rawSettings", "in defaults")
 		msg = strings.ReplaceAll(msg, "in type checks.Contact", "in a contact")
+		msg = strings.ReplaceAll(msg, "in type checks.rawService", "in a check")
 		errs = append(errs, &Error{File: name, Line: line, Msg: msg})
 	}
 	return errors.Join(errs...)
@@ -309,6 +393,24 @@ func (d *Duration) UnmarshalYAML(n *yaml.Node) error {
 		return fmt.Errorf("line %d: %q is not a duration such as 30s or 20m", n.Line, n.Value)
 	}
 	d.D = v
+	return nil
+}
+
+// text is a string setting that remembers its line. A list or map in its
+// place sets NotScalar, reported later with the field's name.
+type text struct {
+	S         string
+	Line      int
+	NotScalar bool
+}
+
+// UnmarshalYAML implements yaml.Unmarshaler.
+func (t *text) UnmarshalYAML(n *yaml.Node) error {
+	t.Line = n.Line
+	t.NotScalar = n.Kind != yaml.ScalarNode
+	if !t.NotScalar {
+		t.S = n.Value
+	}
 	return nil
 }
 
@@ -347,11 +449,23 @@ type rawCheck struct {
 	NotifyWarnings bool      `yaml:"notify_warnings"`
 	Canary         bool      `yaml:"canary"`
 	rawSettings    `yaml:",inline"`
+	rawService     `yaml:",inline"`
 
 	line int
 
 	// Maintenance windows as written (see rawWindow).
 	Maintenance []rawWindow `yaml:"maintenance"`
+}
+
+// rawService holds the service-check fields; nil means "not in the file".
+type rawService struct {
+	Host            *text `yaml:"host"`
+	Port            *Int  `yaml:"port"`
+	TLS             *text `yaml:"tls"`
+	Username        *text `yaml:"username"`
+	PasswordEnv     *text `yaml:"password_env"`
+	ExpectGreeting  *text `yaml:"expect_greeting"`
+	CertWarningDays *Int  `yaml:"cert_warning_days"`
 }
 
 type rawFile struct {
@@ -360,7 +474,10 @@ type rawFile struct {
 	Checks   []rawCheck  `yaml:"checks"`
 }
 
-var e164 = regexp.MustCompile(`^\+[1-9][0-9]{6,14}$`)
+var (
+	e164    = regexp.MustCompile(`^\+[1-9][0-9]{6,14}$`)
+	envName = regexp.MustCompile(`^[A-Za-z_][A-Za-z0-9_]*$`)
+)
 
 func (r *rawFile) resolve(name string, lines []int) (*File, error) {
 	f := &File{Path: name, Sites: r.Sites, byID: map[string]*Check{}}
@@ -441,8 +558,12 @@ func (rc *rawCheck) resolve(name string, index int, file *rawFile) (*Check, []er
 		} else if a, err := mail.ParseAddress(c.Target); err != nil || a.Name != "" || a.Address != c.Target {
 			add(0, "target", "%q is not a plain email address", c.Target)
 		}
+		rc.noService(add)
 	case events.KindSMTP, events.KindIMAP, events.KindPOP3:
-		add(0, "kind", "%q service checks are not supported by this version yet", c.Kind)
+		if c.Target != "" {
+			add(0, "target", "is only for roundtrip checks; %s checks use host and port", c.Kind)
+		}
+		c.Service = rc.service(c.Kind, add)
 	default:
 		add(0, "kind", "%q is not one of roundtrip, smtp, imap, pop3", c.Kind)
 	}
@@ -524,6 +645,134 @@ func (rc *rawCheck) resolve(name string, index int, file *rawFile) (*Check, []er
 		return nil, errs
 	}
 	return c, nil
+}
+
+// noService reports the service-check fields set on a round-trip check.
+func (rc *rawCheck) noService(add func(line int, field, format string, args ...any)) {
+	r := rc.rawService
+	texts := []struct {
+		field string
+		v     *text
+	}{{"host", r.Host}, {"tls", r.TLS}, {"username", r.Username}, {"password_env", r.PasswordEnv}, {"expect_greeting", r.ExpectGreeting}}
+	for _, t := range texts {
+		if t.v != nil {
+			add(t.v.Line, t.field, "is only for smtp, imap and pop3 checks")
+		}
+	}
+	ints := []struct {
+		field string
+		v     *Int
+	}{{"port", r.Port}, {"cert_warning_days", r.CertWarningDays}}
+	for _, i := range ints {
+		if i.v != nil {
+			add(i.v.Line, i.field, "is only for smtp, imap and pop3 checks")
+		}
+	}
+}
+
+// service validates the service-check fields and applies their defaults.
+func (rc *rawCheck) service(kind string, add func(line int, field, format string, args ...any)) Service {
+	r := rc.rawService
+	get := func(field string, t *text) (string, int) {
+		if t == nil {
+			return "", 0
+		}
+		if t.NotScalar {
+			add(t.Line, field, "must be a single value, not a list or map")
+		}
+		return t.S, t.Line
+	}
+	s := Service{TLS: TLSStartTLS, CertWarningDays: DefaultCertWarningDays}
+
+	host, hostLine := get("host", r.Host)
+	switch {
+	case r.Host != nil && r.Host.NotScalar:
+		// reported by get
+	case host == "":
+		add(hostLine, "host", "is required for %s checks (the server's DNS name or IP address)", kind)
+	case !validHost(host):
+		add(hostLine, "host", "%q is not a DNS name or IP address (without a port: the port goes in port)", host)
+	}
+	s.Host = host
+
+	tlsMode, tlsLine := get("tls", r.TLS)
+	switch tlsMode {
+	case TLSNone, TLSStartTLS, TLSImplicit:
+		s.TLS = tlsMode
+	case "":
+		if r.TLS != nil {
+			add(tlsLine, "tls", "must not be empty: none, starttls or implicit")
+		}
+	default:
+		add(tlsLine, "tls", "%q is not one of none, starttls, implicit", tlsMode)
+	}
+
+	s.Port = DefaultPort(kind, s.TLS)
+	if r.Port != nil {
+		s.Port = r.Port.N
+		if s.Port < 1 || s.Port > 65535 {
+			add(r.Port.Line, "port", "must be between 1 and 65535, got %d", s.Port)
+		}
+	}
+
+	user, userLine := get("username", r.Username)
+	pwEnv, pwLine := get("password_env", r.PasswordEnv)
+	s.Username, s.PasswordEnv = user, pwEnv
+	switch {
+	case user != "" && pwEnv == "":
+		add(userLine, "password_env", "is required with username: the NAME of the environment variable that holds the password")
+	case user == "" && pwEnv != "":
+		add(pwLine, "username", "is required with password_env")
+	case user != "" && kind == events.KindSMTP && s.TLS == TLSNone:
+		add(userLine, "username", "an smtp check sends credentials only over TLS: set tls to starttls or implicit")
+	}
+	if pwEnv != "" && !envName.MatchString(pwEnv) {
+		add(pwLine, "password_env", "%q is not an environment variable name ([A-Za-z_][A-Za-z0-9_]*); it names the variable that holds the password, never the password itself", pwEnv)
+	}
+
+	if pat, line := get("expect_greeting", r.ExpectGreeting); pat != "" {
+		re, err := regexp.Compile(pat)
+		if err != nil {
+			add(line, "expect_greeting", "%q is not a regular expression: %v", pat, err)
+		}
+		s.ExpectGreeting = re
+	}
+
+	if r.CertWarningDays != nil {
+		s.CertWarningDays = r.CertWarningDays.N
+		switch {
+		case s.CertWarningDays < 0 || s.CertWarningDays > 365:
+			add(r.CertWarningDays.Line, "cert_warning_days", "must be between 0 and 365, got %d", s.CertWarningDays)
+		case s.TLS == TLSNone:
+			add(r.CertWarningDays.Line, "cert_warning_days", "has no effect with tls: none")
+		}
+	}
+	return s
+}
+
+// validHost reports whether h is an IP address or a DNS name (RFC 1123
+// labels: letters, digits and inner hyphens, 1 to 63 characters each, 253
+// in all; one trailing dot allowed).
+func validHost(h string) bool {
+	if _, err := netip.ParseAddr(h); err == nil {
+		return true
+	}
+	name := strings.TrimSuffix(h, ".")
+	if name == "" || len(name) > 253 {
+		return false
+	}
+	for _, label := range strings.Split(name, ".") {
+		if len(label) == 0 || len(label) > 63 || label[0] == '-' || label[len(label)-1] == '-' {
+			return false
+		}
+		for i := 0; i < len(label); i++ {
+			c := label[i]
+			if !(c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || c == '-') {
+				return false
+			}
+		}
+	}
+	return true
 }
 
 func merge(base Settings, layers ...rawSettings) Settings {

@@ -89,3 +89,85 @@ func TestLoadMissingFile(t *testing.T) {
 		t.Fatalf("err = %v, want os.ErrNotExist wrapped", err)
 	}
 }
+
+func TestLoadService(t *testing.T) {
+	f, err := Load("testdata/service.yaml")
+	if err != nil {
+		t.Fatalf("Load: %v", err)
+	}
+	cases := []struct {
+		id       string
+		want     Service
+		greeting string // ExpectGreeting source; "" for none
+		settings Settings
+	}{
+		{"acme-mx", Service{Host: "mx.acme.example", Port: 25, TLS: TLSStartTLS, CertWarningDays: 14}, "", DefaultService},
+		{"acme-submission", Service{Host: "smtp.acme.example", Port: 587, TLS: TLSStartTLS,
+			Username: "webscout@acme.example", PasswordEnv: "ACME_SMTP_PASSWORD", CertWarningDays: 30},
+			`^smtp\.acme\.example ESMTP`,
+			Settings{Interval: 2 * time.Minute, Timeout: 20 * time.Second, Slow: 5 * time.Second,
+				RetryDelay: 30 * time.Second, Retries: 1, Quorum: 2}},
+		{"acme-imaps", Service{Host: "imap.acme.example", Port: 993, TLS: TLSImplicit,
+			Username: "webscout", PasswordEnv: "ACME_IMAP_PASSWORD", CertWarningDays: 14}, "", DefaultService},
+		{"acme-imap-plain", Service{Host: "192.0.2.10", Port: 143, TLS: TLSNone, CertWarningDays: 14}, "", DefaultService},
+		{"acme-pop3", Service{Host: "2001:db8::25", Port: 110, TLS: TLSStartTLS, CertWarningDays: 14}, "",
+			Settings{Interval: 5 * time.Minute, Timeout: 30 * time.Second, Slow: 10 * time.Second,
+				RetryDelay: 30 * time.Second, Retries: 2, Quorum: 1}},
+		{"acme-pop3s", Service{Host: "pop.acme.example.", Port: 995, TLS: TLSImplicit, CertWarningDays: 0}, "", DefaultService},
+		{"acme-smtps", Service{Host: "smtp.acme.example", Port: 465, TLS: TLSImplicit, CertWarningDays: 14}, "", DefaultService},
+	}
+	if len(f.Checks) != len(cases) {
+		t.Fatalf("checks = %d, want %d", len(f.Checks), len(cases))
+	}
+	for _, tc := range cases {
+		t.Run(tc.id, func(t *testing.T) {
+			c := f.Lookup(tc.id)
+			if c == nil {
+				t.Fatal("not found")
+			}
+			got := c.Service
+			re := got.ExpectGreeting
+			got.ExpectGreeting = nil
+			if got != tc.want {
+				t.Errorf("service = %+v\nwant      %+v", got, tc.want)
+			}
+			switch {
+			case tc.greeting == "" && re != nil:
+				t.Errorf("expect_greeting = %q, want none", re)
+			case tc.greeting != "" && (re == nil || re.String() != tc.greeting):
+				t.Errorf("expect_greeting = %v, want %q", re, tc.greeting)
+			}
+			if c.Settings != tc.settings {
+				t.Errorf("settings = %+v, want %+v", c.Settings, tc.settings)
+			}
+			if c.Target != "" {
+				t.Errorf("target = %q, want empty for a service check", c.Target)
+			}
+		})
+	}
+	if got := f.Lookup("acme-pop3").Where(); got != "[2001:db8::25]:110" {
+		t.Errorf("Where = %q, want [2001:db8::25]:110", got)
+	}
+	if re := f.Lookup("acme-submission").Service.ExpectGreeting; !re.MatchString("smtp.acme.example ESMTP Postfix") {
+		t.Errorf("expect_greeting %v does not match the server's greeting", re)
+	}
+}
+
+func TestDefaultPort(t *testing.T) {
+	cases := []struct {
+		kind, tls string
+		want      int
+	}{
+		{"smtp", TLSNone, 25}, {"smtp", TLSStartTLS, 25}, {"smtp", TLSImplicit, 465},
+		{"imap", TLSNone, 143}, {"imap", TLSStartTLS, 143}, {"imap", TLSImplicit, 993},
+		{"pop3", TLSNone, 110}, {"pop3", TLSStartTLS, 110}, {"pop3", TLSImplicit, 995},
+		{"roundtrip", TLSStartTLS, 0},
+	}
+	for _, tc := range cases {
+		t.Run(tc.kind+"/"+tc.tls, func(t *testing.T) {
+			if got := DefaultPort(tc.kind, tc.tls); got != tc.want {
+				t.Errorf("DefaultPort = %d, want %d", got, tc.want)
+			}
+		})
+	}
+}

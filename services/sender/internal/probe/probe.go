@@ -1,0 +1,203 @@
+package probe
+
+import (
+	"context"
+	"crypto/x509"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/netip"
+	"regexp"
+	"strconv"
+
+	"github.com/emailscout/emailscout/pkg/checks"
+	"github.com/emailscout/emailscout/pkg/events"
+)
+
+// Phases of a service-check dialogue (Result.Phase, events.CheckResult.Phase).
+const (
+	PhaseDNS          = "dns"          // resolving Target.Host
+	PhaseConnect      = "connect"      // the TCP connection
+	PhaseGreeting     = "greeting"     // the server's banner (SMTP 220, IMAP * OK, POP3 +OK)
+	PhaseTLS          = "tls"          // STARTTLS/STLS and the handshake, or implicit TLS
+	PhaseCapabilities = "capabilities" // SMTP EHLO/HELO, IMAP CAPABILITY, POP3 CAPA
+	PhaseAuth         = "auth"         // SMTP AUTH, IMAP LOGIN, POP3 USER/PASS
+	PhaseMailbox      = "mailbox"      // IMAP EXAMINE INBOX, POP3 STAT
+)
+
+// Error classes (Result.Class, events.CheckResult.ErrorClass). See the
+// package documentation for what each means and the status it maps to.
+const (
+	ClassRefused      = "refused"
+	ClassTimeout      = "timeout"
+	ClassProtocol     = "protocol"
+	ClassTLS          = "tls"
+	ClassAuth         = "auth"
+	ClassCertExpiring = "cert_expiring"
+	ClassCertInvalid  = "cert_invalid"
+	ClassTemporary    = "temporary"
+	ClassMonitor      = "monitor"
+)
+
+// Resolver looks host names up; *net.Resolver implements it.
+type Resolver interface {
+	LookupNetIP(ctx context.Context, network, host string) ([]netip.Addr, error)
+}
+
+// Target is one service to probe.
+type Target struct {
+	Host string // DNS name or IP address; also the name the certificate must match
+	Port int    // 1..65535
+	// TLS is checks.TLSNone, checks.TLSStartTLS or checks.TLSImplicit.
+	TLS string
+	// Username, when not empty, makes the probe log in with Password.
+	Username string
+	Password string
+	// ExpectGreeting, when not nil, must match the greeting text.
+	ExpectGreeting *regexp.Regexp
+	// CertWarningDays: a certificate expiring within this many days makes
+	// the result degraded (ClassCertExpiring); 0 turns the warning off.
+	CertWarningDays int
+	// RootCAs verifies the peer certificate chain; nil means the system
+	// roots.
+	RootCAs *x509.CertPool
+	// HelloName is the SMTP EHLO/HELO name; empty means "localhost".
+	HelloName string
+	// Resolver looks Host up; nil means net.DefaultResolver.
+	Resolver Resolver
+}
+
+// Addr returns host:port.
+func (t Target) Addr() string { return net.JoinHostPort(t.Host, strconv.Itoa(t.Port)) }
+
+// LogValue implements slog.LogValuer: the password never reaches a log.
+func (t Target) LogValue() slog.Value {
+	return slog.GroupValue(
+		slog.String("addr", t.Addr()),
+		slog.String("tls", t.TLS),
+		slog.String("username", t.Username),
+		slog.Bool("password_set", t.Password != ""),
+	)
+}
+
+// Validate reports a target that can never be probed.
+func (t Target) Validate() error {
+	var errs []error
+	if t.Host == "" {
+		errs = append(errs, errors.New("host is empty"))
+	}
+	if t.Port < 1 || t.Port > 65535 {
+		errs = append(errs, fmt.Errorf("port %d is not between 1 and 65535", t.Port))
+	}
+	switch t.TLS {
+	case checks.TLSNone, checks.TLSStartTLS, checks.TLSImplicit:
+	default:
+		errs = append(errs, fmt.Errorf("tls mode %q is not none, starttls or implicit", t.TLS))
+	}
+	if t.Username != "" && t.Password == "" {
+		errs = append(errs, errors.New("a username is set but the password is empty"))
+	}
+	return errors.Join(errs...)
+}
+
+// FromCheck builds the Target of a service check. lookupEnv (os.LookupEnv
+// in a main) reads the variable named by the check's password_env; an
+// error names the check and the variable when it is unset or empty.
+// RootCAs, HelloName and Resolver are left for the caller.
+func FromCheck(c *checks.Check, lookupEnv func(string) (string, bool)) (Target, error) {
+	s := c.Service
+	t := Target{
+		Host: s.Host, Port: s.Port, TLS: s.TLS, Username: s.Username,
+		ExpectGreeting: s.ExpectGreeting, CertWarningDays: s.CertWarningDays,
+	}
+	if s.PasswordEnv != "" {
+		pw, ok := lookupEnv(s.PasswordEnv)
+		if !ok || pw == "" {
+			return t, fmt.Errorf("check %q: password_env: environment variable %s is not set or empty", c.ID, s.PasswordEnv)
+		}
+		t.Password = pw
+	}
+	if err := t.Validate(); err != nil {
+		return t, fmt.Errorf("check %q: %w", c.ID, err)
+	}
+	return t, nil
+}
+
+// Mailbox is what the mailbox phase saw.
+type Mailbox struct {
+	Name     string // "INBOX" (IMAP) or "maildrop" (POP3)
+	Messages int    // messages in the mailbox
+	Size     int64  // POP3 maildrop size in octets; 0 for IMAP
+}
+
+// Result is the outcome of one probe.
+type Result struct {
+	Protocol string // events.KindSMTP, KindIMAP, KindPOP3
+	Addr     string // host:port probed
+	Timings  events.Timings
+	// TLS describes the completed TLS session; nil when no handshake
+	// completed (tls none, or a failed or missing upgrade).
+	TLS *events.TLSInfo
+	// Capabilities are the last capabilities the server advertised (after
+	// TLS when the session was upgraded): SMTP EHLO keywords with their
+	// parameters, IMAP capability atoms, POP3 CAPA lines.
+	Capabilities []string
+	// Replies are the server's responses in order: one entry per SMTP reply
+	// (lines joined with "\n") or per IMAP/POP3 line, at most MaxReplies,
+	// each cut at MaxReplyLen bytes.
+	Replies []string
+	// Reply is the SMTP reply that made the check fail or degrade; nil
+	// otherwise and for IMAP and POP3 (their response is in Err).
+	Reply   *events.SMTPReply
+	Mailbox *Mailbox // nil when the mailbox phase did not run
+	// Class is the error class ("" when the check passed), Phase the phase
+	// it happened in and Err the details.
+	Class string
+	Phase string
+	Err   error
+}
+
+// Limits of Result.Replies.
+const (
+	MaxReplies  = 64
+	MaxReplyLen = 1024
+)
+
+// Status maps the result to events.StatusOK, StatusDegraded, StatusTimeout,
+// StatusFailed or StatusMonitorError (see the package documentation).
+func (r Result) Status() string {
+	switch r.Class {
+	case "":
+		return events.StatusOK
+	case ClassCertExpiring, ClassTemporary:
+		return events.StatusDegraded
+	case ClassTimeout:
+		return events.StatusTimeout
+	case ClassMonitor:
+		return events.StatusMonitorError
+	}
+	return events.StatusFailed
+}
+
+// CheckResult returns base (whose routing fields, test id, attempt and
+// times the caller fills) with the probe's Status, Phase, Timings, TLS,
+// Reply, ErrorClass, Error and Target set; Kind is set from the protocol
+// when base has none.
+func (r Result) CheckResult(base events.CheckResult) events.CheckResult {
+	base.Status = r.Status()
+	base.Phase = r.Phase
+	base.Timings = r.Timings
+	base.TLS = r.TLS
+	base.Reply = r.Reply
+	base.ErrorClass = r.Class
+	base.Error = ""
+	if r.Err != nil {
+		base.Error = r.Err.Error()
+	}
+	base.Target = r.Addr
+	if base.Kind == "" {
+		base.Kind = r.Protocol
+	}
+	return base
+}

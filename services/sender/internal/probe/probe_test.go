@@ -1,0 +1,189 @@
+package probe
+
+import (
+	"bytes"
+	"crypto/tls"
+	"crypto/x509"
+	"errors"
+	"log/slog"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/emailscout/emailscout/pkg/checks"
+	"github.com/emailscout/emailscout/pkg/events"
+	"github.com/emailscout/emailscout/pkg/mailtest"
+)
+
+func TestStatus(t *testing.T) {
+	cases := map[string]string{
+		"":                events.StatusOK,
+		ClassCertExpiring: events.StatusDegraded,
+		ClassTemporary:    events.StatusDegraded,
+		ClassTimeout:      events.StatusTimeout,
+		ClassMonitor:      events.StatusMonitorError,
+		ClassRefused:      events.StatusFailed,
+		ClassProtocol:     events.StatusFailed,
+		ClassTLS:          events.StatusFailed,
+		ClassAuth:         events.StatusFailed,
+		ClassCertInvalid:  events.StatusFailed,
+	}
+	for class, want := range cases {
+		t.Run(class, func(t *testing.T) {
+			if got := (Result{Class: class}).Status(); got != want {
+				t.Errorf("Status = %q, want %q", got, want)
+			}
+		})
+	}
+}
+
+func TestCheckResult(t *testing.T) {
+	r := Result{
+		Protocol: events.KindSMTP,
+		Addr:     "mx.acme.example:25",
+		Timings:  events.Timings{ConnectMS: 1.5, GreetingMS: 2, TotalMS: 9},
+		TLS:      &events.TLSInfo{Version: "TLS1.3", DaysLeft: 40, Verified: true, HostnameMatch: true},
+		Reply:    &events.SMTPReply{Code: 554, Enhanced: "5.7.1", Text: "Service unavailable"},
+		Class:    ClassRefused,
+		Phase:    PhaseCapabilities,
+		Err:      errors.New(`capabilities: the server replied "554 5.7.1 Service unavailable"`),
+	}
+	base := events.CheckResult{V: 1, TestID: "t1", CheckID: "acme-mx", Site: "eu-west", Attempt: 1, Customer: "acme",
+		StartedAt: time.Unix(1000, 0), FinishedAt: time.Unix(1001, 0)}
+	cr := r.CheckResult(base)
+	if cr.Status != events.StatusFailed || cr.Phase != PhaseCapabilities || cr.ErrorClass != ClassRefused ||
+		cr.Reply != r.Reply || cr.TLS != r.TLS || cr.Timings != r.Timings || cr.Kind != events.KindSMTP ||
+		cr.Target != "mx.acme.example:25" || !strings.Contains(cr.Error, "554 5.7.1") {
+		t.Errorf("check result = %+v", cr)
+	}
+	if cr.TestID != "t1" || cr.Site != "eu-west" || cr.Customer != "acme" || !cr.StartedAt.Equal(base.StartedAt) {
+		t.Errorf("routing fields not kept: %+v", cr)
+	}
+	if err := cr.Validate(); err != nil {
+		t.Errorf("Validate: %v", err)
+	}
+	ok := Result{Protocol: events.KindIMAP}.CheckResult(events.CheckResult{Kind: events.KindIMAP, Error: "stale"})
+	if ok.Status != events.StatusOK || ok.Error != "" || ok.ErrorClass != "" {
+		t.Errorf("ok result = %+v", ok)
+	}
+}
+
+func TestFromCheck(t *testing.T) {
+	f, err := checks.Parse("checks.yaml", []byte(`
+sites: [eu-west]
+checks:
+  - id: acme-imaps
+    customer: acme
+    kind: imap
+    host: imap.acme.example
+    tls: implicit
+    username: webscout
+    password_env: ACME_IMAP_PASSWORD
+    cert_warning_days: 21
+  - id: acme-mx
+    customer: acme
+    kind: smtp
+    host: mx.acme.example
+`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	env := map[string]string{"ACME_IMAP_PASSWORD": "s3cret", "EMPTY": ""}
+	lookup := func(k string) (string, bool) { v, ok := env[k]; return v, ok }
+
+	tg, err := FromCheck(f.Lookup("acme-imaps"), lookup)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if tg.Host != "imap.acme.example" || tg.Port != 993 || tg.TLS != checks.TLSImplicit ||
+		tg.Username != "webscout" || tg.Password != "s3cret" || tg.CertWarningDays != 21 {
+		t.Errorf("target = %+v", tg)
+	}
+	tg, err = FromCheck(f.Lookup("acme-mx"), lookup)
+	if err != nil || tg.Port != 25 || tg.TLS != checks.TLSStartTLS || tg.Password != "" {
+		t.Errorf("target = %+v, %v", tg, err)
+	}
+
+	for _, name := range []string{"MISSING", "EMPTY"} {
+		c := *f.Lookup("acme-imaps")
+		c.Service.PasswordEnv = name
+		_, err := FromCheck(&c, lookup)
+		if err == nil || !strings.Contains(err.Error(), `check "acme-imaps"`) || !strings.Contains(err.Error(), name) {
+			t.Errorf("%s: err = %v, want one naming the check and the variable", name, err)
+		}
+	}
+}
+
+func TestLogValueHidesThePassword(t *testing.T) {
+	var b bytes.Buffer
+	log := slog.New(slog.NewJSONHandler(&b, nil))
+	log.Info("probe", "target", Target{Host: "imap.acme.example", Port: 993, TLS: "implicit", Username: "webscout", Password: "s3cret"})
+	if strings.Contains(b.String(), "s3cret") || !strings.Contains(b.String(), `"password_set":true`) ||
+		!strings.Contains(b.String(), "imap.acme.example:993") {
+		t.Errorf("log = %s", b.String())
+	}
+}
+
+func TestValidate(t *testing.T) {
+	good := Target{Host: "mx.acme.example", Port: 25, TLS: checks.TLSStartTLS}
+	if err := good.Validate(); err != nil {
+		t.Errorf("Validate(good) = %v", err)
+	}
+	bad := []Target{
+		{Port: 25, TLS: checks.TLSNone},
+		{Host: "h", Port: 0, TLS: checks.TLSNone},
+		{Host: "h", Port: 25, TLS: "ssl"},
+		{Host: "h", Port: 25, TLS: checks.TLSNone, Username: "u"},
+	}
+	for _, tg := range bad {
+		if err := tg.Validate(); err == nil {
+			t.Errorf("Validate(%+v) = nil", tg)
+		}
+	}
+}
+
+func TestInspect(t *testing.T) {
+	now := time.Now()
+	cert, pool := mailtest.CertificateValid(t, now.Add(-time.Hour), now.Add(10*24*time.Hour+time.Hour), "mx.acme.example")
+	leaf, err := x509.ParseCertificate(cert.Certificate[0])
+	if err != nil {
+		t.Fatal(err)
+	}
+	ca, _ := x509.ParseCertificate(cert.Certificate[1])
+	cs := tls.ConnectionState{Version: tls.VersionTLS13, CipherSuite: tls.TLS_AES_128_GCM_SHA256,
+		PeerCertificates: []*x509.Certificate{leaf, ca}}
+
+	cases := []struct {
+		name     string
+		host     string
+		roots    *x509.CertPool
+		at       time.Time
+		days     int
+		verified bool
+		hostname bool
+	}{
+		{"valid", "mx.acme.example", pool, now, 10, true, true},
+		{"trailing dot", "mx.acme.example.", pool, now, 10, true, true},
+		{"other host", "mail.acme.example", pool, now, 10, true, false},
+		{"unknown CA", "mx.acme.example", x509.NewCertPool(), now, 10, false, true},
+		{"seen after expiry", "mx.acme.example", pool, now.Add(12 * 24 * time.Hour), -2, false, true},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			info := Inspect(cs, tc.host, tc.roots, tc.at)
+			if info.DaysLeft != tc.days || info.Verified != tc.verified || info.HostnameMatch != tc.hostname {
+				t.Errorf("info = %+v, want days %d verified %v hostname %v", info, tc.days, tc.verified, tc.hostname)
+			}
+			if info.Version != "TLS1.3" || info.CipherSuite != "TLS_AES_128_GCM_SHA256" || !info.PeerNotAfter.Equal(leaf.NotAfter) ||
+				info.PeerSubject != "CN=mx.acme.example" {
+				t.Errorf("info = %+v", info)
+			}
+			if info.Verified == (info.VerifyError != "") {
+				t.Errorf("verified %v with verify_error %q", info.Verified, info.VerifyError)
+			}
+		})
+	}
+	if info := Inspect(tls.ConnectionState{Version: tls.VersionTLS12}, "h", pool, now); info.Verified || info.VerifyError == "" {
+		t.Errorf("no certificate: %+v", info)
+	}
+}
