@@ -215,10 +215,19 @@ func (w *Watcher) session(ctx context.Context, b backoff.BackOff) error {
 	idle, uidplus := caps.Has(imap.CapIdle), caps.Has(imap.CapUIDPlus)
 	w.log.Info("watching", "server", w.cfg.Addr, "folder", w.cfg.Folder, "messages", sel.NumMessages,
 		"uidvalidity", sel.UIDValidity, "idle", idle, "uidplus", uidplus)
+	// imapclient updates c.Mailbox() just after Select's Wait returns:
+	// the first scan goes by the SELECT response.
+	empty := sel.NumMessages == 0
 	for {
-		if err := w.scan(ctx, c, uidplus); err != nil {
-			return err
+		if mb := c.Mailbox(); mb != nil {
+			empty = mb.NumMessages == 0
 		}
+		if !empty {
+			if err := w.scan(ctx, c, uidplus); err != nil {
+				return err
+			}
+		}
+		empty = false
 		if idle {
 			err = w.idle(ctx, c, updates)
 		} else {
@@ -306,11 +315,9 @@ const (
 	outcomeRetry                 // temporary failure: look again on the next scan
 )
 
-// scan looks at every message from UID w.next on.
+// scan looks at every message from UID w.next on. The caller skips it
+// when the folder is empty ("n:*" names no message then).
 func (w *Watcher) scan(ctx context.Context, c *imapclient.Client, uidplus bool) error {
-	if mb := c.Mailbox(); mb == nil || mb.NumMessages == 0 {
-		return nil
-	}
 	set := imap.UIDSet{imap.UIDRange{Start: w.next, Stop: 0}} // next:*
 	msgs, err := c.Fetch(set, &imap.FetchOptions{UID: true, RFC822Size: true, BodySection: []*imap.FetchItemBodySection{headerSection}}).Collect()
 	if err != nil {
