@@ -309,6 +309,16 @@ func (r *resolved) complete(e env, src source) error {
 		}
 	}
 
+	// MTAs run the pipe in their spool directory (Postfix: the queue
+	// directory): a relative path would point there.
+	if r.mode == modePipe || r.mode == modeFile {
+		for _, p := range [][2]string{{"state_dir", c.StateDir}, {"key_file", c.KeyFile}, {"log_file", c.LogFile}} {
+			if p[1] != "" && !filepath.IsAbs(p[1]) {
+				bad(p[0], "%q is relative; the MTA runs the reflector in its spool directory: give an absolute path", p[1])
+			}
+		}
+	}
+
 	if c.Output == "" {
 		c.Output = outputSendmail
 		if r.mode == modeIMAP {

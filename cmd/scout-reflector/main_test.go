@@ -409,6 +409,8 @@ func TestConfigErrors(t *testing.T) {
 		{name: "keys given twice", file: "keys: acme:k:AAAAAAAAAAAAAAAAAAAAAA\n", mode: 0o600, args: []string{"--key-file", "{home}/keys"}, wants: []string{"give the probe keys once"}},
 		{name: "config file with secrets readable by others", file: "keys: acme:k:AAAAAAAAAAAAAAAAAAAAAA\n", mode: 0o644,
 			wants: []string{"configuration file with secrets {config} is accessible by group or others"}},
+		{name: "relative paths in pipe mode", args: []string{"--key-file", "keys", "--state-dir", "state"},
+			wants: []string{"--key-file: \"keys\" is relative", "--state-dir: \"state\" is relative"}},
 		{name: "CA file without certificates", args: []string{"--key-file", "{home}/keys", "--tls-ca-file", "{home}/keys"}, wants: []string{"--tls-ca-file: {home}/keys holds no PEM certificate"}},
 		{name: "smtp output without server", args: []string{"--key-file", "{home}/keys", "--output", "smtp"}, wants: []string{"smtp.addr: SMTP output needs"}},
 		{name: "smtp auth without password", args: []string{"--key-file", "{home}/keys", "--output", "smtp", "--smtp", "mx:587", "--smtp-user", "u", "--mailbox", mailbox},
