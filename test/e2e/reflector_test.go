@@ -366,9 +366,9 @@ func TestForgedProbeGetsNothingBack(t *testing.T) {
 
 func TestMissingReflectorDefers(t *testing.T) {
 	for _, tc := range []struct {
-		name  string
+		name   string
 		break_ func() error
-		cause string
+		cause  string
 	}{
 		{"binary missing", func() error { return os.Rename(reflectorBin, reflectorBin+".away") }, "No such file or directory"},
 		{"binary not executable", func() error { return os.Chmod(reflectorBin, 0o644) }, "Permission denied"},
