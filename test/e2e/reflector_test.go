@@ -366,9 +366,9 @@ func TestForgedProbeGetsNothingBack(t *testing.T) {
 
 func TestMissingReflectorDefers(t *testing.T) {
 	for _, tc := range []struct {
-		name   string
-		break_ func() error
-		cause  string
+		name    string
+		breakIt func() error
+		cause   string
 	}{
 		{"binary missing", func() error { return os.Rename(reflectorBin, reflectorBin+".away") }, "No such file or directory"},
 		{"binary not executable", func() error { return os.Chmod(reflectorBin, 0o644) }, "Permission denied"},
@@ -387,7 +387,7 @@ func TestMissingReflectorDefers(t *testing.T) {
 				_ = os.Chmod(reflectorBin, 0o755)
 			}
 			t.Cleanup(restore)
-			if err := tc.break_(); err != nil {
+			if err := tc.breakIt(); err != nil {
 				t.Fatal(err)
 			}
 			p, msg := e.probe(probeBox, e.key)
@@ -530,4 +530,48 @@ func TestIMAPModeAgainstDovecot(t *testing.T) {
 
 func tlsFor(cas *x509.CertPool) *tls.Config {
 	return &tls.Config{RootCAs: cas, MinVersion: tls.VersionTLS12}
+}
+
+// A broken configuration exits 78: Postfix bounces the probe to its
+// envelope sender (the monitor) with "local configuration error", as
+// docs/reflector.md says.
+func TestBrokenConfigurationBouncesToTheMonitor(t *testing.T) {
+	e := setup(t)
+	keyFile := "/home/webscout/.scout-reflector/keys"
+	if err := os.Chmod(keyFile, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = os.Chmod(keyFile, 0o600) })
+	p, msg := e.probe(probeBox, e.key)
+	qid := e.submit(probeBox, msg)
+	line := e.maillog(qid, `status=bounced \(local configuration error\. Command output: .*chmod 600`)
+	t.Logf("maillog: %s", line)
+	got := e.ret.wait(e.ctx, t, 1)
+	if got[0].From != "" || len(got[0].To) != 1 || got[0].To[0] != bounceAddr {
+		t.Fatalf("bounce envelope %q -> %v, want <> -> %s", got[0].From, got[0].To, bounceAddr)
+	}
+	if !bytes.Contains(got[0].Data, []byte(p.TestID)) {
+		t.Error("the bounce does not carry the probe")
+	}
+}
+
+// scout-reflector check, run as the mailbox user with the documented key
+// file, says what it would do (docs/reflector.md, section 6).
+func TestCheckAsTheMailboxUser(t *testing.T) {
+	e := setup(t)
+	p, msg := e.probe(probeBox, e.key)
+	cmd := exec.Command("runuser", "-u", "webscout", "--", reflectorBin, "check", "--key-file=/home/webscout/.scout-reflector/keys")
+	cmd.Stdin = bytes.NewReader(msg)
+	out, err := cmd.CombinedOutput()
+	if err != nil {
+		t.Fatalf("check: %v\n%s", err, out)
+	}
+	for _, want := range []string{"verdict:", "reflect", "test " + p.TestID, "X-Scout-Reflected-At:"} {
+		if !bytes.Contains(out, []byte(want)) {
+			t.Errorf("check output lacks %q:\n%s", want, out)
+		}
+	}
+	if len(e.ret.messages()) != 0 {
+		t.Error("check sent something")
+	}
 }
