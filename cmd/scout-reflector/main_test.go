@@ -522,3 +522,30 @@ func TestIMAPModeRefusedLoginIsExit78(t *testing.T) {
 		t.Fatalf("exit %d, want 78; stderr %s", r.code, r.stderr)
 	}
 }
+
+// With --log-file nothing reaches stdout or stderr, even on failure: Exim's
+// return_output would bounce on any output.
+func TestLogFileKeepsStdoutAndStderrEmpty(t *testing.T) {
+	f := newFixture(t, 75)
+	logFile := filepath.Join(f.home, "reflector.log")
+	probe := probeMsg(t, "jjjjjjjjjjjjjjjjjjjjjjjj", newKey, now)
+	r := f.pipe(probe, sender(ret), "--log-file", logFile)
+	if r.code != exitTempFail || r.stdout != "" || r.stderr != "" {
+		t.Fatalf("exit %d, stdout %q, stderr %q; want 75 and no output", r.code, r.stdout, r.stderr)
+	}
+	f = newFixture(t, 0)
+	logFile = filepath.Join(f.home, "reflector.log")
+	f.pipe(probe, sender(ret), "--log-file", logFile)
+	f.pipe([]byte("From: a@b.example\r\n\r\nhi\r\n"), sender("a@b.example"), "--log-file", logFile)
+	b, err := os.ReadFile(logFile)
+	if err != nil {
+		t.Fatal(err)
+	}
+	log := string(b)
+	if !strings.Contains(log, "msg=reflected") || !strings.Contains(log, "test_id=jjjjjjjjjjjjjjjjjjjjjjjj") || !strings.Contains(log, "msg=ignored") {
+		t.Errorf("log file:\n%s", log)
+	}
+	if fi, _ := os.Stat(logFile); fi.Mode().Perm() != 0o600 {
+		t.Errorf("log file mode %v", fi.Mode().Perm())
+	}
+}
