@@ -140,7 +140,9 @@ setup_files() {
 
 configure_postfix() {
 	local port; port=$(return_port)
-	[ -s /etc/postfix/main.cf ] || touch /etc/postfix/main.cf
+	# Installed with "No configuration": Postfix ships no main.cf then.
+	[ -f /etc/postfix/main.cf ] || touch /etc/postfix/main.cf
+	[ -f /etc/postfix/master.cf ] || cp /usr/share/postfix/master.cf.dist /etc/postfix/master.cf
 	postconf -e \
 		"compatibility_level = 3.6" \
 		"inet_interfaces = loopback-only" \

@@ -493,11 +493,14 @@ func TestIMAPModeAgainstDovecot(t *testing.T) {
 		t.Logf("scout-reflector imap (exit %v):\n%s", err, logs.String())
 	}()
 
-	foreignQID := e.submit(imapBox, []byte("From: friend@example.org\r\nTo: imapscout@acme.example\r\nSubject: lunch?\r\n\r\nhi\r\n"))
+	marker := fmt.Sprintf("lunch-%d", time.Now().UnixNano())
+	foreignQID := e.submit(imapBox, []byte("From: friend@example.org\r\nTo: imapscout@acme.example\r\nSubject: "+marker+"\r\n\r\nhi\r\n"))
 	e.maillog(foreignQID, `status=sent \(delivered to maildir\)`)
 	var rtts []time.Duration
+	var ids []string
 	for i := 0; i < 3; i++ {
 		p, msg := e.probe(imapBox, e.key)
+		ids = append(ids, p.TestID)
 		e.submit(imapBox, msg)
 		got := e.ret.wait(e.ctx, t, i+1)[i]
 		e.checkReflection(got, p, imapBox)
@@ -506,17 +509,27 @@ func TestIMAPModeAgainstDovecot(t *testing.T) {
 	// The probes are deleted, the foreign message is kept.
 	maildir := "/home/imapscout/Maildir"
 	for {
-		n := 0
+		foreign, probes := 0, 0
 		for _, sub := range []string{"new", "cur"} {
 			entries, _ := os.ReadDir(filepath.Join(maildir, sub))
-			n += len(entries)
+			for _, de := range entries {
+				b, _ := os.ReadFile(filepath.Join(maildir, sub, de.Name()))
+				if bytes.Contains(b, []byte(marker)) {
+					foreign++
+				}
+				for _, id := range ids {
+					if bytes.Contains(b, []byte(id)) {
+						probes++
+					}
+				}
+			}
 		}
-		if n == 1 {
+		if foreign == 1 && probes == 0 {
 			break
 		}
 		select {
 		case <-e.ctx.Done():
-			t.Fatalf("%d messages in %s, want only the foreign one", n, maildir)
+			t.Fatalf("in %s: %d copies of the foreign message (want 1), %d probes (want 0)", maildir, foreign, probes)
 		case <-time.After(50 * time.Millisecond):
 		}
 	}
