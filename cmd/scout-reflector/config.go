@@ -72,7 +72,8 @@ type Config struct {
 	// reflector); with SMTP output, the first mailbox or the SMTP user.
 	EnvelopeFrom string `yaml:"envelope_from"`
 	// Output is how reflections leave: "sendmail" (default in pipe and
-	// file mode) or "smtp" (default in imap mode).
+	// file mode) or "smtp" (default in imap mode, and whenever SMTP.Addr is
+	// set).
 	Output string `yaml:"output"`
 	// Sendmail is the sendmail(8) binary (default /usr/sbin/sendmail).
 	Sendmail string `yaml:"sendmail"`
@@ -151,13 +152,13 @@ func (o *options) bindCommon(fs *pflag.FlagSet) {
 	fs.StringVar(&c.StateDir, "state-dir", "", "directory recording answered probes (default $HOME/.scout-reflector)")
 	fs.DurationVar(&c.MaxAge, "max-age", d.MaxAge, "ignore probes signed longer ago than this (replays)")
 	fs.StringVar(&c.EnvelopeFrom, "envelope-from", "", "envelope sender of reflections")
-	fs.StringVar(&c.Output, "output", "", "how reflections leave: sendmail or smtp (default sendmail; smtp in imap mode)")
+	fs.StringVar(&c.Output, "output", "", "how reflections leave: sendmail or smtp (default sendmail; smtp in imap mode or with --smtp)")
 	fs.StringVar(&c.Sendmail, "sendmail", d.Sendmail, "sendmail binary")
 	fs.DurationVar(&c.Timeout, "timeout", d.Timeout, "time limit for sending one reflection")
 	fs.StringVar(&c.TLSCAFile, "tls-ca-file", "", "PEM file of CA certificates to trust for SMTP and IMAP (default: system roots)")
 	fs.StringVar(&c.LogFile, "log-file", "", "append log lines to this file instead of stderr")
 	fs.BoolVarP(&c.Verbose, "verbose", "v", false, "log every decision, ignored mail included")
-	fs.StringVar(&c.SMTP.Addr, "smtp", "", "SMTP submission server host:port (with --output smtp)")
+	fs.StringVar(&c.SMTP.Addr, "smtp", "", "SMTP submission server host:port (implies --output smtp)")
 	fs.StringVar(&c.SMTP.TLS, "smtp-tls", "", "none, opportunistic, starttls or implicit (default: implicit on port 465, starttls with AUTH, else opportunistic)")
 	fs.StringVar(&c.SMTP.Username, "smtp-user", "", "SMTP AUTH user (password: --smtp-password-file or $"+envSMTPPassword+")")
 	fs.StringVar(&c.SMTP.PasswordFile, "smtp-password-file", "", "file holding the SMTP password (mode 0600)")
@@ -321,7 +322,7 @@ func (r *resolved) complete(e env, src source) error {
 
 	if c.Output == "" {
 		c.Output = outputSendmail
-		if r.mode == modeIMAP {
+		if r.mode == modeIMAP || c.SMTP.Addr != "" {
 			c.Output = outputSMTP
 		}
 	}

@@ -331,7 +331,8 @@ func TestSMTPOutput(t *testing.T) {
 	pw := filepath.Join(f.home, "smtp-password")
 	writeFile(t, pw, "pw\n", 0o600)
 	// AUTH without TLS: allowed by pkg/submit on loopback only.
-	r := f.pipe(probeMsg(t, "ffffffffffffffffffffffff", newKey, now), sender(ret), "--output", "smtp", "--smtp", srv.Addr,
+	// --smtp alone selects SMTP output.
+	r := f.pipe(probeMsg(t, "ffffffffffffffffffffffff", newKey, now), sender(ret), "--smtp", srv.Addr,
 		"--smtp-tls", "none", "--smtp-user", "webscout@acme.example", "--smtp-password-file", pw)
 	if r.code != 0 {
 		t.Fatalf("exit %d: %s", r.code, r.stderr)

@@ -29,6 +29,7 @@ package imapwatch
 
 import (
 	"bytes"
+	"cmp"
 	"context"
 	"crypto/tls"
 	"errors"
@@ -323,7 +324,7 @@ func (w *Watcher) scan(ctx context.Context, c *imapclient.Client, uidplus bool) 
 	if err != nil {
 		return fmt.Errorf("fetch headers %s: %w", set, err)
 	}
-	slices.SortFunc(msgs, func(a, b *imapclient.FetchMessageBuffer) int { return int(int64(a.UID) - int64(b.UID)) })
+	slices.SortFunc(msgs, func(a, b *imapclient.FetchMessageBuffer) int { return cmp.Compare(a.UID, b.UID) })
 	var del imap.UIDSet
 	retry := false
 	for _, m := range msgs {
