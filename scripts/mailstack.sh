@@ -318,7 +318,7 @@ route)
 	say "$RETURN_DOMAIN -> 127.0.0.1:$2"
 	;;
 status)
-	postfix status 2>&1 || true
+	if postfix status >/dev/null 2>&1; then say "Postfix running (127.0.0.1:25)"; else say "Postfix not running"; fi
 	if dovecot_running; then say "Dovecot running (pid $(cat "$DOVECOT_RUN/master.pid"))"; else say "Dovecot not running"; fi
 	say "return route: $(cat /etc/postfix/scout_transport 2>/dev/null || echo none)"
 	;;
