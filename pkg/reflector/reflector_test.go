@@ -192,3 +192,29 @@ func TestSendmailSender(t *testing.T) {
 		t.Errorf("missing binary: %v, want temporary", err)
 	}
 }
+
+func TestFileSeenAnswered(t *testing.T) {
+	seen, err := NewFileSeen(t.TempDir(), func() time.Time { return now })
+	if err != nil {
+		t.Fatal(err)
+	}
+	id := "hhhhhhhhhhhhhhhhhhhhhhhh"
+	for _, step := range []struct {
+		do   func() error
+		want bool
+	}{
+		{func() error { return nil }, false},
+		{func() error { _, err := seen.Claim(id); return err }, true},
+		{func() error { return seen.Release(id) }, false},
+	} {
+		if err := step.do(); err != nil {
+			t.Fatal(err)
+		}
+		if got, err := seen.Answered(id); err != nil || got != step.want {
+			t.Fatalf("Answered = %v, %v; want %v", got, err, step.want)
+		}
+	}
+	if got, err := seen.Answered("../etc/passwd"); got || err != nil {
+		t.Errorf("unsafe id: %v, %v", got, err)
+	}
+}

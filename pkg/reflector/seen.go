@@ -48,6 +48,20 @@ func (s *FileSeen) Claim(testID string) (bool, error) {
 	return true, nil
 }
 
+// Answered reports whether testID was claimed and not released, without
+// claiming it (for `scout-reflector check`). A test id that is not a safe
+// file name was never answered.
+func (s *FileSeen) Answered(testID string) (bool, error) {
+	if !safeName(testID) {
+		return false, nil
+	}
+	_, err := os.Stat(filepath.Join(s.Dir, testID))
+	if errors.Is(err, fs.ErrNotExist) {
+		return false, nil
+	}
+	return err == nil, err
+}
+
 // Release implements SeenStore.
 func (s *FileSeen) Release(testID string) error {
 	if !safeName(testID) {

@@ -1,0 +1,332 @@
+#!/usr/bin/env bash
+# mailstack.sh: a real Postfix + Dovecot test stack on loopback, for Email
+# Scout's end-to-end tests (test/e2e). For test machines only: it rewrites
+# /etc/postfix/main.cf and creates local users.
+#
+#   scripts/mailstack.sh start        install (when missing), configure, start; idempotent
+#   scripts/mailstack.sh stop         stop Postfix and Dovecot
+#   scripts/mailstack.sh reset        stop, drop the queue, the mailboxes and the logs
+#   scripts/mailstack.sh route PORT   route the return domain to 127.0.0.1:PORT
+#   scripts/mailstack.sh status       what runs, where
+#   scripts/mailstack.sh forward-line the .forward line taken from docs/reflector.md
+#
+# What it builds (every listener on 127.0.0.1 only):
+#   Postfix  127.0.0.1:25, mydestination = $SCOUT_CUSTOMER_DOMAIN, Maildir
+#            delivery, maillog_file, short retry times, a transport map that
+#            sends $SCOUT_RETURN_DOMAIN to 127.0.0.1:$SCOUT_RETURN_PORT,
+#            STARTTLS with a generated self-signed certificate, SMTP AUTH
+#            (after STARTTLS) against Dovecot's users.
+#   Dovecot  IMAP 127.0.0.1:$SCOUT_IMAP_PORT, POP3 127.0.0.1:$SCOUT_POP3_PORT,
+#            STARTTLS, plain auth, passwd-file users.
+#   webscout   the probe mailbox: ~/.forward pipes to /usr/local/bin/scout-reflector
+#              with the exact line of docs/reflector.md (so the doc is exercised)
+#   imapscout  a Maildir mailbox in Dovecot, for scout-reflector's imap mode
+#   keys       $SCOUT_STACK_DIR/probe-keys (generated once), installed as the
+#              webscout key file; $SCOUT_STACK_DIR/imap-password; cert.pem
+#
+# Environment: see docs/configuration.md ("Test mail stack").
+set -euo pipefail
+
+REPO=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+STACK=${SCOUT_STACK_DIR:-/etc/scout-mailstack}
+LOGDIR=${SCOUT_STACK_LOG_DIR:-/var/log/scout-mailstack}
+DOMAIN=${SCOUT_CUSTOMER_DOMAIN:-acme.example}
+PROBE_USER=webscout # named by the documented .forward line
+IMAP_USER=${SCOUT_IMAP_USER:-imapscout}
+RETURN_DOMAIN=${SCOUT_RETURN_DOMAIN:-monitor.example}
+IMAP_PORT=${SCOUT_IMAP_PORT:-143}
+POP3_PORT=${SCOUT_POP3_PORT:-110}
+REFLECTOR=/usr/local/bin/scout-reflector
+DOVECOT_CONF=$STACK/dovecot.conf
+DOVECOT_RUN=/run/scout-dovecot
+PACKAGES=(postfix dovecot-imapd dovecot-pop3d openssl)
+
+say() { printf 'mailstack: %s\n' "$*"; }
+die() { printf 'mailstack: %s\n' "$*" >&2; exit 1; }
+now_ms() { date +%s%3N; }
+since() { local s=$1 e; e=$(now_ms); printf '%d.%03d s' $(((e - s) / 1000)) $(((e - s) % 1000)); }
+
+[ "$(id -u)" = 0 ] || die "run as root (it configures Postfix and creates users)"
+
+return_port() {
+	if [ -n "${SCOUT_RETURN_PORT:-}" ]; then echo "$SCOUT_RETURN_PORT"
+	elif [ -f "$STACK/return-port" ]; then cat "$STACK/return-port"
+	else echo 2526; fi
+}
+
+install_packages() {
+	local missing=() p
+	for p in "${PACKAGES[@]}"; do
+		dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+	done
+	if [ ${#missing[@]} -eq 0 ]; then
+		say "packages present: ${PACKAGES[*]}"
+		return
+	fi
+	local t; t=$(now_ms)
+	say "installing ${missing[*]} (apt, noninteractive)"
+	echo "postfix postfix/main_mailer_type select No configuration" | flock /tmp/scout-apt.lock debconf-set-selections
+	flock /tmp/scout-apt.lock apt-get update -qq
+	DEBIAN_FRONTEND=noninteractive flock /tmp/scout-apt.lock apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+	say "installed in $(since "$t")"
+}
+
+# forward_line prints the .forward line of docs/reflector.md: the first line
+# of the code block that follows the "mailstack.sh extracts" marker.
+forward_line() {
+	local line
+	line=$(awk '/mailstack.sh extracts/ {m=1; next} m && /^```/ {if (c) exit; c=1; next} c {print; exit}' "$REPO/docs/reflector.md")
+	[ -n "$line" ] || die "no .forward line after the marker in docs/reflector.md"
+	printf '%s\n' "$line"
+}
+
+ensure_user() {
+	local u=$1
+	if id "$u" >/dev/null 2>&1; then
+		say "user $u exists"
+	else
+		useradd --create-home --shell /usr/sbin/nologin "$u"
+		say "created user $u"
+	fi
+}
+
+install_reflector() {
+	local t tmp; t=$(now_ms)
+	if [ -n "${SCOUT_REFLECTOR_BIN:-}" ]; then
+		install -m 0755 -o root -g root "$SCOUT_REFLECTOR_BIN" "$REFLECTOR"
+		say "installed $SCOUT_REFLECTOR_BIN as $REFLECTOR"
+		return
+	fi
+	tmp=$(mktemp)
+	(cd "$REPO/cmd" && CGO_ENABLED=0 go build -trimpath -ldflags "-s -w" -o "$tmp" ./scout-reflector)
+	install -m 0755 -o root -g root "$tmp" "$REFLECTOR"
+	rm -f "$tmp"
+	say "built scout-reflector (CGO_ENABLED=0) and installed it as $REFLECTOR in $(since "$t")"
+}
+
+setup_files() {
+	install -d -m 0755 "$STACK" "$LOGDIR"
+	if [ ! -f "$STACK/probe-keys" ]; then
+		(umask 077; printf 'acme:acme-e2e-1:%s\n' "$(head -c 32 /dev/urandom | base64 -w0)" >"$STACK/probe-keys")
+		say "generated a probe key in $STACK/probe-keys"
+	fi
+	if [ ! -f "$STACK/imap-password" ]; then
+		(umask 077; head -c 18 /dev/urandom | base64 -w0 | tr '/+' '_-' >"$STACK/imap-password")
+		say "generated the $IMAP_USER password in $STACK/imap-password"
+	fi
+	if [ ! -f "$STACK/cert.pem" ]; then
+		openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes -days 30 \
+			-subj "/CN=localhost" -addext "subjectAltName=IP:127.0.0.1,DNS:localhost" \
+			-keyout "$STACK/key.pem" -out "$STACK/cert.pem" 2>/dev/null
+		chmod 0600 "$STACK/key.pem"
+		say "generated a self-signed certificate for 127.0.0.1 in $STACK/cert.pem"
+	fi
+
+	ensure_user "$PROBE_USER"
+	ensure_user "$IMAP_USER"
+	local home line keyfile
+	home=$(getent passwd "$PROBE_USER" | cut -d: -f6)
+	line=$(forward_line)
+	keyfile=$(printf '%s\n' "$line" | sed -n 's/.*--key-file=\([^ "]*\).*/\1/p')
+	[ -n "$keyfile" ] || die "the documented .forward line names no --key-file"
+	install -d -m 0700 -o "$PROBE_USER" -g "$PROBE_USER" "$(dirname "$keyfile")"
+	install -m 0600 -o "$PROBE_USER" -g "$PROBE_USER" "$STACK/probe-keys" "$keyfile"
+	printf '%s\n' "$line" >"$home/.forward"
+	chown "$PROBE_USER:$PROBE_USER" "$home/.forward"
+	chmod 0644 "$home/.forward"
+	say "$home/.forward: $line"
+	install -d -m 0700 -o "$IMAP_USER" -g "$IMAP_USER" "$(getent passwd "$IMAP_USER" | cut -d: -f6)/Maildir"
+}
+
+configure_postfix() {
+	local port; port=$(return_port)
+	# Installed with "No configuration": Postfix ships no main.cf then.
+	[ -f /etc/postfix/main.cf ] || touch /etc/postfix/main.cf
+	[ -f /etc/postfix/master.cf ] || cp /usr/share/postfix/master.cf.dist /etc/postfix/master.cf
+	postconf -e \
+		"compatibility_level = 3.6" \
+		"inet_interfaces = loopback-only" \
+		"inet_protocols = ipv4" \
+		"myhostname = mx.$DOMAIN" \
+		"mydomain = $DOMAIN" \
+		"myorigin = $DOMAIN" \
+		"mydestination = $DOMAIN, localhost" \
+		"mynetworks = 127.0.0.0/8" \
+		"relayhost =" \
+		"transport_maps = hash:/etc/postfix/scout_transport" \
+		"smtp_dns_support_level = disabled" \
+		"alias_maps = hash:/etc/aliases" \
+		"alias_database = hash:/etc/aliases" \
+		"home_mailbox = Maildir/" \
+		"mailbox_command =" \
+		"biff = no" \
+		"maillog_file = $LOGDIR/postfix.log" \
+		"minimal_backoff_time = 2s" \
+		"maximal_backoff_time = 10s" \
+		"queue_run_delay = 2s" \
+		"smtpd_tls_cert_file = $STACK/cert.pem" \
+		"smtpd_tls_key_file = $STACK/key.pem" \
+		"smtpd_tls_security_level = may" \
+		"smtpd_tls_auth_only = yes" \
+		"smtpd_sasl_auth_enable = yes" \
+		"smtpd_sasl_type = dovecot" \
+		"smtpd_sasl_path = private/auth" \
+		"smtp_tls_security_level = may"
+	# No chroot: nothing to copy into the spool, and nothing here needs it.
+	postconf -F '*/*/chroot = n'
+	printf '%s smtp:[127.0.0.1]:%s\n' "$RETURN_DOMAIN" "$port" >/etc/postfix/scout_transport
+	postmap /etc/postfix/scout_transport
+	echo "$port" >"$STACK/return-port"
+	echo "mx.$DOMAIN" >/etc/mailname
+	[ -f /etc/aliases ] || echo "postmaster: root" >/etc/aliases
+	newaliases
+	say "Postfix: 127.0.0.1:25 for $DOMAIN; $RETURN_DOMAIN -> 127.0.0.1:$port; log $LOGDIR/postfix.log"
+}
+
+start_postfix() {
+	local t; t=$(now_ms)
+	if postfix status >/dev/null 2>&1; then
+		postfix reload </dev/null >/dev/null 2>&1
+		say "Postfix reloaded"
+	else
+		postfix start </dev/null >/dev/null 2>&1
+		say "Postfix started in $(since "$t")"
+	fi
+	wait_port 25 || die "Postfix does not listen on 127.0.0.1:25 (see $LOGDIR/postfix.log)"
+}
+
+configure_dovecot() {
+	local uid gid home pw dh=""
+	read -r uid gid home < <(getent passwd "$IMAP_USER" | awk -F: '{print $3, $4, $6}')
+	pw=$(cat "$STACK/imap-password")
+	(umask 027; printf '%s:{PLAIN}%s:%s:%s::%s\n' "$IMAP_USER" "$pw" "$uid" "$gid" "$home" >"$STACK/dovecot-users")
+	chgrp dovecot "$STACK/dovecot-users"
+	[ -f /usr/share/dovecot/dh.pem ] && dh="ssl_dh = </usr/share/dovecot/dh.pem"
+	cat >"$DOVECOT_CONF" <<EOF
+# Generated by scripts/mailstack.sh: Email Scout's loopback test server.
+protocols = imap pop3
+listen = 127.0.0.1
+base_dir = $DOVECOT_RUN
+log_path = $LOGDIR/dovecot.log
+ssl = yes
+ssl_cert = <$STACK/cert.pem
+ssl_key = <$STACK/key.pem
+$dh
+ssl_min_protocol = TLSv1.2
+disable_plaintext_auth = no
+auth_mechanisms = plain login
+mail_location = maildir:~/Maildir
+passdb {
+  driver = passwd-file
+  args = scheme=PLAIN username_format=%u $STACK/dovecot-users
+}
+userdb {
+  driver = passwd-file
+  args = username_format=%u $STACK/dovecot-users
+}
+# SMTP AUTH for Postfix with the same users (smtpd_sasl_type = dovecot).
+service auth {
+  unix_listener /var/spool/postfix/private/auth {
+    mode = 0660
+    user = postfix
+    group = postfix
+  }
+}
+service imap-login {
+  inet_listener imap {
+    address = 127.0.0.1
+    port = $IMAP_PORT
+  }
+  inet_listener imaps {
+    port = 0
+  }
+}
+service pop3-login {
+  inet_listener pop3 {
+    address = 127.0.0.1
+    port = $POP3_PORT
+  }
+  inet_listener pop3s {
+    port = 0
+  }
+}
+EOF
+	say "Dovecot: IMAP 127.0.0.1:$IMAP_PORT, POP3 127.0.0.1:$POP3_PORT (STARTTLS), user $IMAP_USER; log $LOGDIR/dovecot.log"
+}
+
+dovecot_running() { [ -f "$DOVECOT_RUN/master.pid" ] && kill -0 "$(cat "$DOVECOT_RUN/master.pid")" 2>/dev/null; }
+
+start_dovecot() {
+	local t; t=$(now_ms)
+	if dovecot_running; then
+		doveadm -c "$DOVECOT_CONF" reload
+		say "Dovecot reloaded"
+	else
+		dovecot -c "$DOVECOT_CONF" </dev/null >/dev/null 2>&1
+	fi
+	wait_port "$IMAP_PORT" || die "Dovecot does not listen on 127.0.0.1:$IMAP_PORT (see $LOGDIR/dovecot.log)"
+	wait_port "$POP3_PORT" || die "Dovecot does not listen on 127.0.0.1:$POP3_PORT"
+	say "Dovecot ready in $(since "$t")"
+}
+
+wait_port() {
+	local i
+	for i in $(seq 1 200); do
+		if (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; then return 0; fi
+		sleep 0.05
+	done
+	return 1
+}
+
+stop_all() {
+	if postfix status >/dev/null 2>&1; then postfix stop >/dev/null 2>&1; say "Postfix stopped"; fi
+	if dovecot_running; then doveadm -c "$DOVECOT_CONF" stop; say "Dovecot stopped"; fi
+}
+
+case ${1:-} in
+start)
+	install_packages
+	setup_files
+	install_reflector
+	configure_postfix
+	configure_dovecot
+	start_postfix
+	start_dovecot
+	say "ready"
+	;;
+stop)
+	stop_all
+	;;
+reset)
+	stop_all
+	postsuper -d ALL >/dev/null 2>&1 || true
+	for u in "$PROBE_USER" "$IMAP_USER"; do
+		h=$(getent passwd "$u" | cut -d: -f6) || continue
+		rm -rf "$h/Maildir" "$h/.scout-reflector/state" "$h/.scout-reflector/log"
+		find "$h/.scout-reflector" -maxdepth 1 -type f -regextype posix-extended -regex '.*/[a-z0-9_-]{1,64}' ! -name keys -delete 2>/dev/null || true
+	done
+	rm -f "$LOGDIR"/*.log
+	say "queue, mailboxes, answered-probe records and logs removed"
+	;;
+route)
+	[ -n "${2:-}" ] || die "usage: $0 route PORT"
+	SCOUT_RETURN_PORT=$2
+	printf '%s smtp:[127.0.0.1]:%s\n' "$RETURN_DOMAIN" "$2" >/etc/postfix/scout_transport
+	postmap /etc/postfix/scout_transport
+	echo "$2" >"$STACK/return-port"
+	if postfix status >/dev/null 2>&1; then postfix reload >/dev/null 2>&1; fi
+	say "$RETURN_DOMAIN -> 127.0.0.1:$2"
+	;;
+status)
+	if postfix status >/dev/null 2>&1; then say "Postfix running (127.0.0.1:25)"; else say "Postfix not running"; fi
+	if dovecot_running; then say "Dovecot running (pid $(cat "$DOVECOT_RUN/master.pid"))"; else say "Dovecot not running"; fi
+	say "return route: $(cat /etc/postfix/scout_transport 2>/dev/null || echo none)"
+	;;
+forward-line)
+	forward_line
+	;;
+*)
+	sed -n '2,12p' "$0" | sed 's/^# \{0,1\}//'
+	exit 2
+	;;
+esac
