@@ -3,6 +3,7 @@ package notifier
 import (
 	"errors"
 	"fmt"
+	"github.com/emailscout/emailscout/internal/platform"
 	"io"
 	"log/slog"
 	"net/http"
@@ -26,32 +27,8 @@ const (
 	ProviderWebhook = webhook.Name
 )
 
-// Secret is a configuration value that must never be logged: String,
-// LogValue and MarshalText all print "[redacted]" (or "" when empty). Reveal
-// returns the value itself. Secrets come from the environment, in
-// Kubernetes from a Secret through secretKeyRef.
-type Secret string
-
-// Reveal returns the secret value.
-func (s Secret) Reveal() string { return string(s) }
-
-// String implements fmt.Stringer with the redacted form.
-func (s Secret) String() string {
-	if s == "" {
-		return ""
-	}
-	return "[redacted]"
-}
-
-// GoString implements fmt.GoStringer (%#v) with the redacted form.
-func (s Secret) GoString() string { return `"` + s.String() + `"` }
-
-// LogValue implements slog.LogValuer with the redacted form.
-func (s Secret) LogValue() slog.Value { return slog.StringValue(s.String()) }
-
-// MarshalText implements encoding.TextMarshaler (JSON, YAML) with the
-// redacted form.
-func (s Secret) MarshalText() ([]byte, error) { return []byte(s.String()), nil }
+// Secret is a value that is never logged (platform.Secret).
+type Secret = platform.Secret
 
 // TwilioConfig is the Twilio account, from the environment.
 type TwilioConfig struct {

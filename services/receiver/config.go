@@ -3,7 +3,7 @@ package receiver
 import (
 	"errors"
 	"fmt"
-	"log/slog"
+	"github.com/emailscout/emailscout/internal/platform"
 	"net"
 	"net/mail"
 	"strings"
@@ -58,23 +58,8 @@ type Config struct {
 	StoreTimeout time.Duration `env:"SCOUT_RECEIVER_STORE_TIMEOUT" envDefault:"10s"`
 }
 
-// Secret is a configuration value that must never be printed or logged
-// (key material). It formats as "[redacted]" with fmt, slog and
-// encoding/json; string(s) is the value.
-type Secret string
-
-// String implements fmt.Stringer without revealing the secret.
-func (Secret) String() string { return "[redacted]" }
-
-// GoString implements fmt.GoStringer (%#v) without revealing the secret.
-func (Secret) GoString() string { return `"[redacted]"` }
-
-// LogValue implements slog.LogValuer without revealing the secret.
-func (Secret) LogValue() slog.Value { return slog.StringValue("[redacted]") }
-
-// MarshalText implements encoding.TextMarshaler without revealing the
-// secret.
-func (Secret) MarshalText() ([]byte, error) { return []byte("[redacted]"), nil }
+// Secret is a value that is never logged (platform.Secret).
+type Secret = platform.Secret
 
 // Validate reports every setting that can never work, each naming its
 // environment variable. It does not parse the keys (see Keyring) nor read

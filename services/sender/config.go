@@ -3,7 +3,7 @@ package sender
 import (
 	"errors"
 	"fmt"
-	"log/slog"
+	"github.com/emailscout/emailscout/internal/platform"
 	"net"
 	"net/mail"
 	"strings"
@@ -60,23 +60,8 @@ type Config struct {
 	Workers int `env:"SCOUT_SENDER_WORKERS" envDefault:"8"`
 }
 
-// Secret is a configuration value that must never be printed or logged
-// (key material, passwords). It formats as "[redacted]" with fmt, slog and
-// encoding/json; string(s) is the value.
-type Secret string
-
-// String implements fmt.Stringer without revealing the secret.
-func (Secret) String() string { return "[redacted]" }
-
-// GoString implements fmt.GoStringer (%#v) without revealing the secret.
-func (Secret) GoString() string { return `"[redacted]"` }
-
-// LogValue implements slog.LogValuer without revealing the secret.
-func (Secret) LogValue() slog.Value { return slog.StringValue("[redacted]") }
-
-// MarshalText implements encoding.TextMarshaler (JSON, YAML, a Config
-// logged as a whole) without revealing the secret.
-func (Secret) MarshalText() ([]byte, error) { return []byte("[redacted]"), nil }
+// Secret is a value that is never logged (platform.Secret).
+type Secret = platform.Secret
 
 // Validate reports every setting that can never work, each naming its
 // environment variable. It does not parse the keys (see Keyring).
