@@ -1,0 +1,53 @@
+#!/usr/bin/env bash
+# scripts/test.sh — everything `make test` and CI run, in order:
+#   1. go vet over every module (also with the integration and e2e tags)
+#   2. every module's unit tests with the race detector   (needs only Go)
+#   3. the ClickHouse suite: the recorder against a real clickhouse-server
+#      (installs Debian's clickhouse-server when missing)
+#   4. the Postfix + Dovecot suites: scout-reflector and the whole loop on
+#      a real mail stack, and the SMTP/IMAP/POP3 probers against real servers
+#      (installs Debian's postfix, dovecot-imapd, dovecot-pop3d when missing)
+# Steps 3 and 4 install packages and configure local daemons on loopback:
+# run them as root on a Debian machine (as CI does). SCOUT_TEST_STEPS limits
+# the steps, e.g. SCOUT_TEST_STEPS="vet unit" for a machine without root.
+set -euo pipefail
+cd "$(dirname "${BASH_SOURCE[0]}")/.."
+
+steps=${SCOUT_TEST_STEPS:-"vet unit clickhouse e2e"}
+want() { [[ " $steps " == *" $1 "* ]]; }
+step() { printf '\n==> %s (%s)\n' "$1" "$(date -u +%H:%M:%S)"; }
+need_root() {
+  if [ "$(id -u)" != 0 ]; then
+    echo "scripts/test.sh: the $1 suite installs Debian packages and configures local daemons: run it as root," >&2
+    echo "or run only the other steps: SCOUT_TEST_STEPS=\"vet unit\" make test (or: make unit)" >&2
+    exit 1
+  fi
+}
+
+start=$(date +%s)
+if want vet; then
+  step "go vet (all modules, all build tags)"
+  go vet work
+  go vet -tags 'integration e2e' work
+  unformatted=$(gofmt -l $(git ls-files '*.go' 2>/dev/null || find . -name '*.go'))
+  if [ -n "$unformatted" ]; then
+    echo "gofmt would change:" >&2; echo "$unformatted" >&2; exit 1
+  fi
+fi
+if want unit; then
+  step "unit tests, race detector, every module"
+  go test -race -count=1 work
+fi
+if want clickhouse; then
+  need_root ClickHouse
+  step "ClickHouse suite (recorder against Debian's clickhouse-server)"
+  ./scripts/clickhouse.sh install
+  go test -race -count=1 -tags integration -timeout 10m ./services/recorder/...
+fi
+if want e2e; then
+  need_root "Postfix + Dovecot"
+  step "Postfix + Dovecot suites (scout-reflector, the whole loop, the service probers)"
+  go test -count=1 -tags e2e -timeout 10m -v ./test/e2e/
+  go test -race -count=1 -tags e2e -timeout 10m -run E2E ./services/sender/internal/probe/
+fi
+printf '\nall steps passed (%s) in %ss\n' "$steps" "$(( $(date +%s) - start ))"
