@@ -81,6 +81,8 @@ type Event interface {
 	MsgID() string
 	// Validate reports missing or malformed fields, wrapping ErrEvent.
 	Validate() error
+	// version is the event's "v".
+	version() int
 }
 
 // Decode unmarshals data into a T and validates it. Unknown JSON fields are
@@ -90,19 +92,12 @@ func Decode[T any, P interface {
 	*T
 	Event
 }](data []byte) (T, error) {
-	var zero T
-	var head struct {
-		V int `json:"v"`
-	}
-	if err := json.Unmarshal(data, &head); err != nil {
-		return zero, fmt.Errorf("%w: %v", ErrEvent, err)
-	}
-	if head.V < 1 || head.V > SchemaVersion {
-		return zero, fmt.Errorf("%w: schema version %d not supported (this build reads 1..%d)", ErrEvent, head.V, SchemaVersion)
-	}
-	var v T
+	var zero, v T
 	if err := json.Unmarshal(data, &v); err != nil {
 		return zero, fmt.Errorf("%w: %v", ErrEvent, err)
+	}
+	if n := P(&v).version(); n < 1 || n > SchemaVersion {
+		return zero, fmt.Errorf("%w: schema version %d not supported (this build reads 1..%d)", ErrEvent, n, SchemaVersion)
 	}
 	if err := P(&v).Validate(); err != nil {
 		return zero, err
@@ -662,3 +657,14 @@ func joinEventErrors(name string, errs []error) error {
 	}
 	return fmt.Errorf("%w: %s: %w", ErrEvent, name, errors.Join(errs...))
 }
+
+// version implements Event for every event type.
+func (e TestScheduled) version() int      { return e.V }
+func (e MailSent) version() int           { return e.V }
+func (e MailReturned) version() int       { return e.V }
+func (e CheckTimeout) version() int       { return e.V }
+func (e CheckResult) version() int        { return e.V }
+func (e IncidentOpen) version() int       { return e.V }
+func (e IncidentResolved) version() int   { return e.V }
+func (e Notification) version() int       { return e.V }
+func (e MonitorHealthEvent) version() int { return e.V }

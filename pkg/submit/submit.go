@@ -173,10 +173,13 @@ func send(ctx context.Context, cfg Config, from string, to []string, msg []byte,
 		helo = "localhost"
 	}
 
-	// The banner, EHLO and STARTTLS are spoken here, so that each phase is
-	// timed and a STARTTLS that never upgrades fails in the TLS phase
-	// (shared/cases c06). go-smtp then takes over the session.
-	if cfg.TLS != TLSImplicit {
+	// When STARTTLS may be used, the banner, EHLO and STARTTLS are spoken
+	// here, so that each phase is timed and a STARTTLS that never upgrades
+	// fails in the TLS phase (shared/cases c06); go-smtp then takes over the
+	// session with a second EHLO, as RFC 3207 requires after the handshake.
+	// Without TLS (and with implicit TLS) go-smtp reads the banner itself.
+	preDialogue := cfg.TLS != TLSImplicit && cfg.TLS != TLSNone
+	if preDialogue {
 		t0 := time.Now()
 		tp := textproto.NewConn(conn)
 		if _, _, err := tp.ReadResponse(220); err != nil {
@@ -191,7 +194,7 @@ func send(ctx context.Context, cfg Config, from string, to []string, msg []byte,
 		if !offered && cfg.TLS == TLSStartTLS {
 			return fail(PhaseTLS, errors.New("STARTTLS is required but the server does not offer it"))
 		}
-		if offered && cfg.TLS != TLSNone {
+		if offered {
 			t0 = time.Now()
 			if _, err := tp.Cmd("STARTTLS"); err != nil {
 				return fail(PhaseTLS, err)
@@ -208,7 +211,12 @@ func send(ctx context.Context, cfg Config, from string, to []string, msg []byte,
 			conn = tc
 		}
 	}
-	c := smtp.NewClient(&greetedConn{Conn: conn})
+	var c *smtp.Client
+	if preDialogue {
+		c = smtp.NewClient(&greetedConn{Conn: conn})
+	} else {
+		c = smtp.NewClient(conn)
+	}
 	defer c.Close()
 	if dl, ok := ctx.Deadline(); ok {
 		c.CommandTimeout = time.Until(dl)
@@ -218,7 +226,7 @@ func send(ctx context.Context, cfg Config, from string, to []string, msg []byte,
 	if err := c.Hello(helo); err != nil {
 		return fail(PhaseGreeting, err)
 	}
-	if cfg.TLS == TLSImplicit {
+	if !preDialogue {
 		res.Timings.GreetingMS = ms(time.Since(t0))
 	}
 

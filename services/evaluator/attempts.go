@@ -66,7 +66,8 @@ func (e *Evaluator) loadAttempt(ctx context.Context, testID string, fill func(*A
 // saveAttempt writes a and arms or disarms its timer in this process (the
 // KV watch does the same for the other replicas).
 func (e *Evaluator) saveAttempt(ctx context.Context, a *Attempt, rev uint64) error {
-	if _, err := e.state.put(ctx, attemptKey(a.TestID), a, rev, e.cfg.AttemptTTL); err != nil {
+	newRev, err := e.state.put(ctx, attemptKey(a.TestID), a, rev, e.cfg.AttemptTTL)
+	if err != nil {
 		return err
 	}
 	if due, ev, ok := a.timer(); ok {
@@ -74,6 +75,7 @@ func (e *Evaluator) saveAttempt(ctx context.Context, a *Attempt, rev uint64) err
 	} else {
 		e.timers.disarm(attemptKey(a.TestID))
 	}
+	e.timers.wrote(attemptKey(a.TestID), newRev)
 	return nil
 }
 

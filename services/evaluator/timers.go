@@ -48,6 +48,10 @@ type timers struct {
 
 	mu      sync.Mutex
 	entries map[string]*timerEntry
+	// written holds the revision of this replica's own latest write of a
+	// key, so that the watch does not decode it again; the watch removes
+	// the entry when it sees that revision.
+	written map[string]uint64
 	queue   timerHeap
 	wake    chan struct{}
 	ready   chan struct{} // closed when the watch delivered the initial state
@@ -63,7 +67,7 @@ type timerEntry struct {
 func newTimers(clock clockwork.Clock, pub platform.Publisher, kv jetstream.KeyValue, log *slog.Logger, fired func(string)) *timers {
 	return &timers{
 		clock: clock, pub: pub, kv: kv, log: log, fired: fired,
-		entries: map[string]*timerEntry{}, wake: make(chan struct{}, 1), ready: make(chan struct{}),
+		entries: map[string]*timerEntry{}, written: map[string]uint64{}, wake: make(chan struct{}, 1), ready: make(chan struct{}),
 	}
 }
 
@@ -80,6 +84,29 @@ func (t *timers) arm(key string, due time.Time, ev events.Event) {
 	}
 	t.mu.Unlock()
 	t.poke()
+}
+
+// wrote records that this replica wrote key at rev (and armed or disarmed
+// its timer already).
+func (t *timers) wrote(key string, rev uint64) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	t.written[key] = rev
+}
+
+// ownWrite reports whether the watch entry is this replica's own latest
+// write, and forgets it.
+func (t *timers) ownWrite(key string, rev uint64) bool {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	own, ok := t.written[key]
+	if !ok {
+		return false
+	}
+	if rev >= own {
+		delete(t.written, key)
+	}
+	return rev <= own
 }
 
 // disarm removes the timer key, if armed.
@@ -219,6 +246,9 @@ func (t *timers) watch(ctx context.Context) error {
 
 func (t *timers) apply(e jetstream.KeyValueEntry) {
 	key := e.Key()
+	if e.Operation() == jetstream.KeyValuePut && t.ownWrite(key, e.Revision()) {
+		return // armed or disarmed already when this replica wrote it
+	}
 	if e.Operation() != jetstream.KeyValuePut {
 		t.disarm(key)
 		return
