@@ -166,6 +166,8 @@ func runDev(ctx context.Context, o devOptions, stdout io.Writer) error {
 	}
 	if o.clickhouse == "" {
 		fmt.Fprintln(stdout, "  history is off (no --clickhouse): results are not recorded")
+	} else {
+		fmt.Fprintln(stdout, "  history is recorded into ClickHouse (--clickhouse); see it with: scout history CHECK")
 	}
 
 	runCtx := ctx
