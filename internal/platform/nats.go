@@ -103,6 +103,7 @@ func Provision(ctx context.Context, js jetstream.JetStream, o ProvisionOptions) 
 			History:        uint8(max(b.History, 1)),
 			Replicas:       max(o.Replicas, 1),
 			Storage:        jetstream.FileStorage,
+			TTL:            b.MaxAge,
 			LimitMarkerTTL: time.Minute,
 		}
 		if o.Update {

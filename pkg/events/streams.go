@@ -34,7 +34,8 @@ const (
 var Buckets = []BucketDef{
 	{Name: BucketEvaluator, Description: "evaluator: attempts in flight with deadlines, site verdicts", History: 1},
 	{Name: BucketIncidents, Description: "evaluator: open incidents per check", History: 5},
-	{Name: BucketNotifications, Description: "notifier: receipts, one per incident transition and contact", History: 1},
+	{Name: BucketNotifications, Description: "notifier: receipts, one per incident transition and contact", History: 1,
+		MaxAge: 90 * 24 * time.Hour},
 }
 
 // BucketDef describes a KV bucket.
@@ -42,6 +43,9 @@ type BucketDef struct {
 	Name        string
 	Description string
 	History     int
+	// MaxAge, when set, expires every key that long after its last write
+	// (notification receipts are needed only while their incident lasts).
+	MaxAge time.Duration
 }
 
 // ConsumerDef describes a durable pull consumer on StreamName.
