@@ -86,7 +86,11 @@ func decide(c *checks.Check, sites map[string]*SiteState, eligible func(string) 
 			holds = len(warn)+len(down) >= need && len(warn) > 0
 		}
 		if !holds {
-			d.resolve = resolved(open, now, fmt.Sprintf("%d of %d sites deliver again", len(up), len(elig)))
+			again := "deliver again"
+			if c.Kind != events.KindRoundTrip {
+				again = "answer again" // a service check
+			}
+			d.resolve = resolved(open, now, fmt.Sprintf("%d of %d sites %s", len(up), len(elig), again))
 			open = nil
 		}
 	}
