@@ -6,7 +6,7 @@ require (
 	github.com/cenkalti/backoff/v5 v5.0.3
 	github.com/emailscout/emailscout/internal v0.0.0
 	github.com/emailscout/emailscout/pkg v0.0.0
-	github.com/emailscout/emailscout/services/evaluator v0.0.0-00010101000000-000000000000
+	github.com/emailscout/emailscout/services/evaluator v0.0.0
 	github.com/emailscout/emailscout/services/notifier v0.0.0-00010101000000-000000000000
 	github.com/emailscout/emailscout/services/receiver v0.0.0-00010101000000-000000000000
 	github.com/emailscout/emailscout/services/recorder v0.0.0
@@ -14,6 +14,7 @@ require (
 	github.com/emailscout/emailscout/services/sender v0.0.0-00010101000000-000000000000
 	github.com/emersion/go-imap/v2 v2.0.0-beta.8
 	github.com/emersion/go-message v0.18.2
+	github.com/emersion/go-sasl v0.0.0-20241020182733-b788ff22d5a6
 	github.com/emersion/go-smtp v0.26.0
 	github.com/jonboulle/clockwork v0.5.0
 	github.com/nats-io/nats-server/v2 v2.15.2
@@ -33,7 +34,6 @@ require (
 	github.com/beorn7/perks v1.0.1 // indirect
 	github.com/caarlos0/env/v11 v11.4.2 // indirect
 	github.com/cespare/xxhash/v2 v2.3.0 // indirect
-	github.com/emersion/go-sasl v0.0.0-20241020182733-b788ff22d5a6 // indirect
 	github.com/go-faster/city v1.0.1 // indirect
 	github.com/go-faster/errors v0.7.1 // indirect
 	github.com/golang/mock v1.6.0 // indirect

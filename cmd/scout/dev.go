@@ -14,6 +14,7 @@ import (
 
 	"github.com/emailscout/emailscout/internal/platform"
 	"github.com/emailscout/emailscout/pkg/checks"
+	"github.com/emailscout/emailscout/pkg/events"
 	"github.com/emailscout/emailscout/pkg/probemail"
 	"github.com/emailscout/emailscout/services/evaluator"
 	"github.com/emailscout/emailscout/services/notifier"
@@ -44,26 +45,32 @@ type devOptions struct {
 	httpAddr   string
 	clickhouse string
 	verbose    bool
+	getenv     func(string) string
 }
 
 func newDevCmd(getenv func(string) string) *cobra.Command {
-	var o devOptions
+	o := devOptions{getenv: getenv}
 	cmd := &cobra.Command{
 		Use:   "dev",
 		Short: "Run every service in one process with an embedded NATS and a demo mail server",
 		Long: `scout dev runs the whole Email Scout loop on this machine: an embedded NATS
 JetStream server, the scheduler, a sender and a receiver per site, the
 evaluator, the notifier (printing the SMS it would send) and a demo "customer"
-mail server whose reflector answers every probe. It prints one line per
-finished attempt and a summary at the end.
+mail server whose reflector answers every probe. Service checks whose host is
+demo.scout.test talk to the demo server's SMTP, IMAP and POP3 sides (STARTTLS
+with a certificate made at start; password_env SCOUT_DEMO_PASSWORD is the demo
+mailbox's password). It prints one line per finished attempt and a summary at
+the end.
 
 With --duration it stops by itself and exits 0 only if at least one round
-trip completed. --break CHECK makes the demo server swallow that check's
-probes, so the timeout, the retests and the incident show; --break-for ends
-the break after a while, so the resolution shows too.`,
+trip completed. --break CHECK breaks that check at the demo server: a round
+trip's probes are swallowed (timeouts, retests, an incident), a service check
+is refused (SMTP 554 to EHLO, IMAP BYE, POP3 -ERR); --break-for ends the break
+after a while, so the resolution shows too.`,
 		Example: `  scout dev
   scout dev --duration 45s
-  scout dev --break acme-roundtrip --break-for 40s --duration 90s`,
+  scout dev --break acme-roundtrip --break-for 40s --duration 90s
+  scout dev --break acme-smtp --break-for 30s --duration 60s`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			return runDev(cmd.Context(), o, cmd.OutOrStdout())
@@ -74,7 +81,7 @@ the break after a while, so the resolution shows too.`,
 	f.StringVar(&o.dataDir, "data-dir", "", "JetStream data and logs (default: <user cache dir>/email-scout/dev)")
 	f.DurationVar(&o.duration, "duration", 0, "stop after this long (0: run until interrupted)")
 	f.BoolVar(&o.fresh, "fresh", false, "wipe the data directory first")
-	f.StringArrayVar(&o.breaks, "break", nil, "make the demo server swallow this check's probes (repeatable)")
+	f.StringArrayVar(&o.breaks, "break", nil, "break this check at the demo server: swallow its probes, refuse its service checks (repeatable)")
 	f.DurationVar(&o.breakFor, "break-for", 0, "end the --break after this long (0: for the whole run)")
 	f.IntVar(&o.natsPort, "nats-port", -1, "NATS client port on 127.0.0.1 (-1: any free port)")
 	f.StringVar(&o.httpAddr, "http", "127.0.0.1:9090", "/metrics, /healthz and /readyz of the whole process (empty: none)")
@@ -125,6 +132,17 @@ func runDev(ctx context.Context, o devOptions, stdout io.Writer) error {
 	if err != nil {
 		return err
 	}
+	// The demo listeners of service checks first: they set the checks' ports.
+	services, err := newDemoServices(f, o.breaks, log)
+	if err != nil {
+		return err
+	}
+	running := false
+	defer func() {
+		if !running {
+			services.close()
+		}
+	}()
 
 	ns, err := startNATS(filepath.Join(o.dataDir, "nats"), o.natsPort)
 	if err != nil {
@@ -148,21 +166,39 @@ func runDev(ctx context.Context, o devOptions, stdout io.Writer) error {
 		return err
 	}
 	pr := newPrinter(stdout, f)
-	w := &devWorld{opts: o, checks: f, js: js, nc: nc, log: log, keys: keys, reg: prometheus.NewRegistry(), health: platform.NewHealth(), out: pr}
+	w := &devWorld{opts: o, checks: f, js: js, nc: nc, log: log, keys: keys, reg: prometheus.NewRegistry(), health: platform.NewHealth(), out: pr,
+		services: services}
 	w.reg.MustRegister(collectors.NewGoCollector())
 
 	fmt.Fprintf(stdout, "Email Scout dev: %d checks at %d sites (%s); NATS %s; logs %s\n",
 		len(f.Checks), len(f.AllSites()), strings.Join(f.AllSites(), ", "), ns.ClientURL(), logPath)
 	for _, c := range f.Checks {
 		bound := c.Interval + c.Timeout + c.RetryDelay + c.Timeout
-		fmt.Fprintf(stdout, "  %-20s %s every %v, timeout %v, slow %v: an outage is told within %v\n", c.ID, c.Target, c.Interval, c.Timeout, c.Slow, bound.Round(time.Second))
+		where := c.Target
+		if c.Kind != events.KindRoundTrip {
+			where = c.Kind + " " + c.Where() + " (" + c.Service.TLS + ")"
+		}
+		fmt.Fprintf(stdout, "  %-20s %s every %v, timeout %v, slow %v: an outage is told within %v\n", c.ID, where, c.Interval, c.Timeout, c.Slow, bound.Round(time.Second))
 	}
 	if len(o.breaks) > 0 {
 		until := "for the whole run"
 		if o.breakFor > 0 {
 			until = "for " + o.breakFor.String()
 		}
-		fmt.Fprintf(stdout, "  demo server swallows the probes of %s %s\n", strings.Join(o.breaks, ", "), until)
+		var swallowed, refused []string
+		for _, b := range o.breaks {
+			if f.Lookup(b).Kind == events.KindRoundTrip {
+				swallowed = append(swallowed, b)
+			} else {
+				refused = append(refused, b)
+			}
+		}
+		if len(swallowed) > 0 {
+			fmt.Fprintf(stdout, "  demo server swallows the probes of %s %s\n", strings.Join(swallowed, ", "), until)
+		}
+		if len(refused) > 0 {
+			fmt.Fprintf(stdout, "  demo server refuses the service checks %s %s\n", strings.Join(refused, ", "), until)
+		}
 	}
 	if o.clickhouse == "" {
 		fmt.Fprintln(stdout, "  history is off (no --clickhouse): results are not recorded")
@@ -176,6 +212,7 @@ func runDev(ctx context.Context, o devOptions, stdout io.Writer) error {
 		runCtx, cancel = context.WithTimeout(ctx, o.duration)
 		defer cancel()
 	}
+	running = true // w.run serves the demo services and closes them
 	err = w.run(runCtx)
 	pr.summary()
 	if err != nil && !errors.Is(err, context.Canceled) && !errors.Is(err, context.DeadlineExceeded) {
@@ -217,6 +254,9 @@ type devWorld struct {
 	reg    *prometheus.Registry
 	health *platform.Health
 	out    *printer
+	// services are the demo server's SMTP, IMAP and POP3 sides for service
+	// checks (nil in the benchmark).
+	services *demoServices
 }
 
 // returnAddress is the return address of a site in dev (.test is reserved
@@ -224,9 +264,14 @@ type devWorld struct {
 func returnAddress(site string) string { return "scout@" + site + ".return.test" }
 
 func (w *devWorld) run(ctx context.Context) error {
+	ctx, cancel := context.WithCancel(ctx) // an early error return stops what already runs
+	defer cancel()
 	g, ctx := errgroup.WithContext(ctx)
 	pub := platform.JetStreamPublisher{JS: w.js}
 	sites := w.checks.AllSites()
+	if w.services != nil {
+		g.Go(func() error { return w.services.run(ctx) })
+	}
 	keyring, err := probemail.ParseKeys(w.keys)
 	if err != nil {
 		return err
@@ -260,17 +305,30 @@ func (w *devWorld) run(ctx context.Context) error {
 			case <-ctx.Done():
 			case <-time.After(w.opts.breakFor):
 				demo.unbreak()
+				if w.services != nil {
+					w.services.unbreak()
+				}
 				w.out.note("demo server: the probes of %s flow again", strings.Join(w.opts.breaks, ", "))
 			}
 			return nil
 		})
 	}
 	for _, site := range sites {
+		deps := sender.Deps{Checks: w.checks, JetStream: w.js, Publisher: pub, Keyring: keyring, Logger: w.log, Registerer: w.reg, Health: w.health}
+		if w.services != nil {
+			// Service checks on demo.scout.test reach the demo listeners and
+			// trust their certificate; SCOUT_DEMO_PASSWORD is the demo's.
+			getenv := w.opts.getenv
+			if getenv == nil {
+				getenv = func(string) string { return "" }
+			}
+			deps.LookupEnv, deps.ServiceRootCAs, deps.ServiceResolver = w.services.lookupEnv(getenv), w.services.pool, demoResolver{}
+		}
 		s, err := sender.New(sender.Config{
 			Site: site, ReturnAddress: returnAddress(site), ProbeKeys: sender.Secret(w.keys),
 			Delivery: sender.DeliveryRelay, RelayAddr: demo.addr(), RelayTLS: "none",
 			HeloName: site + ".scout.test", MXPort: 25, SubmitTimeout: 10 * time.Second, Workers: 8,
-		}, sender.Deps{Checks: w.checks, JetStream: w.js, Publisher: pub, Keyring: keyring, Logger: w.log, Registerer: w.reg, Health: w.health})
+		}, deps)
 		if err != nil {
 			return err
 		}

@@ -27,6 +27,65 @@ func TestDevRoundTrips(t *testing.T) {
 	if !strings.Contains(out.String(), "Summary after") || strings.Contains(out.String(), "monitor_error") {
 		t.Errorf("output:\n%s", out.String())
 	}
+	// The dev file's service checks reach the demo server's SMTP, IMAP and
+	// POP3 sides over STARTTLS, with a login for IMAP and POP3.
+	for _, kind := range []string{"smtp", "imap", "pop3"} {
+		svc := regexp.MustCompile(`(?m)^\d\d:\d\d:\d\d  acme-` + kind + ` +dev-[ab] +#1 +ok +total_ms=[0-9.]+ TLS1\.3 cert 89d$`)
+		if n := len(svc.FindAllString(out.String(), -1)); n < 2 {
+			t.Errorf("%d ok lines for acme-%s, want at least one per site:\n%s", n, kind, out.String())
+		}
+	}
+}
+
+// TestDevServiceChecks is `scout dev --break acme-smtp` on service checks
+// of every kind: while the break lasts the demo server answers EHLO with
+// 554, so acme-smtp fails at both sites, is retested and an incident opens
+// whose reason names SMTP, the phase and the reply; IMAP and POP3 stay ok.
+// When the break ends, SMTP passes again and the incident resolves.
+func TestDevServiceChecks(t *testing.T) {
+	var out bytes.Buffer
+	err := run(context.Background(), []string{"dev", "--checks", "testdata/service-checks.yaml", "--data-dir", t.TempDir(),
+		"--break", "acme-smtp", "--break-for", "7s", "--duration", "14s", "--http", ""}, os.Getenv, &out)
+	if err != nil {
+		t.Fatalf("scout dev: %v\n%s", err, out.String())
+	}
+	s := out.String()
+	flow := strings.Index(s, "-- demo server: the probes of acme-smtp flow again")
+	if flow < 0 {
+		t.Fatalf("the break never ended:\n%s", s)
+	}
+	before, after := s[:flow], s[flow:]
+	count := func(text, pattern string) int {
+		return len(regexp.MustCompile(`(?m)^\d\d:\d\d:\d\d  `+pattern).FindAllString(text, -1))
+	}
+	for _, kind := range []string{"imap", "pop3"} {
+		if n := count(before, `acme-`+kind+` +t-[ab] +#1 +ok +total_ms=[0-9.]+ TLS1\.3 cert 89d$`); n < 2 {
+			t.Errorf("%d ok lines for acme-%s during the break, want at least one per site", n, kind)
+		}
+	}
+	if n := count(before, `acme-smtp +t-[ab] +#\d[ a-z]* +failed +capabilities: 554 5\.7\.1 Service unavailable \[refused, total_ms=[0-9.]+\]$`); n < 2 {
+		t.Errorf("%d failed acme-smtp lines during the break, want at least one per site", n)
+	}
+	for _, want := range []string{
+		"INCIDENT OPEN     acme-smtp  critical: SMTP capabilities failed at 2 of 2 sites: 554 5.7.1 Service unavailable; retest failed",
+		": DOWN ACME mail server: SMTP capabilities failed at 2 of 2 sites: 554 5.7.1 Service unavailable",
+	} {
+		if !strings.Contains(before, want) {
+			t.Errorf("before the break ended, missing %q", want)
+		}
+	}
+	if n := count(after, `acme-smtp +t-[ab] +#1 +ok +total_ms=[0-9.]+ TLS1\.3 cert 89d$`); n < 2 {
+		t.Errorf("%d ok acme-smtp lines after the break, want at least one per site", n)
+	}
+	if !regexp.MustCompile(`INCIDENT RESOLVED acme-smtp  after \d+s: [12] of 2 sites answer again`).MatchString(after) {
+		t.Error("after the break ended, no resolution of the acme-smtp incident")
+	}
+	if strings.Count(s, "INCIDENT OPEN") != 1 || strings.Contains(s, "monitor_error") {
+		t.Error("want exactly one incident (acme-smtp's) and no monitor_error")
+	}
+	if t.Failed() {
+		t.Logf("output:\n%s", s)
+	}
 }
 
 // TestDevBreakShowsIncident is `scout dev --break`: the demo server swallows

@@ -146,6 +146,8 @@ func (p *printer) result(r *events.CheckResult) {
 		if r.Late {
 			detail += " (late return, verdict kept)"
 		}
+	case r.Kind != events.KindRoundTrip && r.Status != events.StatusMonitorError:
+		detail = serviceDetail(r)
 	case r.Reply != nil:
 		detail = r.Reply.String()
 	case r.Error != "":
@@ -156,6 +158,26 @@ func (p *printer) result(r *events.CheckResult) {
 		why = " " + r.Reason
 	}
 	p.line("%-20s %-8s #%d%-8s %-13s %s", r.CheckID, r.Site, r.Attempt, why, r.Status, detail)
+}
+
+// serviceDetail describes a service check's result: the total time and
+// TLS for a dialogue that passed, e.g. "total_ms=4.1 TLS1.3 cert 89d"; the
+// phase, the server's reply (or the error) and the class for one that did
+// not, e.g. "capabilities: 554 5.7.1 Service unavailable [refused,
+// total_ms=1.2]".
+func serviceDetail(r *events.CheckResult) string {
+	d := fmt.Sprintf("total_ms=%.1f", r.Timings.TotalMS)
+	if r.TLS != nil {
+		d += fmt.Sprintf(" %s cert %dd", r.TLS.Version, r.TLS.DaysLeft)
+	}
+	if r.ErrorClass == "" {
+		return d
+	}
+	what := r.Reply.String()
+	if what == "" {
+		what = r.Error
+	}
+	return fmt.Sprintf("%s: %s [%s, %s]", r.Phase, what, r.ErrorClass, d)
 }
 
 // roundTrips is the number of probes that came back.

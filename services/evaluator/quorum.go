@@ -86,7 +86,11 @@ func decide(c *checks.Check, sites map[string]*SiteState, eligible func(string) 
 			holds = len(warn)+len(down) >= need && len(warn) > 0
 		}
 		if !holds {
-			d.resolve = resolved(open, now, fmt.Sprintf("%d of %d sites deliver again", len(up), len(elig)))
+			again := "deliver again"
+			if c.Kind != events.KindRoundTrip {
+				again = "answer again" // a service check
+			}
+			d.resolve = resolved(open, now, fmt.Sprintf("%d of %d sites %s", len(up), len(elig), again))
 			open = nil
 		}
 	}
@@ -194,11 +198,17 @@ func reasonFor(c *checks.Check, votes []events.SiteVote, eligible int, severity 
 		if c.Kind == events.KindRoundTrip {
 			return fmt.Sprintf("slow delivery at %s (up to %s)", of, (time.Duration(maxRTT) * time.Millisecond).Round(time.Second))
 		}
+		if allVerdicts(votes, VerdictSlow) {
+			return fmt.Sprintf("%s slow at %s", strings.ToUpper(c.Kind), of)
+		}
 		return fmt.Sprintf("%s check degraded at %s", strings.ToUpper(c.Kind), of)
 	}
 	what := ""
 	if last != nil {
 		what = last.Reply.String()
+		if what == "" && c.Kind != events.KindRoundTrip {
+			what = serviceClassWords(last.ErrorClass)
+		}
 		if what == "" {
 			what = last.ErrorClass
 		}
@@ -215,4 +225,33 @@ func reasonFor(c *checks.Check, votes []events.SiteVote, eligible int, severity 
 	default:
 		return fmt.Sprintf("%s failed at %s: %s%s", strings.ToUpper(c.Kind), of, what, suffix)
 	}
+}
+
+// serviceClassWords says a service check's error class
+// (docs/service-checks.md) in a reason line, for failures without an SMTP
+// reply (IMAP, POP3, TLS); "" for other classes.
+func serviceClassWords(class string) string {
+	switch class {
+	case "refused":
+		return "refused"
+	case "protocol":
+		return "protocol violation"
+	case "tls":
+		return "TLS failed"
+	case "cert_invalid":
+		return "certificate invalid"
+	case "auth":
+		return "login rejected"
+	}
+	return ""
+}
+
+// allVerdicts reports whether every vote has verdict v.
+func allVerdicts(votes []events.SiteVote, v string) bool {
+	for _, vote := range votes {
+		if vote.Verdict != v {
+			return false
+		}
+	}
+	return len(votes) > 0
 }

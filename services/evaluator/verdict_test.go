@@ -244,4 +244,31 @@ func TestReasons(t *testing.T) {
 	if got := reasonFor(smtp, phase, 2, events.SeverityCritical); got != "SMTP greeting failed at 1 of 2 sites: 554 go away" {
 		t.Errorf("service: %q", got)
 	}
+	// IMAP and POP3 failures have no SMTP reply: the class in words.
+	for _, tc := range []struct {
+		kind, phase, class, want string
+	}{
+		{events.KindIMAP, "auth", "auth", "IMAP auth failed at 2 of 3 sites: login rejected; retest failed"},
+		{events.KindPOP3, "greeting", "refused", "POP3 greeting failed at 2 of 3 sites: refused; retest failed"},
+		{events.KindIMAP, "tls", "cert_invalid", "IMAP tls failed at 2 of 3 sites: certificate invalid; retest failed"},
+		{events.KindPOP3, "mailbox", "odd_class", "POP3 mailbox failed at 2 of 3 sites: odd_class; retest failed"},
+	} {
+		c := &checks.Check{ID: "s", Kind: tc.kind}
+		votes := []events.SiteVote{
+			{Site: "a", Attempts: []events.AttemptRef{{TestID: "1", Status: events.StatusFailed, Phase: tc.phase, ErrorClass: tc.class}}},
+			{Site: "b", Attempts: []events.AttemptRef{{TestID: "2", Attempt: 2, Status: events.StatusFailed, Phase: tc.phase, ErrorClass: tc.class}}},
+		}
+		if got := reasonFor(c, votes, 3, events.SeverityCritical); got != tc.want {
+			t.Errorf("%s %s: %q, want %q", tc.kind, tc.class, got, tc.want)
+		}
+	}
+	// Service-check warnings: slow at every voting site, or degraded.
+	slow := []events.SiteVote{{Site: "a", Verdict: VerdictSlow}, {Site: "b", Verdict: VerdictSlow}}
+	if got := reasonFor(smtp, slow, 3, events.SeverityWarning); got != "SMTP slow at 2 of 3 sites" {
+		t.Errorf("slow: %q", got)
+	}
+	mixed := []events.SiteVote{{Site: "a", Verdict: VerdictSlow}, {Site: "b", Verdict: VerdictDegraded}}
+	if got := reasonFor(smtp, mixed, 3, events.SeverityWarning); got != "SMTP check degraded at 2 of 3 sites" {
+		t.Errorf("degraded: %q", got)
+	}
 }

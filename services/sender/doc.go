@@ -2,7 +2,9 @@
 // the site's test.scheduled events, builds and signs a round-trip probe
 // (pkg/probemail), submits it over SMTP (pkg/submit) either to the
 // monitor's own relay or straight to the customer's MX, and publishes
-// mail.sent with the outcome.
+// mail.sent with the outcome. For service checks (kinds smtp, imap, pop3)
+// it runs the protocol dialogue itself and publishes check.result (see
+// "Service checks" below).
 //
 // # Outcomes
 //
@@ -25,6 +27,24 @@
 // is reported. A probe is never sent after NotAfter: a test picked up late
 // is reported as monitor_error with error class "stale".
 //
+// # Service checks
+//
+// A test of kind smtp, imap or pop3 runs the prober of its kind
+// (internal/probe/{smtpprobe,imapprobe,pop3probe}; docs/service-checks.md)
+// against the check's host and port, bounded by the check's timeout, and
+// publishes exactly one events.CheckResult (message id result:<test>:1)
+// that repeats the test's attempt, reason and origin test id, so that the
+// evaluator matches confirmations. Its status is the prober's (ok,
+// degraded, timeout, failed, monitor_error), except that an ok dialogue
+// whose total time is at or above the check's slow threshold is "slow", a
+// warning. The monitor's own faults are monitor_error, never a customer
+// failure: a test picked up after NotAfter (class stale, nothing is run), a
+// password variable that is unset or empty (class no_password, the error
+// names the check and the variable), an invalid target (probe_build).
+// A redelivered test publishes the result decided before and never probes
+// twice; while a check runs, the message is kept from redelivery with
+// progress acknowledgements.
+//
 // # Signals
 //
 // The platform team learns that probes cannot be submitted from the gauge
@@ -32,5 +52,9 @@
 // our relay; absent until the first attempt, so that an old success is
 // never shown as current), the counter scout_sender_submissions_total
 // {outcome}, the histogram scout_sender_submit_seconds and an error-level
-// log line with the relay's reply.
+// log line with the relay's reply. Service checks count in
+// scout_sender_service_checks_total{kind,status},
+// scout_sender_service_check_seconds{kind} and
+// scout_sender_check_results_total{kind,status,error_class} (results
+// stored).
 package sender

@@ -6,6 +6,7 @@ require (
 	github.com/cenkalti/backoff/v5 v5.0.3
 	github.com/emailscout/emailscout/internal v0.0.0
 	github.com/emailscout/emailscout/pkg v0.0.0
+	github.com/emailscout/emailscout/services/evaluator v0.0.0
 	github.com/emersion/go-imap/v2 v2.0.0-beta.8
 	github.com/emersion/go-smtp v0.26.0
 	github.com/jonboulle/clockwork v0.5.0
@@ -43,4 +44,6 @@ require (
 replace (
 	github.com/emailscout/emailscout/internal => ../../internal
 	github.com/emailscout/emailscout/pkg => ../../pkg
+	github.com/emailscout/emailscout/services/evaluator => ../evaluator
+	github.com/emailscout/emailscout/services/scheduler => ../scheduler
 )

@@ -22,6 +22,10 @@ type metrics struct {
 	submissions   *prometheus.CounterVec
 	submitSeconds prometheus.Histogram
 	reported      *prometheus.CounterVec
+	// Service checks.
+	serviceChecks  *prometheus.CounterVec
+	serviceSeconds *prometheus.HistogramVec
+	results        *prometheus.CounterVec
 }
 
 func newMetrics(reg prometheus.Registerer, site string) (*metrics, error) {
@@ -46,12 +50,30 @@ func newMetrics(reg prometheus.Registerer, site string) (*metrics, error) {
 			Name: "scout_sender_mail_sent_total", ConstLabels: siteLabel,
 			Help: "mail.sent events stored, by status and error class.",
 		}, []string{"status", "error_class"}),
+		serviceChecks: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "scout_sender_service_checks_total", ConstLabels: siteLabel,
+			Help: "Service checks decided, by kind (smtp, imap, pop3) and status (ok, slow, degraded, timeout, failed, monitor_error).",
+		}, []string{"kind", "status"}),
+		serviceSeconds: prometheus.NewHistogramVec(prometheus.HistogramOpts{
+			Name: "scout_sender_service_check_seconds", ConstLabels: siteLabel,
+			Help:    "Duration of one service-check dialogue (the result's total_ms), by kind.",
+			Buckets: prometheus.ExponentialBuckets(0.005, 2.5, 10),
+		}, []string{"kind"}),
+		results: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "scout_sender_check_results_total", ConstLabels: siteLabel,
+			Help: "check.result events of service checks stored, by kind, status and error class.",
+		}, []string{"kind", "status", "error_class"}),
 	}
 	for _, o := range []string{outcomeSent, outcomeTemporary, outcomeFailed, outcomeMonitorError} {
 		m.submissions.WithLabelValues(o)
 	}
+	for _, k := range []string{events.KindSMTP, events.KindIMAP, events.KindPOP3} {
+		for _, st := range []string{events.StatusOK, events.StatusSlow, events.StatusDegraded, events.StatusTimeout, events.StatusFailed, events.StatusMonitorError} {
+			m.serviceChecks.WithLabelValues(k, st)
+		}
+	}
 	if reg != nil {
-		for _, c := range []prometheus.Collector{m.up, m.submissions, m.submitSeconds, m.reported} {
+		for _, c := range []prometheus.Collector{m.up, m.submissions, m.submitSeconds, m.reported, m.serviceChecks, m.serviceSeconds, m.results} {
 			if err := reg.Register(c); err != nil {
 				return nil, fmt.Errorf("sender metrics: %w", err)
 			}
@@ -75,24 +97,25 @@ func (m *metrics) submitted(delivery, outcome string) {
 	}
 }
 
-// memo remembers, per test id, the outcome of an earlier delivery: a
-// temporary failure (reported if the retry comes too late) or a final
-// outcome whose mail.sent was not yet published. Entries expire so that
-// the map stays small; JetStream redelivers within minutes.
-type memo struct {
+// memo remembers, per test id, the outcome of an earlier delivery: for a
+// round trip a temporary failure (reported if the retry comes too late) or
+// a final mail.sent that was not yet published; for a service check its
+// check.result. Entries expire so that the map stays small; JetStream
+// redelivers within minutes.
+type memo[T any] struct {
 	mu sync.Mutex
-	m  map[string]memoEntry
+	m  map[string]memoEntry[T]
 }
 
-type memoEntry struct {
-	ev      events.MailSent
+type memoEntry[T any] struct {
+	ev      T
 	final   bool
 	expires time.Time
 }
 
-func newMemo() *memo { return &memo{m: map[string]memoEntry{}} }
+func newMemo[T any]() *memo[T] { return &memo[T]{m: map[string]memoEntry[T]{}} }
 
-func (m *memo) get(testID string) (memoEntry, bool) {
+func (m *memo[T]) get(testID string) (memoEntry[T], bool) {
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	e, ok := m.m[testID]
@@ -101,7 +124,7 @@ func (m *memo) get(testID string) (memoEntry, bool) {
 
 // put records ev for testID until expires, and forgets entries that
 // expired before now.
-func (m *memo) put(testID string, ev events.MailSent, final bool, now, expires time.Time) {
+func (m *memo[T]) put(testID string, ev T, final bool, now, expires time.Time) {
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	for id, e := range m.m {
@@ -109,10 +132,10 @@ func (m *memo) put(testID string, ev events.MailSent, final bool, now, expires t
 			delete(m.m, id)
 		}
 	}
-	m.m[testID] = memoEntry{ev: ev, final: final, expires: expires}
+	m.m[testID] = memoEntry[T]{ev: ev, final: final, expires: expires}
 }
 
-func (m *memo) drop(testID string) {
+func (m *memo[T]) drop(testID string) {
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	delete(m.m, testID)

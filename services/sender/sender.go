@@ -4,6 +4,7 @@ import (
 	"context"
 	"crypto/rand"
 	"crypto/tls"
+	"crypto/x509"
 	"errors"
 	"fmt"
 	"io"
@@ -21,11 +22,15 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 )
 
-// Error classes of mail.sent (MailSent.ErrorClass).
+// Error classes of mail.sent (MailSent.ErrorClass). ClassStale,
+// ClassProbeBuild and ClassNoPassword are also the classes of the
+// monitor_error check.results of service checks that the sender decides
+// itself; the probers' classes are in docs/service-checks.md.
 const (
-	ClassStale            = "stale"             // picked up after NotAfter; nothing was sent
+	ClassStale            = "stale"             // picked up after NotAfter; nothing was sent (or run)
 	ClassNoKey            = "no_key"            // no signing key for the check's customer
 	ClassProbeBuild       = "probe_build"       // the probe could not be built (bad target)
+	ClassNoPassword       = "no_password"       // service check: the variable named by password_env is unset or empty
 	ClassRelayRefused     = "relay_refused"     // our relay answered 4xx/5xx
 	ClassRelayUnreachable = "relay_unreachable" // no connection / no answer from our relay
 	ClassRelayTLS         = "relay_tls"         // STARTTLS or implicit TLS with our relay failed
@@ -57,12 +62,22 @@ type Deps struct {
 	Resolver Resolver
 	// RelayTLS verifies the relay's certificate; nil means the system roots
 	// and the host of SCOUT_RELAY_ADDR as server name.
-	RelayTLS   *tls.Config
-	Clock      clockwork.Clock       // nil: the real clock
-	Rand       io.Reader             // orders MX hosts of equal preference; nil: crypto/rand
-	Logger     *slog.Logger          // nil: discard
-	Registerer prometheus.Registerer // nil: no metrics
-	Health     *platform.Health      // nil: no readiness reporting
+	RelayTLS *tls.Config
+	// LookupEnv reads the password of a service check from the variable
+	// its password_env names (os.LookupEnv in a main); nil means no
+	// variable is set, so every check with a login is a monitor_error.
+	LookupEnv func(string) (string, bool)
+	// ServiceRootCAs verify the certificates of service checks; nil means
+	// the system roots.
+	ServiceRootCAs *x509.CertPool
+	// ServiceResolver looks up the hosts of service checks; nil means the
+	// system resolver. `scout dev` resolves its demo host with it.
+	ServiceResolver HostResolver
+	Clock           clockwork.Clock       // nil: the real clock
+	Rand            io.Reader             // orders MX hosts of equal preference; nil: crypto/rand
+	Logger          *slog.Logger          // nil: discard
+	Registerer      prometheus.Registerer // nil: no metrics
+	Health          *platform.Health      // nil: no readiness reporting
 }
 
 // Sender submits the probes of one site.
@@ -71,7 +86,8 @@ type Sender struct {
 	deps    Deps
 	log     *slog.Logger
 	metrics *metrics
-	memo    *memo
+	memo    *memo[events.MailSent]
+	results *memo[events.CheckResult] // service checks: the decided result of a test
 	// maxDeliver is the consumer's delivery bound: the last delivery must
 	// report, since JetStream will not deliver again.
 	maxDeliver int
@@ -101,16 +117,26 @@ func New(cfg Config, deps Deps) (*Sender, error) {
 	if deps.Health == nil {
 		deps.Health = platform.NewHealth()
 	}
+	if deps.LookupEnv == nil {
+		deps.LookupEnv = func(string) (string, bool) { return "", false }
+	}
 	log := deps.Logger.With("component", "sender", "site", cfg.Site, "delivery", cfg.Delivery)
 	if len(deps.Checks.ForSite(cfg.Site)) == 0 {
 		log.Warn("no check runs at this site", "checks_file", deps.Checks.Path)
+	}
+	for _, c := range deps.Checks.ForSite(cfg.Site) {
+		if v := c.Service.PasswordEnv; v != "" {
+			if pw, ok := deps.LookupEnv(v); !ok || pw == "" {
+				log.Error("service check password not set: the check will report monitor_error", "check", c.ID, "password_env", v)
+			}
+		}
 	}
 	m, err := newMetrics(deps.Registerer, cfg.Site)
 	if err != nil {
 		return nil, err
 	}
 	return &Sender{
-		cfg: cfg, deps: deps, log: log, metrics: m, memo: newMemo(),
+		cfg: cfg, deps: deps, log: log, metrics: m, memo: newMemo[events.MailSent](), results: newMemo[events.CheckResult](),
 		maxDeliver: events.SenderConsumer(cfg.Site).MaxDeliver,
 	}, nil
 }
@@ -169,14 +195,40 @@ func (s *Sender) handle(ctx context.Context, msg jetstream.Msg) error {
 	if md, err := msg.Metadata(); err == nil {
 		delivered = md.NumDelivered
 	}
+	if ev.Kind != events.KindRoundTrip {
+		// A service check may run longer than the ack wait allows.
+		defer keepAlive(msg, events.SenderConsumer(s.cfg.Site).AckWait/3)()
+	}
 	return s.Handle(ctx, ev, delivered)
 }
 
+// keepAlive tells JetStream every period that msg is still being handled
+// (AckProgress), so a long service check is not redelivered meanwhile. It
+// uses the real clock: the ack wait runs on the server's. The returned
+// function stops it.
+func keepAlive(msg jetstream.Msg, period time.Duration) func() {
+	done := make(chan struct{})
+	go func() {
+		t := time.NewTicker(period)
+		defer t.Stop()
+		for {
+			select {
+			case <-done:
+				return
+			case <-t.C:
+				_ = msg.InProgress()
+			}
+		}
+	}()
+	return func() { close(done) }
+}
+
 // Handle runs one delivery (delivered counts from 1) of a scheduled test and
-// returns what the consumer should do: nil (ack: mail.sent is stored), a
-// platform.Permanent error (term: the test can never run here) or another
-// error (redeliver later: a temporary failure inside the send window, or
-// mail.sent could not be published).
+// returns what the consumer should do: nil (ack: mail.sent or, for a
+// service check, check.result is stored), a platform.Permanent error
+// (term: the test can never run here) or another error (redeliver later: a
+// temporary failure inside the send window, or the event could not be
+// published).
 func (s *Sender) Handle(ctx context.Context, ev events.TestScheduled, delivered uint64) error {
 	log := s.log.With("test_id", ev.TestID, "check", ev.CheckID, "attempt", ev.Attempt)
 	if ev.Site != s.cfg.Site {
@@ -192,7 +244,15 @@ func (s *Sender) Handle(ctx context.Context, ev events.TestScheduled, delivered 
 		log.Error("test for a check that does not run at this site dropped", "sites", check.Sites)
 		return platform.Permanent(fmt.Errorf("test %s: check %q does not run at site %q", ev.TestID, ev.CheckID, s.cfg.Site))
 	}
-	if ev.Kind != events.KindRoundTrip || check.Kind != events.KindRoundTrip {
+	if ev.Kind != check.Kind {
+		log.Error("test whose kind differs from its check's dropped", "kind", ev.Kind, "check_kind", check.Kind)
+		return platform.Permanent(fmt.Errorf("test %s: kind %q, but check %q is of kind %q", ev.TestID, ev.Kind, check.ID, check.Kind))
+	}
+	switch check.Kind {
+	case events.KindRoundTrip:
+	case events.KindSMTP, events.KindIMAP, events.KindPOP3:
+		return s.handleService(ctx, log, ev, check)
+	default:
 		log.Error("test of a kind this sender does not run dropped", "kind", ev.Kind)
 		return platform.Permanent(fmt.Errorf("test %s: kind %q is not handled by the sender", ev.TestID, ev.Kind))
 	}

@@ -1,6 +1,9 @@
 // Command sender runs the Email Scout sender of one site: it submits the
-// round-trip probes of the site's scheduled tests and publishes mail.sent.
-// Configuration comes from the environment (docs/configuration.md).
+// round-trip probes of the site's scheduled tests and publishes mail.sent,
+// and runs the site's SMTP, IMAP and POP3 service checks and publishes
+// their check.result. Configuration comes from the environment
+// (docs/configuration.md); service-check passwords come from the variables
+// the check file's password_env names.
 package main
 
 import (
@@ -49,6 +52,7 @@ func run(ctx context.Context, _ []string, getenv func(string) string, stdout io.
 		JetStream:  rt.JS,
 		Publisher:  platform.JetStreamPublisher{JS: rt.JS},
 		Keyring:    keys,
+		LookupEnv:  func(name string) (string, bool) { v := getenv(name); return v, v != "" },
 		Logger:     rt.Logger,
 		Registerer: rt.Registry,
 		Health:     rt.Health,

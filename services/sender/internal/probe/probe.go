@@ -101,9 +101,22 @@ func (t Target) Validate() error {
 	return errors.Join(errs...)
 }
 
+// MissingPasswordError is FromCheck's error when the environment variable
+// named by a check's password_env is unset or empty: a fault of the
+// monitor's deployment (the Secret is not mapped), not of the customer.
+type MissingPasswordError struct {
+	Check    string // check id
+	Variable string // the password_env name
+}
+
+func (e *MissingPasswordError) Error() string {
+	return fmt.Sprintf("check %q: password_env: environment variable %s is not set or empty", e.Check, e.Variable)
+}
+
 // FromCheck builds the Target of a service check. lookupEnv (os.LookupEnv
-// in a main) reads the variable named by the check's password_env; an
-// error names the check and the variable when it is unset or empty.
+// in a main) reads the variable named by the check's password_env; when it
+// is unset or empty the error is a *MissingPasswordError naming the check
+// and the variable.
 // RootCAs, HelloName and Resolver are left for the caller.
 func FromCheck(c *checks.Check, lookupEnv func(string) (string, bool)) (Target, error) {
 	s := c.Service
@@ -114,7 +127,7 @@ func FromCheck(c *checks.Check, lookupEnv func(string) (string, bool)) (Target, 
 	if s.PasswordEnv != "" {
 		pw, ok := lookupEnv(s.PasswordEnv)
 		if !ok || pw == "" {
-			return t, fmt.Errorf("check %q: password_env: environment variable %s is not set or empty", c.ID, s.PasswordEnv)
+			return t, &MissingPasswordError{Check: c.ID, Variable: s.PasswordEnv}
 		}
 		t.Password = pw
 	}

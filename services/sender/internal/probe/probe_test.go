@@ -111,6 +111,16 @@ checks:
 		if err == nil || !strings.Contains(err.Error(), `check "acme-imaps"`) || !strings.Contains(err.Error(), name) {
 			t.Errorf("%s: err = %v, want one naming the check and the variable", name, err)
 		}
+		var missing *MissingPasswordError
+		if !errors.As(err, &missing) || missing.Variable != name || missing.Check != "acme-imaps" {
+			t.Errorf("%s: err = %#v, want a *MissingPasswordError", name, err)
+		}
+	}
+	c := *f.Lookup("acme-mx")
+	c.Service.Port = 0
+	var missing *MissingPasswordError
+	if _, err := FromCheck(&c, lookup); err == nil || errors.As(err, &missing) {
+		t.Errorf("invalid port: err = %v, want a target error that is not a missing password", err)
 	}
 }
 

@@ -1,0 +1,638 @@
+package sender_test
+
+import (
+	"context"
+	"crypto/rand"
+	"crypto/tls"
+	"crypto/x509"
+	"fmt"
+	"io"
+	stdlog "log"
+	"net"
+	"net/netip"
+	"strings"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/emailscout/emailscout/internal/natstest"
+	"github.com/emailscout/emailscout/pkg/checks"
+	"github.com/emailscout/emailscout/pkg/events"
+	"github.com/emailscout/emailscout/pkg/mailtest"
+	"github.com/emailscout/emailscout/pkg/probemail"
+	"github.com/emailscout/emailscout/services/evaluator"
+	"github.com/emailscout/emailscout/services/sender"
+	"github.com/emailscout/emailscout/services/sender/internal/probe/probetest"
+	"github.com/emersion/go-imap/v2"
+	"github.com/emersion/go-imap/v2/imapserver"
+	"github.com/emersion/go-imap/v2/imapserver/imapmemserver"
+	"github.com/emersion/go-smtp"
+	"github.com/jonboulle/clockwork"
+	"github.com/nats-io/nats.go/jetstream"
+)
+
+// newServiceEnv is newEnv with another check file.
+func newServiceEnv(t testing.TB, checkYAML string) *env {
+	t.Helper()
+	srv := natstest.Start(t)
+	_, js := natstest.Connect(t, srv)
+	f, err := checks.Parse("checks.yaml", []byte(checkYAML))
+	if err != nil {
+		t.Fatal(err)
+	}
+	keys, err := probemail.ParseKeys(keySpec)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return &env{t: t, srv: srv, js: js, clock: clockwork.NewFakeClockAt(start), checks: f, keys: keys}
+}
+
+// scheduleTest publishes a test of check at site, as the scheduler (attempt
+// 1) or the evaluator (attempt 2, reason and origin set) would.
+func (e *env) scheduleTest(check, at string, attempt int, reason, origin string, window time.Duration) events.TestScheduled {
+	e.t.Helper()
+	id, err := events.NewTestID(rand.Reader)
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	now := e.clock.Now()
+	ev := events.TestScheduled{
+		V: events.SchemaVersion, TestID: id, CheckID: check, Site: at, Kind: e.checks.Lookup(check).Kind,
+		Attempt: attempt, Reason: reason, OriginTestID: origin, ScheduledAt: now, NotAfter: now.Add(window),
+	}
+	if reason == events.ReasonInterval {
+		e.slot++
+		ev.Slot = e.slot
+	}
+	e.publish(ev)
+	return ev
+}
+
+// storedResult is a check.result as JetStream stored it.
+type storedResult struct {
+	events.CheckResult
+	msgID string
+}
+
+// waitResults waits until n check.result events are stored and returns
+// them in stream order with their message ids.
+func (e *env) waitResults(n int) []storedResult {
+	e.t.Helper()
+	ctx := natstest.Context(e.t)
+	cons, err := e.js.OrderedConsumer(ctx, events.StreamName, jetstream.OrderedConsumerConfig{FilterSubjects: []string{events.SubjectCheckResult + ".>"}})
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	var out []storedResult
+	for len(out) < n {
+		batch, err := cons.Fetch(n-len(out), jetstream.FetchMaxWait(500*time.Millisecond))
+		if err != nil {
+			e.t.Fatal(err)
+		}
+		for msg := range batch.Messages() {
+			r, err := events.Decode[events.CheckResult](msg.Data())
+			if err != nil {
+				e.t.Fatalf("%s: %v", msg.Subject(), err)
+			}
+			out = append(out, storedResult{r, msg.Headers().Get("Nats-Msg-Id")})
+		}
+		if ctx.Err() != nil {
+			e.t.Fatalf("%d of %d check.results before the deadline", len(out), n)
+		}
+	}
+	return out
+}
+
+// serviceConfig is the sender configuration of site for service checks
+// (the relay is never used; its address only has to be valid).
+func serviceConfig(at string) sender.Config {
+	cfg := relayConfig("127.0.0.1:1")
+	cfg.Site = at
+	cfg.HeloName = at + ".monitor.example"
+	return cfg
+}
+
+// hosts resolves the names of the test's service checks to 127.0.0.1.
+type hosts map[string]bool
+
+func (h hosts) LookupNetIP(_ context.Context, _, host string) ([]netip.Addr, error) {
+	if h[host] {
+		return []netip.Addr{netip.MustParseAddr("127.0.0.1")}, nil
+	}
+	return nil, &net.DNSError{Err: "no such host", Name: host, IsNotFound: true}
+}
+
+// env lookups for the service checks' password_env.
+func lookup(vars map[string]string) func(string) (string, bool) {
+	return func(k string) (string, bool) { v, ok := vars[k]; return v, ok }
+}
+
+// realIMAP runs go-imap/v2's imapserver with the in-memory backend and one
+// user, webscout/s3cret, with one message in INBOX; with STARTTLS (and
+// LOGINDISABLED until it) on cfg.
+func realIMAP(t testing.TB, cfg *tls.Config) string {
+	t.Helper()
+	mem := imapmemserver.New()
+	u := imapmemserver.NewUser("webscout", "s3cret")
+	if err := u.Create("INBOX", nil); err != nil {
+		t.Fatal(err)
+	}
+	msg := "From: a@example.net\r\nTo: webscout@acme.test\r\nSubject: hi\r\n\r\nhello\r\n"
+	if _, err := u.Append("INBOX", sizedReader{strings.NewReader(msg), int64(len(msg))}, &imap.AppendOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	mem.AddUser(u)
+	srv := imapserver.New(&imapserver.Options{
+		NewSession: func(*imapserver.Conn) (imapserver.Session, *imapserver.GreetingData, error) {
+			return mem.NewSession(), nil, nil
+		},
+		Caps:      imap.CapSet{imap.CapIMAP4rev1: {}},
+		TLSConfig: cfg,
+		Logger:    stdlog.New(io.Discard, "", 0),
+	})
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	go func() { _ = srv.Serve(l) }()
+	t.Cleanup(func() { _ = srv.Close() })
+	return l.Addr().String()
+}
+
+type sizedReader struct {
+	*strings.Reader
+	n int64
+}
+
+func (l sizedReader) Size() int64 { return l.n }
+
+// pop3Server is a scripted POP3 server (RFC 1939, CAPA of RFC 2449, STLS
+// of RFC 2595) on 127.0.0.1: user webscout/s3cret, 2 messages of 300
+// octets. It counts sessions.
+type pop3Server struct {
+	addr     string
+	sessions atomic.Int32
+}
+
+func startPOP3(t testing.TB, cfg *tls.Config) *pop3Server {
+	t.Helper()
+	p := &pop3Server{}
+	p.addr = mailtest.Script(t, func(c net.Conn) {
+		p.sessions.Add(1)
+		peer := &probetest.Peer{C: c}
+		if err := peer.Send("+OK POP3 ready"); err != nil {
+			return
+		}
+		inTLS, user := false, ""
+		for {
+			line, err := peer.Line()
+			if err != nil {
+				return
+			}
+			cmd, arg, _ := strings.Cut(line, " ")
+			switch strings.ToUpper(cmd) {
+			case "CAPA":
+				caps := []string{"+OK Capability list follows", "USER", "UIDL"}
+				if !inTLS {
+					caps = append(caps, "STLS")
+				}
+				_ = peer.Send(append(caps, ".")...)
+			case "STLS":
+				_ = peer.Send("+OK Begin TLS negotiation")
+				if peer.StartTLS(cfg) != nil {
+					return
+				}
+				inTLS = true
+			case "USER":
+				user = arg
+				_ = peer.Send("+OK")
+			case "PASS":
+				if user != "webscout" || arg != "s3cret" {
+					_ = peer.Send("-ERR [AUTH] Authentication failed")
+					continue
+				}
+				_ = peer.Send("+OK Logged in")
+			case "STAT":
+				_ = peer.Send("+OK 2 600")
+			case "QUIT":
+				_ = peer.Send("+OK Logging out")
+				return
+			default:
+				_ = peer.Send("-ERR unknown command")
+			}
+		}
+	})
+	return p
+}
+
+// TestServiceCheckPerKind runs one service check of each kind against a
+// real server on loopback, over STARTTLS with a login: one check.result per
+// test, ok, with the test's routing fields, timings and TLS details.
+func TestServiceCheckPerKind(t *testing.T) {
+	type server struct {
+		host, port string
+		pool       *x509.CertPool
+		sessions   func() int
+	}
+	cases := []struct {
+		kind     string
+		start    func(t *testing.T) server
+		user, pw string
+		extra    string // more check fields
+		attempt  int
+		reason   string
+	}{
+		{
+			kind: events.KindSMTP,
+			start: func(t *testing.T) server {
+				srv := mailtest.NewServer(t, mailtest.Options{TLS: true, Auth: map[string]string{"webscout@acme.test": "smtp-s3cret"}})
+				host, port, _ := net.SplitHostPort(srv.Addr)
+				return server{host: host, port: port, pool: srv.RootCAs}
+			},
+			user: "webscout@acme.test", pw: "smtp-s3cret",
+			extra:   "cert_warning_days: 0", // mailtest's certificate is valid for a day
+			attempt: 1, reason: events.ReasonInterval,
+		},
+		{
+			// A host name, resolved by Deps.ServiceResolver; the
+			// certificate names it.
+			kind: events.KindIMAP,
+			start: func(t *testing.T) server {
+				cert, pool := mailtest.CertificateValid(t, time.Now().Add(-time.Hour), time.Now().Add(90*24*time.Hour), "imap.acme.test")
+				_, port, _ := net.SplitHostPort(realIMAP(t, &tls.Config{Certificates: []tls.Certificate{cert}}))
+				return server{host: "imap.acme.test", port: port, pool: pool}
+			},
+			user: "webscout", pw: "s3cret",
+			attempt: 2, reason: events.ReasonConfirm,
+		},
+		{
+			kind: events.KindPOP3,
+			start: func(t *testing.T) server {
+				cfg, pool := probetest.ServerTLS(t, probetest.Valid)
+				p := startPOP3(t, cfg)
+				host, port, _ := net.SplitHostPort(p.addr)
+				return server{host: host, port: port, pool: pool, sessions: func() int { return int(p.sessions.Load()) }}
+			},
+			user: "webscout", pw: "s3cret",
+			attempt: 1, reason: events.ReasonInterval,
+		},
+	}
+	for _, tc := range cases {
+		t.Run(tc.kind, func(t *testing.T) {
+			srv := tc.start(t)
+			check := "acme-" + tc.kind
+			e := newServiceEnv(t, fmt.Sprintf(`
+sites: [eu-west]
+checks:
+  - id: %s
+    customer: acme
+    kind: %s
+    host: %s
+    port: %s
+    username: %s
+    password_env: ACME_PASSWORD
+    %s
+`, check, tc.kind, srv.host, srv.port, tc.user, tc.extra))
+			r := e.start(serviceConfig(site), func(d *sender.Deps) {
+				d.ServiceRootCAs = srv.pool
+				d.ServiceResolver = hosts{"imap.acme.test": true}
+				d.LookupEnv = lookup(map[string]string{"ACME_PASSWORD": tc.pw})
+			})
+			origin := ""
+			if tc.reason != events.ReasonInterval {
+				origin = newTestID(t)
+			}
+			test := e.scheduleTest(check, site, tc.attempt, tc.reason, origin, time.Minute)
+			res := e.waitResults(1)[0]
+
+			if res.Status != events.StatusOK || res.ErrorClass != "" || res.Phase != "" || res.Error != "" {
+				t.Fatalf("status %s class %q phase %q error %q, want ok", res.Status, res.ErrorClass, res.Phase, res.Error)
+			}
+			if res.msgID != "result:"+test.TestID+":1" || res.Revision != 1 {
+				t.Errorf("message id %q revision %d, want result:%s:1", res.msgID, res.Revision, test.TestID)
+			}
+			if res.TestID != test.TestID || res.CheckID != check || res.Site != site || res.Customer != "acme" || res.Kind != tc.kind ||
+				res.Attempt != tc.attempt || res.Reason != tc.reason || res.OriginTestID != origin {
+				t.Errorf("result %+v does not repeat the test %+v", res.CheckResult, test)
+			}
+			if !res.StartedAt.Equal(start) || !res.FinishedAt.Equal(start) {
+				t.Errorf("started %v finished %v, want the clock's %v", res.StartedAt, res.FinishedAt, start)
+			}
+			if want := net.JoinHostPort(srv.host, srv.port); res.Target != want {
+				t.Errorf("target %q, want %q", res.Target, want)
+			}
+			tm := res.Timings
+			if tm.ConnectMS <= 0 || tm.GreetingMS <= 0 || tm.TLSMS <= 0 || tm.CapsMS <= 0 || tm.AuthMS <= 0 || tm.TotalMS < tm.TLSMS+tm.AuthMS {
+				t.Errorf("timings %+v", tm)
+			}
+			if tc.kind != events.KindSMTP && tm.MailboxMS <= 0 {
+				t.Errorf("no mailbox timing: %+v", tm)
+			}
+			if res.TLS == nil || !res.TLS.Verified || !res.TLS.HostnameMatch || res.TLS.Version != "TLS1.3" || tm.TLSVersion != "TLS1.3" {
+				t.Errorf("tls %+v, timings' version %q", res.TLS, tm.TLSVersion)
+			}
+			waitMetric(t, r.reg, "scout_sender_service_checks_total", map[string]string{"kind": tc.kind, "status": "ok"}, 1)
+			waitMetric(t, r.reg, "scout_sender_check_results_total", map[string]string{"kind": tc.kind, "status": "ok", "error_class": ""}, 1)
+			waitMetric(t, r.reg, "scout_sender_service_check_seconds", map[string]string{"kind": tc.kind}, 1)
+			if strings.Contains(r.logs.String(), tc.pw) {
+				t.Error("the password was logged")
+			}
+			if srv.sessions != nil && srv.sessions() != 1 {
+				t.Errorf("%d sessions, want 1", srv.sessions())
+			}
+		})
+	}
+}
+
+func newTestID(t testing.TB) string {
+	t.Helper()
+	id, err := events.NewTestID(rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return id
+}
+
+// counting is a scripted SMTP server that counts its connections and
+// answers a plain dialogue, its greeting after greetingDelay.
+type counting struct {
+	addr  string
+	conns atomic.Int32
+}
+
+func startCounting(t testing.TB, greetingDelay time.Duration) *counting {
+	t.Helper()
+	c := &counting{}
+	c.addr = mailtest.Script(t, func(nc net.Conn) {
+		c.conns.Add(1)
+		peer := &probetest.Peer{C: nc}
+		time.Sleep(greetingDelay)
+		if peer.Send("220 mx.acme.test ESMTP") != nil {
+			return
+		}
+		for {
+			line, err := peer.Line()
+			if err != nil {
+				return
+			}
+			switch strings.ToUpper(strings.Fields(line + " x")[0]) {
+			case "EHLO":
+				_ = peer.Send("250-mx.acme.test", "250 8BITMIME")
+			case "QUIT":
+				_ = peer.Send("221 2.0.0 Bye")
+				return
+			default:
+				_ = peer.Send("502 5.5.1 not implemented")
+			}
+		}
+	})
+	return c
+}
+
+func plainSMTPCheck(addr string, extra string) string {
+	host, port, _ := net.SplitHostPort(addr)
+	return fmt.Sprintf(`
+sites: [eu-west]
+checks:
+  - id: acme-smtp
+    customer: acme
+    kind: smtp
+    host: %s
+    port: %s
+    tls: none
+    %s
+`, host, port, extra)
+}
+
+// TestServiceCheckMonitorErrors: a check that cannot run here is the
+// monitor's fault (monitor_error), never the customer's, and no connection
+// is made: a missing password variable, a test picked up after its
+// NotAfter.
+func TestServiceCheckMonitorErrors(t *testing.T) {
+	srv := startCounting(t, 0)
+	host, port, _ := net.SplitHostPort(srv.addr)
+	e := newServiceEnv(t, fmt.Sprintf(`
+sites: [eu-west]
+checks:
+  - id: acme-imap
+    customer: acme
+    kind: imap
+    host: %[1]s
+    port: %[2]s
+    username: webscout
+    password_env: ACME_IMAP_PASSWORD
+  - id: acme-smtp
+    customer: acme
+    kind: smtp
+    host: %[1]s
+    port: %[2]s
+    tls: none
+`, host, port))
+	r := e.start(serviceConfig(site), func(d *sender.Deps) {
+		d.LookupEnv = lookup(map[string]string{"ACME_IMAP_PASSWORD": ""}) // set but empty
+	})
+	if len(r.logs.lines(`"level":"ERROR"`, "service check password not set", "ACME_IMAP_PASSWORD")) != 1 {
+		t.Errorf("no start-up error for the missing password:\n%s", r.logs)
+	}
+
+	noPW := e.scheduleTest("acme-imap", site, 1, events.ReasonInterval, "", time.Minute)
+	res := e.waitResults(1)[0]
+	if res.TestID != noPW.TestID || res.Status != events.StatusMonitorError || res.ErrorClass != sender.ClassNoPassword ||
+		!strings.Contains(res.Error, `check "acme-imap"`) || !strings.Contains(res.Error, "ACME_IMAP_PASSWORD") {
+		t.Errorf("result %+v, want monitor_error no_password naming the check and the variable", res.CheckResult)
+	}
+
+	// Picked up a second after its send window closed (the sender was down).
+	stale := e.scheduleTest("acme-smtp", site, 1, events.ReasonInterval, "", -time.Second)
+	res = e.waitResults(2)[1]
+	if res.TestID != stale.TestID || res.Status != events.StatusMonitorError || res.ErrorClass != sender.ClassStale || res.Kind != events.KindSMTP {
+		t.Errorf("result %+v, want monitor_error stale", res.CheckResult)
+	}
+	if n := srv.conns.Load(); n != 0 {
+		t.Errorf("%d connections, want none", n)
+	}
+	waitMetric(t, r.reg, "scout_sender_service_checks_total", map[string]string{"kind": "imap", "status": "monitor_error"}, 1)
+	waitMetric(t, r.reg, "scout_sender_check_results_total", map[string]string{"kind": "smtp", "status": "monitor_error", "error_class": "stale"}, 1)
+}
+
+// TestServiceCheckRedelivery: the result cannot be published at first, so
+// the test is redelivered; the redelivery publishes the result decided
+// before without probing again, and a later duplicate delivery of the same
+// test changes nothing: one probe, one result.
+func TestServiceCheckRedelivery(t *testing.T) {
+	srv := startCounting(t, 0)
+	e := newServiceEnv(t, plainSMTPCheck(srv.addr, ""))
+	pub := &flakyPublisher{inner: e.publisherFor(), fail: 1}
+	r := e.start(serviceConfig(site), func(d *sender.Deps) { d.Publisher = pub })
+	test := e.scheduleTest("acme-smtp", site, 1, events.ReasonInterval, "", time.Minute)
+	res := e.waitResults(1)[0]
+	if res.Status != events.StatusOK || res.TestID != test.TestID {
+		t.Fatalf("result %+v", res.CheckResult)
+	}
+	waitMetric(t, r.reg, "scout_consumer_messages_total", map[string]string{"outcome": "nak"}, 1)
+	waitMetric(t, r.reg, "scout_consumer_messages_total", map[string]string{"outcome": "ack"}, 1)
+
+	// The same test delivered again (an ack that got lost).
+	if err := r.s.Handle(natstest.Context(t), test, 3); err != nil {
+		t.Fatalf("Handle: %v", err)
+	}
+	if n := srv.conns.Load(); n != 1 {
+		t.Errorf("%d probes, want 1", n)
+	}
+	if n := e.count(events.SubjectCheckResult + ".>"); n != 1 {
+		t.Errorf("%d check.results stored, want 1", n)
+	}
+	if pub.calls() != 3 {
+		t.Errorf("%d publish calls, want 3 (a failure, the retry, the duplicate)", pub.calls())
+	}
+	waitMetric(t, r.reg, "scout_sender_service_checks_total", map[string]string{"kind": "smtp", "status": "ok"}, 1)
+	waitMetric(t, r.reg, "scout_sender_check_results_total", map[string]string{"kind": "smtp", "status": "ok"}, 1)
+}
+
+// TestServiceCheckSlow: a check whose whole dialogue takes the check's
+// slow threshold or longer is "slow" (a warning); below it, "ok". The
+// server's greeting delay is a lower bound of the dialogue's time.
+func TestServiceCheckSlow(t *testing.T) {
+	for _, tc := range []struct {
+		name   string
+		delay  time.Duration
+		slow   string
+		status string
+	}{
+		{"above slow", 60 * time.Millisecond, "30ms", events.StatusSlow},
+		{"below slow", 0, "10s", events.StatusOK},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			srv := startCounting(t, tc.delay)
+			e := newServiceEnv(t, plainSMTPCheck(srv.addr, "slow: "+tc.slow+"\n    timeout: 20s"))
+			e.start(serviceConfig(site), nil)
+			e.scheduleTest("acme-smtp", site, 1, events.ReasonInterval, "", time.Minute)
+			res := e.waitResults(1)[0]
+			if res.Status != tc.status || res.ErrorClass != "" {
+				t.Errorf("status %s class %q total_ms %v, want %s", res.Status, res.ErrorClass, res.Timings.TotalMS, tc.status)
+			}
+			if res.Timings.GreetingMS < float64(tc.delay.Milliseconds()) {
+				t.Errorf("greeting_ms %v below the server's delay %v", res.Timings.GreetingMS, tc.delay)
+			}
+		})
+	}
+}
+
+// blockingSMTP is a go-smtp server that answers EHLO with 554 5.7.1 when
+// the client's EHLO name is one of blocked (the sites a customer's
+// firewall rejects), and a normal session otherwise.
+func blockingSMTP(t testing.TB, blocked ...string) string {
+	t.Helper()
+	srv := smtp.NewServer(smtp.BackendFunc(func(c *smtp.Conn) (smtp.Session, error) {
+		for _, b := range blocked {
+			if c.Hostname() == b {
+				return nil, &smtp.SMTPError{Code: 554, EnhancedCode: smtp.EnhancedCode{5, 7, 1}, Message: "Service unavailable; client host blocked"}
+			}
+		}
+		return &relaySession{r: &relay{}}, nil
+	}))
+	srv.Domain = "mx.acme.test"
+	srv.ReadTimeout, srv.WriteTimeout = 10*time.Second, 10*time.Second
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	go func() { _ = srv.Serve(l) }()
+	t.Cleanup(func() { _ = srv.Close() })
+	return l.Addr().String()
+}
+
+// TestServiceCheckIncident runs three senders (one per site) and the real
+// evaluator on one embedded NATS and one fake clock: the customer's SMTP
+// server answers EHLO with 554 at two of the three sites. The failures are
+// retested and confirmed, and exactly one incident opens, whose reason
+// names the protocol, the phase and the server's reply.
+func TestServiceCheckIncident(t *testing.T) {
+	sites := []string{"ap-south", "eu-west", "us-east"}
+	addr := blockingSMTP(t, "eu-west.monitor.example", "us-east.monitor.example")
+	host, port, _ := net.SplitHostPort(addr)
+	e := newServiceEnv(t, fmt.Sprintf(`
+sites: [ap-south, eu-west, us-east]
+checks:
+  - id: acme-smtp
+    customer: acme
+    name: ACME MX
+    kind: smtp
+    host: %s
+    port: %s
+    tls: none
+    interval: 5m
+    timeout: 10s
+    slow: 5s
+    retry_delay: 2s
+    retries: 1
+    quorum: 2
+`, host, port))
+	for _, at := range sites {
+		e.start(serviceConfig(at), nil)
+	}
+	ev, err := evaluator.New(evaluator.Config{SubmitGrace: 30 * time.Second, Settle: time.Second, Workers: 2, Failover: 5 * time.Second},
+		evaluator.Deps{Checks: e.checks, JS: e.js, Clock: e.clock})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(natstest.Context(t))
+	done := make(chan error, 1)
+	go func() { done <- ev.Run(ctx) }()
+	t.Cleanup(func() {
+		cancel()
+		if err := <-done; err != nil {
+			t.Errorf("evaluator: %v", err)
+		}
+	})
+
+	for _, at := range sites {
+		e.scheduleTest("acme-smtp", at, 1, events.ReasonInterval, "", 75*time.Second)
+	}
+	// Move the fake clock in small steps (the retests are due retry_delay
+	// after a failure) until the incident opens.
+	for e.count(events.SubjectIncidentOpen+".>") == 0 {
+		if ctx.Err() != nil {
+			t.Fatal("no incident before the deadline")
+		}
+		time.Sleep(50 * time.Millisecond)
+		e.clock.Advance(250 * time.Millisecond)
+	}
+	opens := readEvents[events.IncidentOpen](t, e.js, events.SubjectIncidentOpen+".>", 1)
+	inc := opens[0]
+	want := "SMTP capabilities failed at 2 of 3 sites: 554 5.7.1 Service unavailable; client host blocked; retest failed"
+	if inc.Reason != want || inc.Severity != events.SeverityCritical || inc.Kind != events.KindSMTP || inc.CheckID != "acme-smtp" {
+		t.Errorf("incident %s %s %s: %q, want critical smtp %q", inc.CheckID, inc.Kind, inc.Severity, inc.Reason, want)
+	}
+	var voters []string
+	for _, v := range inc.Sites {
+		voters = append(voters, v.Site)
+		for _, a := range v.Attempts {
+			if a.Status != events.StatusFailed || a.Phase != "capabilities" || a.Reply == nil || a.Reply.Code != 554 {
+				t.Errorf("site %s attempt %+v, want failed in capabilities with the 554", v.Site, a)
+			}
+		}
+	}
+	if strings.Join(voters, ",") != "eu-west,us-east" {
+		t.Errorf("voting sites %v, want eu-west and us-east", voters)
+	}
+	// Every result was the sender's; the healthy site stayed up.
+	results := readEvents[events.CheckResult](t, e.js, events.SubjectCheckResult+".>", e.count(events.SubjectCheckResult+".>"))
+	for _, r := range results {
+		want := events.StatusFailed
+		if r.Site == "ap-south" {
+			want = events.StatusOK
+		}
+		if r.Status != want || r.Kind != events.KindSMTP {
+			t.Errorf("%s attempt %d (%s): %s %s, want %s", r.Site, r.Attempt, r.Reason, r.Kind, r.Status, want)
+		}
+	}
+	// More time passes: the open incident is not opened again.
+	for range 8 {
+		time.Sleep(50 * time.Millisecond)
+		e.clock.Advance(time.Second)
+	}
+	if n := e.count(events.SubjectIncidentOpen + ".>"); n != 1 {
+		t.Errorf("%d incident.open stored, want 1", n)
+	}
+}
