@@ -3,8 +3,11 @@ module github.com/emailscout/emailscout/pkg
 go 1.26
 
 require (
+	github.com/cenkalti/backoff/v5 v5.0.3
+	github.com/emersion/go-imap/v2 v2.0.0-beta.8
 	github.com/emersion/go-sasl v0.0.0-20241020182733-b788ff22d5a6
 	github.com/emersion/go-smtp v0.26.0
+	github.com/jonboulle/clockwork v0.5.0
 	go.yaml.in/yaml/v3 v3.0.6
 )
 

@@ -11,9 +11,10 @@
 #   scripts/mailstack.sh forward-line the .forward line taken from docs/reflector.md
 #
 # What it builds (every listener on 127.0.0.1 only):
-#   Postfix  127.0.0.1:25, mydestination = $SCOUT_CUSTOMER_DOMAIN, Maildir
-#            delivery, maillog_file, short retry times, a transport map that
-#            sends $SCOUT_RETURN_DOMAIN to 127.0.0.1:$SCOUT_RETURN_PORT,
+#   Postfix  127.0.0.1:25, mydestination = $SCOUT_CUSTOMER_DOMAIN and
+#            $SCOUT_IMAP_RETURN_DOMAIN, Maildir delivery, maillog_file, short
+#            retry times, a transport map that sends $SCOUT_RETURN_DOMAIN to
+#            127.0.0.1:$SCOUT_RETURN_PORT (the receiver's SMTP port),
 #            STARTTLS with a generated self-signed certificate, SMTP AUTH
 #            (after STARTTLS) against Dovecot's users.
 #   Dovecot  IMAP 127.0.0.1:$SCOUT_IMAP_PORT, POP3 127.0.0.1:$SCOUT_POP3_PORT,
@@ -21,8 +22,12 @@
 #   webscout   the probe mailbox: ~/.forward pipes to /usr/local/bin/scout-reflector
 #              with the exact line of docs/reflector.md (so the doc is exercised)
 #   imapscout  a Maildir mailbox in Dovecot, for scout-reflector's imap mode
+#   scoutreturn  the monitor's return mailbox for the receiver's IMAP mode:
+#              scoutreturn@$SCOUT_IMAP_RETURN_DOMAIN is delivered to its
+#              Maildir, read over IMAP through Dovecot
 #   keys       $SCOUT_STACK_DIR/probe-keys (generated once), installed as the
-#              webscout key file; $SCOUT_STACK_DIR/imap-password; cert.pem
+#              webscout key file; $SCOUT_STACK_DIR/imap-password (imapscout),
+#              $SCOUT_STACK_DIR/return-imap-password (scoutreturn); cert.pem
 #
 # Environment: see docs/configuration.md ("Test mail stack").
 set -euo pipefail
@@ -34,6 +39,8 @@ DOMAIN=${SCOUT_CUSTOMER_DOMAIN:-acme.example}
 PROBE_USER=webscout # named by the documented .forward line
 IMAP_USER=${SCOUT_IMAP_USER:-imapscout}
 RETURN_DOMAIN=${SCOUT_RETURN_DOMAIN:-monitor.example}
+RETURN_IMAP_USER=${SCOUT_RETURN_IMAP_USER:-scoutreturn}
+IMAP_RETURN_DOMAIN=${SCOUT_IMAP_RETURN_DOMAIN:-imap.monitor.example}
 IMAP_PORT=${SCOUT_IMAP_PORT:-143}
 POP3_PORT=${SCOUT_POP3_PORT:-110}
 REFLECTOR=/usr/local/bin/scout-reflector
@@ -114,6 +121,10 @@ setup_files() {
 		(umask 077; head -c 18 /dev/urandom | base64 -w0 | tr '/+' '_-' >"$STACK/imap-password")
 		say "generated the $IMAP_USER password in $STACK/imap-password"
 	fi
+	if [ ! -f "$STACK/return-imap-password" ]; then
+		(umask 077; head -c 18 /dev/urandom | base64 -w0 | tr '/+' '_-' >"$STACK/return-imap-password")
+		say "generated the $RETURN_IMAP_USER password in $STACK/return-imap-password"
+	fi
 	if [ ! -f "$STACK/cert.pem" ]; then
 		openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes -days 30 \
 			-subj "/CN=localhost" -addext "subjectAltName=IP:127.0.0.1,DNS:localhost" \
@@ -124,6 +135,7 @@ setup_files() {
 
 	ensure_user "$PROBE_USER"
 	ensure_user "$IMAP_USER"
+	ensure_user "$RETURN_IMAP_USER"
 	local home line keyfile
 	home=$(getent passwd "$PROBE_USER" | cut -d: -f6)
 	line=$(forward_line)
@@ -135,7 +147,10 @@ setup_files() {
 	chown "$PROBE_USER:$PROBE_USER" "$home/.forward"
 	chmod 0644 "$home/.forward"
 	say "$home/.forward: $line"
-	install -d -m 0700 -o "$IMAP_USER" -g "$IMAP_USER" "$(getent passwd "$IMAP_USER" | cut -d: -f6)/Maildir"
+	local u
+	for u in "$IMAP_USER" "$RETURN_IMAP_USER"; do
+		install -d -m 0700 -o "$u" -g "$u" "$(getent passwd "$u" | cut -d: -f6)/Maildir"
+	done
 }
 
 configure_postfix() {
@@ -150,7 +165,7 @@ configure_postfix() {
 		"myhostname = mx.$DOMAIN" \
 		"mydomain = $DOMAIN" \
 		"myorigin = $DOMAIN" \
-		"mydestination = $DOMAIN, localhost" \
+		"mydestination = $DOMAIN, $IMAP_RETURN_DOMAIN, localhost" \
 		"mynetworks = 127.0.0.0/8" \
 		"relayhost =" \
 		"transport_maps = hash:/etc/postfix/scout_transport" \
@@ -180,7 +195,7 @@ configure_postfix() {
 	echo "mx.$DOMAIN" >/etc/mailname
 	[ -f /etc/aliases ] || echo "postmaster: root" >/etc/aliases
 	newaliases
-	say "Postfix: 127.0.0.1:25 for $DOMAIN; $RETURN_DOMAIN -> 127.0.0.1:$port; log $LOGDIR/postfix.log"
+	say "Postfix: 127.0.0.1:25 for $DOMAIN and $IMAP_RETURN_DOMAIN; $RETURN_DOMAIN -> 127.0.0.1:$port; log $LOGDIR/postfix.log"
 }
 
 start_postfix() {
@@ -195,11 +210,18 @@ start_postfix() {
 	wait_port 25 || die "Postfix does not listen on 127.0.0.1:25 (see $LOGDIR/postfix.log)"
 }
 
+# dovecot_user prints the passwd-file line of user $1 with the password in file $2.
+dovecot_user() {
+	local uid gid home
+	read -r uid gid home < <(getent passwd "$1" | awk -F: '{print $3, $4, $6}')
+	printf '%s:{PLAIN}%s:%s:%s::%s\n' "$1" "$(cat "$2")" "$uid" "$gid" "$home"
+}
+
 configure_dovecot() {
-	local uid gid home pw dh=""
-	read -r uid gid home < <(getent passwd "$IMAP_USER" | awk -F: '{print $3, $4, $6}')
-	pw=$(cat "$STACK/imap-password")
-	(umask 027; printf '%s:{PLAIN}%s:%s:%s::%s\n' "$IMAP_USER" "$pw" "$uid" "$gid" "$home" >"$STACK/dovecot-users")
+	local dh=""
+	(umask 027
+	 dovecot_user "$IMAP_USER" "$STACK/imap-password" >"$STACK/dovecot-users"
+	 dovecot_user "$RETURN_IMAP_USER" "$STACK/return-imap-password" >>"$STACK/dovecot-users")
 	chgrp dovecot "$STACK/dovecot-users"
 	[ -f /usr/share/dovecot/dh.pem ] && dh="ssl_dh = </usr/share/dovecot/dh.pem"
 	cat >"$DOVECOT_CONF" <<EOF
@@ -251,7 +273,7 @@ service pop3-login {
   }
 }
 EOF
-	say "Dovecot: IMAP 127.0.0.1:$IMAP_PORT, POP3 127.0.0.1:$POP3_PORT (STARTTLS), user $IMAP_USER; log $LOGDIR/dovecot.log"
+	say "Dovecot: IMAP 127.0.0.1:$IMAP_PORT, POP3 127.0.0.1:$POP3_PORT (STARTTLS), users $IMAP_USER, $RETURN_IMAP_USER; log $LOGDIR/dovecot.log"
 }
 
 dovecot_running() { [ -f "$DOVECOT_RUN/master.pid" ] && kill -0 "$(cat "$DOVECOT_RUN/master.pid")" 2>/dev/null; }
@@ -300,7 +322,7 @@ stop)
 reset)
 	stop_all
 	postsuper -d ALL >/dev/null 2>&1 || true
-	for u in "$PROBE_USER" "$IMAP_USER"; do
+	for u in "$PROBE_USER" "$IMAP_USER" "$RETURN_IMAP_USER"; do
 		h=$(getent passwd "$u" | cut -d: -f6) || continue
 		rm -rf "$h/Maildir" "$h/.scout-reflector/state" "$h/.scout-reflector/log"
 		find "$h/.scout-reflector" -maxdepth 1 -type f -regextype posix-extended -regex '.*/[a-z0-9_-]{1,64}' ! -name keys -delete 2>/dev/null || true

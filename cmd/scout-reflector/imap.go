@@ -6,7 +6,8 @@ import (
 	"log/slog"
 	"net"
 
-	"github.com/emailscout/emailscout/cmd/scout-reflector/internal/imapwatch"
+	"github.com/emailscout/emailscout/pkg/imapwatch"
+	"github.com/emailscout/emailscout/pkg/probemail"
 	"github.com/emailscout/emailscout/pkg/reflector"
 	"github.com/jonboulle/clockwork"
 )
@@ -38,7 +39,7 @@ func watchIMAP(ctx context.Context, cfg *resolved, e env, clock clockwork.Clock,
 		Folder:       cfg.IMAP.Folder,
 		IdleRefresh:  cfg.IMAP.IdleRefresh,
 		PollInterval: cfg.IMAP.PollInterval,
-	}, r, clock, log)
+	}, imapReflector{r: r, log: log}, clock, log)
 	if err != nil {
 		return configError{err}
 	}
@@ -48,6 +49,73 @@ func watchIMAP(ctx context.Context, cfg *resolved, e env, clock clockwork.Clock,
 		return logged{configError{err}}
 	}
 	return err
+}
+
+// imapReflector answers the probes of the watched folder (an
+// imapwatch.Handler): a probe is deleted once its reflection was sent, or
+// when it is a verified probe answered before or too old; anything else,
+// foreign mail above all, is never touched. A temporary send failure leaves
+// the probe for a retry; a permanent one leaves it alone (logged).
+type imapReflector struct {
+	r   *reflector.Reflector
+	log *slog.Logger
+}
+
+var _ imapwatch.Handler = imapReflector{}
+
+// Want implements imapwatch.Handler: only mail with an X-Scout-Probe
+// header, no larger than a probe can be, is fetched.
+func (h imapReflector) Want(m *imapwatch.Message) bool {
+	ret, err := probemail.ParseReturned(m.Header)
+	if err != nil || ret.HeaderValue == "" {
+		h.log.Debug("ignored", "uid", m.UID, "reason", reflector.ReasonNotProbe)
+		return false
+	}
+	if m.Size > probemail.MaxMessageBytes {
+		h.log.Info("ignored", "uid", m.UID, "reason", "larger than a probe can be", "size_bytes", m.Size)
+		return false
+	}
+	return true
+}
+
+// Handle implements imapwatch.Handler.
+func (h imapReflector) Handle(ctx context.Context, m *imapwatch.Message, msg []byte) imapwatch.Action {
+	from, ok := m.ReturnPath()
+	if !ok {
+		from = reflector.UnknownSender
+	}
+	d, err := h.r.Handle(ctx, msg, from)
+	attrs := append([]any{"uid", m.UID, "action", d.Action}, probeAttrs(d)...)
+	switch {
+	case err != nil && reflector.IsTemporary(err):
+		h.log.Warn("reflection not sent; trying again later", append(attrs, "err", err)...)
+		return imapwatch.Retry
+	case err != nil:
+		h.log.Error("reflection not sent (permanent failure); the probe is left in the folder", append(attrs, "err", err)...)
+		return imapwatch.Keep
+	case d.Action == reflector.ActionReflect:
+		h.log.Info("reflected", attrs...)
+		return imapwatch.Delete
+	case d.Reason == reflector.ReasonAnswered || d.Reason == reflector.ReasonStale:
+		h.log.Info("deleting a verified probe that needs no answer", attrs...)
+		return imapwatch.Delete
+	}
+	h.log.Info("ignored", attrs...)
+	return imapwatch.Keep
+}
+
+func probeAttrs(d reflector.Decision) []any {
+	var a []any
+	if d.Reason != "" {
+		a = append(a, "reason", d.Reason)
+	}
+	if d.Detail != "" {
+		a = append(a, "detail", d.Detail)
+	}
+	if d.Probe.TestID != "" {
+		a = append(a, "test_id", d.Probe.TestID, "check", d.Probe.CheckID, "site", d.Probe.Site, "return_to", d.Probe.ReturnTo)
+	}
+	return a
 }
 
 // timeoutSender bounds each send by the configured timeout.

@@ -5,7 +5,6 @@ import (
 	"context"
 	"encoding/base64"
 	"fmt"
-	"net"
 	"os"
 	"path/filepath"
 	"regexp"
@@ -16,8 +15,6 @@ import (
 	"github.com/emailscout/emailscout/pkg/mailtest"
 	"github.com/emailscout/emailscout/pkg/probemail"
 	"github.com/emailscout/emailscout/pkg/reflector"
-	"github.com/emersion/go-imap/v2/imapserver"
-	"github.com/emersion/go-imap/v2/imapserver/imapmemserver"
 	"github.com/emersion/go-message/mail"
 	"github.com/emersion/go-smtp"
 )
@@ -496,28 +493,11 @@ func TestConfigFileSettings(t *testing.T) {
 }
 
 func TestIMAPModeRefusedLoginIsExit78(t *testing.T) {
-	mem := imapmemserver.New()
-	u := imapmemserver.NewUser("webscout", "secret")
-	if err := u.Create("INBOX", nil); err != nil {
-		t.Fatal(err)
-	}
-	mem.AddUser(u)
-	srv := imapserver.New(&imapserver.Options{
-		NewSession: func(*imapserver.Conn) (imapserver.Session, *imapserver.GreetingData, error) {
-			return mem.NewSession(), nil, nil
-		},
-		InsecureAuth: true,
-	})
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	go func() { _ = srv.Serve(l) }()
-	t.Cleanup(func() { _ = srv.Close() })
+	srv := mailtest.NewIMAPServer(t, nil)
 	f := newFixture(t, 0)
 	pw := filepath.Join(f.home, "imap-password")
 	writeFile(t, pw, "wrong\n", 0o600)
-	r := f.run(nil, nil, "imap", "--key-file", f.keyFile, "--imap", l.Addr().String(), "--imap-tls", "none",
+	r := f.run(nil, nil, "imap", "--key-file", f.keyFile, "--imap", srv.Addr, "--imap-tls", "none",
 		"--imap-user", "webscout", "--imap-password-file", pw, "--smtp", mailtest.ClosedAddr(t), "--mailbox", mailbox)
 	if r.code != exitConfig || !strings.Contains(r.stderr, "login as webscout") {
 		t.Fatalf("exit %d, want 78; stderr %s", r.code, r.stderr)

@@ -1,5 +1,6 @@
-// Package mailtest runs real SMTP servers (emersion/go-smtp) on loopback for
-// tests, and makes TLS certificates for them, in the spirit of
+// Package mailtest runs real SMTP servers (emersion/go-smtp) and IMAP
+// servers (emersion/go-imap/v2 imapserver with imapmemserver) on loopback
+// for tests, and makes TLS certificates for them, in the spirit of
 // net/http/httptest. Nothing here is a mock: clients speak the full protocol
 // to a real server on 127.0.0.1.
 package mailtest

@@ -3,13 +3,15 @@ package receiver
 import (
 	"errors"
 	"fmt"
-	"github.com/emailscout/emailscout/internal/platform"
 	"net"
 	"net/mail"
+	"strconv"
 	"strings"
 	"time"
 
+	"github.com/emailscout/emailscout/internal/platform"
 	"github.com/emailscout/emailscout/pkg/events"
+	"github.com/emailscout/emailscout/pkg/imapwatch"
 	"github.com/emailscout/emailscout/pkg/probemail"
 )
 
@@ -17,6 +19,16 @@ import (
 const (
 	// ModeSMTP: the receiver is the SMTP server of the return domain.
 	ModeSMTP = "smtp"
+	// ModeIMAP: the receiver watches the mailbox the return addresses are
+	// delivered to, over IMAP.
+	ModeIMAP = "imap"
+)
+
+// IMAP TLS modes (Config.IMAPTLS), as in pkg/imapwatch.
+const (
+	IMAPTLSImplicit = imapwatch.TLSImplicit // TLS from the first byte (port 993, RFC 8314)
+	IMAPTLSStartTLS = imapwatch.TLSStartTLS // STARTTLS (RFC 3501 section 6.2.1)
+	IMAPTLSNone     = imapwatch.TLSNone     // plain text; loopback servers only
 )
 
 // MaxRecipients bounds RCPT commands per message. A return has one
@@ -29,12 +41,14 @@ type Config struct {
 	// Site is this receiver's site ([a-z0-9_-]{1,63}), for logs and metrics.
 	// Returns are published under the probe's own signed site.
 	Site string `env:"SCOUT_SITE,required"`
-	// Mode is how returns come in; only ModeSMTP exists so far.
+	// Mode is how returns come in: ModeSMTP or ModeIMAP.
 	Mode string `env:"SCOUT_RECEIVER_MODE" envDefault:"smtp"`
-	// Listen is the SMTP listen address (host:port).
+	// Listen is the SMTP listen address (host:port); SMTP mode only.
 	Listen string `env:"SCOUT_RECEIVER_LISTEN" envDefault:":2525"`
 	// ReturnAddresses are the only recipients accepted (compared
-	// case-insensitively): the r= addresses of the senders' probes.
+	// case-insensitively): the r= addresses of the senders' probes. In IMAP
+	// mode, a message is this receiver's only if its signed r= is one of
+	// them (and its signed site is Site).
 	ReturnAddresses []string `env:"SCOUT_RETURN_ADDRESSES,required" envSeparator:","`
 	// ProbeKeys is the key list in probemail.ParseKeys format.
 	ProbeKeys Secret `env:"SCOUT_PROBE_KEYS,required"`
@@ -56,6 +70,33 @@ type Config struct {
 	// StoreTimeout bounds the wait for JetStream's acknowledgement of
 	// mail.returned; after it the answer is 451 and the MTA retries.
 	StoreTimeout time.Duration `env:"SCOUT_RECEIVER_STORE_TIMEOUT" envDefault:"10s"`
+
+	// IMAP mode: the mailbox is watched with pkg/imapwatch.
+
+	// IMAPServer is the IMAP server's host name or address.
+	IMAPServer string `env:"SCOUT_RECEIVER_IMAP_SERVER"`
+	// IMAPPort is its port; 0 means 993 with implicit TLS, else 143.
+	IMAPPort int `env:"SCOUT_RECEIVER_IMAP_PORT"`
+	// IMAPTLS is IMAPTLSImplicit, IMAPTLSStartTLS or IMAPTLSNone (loopback
+	// servers only). The certificate is verified against the system roots
+	// (SSL_CERT_FILE and SSL_CERT_DIR add others).
+	IMAPTLS string `env:"SCOUT_RECEIVER_IMAP_TLS" envDefault:"implicit"`
+	// IMAPUser and IMAPPassword log in (IMAP LOGIN, RFC 3501 section 6.2.3).
+	IMAPUser     string `env:"SCOUT_RECEIVER_IMAP_USER"`
+	IMAPPassword Secret `env:"SCOUT_RECEIVER_IMAP_PASSWORD"`
+	// IMAPMailbox is the folder the returns are delivered to.
+	IMAPMailbox string `env:"SCOUT_RECEIVER_IMAP_MAILBOX" envDefault:"INBOX"`
+	// IMAPPollInterval is the scan interval when the server does not offer
+	// IDLE (RFC 2177): it adds up to this much to a measured round trip.
+	IMAPPollInterval time.Duration `env:"SCOUT_RECEIVER_IMAP_POLL_INTERVAL" envDefault:"10s"`
+	// IMAPIdleRefresh is how long one IDLE runs before it is re-issued
+	// (RFC 2177 asks for less than 29 minutes).
+	IMAPIdleRefresh time.Duration `env:"SCOUT_RECEIVER_IMAP_IDLE_REFRESH" envDefault:"9m"`
+	// IMAPCleanupMargin: a message carrying a verified probe of this site
+	// that could not be taken (a replay, an unknown check, a bounce) is
+	// deleted once the probe's signed start is older than the longest
+	// check timeout plus this margin; younger ones are kept.
+	IMAPCleanupMargin time.Duration `env:"SCOUT_RECEIVER_IMAP_CLEANUP_MARGIN" envDefault:"1h"`
 }
 
 // Secret is a value that is never logged (platform.Secret).
@@ -69,11 +110,15 @@ func (c Config) Validate() error {
 	if !events.ValidToken(c.Site) {
 		errs = append(errs, fmt.Errorf("SCOUT_SITE=%q: must be 1 to 63 characters of [a-z0-9_-]", c.Site))
 	}
-	if c.Mode != ModeSMTP {
-		errs = append(errs, fmt.Errorf("SCOUT_RECEIVER_MODE=%q: must be %q (imap comes later)", c.Mode, ModeSMTP))
-	}
-	if _, _, err := net.SplitHostPort(c.Listen); err != nil {
-		errs = append(errs, fmt.Errorf("SCOUT_RECEIVER_LISTEN=%q: %w", c.Listen, err))
+	switch c.Mode {
+	case ModeSMTP:
+		if _, _, err := net.SplitHostPort(c.Listen); err != nil {
+			errs = append(errs, fmt.Errorf("SCOUT_RECEIVER_LISTEN=%q: %w", c.Listen, err))
+		}
+	case ModeIMAP:
+		errs = append(errs, c.validateIMAP()...)
+	default:
+		errs = append(errs, fmt.Errorf("SCOUT_RECEIVER_MODE=%q: must be %q or %q", c.Mode, ModeSMTP, ModeIMAP))
 	}
 	if len(c.ReturnAddresses) == 0 {
 		errs = append(errs, errors.New("SCOUT_RETURN_ADDRESSES: no address"))
@@ -108,6 +153,65 @@ func (c Config) Validate() error {
 		return fmt.Errorf("receiver configuration: %w", errors.Join(errs...))
 	}
 	return nil
+}
+
+// validateIMAP checks the IMAP mode settings.
+func (c Config) validateIMAP() []error {
+	var errs []error
+	if h := c.IMAPServer; h == "" || strings.ContainsAny(h, " \t\r\n/") || strings.Contains(h, ":") && net.ParseIP(h) == nil {
+		errs = append(errs, fmt.Errorf("SCOUT_RECEIVER_IMAP_SERVER=%q: imap mode needs the IMAP server's host name or address (the port goes in SCOUT_RECEIVER_IMAP_PORT)", c.IMAPServer))
+	}
+	if c.IMAPPort < 0 || c.IMAPPort > 65535 {
+		errs = append(errs, fmt.Errorf("SCOUT_RECEIVER_IMAP_PORT=%d: must be a TCP port (1-65535), or 0 for the default", c.IMAPPort))
+	}
+	switch c.IMAPTLS {
+	case IMAPTLSImplicit, IMAPTLSStartTLS:
+	case IMAPTLSNone:
+		if !loopback(c.IMAPServer) {
+			errs = append(errs, fmt.Errorf("SCOUT_RECEIVER_IMAP_TLS=none: would send the password in clear to %q; allowed only on loopback", c.IMAPServer))
+		}
+	default:
+		errs = append(errs, fmt.Errorf("SCOUT_RECEIVER_IMAP_TLS=%q: must be implicit, starttls or none", c.IMAPTLS))
+	}
+	if c.IMAPUser == "" {
+		errs = append(errs, errors.New("SCOUT_RECEIVER_IMAP_USER: imap mode needs the mailbox's user name"))
+	}
+	if c.IMAPPassword == "" {
+		errs = append(errs, errors.New("SCOUT_RECEIVER_IMAP_PASSWORD: imap mode needs the mailbox's password"))
+	}
+	if strings.TrimSpace(c.IMAPMailbox) == "" {
+		errs = append(errs, errors.New("SCOUT_RECEIVER_IMAP_MAILBOX: is empty"))
+	}
+	if c.IMAPPollInterval < time.Second {
+		errs = append(errs, fmt.Errorf("SCOUT_RECEIVER_IMAP_POLL_INTERVAL=%s: must be at least 1s", c.IMAPPollInterval))
+	}
+	if c.IMAPIdleRefresh < time.Second || c.IMAPIdleRefresh > 29*time.Minute {
+		errs = append(errs, fmt.Errorf("SCOUT_RECEIVER_IMAP_IDLE_REFRESH=%s: must be between 1s and 29m (RFC 2177)", c.IMAPIdleRefresh))
+	}
+	if c.IMAPCleanupMargin < time.Minute {
+		errs = append(errs, fmt.Errorf("SCOUT_RECEIVER_IMAP_CLEANUP_MARGIN=%s: must be at least 1m", c.IMAPCleanupMargin))
+	}
+	return errs
+}
+
+// imapAddr is the IMAP server's host:port.
+func (c Config) imapAddr() string {
+	port := c.IMAPPort
+	if port == 0 {
+		port = 143
+		if c.IMAPTLS == IMAPTLSImplicit {
+			port = 993
+		}
+	}
+	return net.JoinHostPort(c.IMAPServer, strconv.Itoa(port))
+}
+
+func loopback(host string) bool {
+	if host == "localhost" {
+		return true
+	}
+	ip := net.ParseIP(host)
+	return ip != nil && ip.IsLoopback()
 }
 
 // Keyring parses ProbeKeys. The error names SCOUT_PROBE_KEYS and never

@@ -39,6 +39,21 @@ func TestConfigDefaults(t *testing.T) {
 	if _, err := cfg.Keyring(); err != nil {
 		t.Error(err)
 	}
+	if cfg.IMAPTLS != "implicit" || cfg.IMAPPort != 0 || cfg.IMAPMailbox != "INBOX" || cfg.IMAPPollInterval != 10*time.Second ||
+		cfg.IMAPIdleRefresh != 9*time.Minute || cfg.IMAPCleanupMargin != time.Hour {
+		t.Errorf("imap defaults %+v", cfg)
+	}
+	cfg, err = loadConfig(map[string]string{
+		"SCOUT_SITE": "eu-west", "SCOUT_PROBE_KEYS": keySpec, "SCOUT_RETURN_ADDRESSES": "scout-return+eu-west@monitor.example",
+		"SCOUT_RECEIVER_MODE": "imap", "SCOUT_RECEIVER_IMAP_SERVER": "imap.monitor.example",
+		"SCOUT_RECEIVER_IMAP_USER": "scout-return", "SCOUT_RECEIVER_IMAP_PASSWORD": "pw",
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := cfg.Validate(); err != nil {
+		t.Errorf("imap mode with server, user and password: %v", err)
+	}
 }
 
 func TestConfigErrorsNameTheVariable(t *testing.T) {
@@ -61,6 +76,22 @@ func TestConfigErrorsNameTheVariable(t *testing.T) {
 		{"max age", func(c *receiver.Config) { c.MaxAge = time.Second }, "SCOUT_RECEIVER_MAX_AGE=1s"},
 		{"store timeout", func(c *receiver.Config) { c.StoreTimeout = 0 }, "SCOUT_RECEIVER_STORE_TIMEOUT=0s"},
 		{"keys", func(c *receiver.Config) { c.ProbeKeys = "" }, "SCOUT_PROBE_KEYS"},
+		{"imap server", imapMode(func(c *receiver.Config) { c.IMAPServer = "" }), "SCOUT_RECEIVER_IMAP_SERVER"},
+		{"imap server with port", imapMode(func(c *receiver.Config) { c.IMAPServer = "imap.example:993" }), `SCOUT_RECEIVER_IMAP_SERVER="imap.example:993"`},
+		{"imap port", imapMode(func(c *receiver.Config) { c.IMAPPort = 70000 }), "SCOUT_RECEIVER_IMAP_PORT=70000"},
+		{"imap tls", imapMode(func(c *receiver.Config) { c.IMAPTLS = "ssl" }), `SCOUT_RECEIVER_IMAP_TLS="ssl"`},
+		{"imap password in clear", imapMode(func(c *receiver.Config) { c.IMAPServer, c.IMAPTLS = "imap.example", "none" }), "SCOUT_RECEIVER_IMAP_TLS=none"},
+		{"imap user", imapMode(func(c *receiver.Config) { c.IMAPUser = "" }), "SCOUT_RECEIVER_IMAP_USER"},
+		{"imap password", imapMode(func(c *receiver.Config) { c.IMAPPassword = "" }), "SCOUT_RECEIVER_IMAP_PASSWORD"},
+		{"imap mailbox", imapMode(func(c *receiver.Config) { c.IMAPMailbox = " " }), "SCOUT_RECEIVER_IMAP_MAILBOX"},
+		{"imap poll", imapMode(func(c *receiver.Config) { c.IMAPPollInterval = 0 }), "SCOUT_RECEIVER_IMAP_POLL_INTERVAL=0s"},
+		{"imap idle", imapMode(func(c *receiver.Config) { c.IMAPIdleRefresh = 30 * time.Minute }), "SCOUT_RECEIVER_IMAP_IDLE_REFRESH=30m0s"},
+		{"imap cleanup margin", imapMode(func(c *receiver.Config) { c.IMAPCleanupMargin = time.Second }), "SCOUT_RECEIVER_IMAP_CLEANUP_MARGIN=1s"},
+	}
+	base := config()
+	imapMode(func(*receiver.Config) {})(&base)
+	if err := base.Validate(); err != nil {
+		t.Fatalf("the imap base configuration is not valid: %v", err)
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
@@ -91,8 +122,18 @@ func TestConfigErrorsNameTheVariable(t *testing.T) {
 	}
 }
 
+// imapMode returns change applied to a valid IMAP mode configuration.
+func imapMode(change func(*receiver.Config)) func(*receiver.Config) {
+	return func(c *receiver.Config) {
+		c.Mode, c.IMAPServer, c.IMAPTLS, c.IMAPUser, c.IMAPPassword = receiver.ModeIMAP, "127.0.0.1", "none", "u", "pw"
+		c.IMAPMailbox, c.IMAPPollInterval, c.IMAPIdleRefresh, c.IMAPCleanupMargin = "INBOX", time.Second, time.Minute, time.Hour
+		change(c)
+	}
+}
+
 func TestSecretsNeverPrinted(t *testing.T) {
 	cfg := config()
+	cfg.IMAPPassword = "imap-pw-BwcHBwcH"
 	var buf bytes.Buffer
 	slog.New(slog.NewJSONHandler(&buf, nil)).Info("config", "cfg", cfg, "keys", cfg.ProbeKeys)
 	for _, out := range []string{fmt.Sprintf("%v", cfg), fmt.Sprintf("%+v", cfg), fmt.Sprintf("%#v", cfg), buf.String()} {

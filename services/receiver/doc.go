@@ -30,9 +30,40 @@
 // ReceivedAt is the injected clock's time at the end of the DATA: the
 // monitor-clock end of the round trip.
 //
-// # Other modes
+// # IMAP mode
 //
-// Verification and publishing (Receiver.Take) do not depend on SMTP, so a
-// mailbox watcher (IMAP mode, a later issue) can feed messages through the
-// same path with Via "imap".
+// Where the monitor cannot run an SMTP server for the return domain, the
+// return addresses are delivered to a mailbox and the receiver watches it
+// over IMAP (SCOUT_RECEIVER_MODE=imap) with pkg/imapwatch, the watcher that
+// scout-reflector's imap mode uses too: messages are found by UID with
+// UIDVALIDITY tracking, never by date or a server-side SEARCH
+// (shared/cases c10); IDLE (RFC 2177) is re-issued every 9 minutes
+// (SCOUT_RECEIVER_IMAP_IDLE_REFRESH), a server without IDLE is polled; a
+// lost connection is re-established with exponential backoff.
+//
+// A message is this receiver's when its probe header is signed for this
+// site and for one of the return addresses. It goes through Take, the same
+// verification as in SMTP mode, with Via "imap"; a stored (or duplicate)
+// return is deleted only after JetStream acknowledged its mail.returned. A
+// store failure leaves it in the mailbox and it is taken again 30 seconds
+// later, still with the time it was first seen. Another site's probe,
+// foreign mail and forged mail are never touched; bounces (null sender)
+// are counted and logged as in SMTP mode and left in the mailbox.
+//
+// ReceivedAt is the monitor clock when a scan first listed the message.
+// That is later than the delivery into the mailbox by the server's IDLE
+// notification delay (Dovecot: about half a second) or, without IDLE, by up
+// to the poll interval; returns waiting in the mailbox while the receiver
+// was down count from when it comes back. The server's INTERNALDATE is on
+// another clock and in whole seconds, so it is only logged. SMTP mode is
+// therefore the precise one.
+//
+// Clean-up (shared/cases c01): a message that carries a verified probe of
+// this site but could not be taken (a replay, a check this receiver does
+// not know, a null-sender copy) is deleted once the probe's signed start is
+// older than the longest check timeout plus SCOUT_RECEIVER_IMAP_CLEANUP_MARGIN,
+// when first handled or by a sweep every 10 minutes. A probe still in flight
+// is never deleted: a return is taken as soon as it is seen, however fast
+// it came back, and the clean-up looks only at signed ages, never at IMAP
+// dates.
 package receiver

@@ -149,12 +149,16 @@ type running struct {
 	stop   func()
 }
 
-// start runs a Receiver on 127.0.0.1:0 until stop or the end of the test.
+// start runs a Receiver (SMTP mode: on 127.0.0.1:0) until stop or the end
+// of the test.
 func (e *env) start(cfg receiver.Config) *running {
 	e.t.Helper()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		e.t.Fatal(err)
+	var l net.Listener
+	if cfg.Mode != receiver.ModeIMAP {
+		var err error
+		if l, err = net.Listen("tcp", "127.0.0.1:0"); err != nil {
+			e.t.Fatal(err)
+		}
 	}
 	reg := prometheus.NewRegistry()
 	logs := &syncBuffer{}
@@ -186,7 +190,11 @@ func (e *env) start(cfg receiver.Config) *running {
 		})
 	}
 	e.t.Cleanup(stop)
-	return &running{r: r, addr: r.Addr().String(), reg: reg, logs: logs, health: health, stop: stop}
+	run := &running{r: r, reg: reg, logs: logs, health: health, stop: stop}
+	if a := r.Addr(); a != nil {
+		run.addr = a.String()
+	}
+	return run
 }
 
 // send delivers msg from the envelope sender from to rcpt, as an MTA does,

@@ -12,6 +12,7 @@ type metrics struct {
 	bounces       prometheus.Counter
 	storeFailures prometheus.Counter
 	rejected      *prometheus.CounterVec
+	imapDeleted   *prometheus.CounterVec
 	storeSeconds  prometheus.Histogram
 }
 
@@ -30,6 +31,8 @@ func newMetrics(reg prometheus.Registerer, site string) (*metrics, error) {
 			Name: "scout_receiver_store_failures_total", ConstLabels: siteLabel, Help: "Verified returns answered 451 because JetStream did not acknowledge them."}),
 		rejected: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "scout_receiver_rejected_total", ConstLabels: siteLabel, Help: "Recipients and messages refused, by reason."}, []string{"reason"}),
+		imapDeleted: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "scout_receiver_imap_deleted_total", ConstLabels: siteLabel, Help: "Messages deleted from the return mailbox (IMAP mode), by reason: taken (stored as mail.returned) or cleanup (a probe of this site too old to be taken)."}, []string{"reason"}),
 		storeSeconds: prometheus.NewHistogram(prometheus.HistogramOpts{
 			Name: "scout_receiver_store_seconds", ConstLabels: siteLabel, Help: "Time from publishing mail.returned to JetStream's acknowledgement (the 250 waits for it).",
 			Buckets: prometheus.ExponentialBuckets(0.0005, 3, 10)}),
@@ -38,8 +41,10 @@ func newMetrics(reg prometheus.Registerer, site string) (*metrics, error) {
 		ReasonBadSignature, ReasonWrongCustomer, ReasonReplay, ReasonFuture, ReasonTooLarge} {
 		m.rejected.WithLabelValues(r)
 	}
+	m.imapDeleted.WithLabelValues(DeletedTaken)
+	m.imapDeleted.WithLabelValues(DeletedCleanup)
 	if reg != nil {
-		for _, c := range []prometheus.Collector{m.returns, m.duplicates, m.bounces, m.storeFailures, m.rejected, m.storeSeconds} {
+		for _, c := range []prometheus.Collector{m.returns, m.duplicates, m.bounces, m.storeFailures, m.rejected, m.imapDeleted, m.storeSeconds} {
 			if err := reg.Register(c); err != nil {
 				return nil, fmt.Errorf("receiver metrics: %w", err)
 			}

@@ -15,6 +15,7 @@ import (
 	"github.com/emailscout/emailscout/internal/platform"
 	"github.com/emailscout/emailscout/pkg/checks"
 	"github.com/emailscout/emailscout/pkg/events"
+	"github.com/emailscout/emailscout/pkg/imapwatch"
 	"github.com/emailscout/emailscout/pkg/probemail"
 	"github.com/emersion/go-smtp"
 	"github.com/jonboulle/clockwork"
@@ -66,13 +67,16 @@ func (e *StoreError) Unwrap() error { return e.Err }
 
 // Envelope is what the transport knows about one message.
 type Envelope struct {
-	// From is the envelope sender (MAIL FROM); empty for the null sender.
+	// From is the envelope sender (MAIL FROM; in IMAP mode the Return-Path
+	// field); empty for the null sender.
 	From string
-	// Via is "smtp" (or "imap").
+	// Via is ModeSMTP or ModeIMAP.
 	Via string
-	// ReceivedAt is when the whole message was in (monitor clock).
+	// ReceivedAt is when the whole message was in (monitor clock): the end
+	// of the DATA in SMTP mode; in IMAP mode when a scan of the mailbox
+	// first listed the message.
 	ReceivedAt time.Time
-	// Remote is the peer address, for logs.
+	// Remote is the peer address (IMAP: server, mailbox and UID), for logs.
 	Remote string
 }
 
@@ -89,8 +93,11 @@ type Deps struct {
 	Publisher platform.Publisher // must wait for JetStream's ack (platform.JetStreamPublisher)
 	Keyring   *probemail.Keyring // verifies probes (Config.Keyring)
 	// Listener, when set, is served instead of listening on Config.Listen
-	// (`scout dev` and tests pass 127.0.0.1:0). Run closes it.
-	Listener   net.Listener
+	// (`scout dev` and tests pass 127.0.0.1:0). Run closes it. SMTP mode.
+	Listener net.Listener
+	// IMAPTLS verifies the IMAP server's certificate (IMAP mode); nil means
+	// the system roots and SCOUT_RECEIVER_IMAP_SERVER as server name.
+	IMAPTLS    *tls.Config
 	Clock      clockwork.Clock       // nil: the real clock
 	Logger     *slog.Logger          // nil: discard
 	Registerer prometheus.Registerer // nil: no metrics
@@ -103,18 +110,23 @@ type Receiver struct {
 	deps    Deps
 	log     *slog.Logger
 	metrics *metrics
-	returns map[string]bool // lower-case return addresses
-	ln      net.Listener
-	srv     *smtp.Server
+	returns map[string]bool    // lower-case return addresses
+	ln      net.Listener       // SMTP mode
+	srv     *smtp.Server       // SMTP mode
+	watcher *imapwatch.Watcher // IMAP mode
+	// cleanupAge: a verified probe of this site older than this, found in
+	// the mailbox and not taken, is deleted (IMAP mode).
+	cleanupAge time.Duration
 
 	mu       sync.Mutex
 	closing  bool
 	inflight sync.WaitGroup
 }
 
-// New validates cfg and deps, loads the TLS certificate and opens the
-// listener (or takes Deps.Listener), so that Addr is known before Run. Run
-// must be called to serve and release the listener.
+// New validates cfg and deps. In SMTP mode it loads the TLS certificate and
+// opens the listener (or takes Deps.Listener), so that Addr is known before
+// Run; Run must be called to serve and release the listener. In IMAP mode
+// it prepares the mailbox watcher; Run connects.
 func New(cfg Config, deps Deps) (*Receiver, error) {
 	if err := cfg.Validate(); err != nil {
 		return nil, err
@@ -138,6 +150,17 @@ func New(cfg Config, deps Deps) (*Receiver, error) {
 	for _, a := range cfg.ReturnAddresses {
 		r.returns[strings.ToLower(strings.TrimSpace(a))] = true
 	}
+	m, err := newMetrics(deps.Registerer, cfg.Site)
+	if err != nil {
+		return nil, err
+	}
+	r.metrics = m
+	if cfg.Mode == ModeIMAP {
+		if err := r.newWatcher(); err != nil {
+			return nil, err
+		}
+		return r, nil
+	}
 	var tlsConfig *tls.Config
 	if cfg.TLSCert != "" {
 		cert, err := tls.LoadX509KeyPair(cfg.TLSCert, cfg.TLSKey)
@@ -146,11 +169,6 @@ func New(cfg Config, deps Deps) (*Receiver, error) {
 		}
 		tlsConfig = &tls.Config{Certificates: []tls.Certificate{cert}, MinVersion: tls.VersionTLS12}
 	}
-	m, err := newMetrics(deps.Registerer, cfg.Site)
-	if err != nil {
-		return nil, err
-	}
-	r.metrics = m
 	r.srv = r.newServer(tlsConfig)
 	r.ln = deps.Listener
 	if r.ln == nil {
@@ -162,13 +180,29 @@ func New(cfg Config, deps Deps) (*Receiver, error) {
 	return r, nil
 }
 
-// Addr is the address the SMTP server listens on.
-func (r *Receiver) Addr() net.Addr { return r.ln.Addr() }
+// Addr is the address the SMTP server listens on; nil in IMAP mode.
+func (r *Receiver) Addr() net.Addr {
+	if r.ln == nil {
+		return nil
+	}
+	return r.ln.Addr()
+}
 
-// Run serves SMTP until ctx ends. At the end it stops accepting, lets
-// returns being stored finish (at most a few seconds) and closes every
-// connection; an MTA cut off before its 250 retries, so nothing is lost.
+// Run serves SMTP, or watches the mailbox, until ctx ends.
+//
+// SMTP mode: at the end it stops accepting, lets returns being stored
+// finish (at most a few seconds) and closes every connection; an MTA cut
+// off before its 250 retries, so nothing is lost.
+//
+// IMAP mode: it reconnects after any failure with backoff, and returns an
+// error only when the server refuses the first login or the mailbox
+// (naming SCOUT_RECEIVER_IMAP_USER or SCOUT_RECEIVER_IMAP_MAILBOX). A
+// return being stored when ctx ends stays in the mailbox and is taken at
+// the next start.
 func (r *Receiver) Run(ctx context.Context) error {
+	if r.watcher != nil {
+		return r.runIMAP(ctx)
+	}
 	errc := make(chan error, 1)
 	go func() { errc <- r.srv.Serve(r.ln) }()
 	r.deps.Health.Set("smtp", nil)

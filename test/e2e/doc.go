@@ -2,7 +2,15 @@
 // servers: Debian's Postfix and Dovecot, on loopback, built and started by
 // scripts/mailstack.sh. The tests carry the build tag e2e and need root:
 //
-//	go test -tags e2e -v -count=1 ./test/e2e/
+//	go test -tags e2e -v -count=1 -timeout 10m ./test/e2e/
+//
+// reflector_test.go drives scout-reflector through Postfix with a plain
+// go-smtp server as the monitor's side. loop_test.go runs the real sender,
+// receiver and evaluator in this process on an embedded JetStream (wired
+// as `scout dev` wires them) against the same Postfix: the SMTP return
+// path, the IMAP return path through Dovecot, the receiver's port down and
+// up again (a late return), and a forged probe. The suite takes about
+// 30 seconds once the packages are installed.
 //
 // TestMain runs `scripts/mailstack.sh start` itself (it installs the
 // packages when missing and is idempotent) and `scripts/mailstack.sh stop`

@@ -379,12 +379,21 @@ func TestMissingReflectorDefers(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
+			// restore puts the binary back by renaming a fresh copy over it:
+			// writing into it would fail with "text file busy" while a
+			// reflector Postfix started is still running.
 			restore := func() {
 				_ = os.Remove(reflectorBin + ".away")
-				if err := os.WriteFile(reflectorBin, saved, 0o755); err != nil {
+				tmp := reflectorBin + ".restore"
+				if err := os.WriteFile(tmp, saved, 0o755); err != nil {
 					t.Fatal(err)
 				}
-				_ = os.Chmod(reflectorBin, 0o755)
+				if err := os.Chmod(tmp, 0o755); err != nil {
+					t.Fatal(err)
+				}
+				if err := os.Rename(tmp, reflectorBin); err != nil {
+					t.Fatal(err)
+				}
 			}
 			t.Cleanup(restore)
 			if err := tc.breakIt(); err != nil {

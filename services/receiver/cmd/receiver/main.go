@@ -1,7 +1,9 @@
 // Command receiver runs the Email Scout receiver of one site: the SMTP
 // server of the return domain, which verifies returned probes and publishes
-// mail.returned before it answers 250. Configuration comes from the
-// environment (docs/configuration.md).
+// mail.returned before it answers 250, or (SCOUT_RECEIVER_MODE=imap) the
+// watcher of the return mailbox, which deletes a return only after
+// mail.returned is stored. Configuration comes from the environment
+// (docs/configuration.md).
 package main
 
 import (

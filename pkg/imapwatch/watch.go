@@ -1,0 +1,582 @@
+// Package imapwatch watches one IMAP folder and hands each new message to a
+// Handler, which says whether to keep it, delete it, or look at it again
+// later. It is shared by scout-reflector's imap mode (answer each probe, then
+// delete it) and the receiver's IMAP mode (store each returned probe, then
+// delete it).
+//
+// Rules (shared/cases c10, DESIGN "Reflector rules"):
+//
+//   - Messages are found by UID, never by date or a server-side SEARCH:
+//     each scan fetches UIDs from the next one not yet handled
+//     ("UID FETCH n:*", RFC 3501 section 6.4.8) and keeps only UIDs >= n,
+//     since "n:*" also returns the last message when n is past it. A
+//     changed UIDVALIDITY (RFC 3501 section 2.3.1.1) invalidates every
+//     remembered UID: the folder is scanned again from UID 1.
+//   - Only the header is fetched first (BODY.PEEK[HEADER], with RFC822.SIZE
+//     and INTERNALDATE; PEEK leaves \Seen alone). Handler.Want decides from
+//     it whether the whole message is fetched and handed to Handler.Handle.
+//   - Delete flags the message \Deleted and expunges it (UID EXPUNGE when
+//     UIDPLUS, RFC 4315, is offered, else EXPUNGE) at the end of the scan.
+//     The watcher moves past a deleted UID only once the server confirmed
+//     the expunge; if the connection breaks first, the message is handed
+//     over again, so handlers must be idempotent. Keep leaves the message
+//     alone for good (while the UIDVALIDITY lasts). Retry leaves it and
+//     hands it over again at the next scan, which comes at the latest
+//     Config.RetryInterval later, with its first Message.SeenAt.
+//   - A handler that also implements Sweeper is offered, every
+//     Config.SweepInterval, the header of every message that earlier scans
+//     kept, and says which to delete (clean-up of stale messages).
+//   - New mail is awaited with IDLE (RFC 2177), re-issued every
+//     Config.IdleRefresh (the RFC asks clients to re-issue within 29
+//     minutes, and some servers and NAT boxes drop idle connections much
+//     sooner), or by NOOP every Config.PollInterval when the server does
+//     not offer IDLE.
+//   - A lost connection is re-established with exponential backoff
+//     (cenkalti/backoff/v5); the watcher's state survives it.
+package imapwatch
+
+import (
+	"bytes"
+	"cmp"
+	"context"
+	"crypto/tls"
+	"errors"
+	"fmt"
+	"log/slog"
+	"mime"
+	"net"
+	"net/mail"
+	"slices"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/cenkalti/backoff/v5"
+	"github.com/emersion/go-imap/v2"
+	"github.com/emersion/go-imap/v2/imapclient"
+	"github.com/emersion/go-message/charset"
+	"github.com/jonboulle/clockwork"
+)
+
+// TLS modes of Config.TLS.
+const (
+	TLSImplicit = "implicit" // TLS from the first byte (port 993, RFC 8314)
+	TLSStartTLS = "starttls" // STARTTLS (RFC 3501 section 6.2.1)
+	TLSNone     = "none"     // plain text; for loopback servers only
+)
+
+// Config says which folder to watch and how.
+type Config struct {
+	Addr      string      // host:port
+	TLS       string      // one of the TLS modes
+	TLSConfig *tls.Config // nil: ServerName from Addr, system roots
+	Username  string
+	Password  string
+	Folder    string // "INBOX" when empty
+	// IdleRefresh is how long one IDLE runs before it is re-issued (and the
+	// folder scanned again). Zero means 9 minutes.
+	IdleRefresh time.Duration
+	// PollInterval is the scan interval when IDLE is not offered. Zero
+	// means 1 minute.
+	PollInterval time.Duration
+	// RetryInterval bounds the wait before a message the handler answered
+	// Retry is handed over again. Zero means 30 seconds.
+	RetryInterval time.Duration
+	// SweepInterval is how often a Sweeper handler is offered the kept
+	// messages. Zero means 10 minutes.
+	SweepInterval time.Duration
+	// MinBackoff and MaxBackoff bound the wait before a reconnection. Zero
+	// means 1 second and 5 minutes.
+	MinBackoff, MaxBackoff time.Duration
+	// DialTimeout bounds a connection attempt; zero means 30 seconds.
+	DialTimeout time.Duration
+}
+
+// Action is a handler's decision on one message.
+type Action int
+
+const (
+	// Keep leaves the message in the folder and never hands it over again
+	// (until the UIDVALIDITY changes or the watcher is restarted); a
+	// Sweeper sees it in later sweeps.
+	Keep Action = iota
+	// Delete flags the message \Deleted and expunges it.
+	Delete
+	// Retry leaves the message and hands it over again at the next scan,
+	// at the latest Config.RetryInterval later: a temporary failure.
+	Retry
+)
+
+func (a Action) String() string {
+	switch a {
+	case Keep:
+		return "keep"
+	case Delete:
+		return "delete"
+	case Retry:
+		return "retry"
+	}
+	return fmt.Sprintf("Action(%d)", int(a))
+}
+
+// Message is one message of the folder as a scan saw it.
+type Message struct {
+	UID    imap.UID
+	Header []byte // the header section (RFC 5322), CRLF line ends, with the blank line
+	Size   int64  // RFC822.SIZE in bytes
+	// InternalDate is the server's INTERNALDATE (RFC 3501 section 2.3.3):
+	// usually the delivery time, on the server's clock, in whole seconds.
+	InternalDate time.Time
+	// SeenAt is the watcher's clock when a scan first listed the message
+	// (the FETCH response arrived): the message was in the folder by then.
+	// A message handed over again after Retry keeps its first SeenAt.
+	SeenAt time.Time
+}
+
+// ReturnPath reads the envelope sender the delivering server recorded in
+// the Return-Path field (RFC 5321 section 4.4): "" for the null sender
+// "<>"; ok is false when the field is absent.
+func (m *Message) ReturnPath() (addr string, ok bool) {
+	msg, err := mail.ReadMessage(bytes.NewReader(m.Header))
+	if err != nil {
+		return "", false
+	}
+	v, ok := msg.Header["Return-Path"]
+	if !ok || len(v) == 0 {
+		return "", false
+	}
+	return strings.Trim(strings.TrimSpace(v[0]), "<>"), true
+}
+
+// Handler decides on the messages of the folder. Calls come from one
+// goroutine, one message at a time, in UID order.
+type Handler interface {
+	// Want decides from the header alone whether the message concerns the
+	// handler. false keeps it (Keep) without fetching the rest.
+	Want(m *Message) bool
+	// Handle decides on a message Want accepted; msg is the whole message
+	// as stored (BODY.PEEK[]). ctx ends when the watcher stops.
+	Handle(ctx context.Context, m *Message, msg []byte) Action
+}
+
+// Sweeper is implemented by a Handler that cleans up: every
+// Config.SweepInterval it is offered the header of each message that an
+// earlier scan kept, and returns true for those to delete.
+type Sweeper interface {
+	Sweep(m *Message) bool
+}
+
+// ErrRejected is wrapped by Run's error when the server refused the login
+// or the folder before any session succeeded: a configuration error.
+var ErrRejected = errors.New("IMAP server refused")
+
+// Watcher watches one folder. Its state (the folder's UIDVALIDITY, the
+// next UID to look at, messages waiting for a retry) lives as long as the
+// Watcher, across reconnections.
+type Watcher struct {
+	cfg     Config
+	h       Handler
+	sweeper Sweeper // h, when it is one
+	clock   clockwork.Clock
+	log     *slog.Logger
+
+	uidValidity uint32
+	next        imap.UID
+	kept        map[imap.UID]bool      // UIDs >= next kept while an earlier one waits for a retry
+	firstSeen   map[imap.UID]time.Time // SeenAt of messages waiting for a retry
+	retryAt     time.Time              // zero: no retry pending
+	lastSweep   time.Time
+	connected   bool // a session reached SELECT once
+
+	mu     sync.Mutex
+	status error
+}
+
+// New returns a Watcher. It fails when cfg cannot work.
+func New(cfg Config, h Handler, clock clockwork.Clock, log *slog.Logger) (*Watcher, error) {
+	if _, _, err := net.SplitHostPort(cfg.Addr); err != nil {
+		return nil, fmt.Errorf("imap address %q: %w", cfg.Addr, err)
+	}
+	switch cfg.TLS {
+	case TLSImplicit, TLSStartTLS, TLSNone:
+	default:
+		return nil, fmt.Errorf("imap tls mode %q is not implicit, starttls or none", cfg.TLS)
+	}
+	if cfg.Folder == "" {
+		cfg.Folder = "INBOX"
+	}
+	def := func(d *time.Duration, v time.Duration) {
+		if *d <= 0 {
+			*d = v
+		}
+	}
+	def(&cfg.IdleRefresh, 9*time.Minute)
+	def(&cfg.PollInterval, time.Minute)
+	def(&cfg.RetryInterval, 30*time.Second)
+	def(&cfg.SweepInterval, 10*time.Minute)
+	def(&cfg.MinBackoff, time.Second)
+	def(&cfg.MaxBackoff, 5*time.Minute)
+	def(&cfg.DialTimeout, 30*time.Second)
+	if clock == nil {
+		clock = clockwork.NewRealClock()
+	}
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	w := &Watcher{cfg: cfg, h: h, clock: clock, log: log, next: 1,
+		kept: map[imap.UID]bool{}, firstSeen: map[imap.UID]time.Time{},
+		lastSweep: clock.Now(), status: errors.New("not connected yet")}
+	w.sweeper, _ = h.(Sweeper)
+	return w, nil
+}
+
+// Status is nil while a session watches the folder, else why not (for
+// readiness checks). It is safe for concurrent use.
+func (w *Watcher) Status() error {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	return w.status
+}
+
+func (w *Watcher) setStatus(err error) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	w.status = err
+}
+
+// Run watches until ctx ends, reconnecting with backoff, and then returns
+// nil. It returns early only with an error wrapping ErrRejected, when the
+// very first session's LOGIN or SELECT is refused (wrong password, no such
+// folder); later refusals are retried like any failure.
+func (w *Watcher) Run(ctx context.Context) error {
+	b := backoff.NewExponentialBackOff()
+	b.InitialInterval = w.cfg.MinBackoff
+	b.MaxInterval = w.cfg.MaxBackoff
+	defer w.setStatus(errors.New("stopped"))
+	for {
+		err := w.session(ctx, b)
+		if ctx.Err() != nil {
+			return nil
+		}
+		w.setStatus(fmt.Errorf("IMAP session ended: %w", err))
+		if errors.Is(err, ErrRejected) && !w.connected {
+			return err
+		}
+		wait := b.NextBackOff()
+		w.log.Warn("IMAP session ended; reconnecting", "err", err, "in", wait)
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-w.clock.After(wait):
+		}
+	}
+}
+
+// session runs one connection: login, select, then scan and wait until
+// something fails.
+func (w *Watcher) session(ctx context.Context, b backoff.BackOff) error {
+	updates := make(chan struct{}, 1)
+	notify := func() {
+		select {
+		case updates <- struct{}{}:
+		default:
+		}
+	}
+	c, err := w.dial(&imapclient.Options{
+		WordDecoder: &mime.WordDecoder{CharsetReader: charset.Reader},
+		Dialer:      &net.Dialer{Timeout: w.cfg.DialTimeout},
+		UnilateralDataHandler: &imapclient.UnilateralDataHandler{
+			Mailbox: func(d *imapclient.UnilateralDataMailbox) {
+				if d.NumMessages != nil {
+					notify()
+				}
+			},
+		},
+	})
+	if err != nil {
+		return fmt.Errorf("connect to %s: %w", w.cfg.Addr, err)
+	}
+	defer c.Close()
+	stop := context.AfterFunc(ctx, func() { _ = c.Close() })
+	defer stop()
+
+	if err := c.WaitGreeting(); err != nil {
+		return fmt.Errorf("greeting: %w", err)
+	}
+	if c.Caps().Has(imap.CapLoginDisabled) {
+		return fmt.Errorf("%w the login: LOGINDISABLED (use TLS)", ErrRejected)
+	}
+	if err := c.Login(w.cfg.Username, w.cfg.Password).Wait(); err != nil {
+		return rejected("login as "+w.cfg.Username, err)
+	}
+	caps, err := c.Capability().Wait()
+	if err != nil {
+		return fmt.Errorf("capability: %w", err)
+	}
+	sel, err := c.Select(w.cfg.Folder, nil).Wait()
+	if err != nil {
+		return rejected("select "+w.cfg.Folder, err)
+	}
+	if sel.UIDValidity != w.uidValidity {
+		if w.uidValidity != 0 {
+			w.log.Warn("UIDVALIDITY changed: every remembered UID is void; scanning the folder again",
+				"folder", w.cfg.Folder, "old", w.uidValidity, "new", sel.UIDValidity)
+		}
+		w.uidValidity, w.next = sel.UIDValidity, 1
+		clear(w.kept)
+		clear(w.firstSeen)
+		w.retryAt = time.Time{}
+	}
+	w.connected = true
+	w.setStatus(nil)
+	b.Reset()
+	idle, uidplus := caps.Has(imap.CapIdle), caps.Has(imap.CapUIDPlus)
+	w.log.Info("watching", "server", w.cfg.Addr, "folder", w.cfg.Folder, "messages", sel.NumMessages,
+		"uidvalidity", sel.UIDValidity, "idle", idle, "uidplus", uidplus)
+	// imapclient updates c.Mailbox() just after Select's Wait returns:
+	// the first scan goes by the SELECT response.
+	empty := sel.NumMessages == 0
+	for {
+		if mb := c.Mailbox(); mb != nil {
+			empty = mb.NumMessages == 0
+		}
+		if !empty {
+			if err := w.scan(ctx, c, uidplus); err != nil {
+				return err
+			}
+		}
+		if w.sweeper != nil && !w.clock.Now().Before(w.lastSweep.Add(w.cfg.SweepInterval)) {
+			if !empty {
+				if err := w.sweep(c, uidplus); err != nil {
+					return err
+				}
+			}
+			w.lastSweep = w.clock.Now()
+		}
+		empty = false
+		wait := w.cfg.PollInterval
+		if idle {
+			wait = w.cfg.IdleRefresh
+		}
+		now := w.clock.Now()
+		if !w.retryAt.IsZero() {
+			wait = min(wait, max(w.retryAt.Sub(now), time.Millisecond))
+		}
+		if w.sweeper != nil {
+			wait = min(wait, max(w.lastSweep.Add(w.cfg.SweepInterval).Sub(now), time.Millisecond))
+		}
+		if idle {
+			err = w.idle(ctx, c, updates, wait)
+		} else {
+			err = w.poll(ctx, c, wait)
+		}
+		if err != nil {
+			return err
+		}
+	}
+}
+
+func (w *Watcher) dial(opts *imapclient.Options) (*imapclient.Client, error) {
+	host, _, _ := net.SplitHostPort(w.cfg.Addr)
+	tc := w.cfg.TLSConfig
+	if tc == nil {
+		tc = &tls.Config{ServerName: host, MinVersion: tls.VersionTLS12}
+	}
+	opts.TLSConfig = tc
+	switch w.cfg.TLS {
+	case TLSImplicit:
+		return imapclient.DialTLS(w.cfg.Addr, opts)
+	case TLSStartTLS:
+		return imapclient.DialStartTLS(w.cfg.Addr, opts)
+	}
+	return imapclient.DialInsecure(w.cfg.Addr, opts)
+}
+
+// rejected classifies a refused command (a tagged NO or BAD) as ErrRejected.
+func rejected(what string, err error) error {
+	var ie *imap.Error
+	if errors.As(err, &ie) {
+		return fmt.Errorf("%w %s: %w", ErrRejected, what, err)
+	}
+	return fmt.Errorf("%s: %w", what, err)
+}
+
+// idle waits in IDLE for new mail, for d, or for the end.
+func (w *Watcher) idle(ctx context.Context, c *imapclient.Client, updates <-chan struct{}, d time.Duration) error {
+	cmd, err := c.Idle()
+	if err != nil {
+		return fmt.Errorf("idle: %w", err)
+	}
+	t := w.clock.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-updates:
+	case <-t.Chan():
+	case <-ctx.Done():
+		return ctx.Err()
+	case <-c.Closed():
+		return errors.New("connection closed during IDLE")
+	}
+	if err := cmd.Close(); err != nil {
+		return fmt.Errorf("idle done: %w", err)
+	}
+	if err := cmd.Wait(); err != nil {
+		return fmt.Errorf("idle: %w", err)
+	}
+	return nil
+}
+
+// poll waits d, then asks for news with NOOP.
+func (w *Watcher) poll(ctx context.Context, c *imapclient.Client, d time.Duration) error {
+	select {
+	case <-w.clock.After(d):
+	case <-ctx.Done():
+		return ctx.Err()
+	case <-c.Closed():
+		return errors.New("connection closed")
+	}
+	if err := c.Noop().Wait(); err != nil {
+		return fmt.Errorf("noop: %w", err)
+	}
+	return nil
+}
+
+var headerSection = &imap.FetchItemBodySection{Specifier: imap.PartSpecifierHeader, Peek: true}
+
+// fetchHeaders fetches UID, size, internal date and header of set, in UID
+// order, and the clock when they arrived.
+func (w *Watcher) fetchHeaders(c *imapclient.Client, set imap.UIDSet) ([]*imapclient.FetchMessageBuffer, time.Time, error) {
+	msgs, err := c.Fetch(set, &imap.FetchOptions{UID: true, RFC822Size: true, InternalDate: true,
+		BodySection: []*imap.FetchItemBodySection{headerSection}}).Collect()
+	if err != nil {
+		return nil, time.Time{}, fmt.Errorf("fetch headers %s: %w", set, err)
+	}
+	now := w.clock.Now()
+	slices.SortFunc(msgs, func(a, b *imapclient.FetchMessageBuffer) int { return cmp.Compare(a.UID, b.UID) })
+	return msgs, now, nil
+}
+
+func message(m *imapclient.FetchMessageBuffer, seenAt time.Time) *Message {
+	return &Message{UID: m.UID, Header: m.FindBodySection(headerSection), Size: m.RFC822Size,
+		InternalDate: m.InternalDate, SeenAt: seenAt}
+}
+
+// scan hands over every message from UID w.next on. The caller skips it
+// when the folder is empty ("n:*" names no message then).
+func (w *Watcher) scan(ctx context.Context, c *imapclient.Client, uidplus bool) error {
+	msgs, now, err := w.fetchHeaders(c, imap.UIDSet{imap.UIDRange{Start: w.next, Stop: 0}}) // next:*
+	if err != nil {
+		return err
+	}
+	var del imap.UIDSet
+	next := w.next
+	held := false // a message waits for a retry: next stays at it
+	firstSeen := map[imap.UID]time.Time{}
+	for _, m := range msgs {
+		if m.UID < w.next {
+			continue // "n:*" with n past the last UID returns the last message
+		}
+		act := Keep
+		if !w.kept[m.UID] {
+			seenAt, ok := w.firstSeen[m.UID]
+			if !ok {
+				seenAt = now
+			}
+			act = w.handle(ctx, c, message(m, seenAt))
+			if ctx.Err() != nil {
+				return ctx.Err()
+			}
+			if act == Retry {
+				firstSeen[m.UID] = seenAt
+			}
+		}
+		switch act {
+		case Delete:
+			del.AddNum(m.UID)
+		case Retry:
+			held = true
+		case Keep:
+			if held {
+				w.kept[m.UID] = true
+			}
+		}
+		if !held {
+			next = m.UID + 1
+		}
+	}
+	if len(del) > 0 {
+		if err := w.delete(c, del, uidplus); err != nil {
+			return err
+		}
+	}
+	w.next = next
+	w.firstSeen = firstSeen
+	for uid := range w.kept {
+		if uid < next {
+			delete(w.kept, uid)
+		}
+	}
+	w.retryAt = time.Time{}
+	if held {
+		w.retryAt = now.Add(w.cfg.RetryInterval)
+	}
+	return nil
+}
+
+// handle fetches what the handler wants of one message and asks it.
+func (w *Watcher) handle(ctx context.Context, c *imapclient.Client, m *Message) Action {
+	if !w.h.Want(m) {
+		return Keep
+	}
+	body := &imap.FetchItemBodySection{Peek: true}
+	full, err := c.Fetch(imap.UIDSetNum(m.UID), &imap.FetchOptions{UID: true, BodySection: []*imap.FetchItemBodySection{body}}).Collect()
+	if err != nil || len(full) != 1 {
+		w.log.Warn("cannot fetch the message; trying again later", "uid", m.UID, "err", err)
+		return Retry
+	}
+	return w.h.Handle(ctx, m, full[0].FindBodySection(body))
+}
+
+// sweep offers the Sweeper every message below w.next (handled and kept
+// by earlier scans) and deletes those it names.
+func (w *Watcher) sweep(c *imapclient.Client, uidplus bool) error {
+	if w.next <= 1 {
+		return nil
+	}
+	msgs, now, err := w.fetchHeaders(c, imap.UIDSet{imap.UIDRange{Start: 1, Stop: w.next - 1}})
+	if err != nil {
+		return err
+	}
+	var del imap.UIDSet
+	for _, m := range msgs {
+		if m.UID < w.next && w.sweeper.Sweep(message(m, now)) {
+			del.AddNum(m.UID)
+		}
+	}
+	w.log.Debug("swept", "messages", len(msgs), "deleting", del.String())
+	if len(del) == 0 {
+		return nil
+	}
+	return w.delete(c, del, uidplus)
+}
+
+// delete flags the messages \Deleted and expunges them: UID EXPUNGE of just
+// these UIDs with UIDPLUS; plain EXPUNGE otherwise (which also removes
+// messages another client flagged \Deleted, as that client asked).
+func (w *Watcher) delete(c *imapclient.Client, uids imap.UIDSet, uidplus bool) error {
+	store := &imap.StoreFlags{Op: imap.StoreFlagsAdd, Silent: true, Flags: []imap.Flag{imap.FlagDeleted}}
+	if err := c.Store(uids, store, nil).Close(); err != nil {
+		return fmt.Errorf("store \\Deleted %s: %w", uids, err)
+	}
+	var err error
+	if uidplus {
+		err = c.UIDExpunge(uids).Close()
+	} else {
+		err = c.Expunge().Close()
+	}
+	if err != nil {
+		return fmt.Errorf("expunge %s: %w", uids, err)
+	}
+	w.log.Debug("deleted", "uids", uids.String(), "uid_expunge", uidplus)
+	return nil
+}
