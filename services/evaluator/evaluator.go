@@ -54,6 +54,24 @@ type Config struct {
 	AttemptTTL time.Duration `env:"SCOUT_EVALUATOR_ATTEMPT_TTL" envDefault:"48h"`
 }
 
+// Validate reports settings that can never work, naming their variables.
+func (c Config) Validate() error {
+	var errs []error
+	if c.Settle < 0 {
+		errs = append(errs, fmt.Errorf("SCOUT_EVALUATOR_SETTLE=%v must not be negative", c.Settle))
+	}
+	if c.SubmitGrace < 0 {
+		errs = append(errs, fmt.Errorf("SCOUT_EVALUATOR_SUBMIT_GRACE=%v must not be negative", c.SubmitGrace))
+	}
+	if c.Failover < 0 {
+		errs = append(errs, fmt.Errorf("SCOUT_EVALUATOR_FAILOVER=%v must not be negative", c.Failover))
+	}
+	if c.Workers < 0 {
+		errs = append(errs, fmt.Errorf("SCOUT_EVALUATOR_WORKERS=%d must not be negative", c.Workers))
+	}
+	return errors.Join(errs...)
+}
+
 // Deps are the evaluator's collaborators.
 type Deps struct {
 	Checks     *checks.File
@@ -104,8 +122,8 @@ func New(cfg Config, deps Deps) (*Evaluator, error) {
 	if cfg.AttemptTTL <= 0 {
 		cfg.AttemptTTL = 48 * time.Hour
 	}
-	if cfg.Settle < 0 || cfg.SubmitGrace < 0 {
-		return nil, errors.New("evaluator: SCOUT_EVALUATOR_SETTLE and SCOUT_EVALUATOR_SUBMIT_GRACE must not be negative")
+	if err := cfg.Validate(); err != nil {
+		return nil, fmt.Errorf("evaluator: %w", err)
 	}
 	return &Evaluator{
 		cfg: cfg, deps: deps, pub: deps.Publisher,

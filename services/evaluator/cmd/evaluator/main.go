@@ -4,24 +4,13 @@ package main
 
 import (
 	"context"
-	"fmt"
 	"io"
-	"os"
-	"os/signal"
-	"syscall"
 
 	"github.com/emailscout/emailscout/internal/platform"
 	"github.com/emailscout/emailscout/services/evaluator"
 )
 
-func main() {
-	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
-	defer stop()
-	if err := run(ctx, os.Args[1:], os.Getenv, os.Stdout); err != nil {
-		fmt.Fprintln(os.Stderr, "evaluator:", err)
-		os.Exit(1)
-	}
-}
+func main() { platform.Main("evaluator", run) }
 
 func run(ctx context.Context, _ []string, getenv func(string) string, stdout io.Writer) error {
 	type env struct {
@@ -30,6 +19,9 @@ func run(ctx context.Context, _ []string, getenv func(string) string, stdout io.
 	}
 	cfg, err := platform.LoadEnv[env](getenv)
 	if err != nil {
+		return err
+	}
+	if err := cfg.Config.Validate(); err != nil {
 		return err
 	}
 	rt, err := platform.Start(ctx, cfg.Base, "evaluator", stdout)

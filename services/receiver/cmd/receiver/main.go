@@ -8,24 +8,13 @@ package main
 
 import (
 	"context"
-	"fmt"
 	"io"
-	"os"
-	"os/signal"
-	"syscall"
 
 	"github.com/emailscout/emailscout/internal/platform"
 	"github.com/emailscout/emailscout/services/receiver"
 )
 
-func main() {
-	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
-	defer stop()
-	if err := run(ctx, os.Args[1:], os.Getenv, os.Stdout); err != nil {
-		fmt.Fprintln(os.Stderr, "receiver:", err)
-		os.Exit(1)
-	}
-}
+func main() { platform.Main("receiver", run) }
 
 func run(ctx context.Context, _ []string, getenv func(string) string, stdout io.Writer) error {
 	type env struct {

@@ -5,25 +5,14 @@ package main
 
 import (
 	"context"
-	"fmt"
 	"io"
-	"os"
-	"os/signal"
-	"syscall"
 
 	"github.com/emailscout/emailscout/internal/platform"
 	"github.com/emailscout/emailscout/services/recorder"
 	"github.com/prometheus/client_golang/prometheus"
 )
 
-func main() {
-	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
-	defer stop()
-	if err := run(ctx, os.Args[1:], os.Getenv, os.Stdout); err != nil {
-		fmt.Fprintln(os.Stderr, "recorder:", err)
-		os.Exit(1)
-	}
-}
+func main() { platform.Main("recorder", run) }
 
 func run(ctx context.Context, _ []string, getenv func(string) string, stdout io.Writer) error {
 	type env struct {
