@@ -23,7 +23,14 @@ func init() {
 					fmt.Fprintf(out, "%-24s %-10s %-28s sites=%v interval=%v timeout=%v slow=%v retries=%d quorum=%d/%d\n",
 						c.ID, c.Kind, c.Where(), c.Sites, c.Interval, c.Timeout, c.Slow, c.Retries, c.EffectiveQuorum(), len(c.Sites))
 				}
-				fmt.Fprintf(out, "%s: %d checks OK\n", args[0], len(f.Checks))
+				for _, w := range f.Warnings {
+					fmt.Fprintf(out, "warning: %s\n", w)
+				}
+				fmt.Fprintf(out, "%s: %d checks OK", args[0], len(f.Checks))
+				if len(f.Warnings) > 0 {
+					fmt.Fprintf(out, " (%d warnings)", len(f.Warnings))
+				}
+				fmt.Fprintln(out)
 				return nil
 			},
 		}

@@ -115,6 +115,9 @@ func Start(ctx context.Context, base Base, name string, stdout io.Writer) (*Runt
 	if err != nil {
 		return nil, err
 	}
+	for _, w := range f.Warnings {
+		log.Warn("check file", "warning", w.Error())
+	}
 	nc, js, err := Connect(ctx, base.NATSURL, "scout-"+name, log)
 	if err != nil {
 		return nil, err

@@ -221,7 +221,11 @@ func (c *Check) HasSite(site string) bool {
 
 // File is a loaded check definition file.
 type File struct {
-	Path   string   // as given to Load (for messages)
+	// Warnings are settings that work but are probably not what was meant
+	// (a quorum larger than the sites, a check nobody is told about), one
+	// *Error each; services log them at start, check-config prints them.
+	Warnings []*Error
+	Path     string // as given to Load (for messages)
 	Sites  []string // the file's "sites"
 	Checks []*Check // in file order
 
@@ -301,43 +305,40 @@ func Load(path string) (*File, error) {
 	return Parse(path, data)
 }
 
-// Parse validates data as a check file; name is used in messages.
+// Parse validates data as a check file; name is used in messages. Every
+// problem is reported at once: unknown keys and values of the wrong type
+// do not hide the validation of everything else.
 func Parse(name string, data []byte) (*File, error) {
 	var raw rawFile
 	dec := yaml.NewDecoder(bytes.NewReader(data))
 	dec.KnownFields(true)
+	var decodeErrs []error
+	pos := positionsOf(data)
 	if err := dec.Decode(&raw); err != nil {
-		if errors.Is(err, io.EOF) {
+		var te *yaml.TypeError
+		switch {
+		case errors.Is(err, io.EOF):
 			return nil, &Error{File: name, Msg: "the file is empty"}
+		case errors.As(err, &te):
+			// yaml.v3 decodes all it can before it reports type errors.
+			decodeErrs = decodeErrors(name, te, pos)
+		default:
+			return nil, yamlErrors(name, err)
 		}
-		return nil, yamlErrors(name, err)
 	}
 	var extra yaml.Node
 	if err := dec.Decode(&extra); !errors.Is(err, io.EOF) {
 		return nil, &Error{File: name, Line: extra.Line, Msg: "only one YAML document is allowed"}
 	}
-	return raw.resolve(name, checkLines(data))
-}
-
-// checkLines returns the line on which each item of the top-level "checks"
-// sequence starts. The strict decode above has already accepted data.
-func checkLines(data []byte) []int {
-	var doc yaml.Node
-	if err := yaml.Unmarshal(data, &doc); err != nil || len(doc.Content) == 0 {
-		return nil
-	}
-	root := doc.Content[0]
-	for i := 0; i+1 < len(root.Content); i += 2 {
-		if root.Content[i].Value != "checks" {
-			continue
+	f, err := raw.resolve(name, pos)
+	if err != nil || len(decodeErrs) > 0 {
+		all := decodeErrs
+		if err != nil {
+			all = append(all, err.(interface{ Unwrap() []error }).Unwrap()...)
 		}
-		var lines []int
-		for _, item := range root.Content[i+1].Content {
-			lines = append(lines, item.Line)
-		}
-		return lines
+		return nil, errors.Join(sortErrors(all)...)
 	}
-	return nil
+	return f, nil
 }
 
 // yamlErrors turns yaml.v3's "line N: ..." messages into *Error values.
@@ -380,17 +381,21 @@ func splitLine(m string) (int, string, bool) {
 type Duration struct {
 	D    time.Duration
 	Line int
+	// Invalid: the value did not parse (already reported); defaults apply.
+	Invalid bool
 }
 
 // UnmarshalYAML implements yaml.Unmarshaler.
 func (d *Duration) UnmarshalYAML(n *yaml.Node) error {
 	d.Line = n.Line
 	if n.Kind != yaml.ScalarNode {
-		return fmt.Errorf("line %d: a duration such as 30s or 20m is expected", n.Line)
+		d.Invalid = true
+		return typeError("line %d: a duration such as 30s or 20m is expected", n.Line)
 	}
 	v, err := time.ParseDuration(n.Value)
 	if err != nil {
-		return fmt.Errorf("line %d: %q is not a duration such as 30s or 20m", n.Line, n.Value)
+		d.Invalid = true
+		return typeError("line %d: %q is not a duration such as 30s or 20m", n.Line, n.Value)
 	}
 	d.D = v
 	return nil
@@ -418,13 +423,16 @@ func (t *text) UnmarshalYAML(n *yaml.Node) error {
 type Int struct {
 	N    int
 	Line int
+	// Invalid: the value did not parse (already reported); defaults apply.
+	Invalid bool
 }
 
 // UnmarshalYAML implements yaml.Unmarshaler.
 func (i *Int) UnmarshalYAML(n *yaml.Node) error {
 	i.Line = n.Line
 	if err := n.Decode(&i.N); err != nil {
-		return fmt.Errorf("line %d: %q is not a whole number", n.Line, n.Value)
+		i.Invalid = true
+		return typeError("line %d: %q is not a whole number", n.Line, n.Value)
 	}
 	return nil
 }
@@ -479,7 +487,7 @@ var (
 	envName = regexp.MustCompile(`^[A-Za-z_][A-Za-z0-9_]*$`)
 )
 
-func (r *rawFile) resolve(name string, lines []int) (*File, error) {
+func (r *rawFile) resolve(name string, pos positions) (*File, error) {
 	f := &File{Path: name, Sites: r.Sites, byID: map[string]*Check{}}
 	var errs []error
 	add := func(line int, check, field, format string, args ...any) {
@@ -496,10 +504,10 @@ func (r *rawFile) resolve(name string, lines []int) (*File, error) {
 	firstLine := map[string]int{}
 	for i := range r.Checks {
 		rc := &r.Checks[i]
-		if i < len(lines) {
-			rc.line = lines[i]
+		if i < len(pos.checks) {
+			rc.line = pos.checks[i].line
 		}
-		c, cerrs := rc.resolve(name, i, r)
+		c, cerrs := rc.resolve(name, i, r, pos)
 		errs = append(errs, cerrs...)
 		if rc.ID != "" {
 			if prev, dup := firstLine[rc.ID]; dup {
@@ -511,6 +519,7 @@ func (r *rawFile) resolve(name string, lines []int) (*File, error) {
 		if c == nil {
 			continue
 		}
+		f.Warnings = append(f.Warnings, warnings(name, c, i, pos)...)
 		f.byID[c.ID] = c
 		f.Checks = append(f.Checks, c)
 	}
@@ -520,10 +529,13 @@ func (r *rawFile) resolve(name string, lines []int) (*File, error) {
 	return f, nil
 }
 
-func (rc *rawCheck) resolve(name string, index int, file *rawFile) (*Check, []error) {
+func (rc *rawCheck) resolve(name string, index int, file *rawFile, pos positions) (*Check, []error) {
 	var errs []error
 	id := rc.ID
 	add := func(line int, field, format string, args ...any) {
+		if line == 0 {
+			line = pos.line(index, field)
+		}
 		if line == 0 {
 			line = rc.line
 		}
@@ -708,7 +720,7 @@ func (rc *rawCheck) service(kind string, add func(line int, field, format string
 	}
 
 	s.Port = DefaultPort(kind, s.TLS)
-	if r.Port != nil {
+	if r.Port != nil && !r.Port.Invalid {
 		s.Port = r.Port.N
 		if s.Port < 1 || s.Port > 65535 {
 			add(r.Port.Line, "port", "must be between 1 and 65535, got %d", s.Port)
@@ -738,7 +750,7 @@ func (rc *rawCheck) service(kind string, add func(line int, field, format string
 		s.ExpectGreeting = re
 	}
 
-	if r.CertWarningDays != nil {
+	if r.CertWarningDays != nil && !r.CertWarningDays.Invalid {
 		s.CertWarningDays = r.CertWarningDays.N
 		switch {
 		case s.CertWarningDays < 0 || s.CertWarningDays > 365:
@@ -775,25 +787,47 @@ func validHost(h string) bool {
 	return true
 }
 
+// warnings returns the doubtful settings of a valid check.
+func warnings(name string, c *Check, index int, pos positions) []*Error {
+	var out []*Error
+	warn := func(field, format string, args ...any) {
+		line := pos.line(index, field)
+		if line == 0 {
+			line = c.Line
+		}
+		out = append(out, &Error{File: name, Line: line, Check: c.ID, Field: field, Msg: fmt.Sprintf(format, args...)})
+	}
+	if c.Quorum > len(c.Sites) {
+		warn("quorum", "%d is capped at the check's %d site(s): %d must agree", c.Quorum, len(c.Sites), len(c.Sites))
+	}
+	if len(c.Contacts) == 0 && !c.Canary {
+		warn("contacts", "none: incidents are recorded and published, but nobody is sent a message")
+	}
+	if c.Interval < c.Timeout {
+		warn("interval", "%v is shorter than timeout %v: attempts of consecutive slots overlap", c.Interval, c.Timeout)
+	}
+	return out
+}
+
 func merge(base Settings, layers ...rawSettings) Settings {
 	s := base
 	for _, l := range layers {
-		if l.Interval != nil {
+		if l.Interval != nil && !l.Interval.Invalid {
 			s.Interval = l.Interval.D
 		}
-		if l.Timeout != nil {
+		if l.Timeout != nil && !l.Timeout.Invalid {
 			s.Timeout = l.Timeout.D
 		}
-		if l.Slow != nil {
+		if l.Slow != nil && !l.Slow.Invalid {
 			s.Slow = l.Slow.D
 		}
-		if l.RetryDelay != nil {
+		if l.RetryDelay != nil && !l.RetryDelay.Invalid {
 			s.RetryDelay = l.RetryDelay.D
 		}
-		if l.Retries != nil {
+		if l.Retries != nil && !l.Retries.Invalid {
 			s.Retries = l.Retries.N
 		}
-		if l.Quorum != nil {
+		if l.Quorum != nil && !l.Quorum.Invalid {
 			s.Quorum = l.Quorum.N
 		}
 	}

@@ -171,3 +171,35 @@ func TestDefaultPort(t *testing.T) {
 		})
 	}
 }
+
+func TestWarnings(t *testing.T) {
+	f, err := Parse("w.yaml", []byte(`sites: [a, b]
+checks:
+  - id: lonely
+    customer: acme
+    kind: roundtrip
+    target: p@acme.example
+    quorum: 3
+    interval: 5m
+  - id: fine
+    customer: acme
+    kind: roundtrip
+    target: q@acme.example
+    contacts: [{name: Ops, phone: "+15555550100"}]
+`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var got []string
+	for _, w := range f.Warnings {
+		got = append(got, w.Error())
+	}
+	want := []string{
+		`w.yaml:7: check "lonely": quorum: 3 is capped at the check's 2 site(s): 2 must agree`,
+		`w.yaml:3: check "lonely": contacts: none: incidents are recorded and published, but nobody is sent a message`,
+		`w.yaml:8: check "lonely": interval: 5m0s is shorter than timeout 10m0s: attempts of consecutive slots overlap`,
+	}
+	if strings.Join(got, "\n") != strings.Join(want, "\n") {
+		t.Errorf("warnings:\n%s\nwant:\n%s", strings.Join(got, "\n"), strings.Join(want, "\n"))
+	}
+}
