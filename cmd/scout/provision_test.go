@@ -2,7 +2,6 @@ package main
 
 import (
 	"bytes"
-	"context"
 	"fmt"
 	"net"
 	"net/url"
@@ -243,21 +242,25 @@ func startCluster(t *testing.T, n int) []string {
 		}
 		urls[i] = s.ClientURL()
 	}
-	js := jetStream(t, urls[0])
+	// Placing a stream with replicas n needs a meta leader that has heard
+	// from every peer, and every server current with the meta group.
 	deadline := time.Now().Add(30 * time.Second)
 	for {
-		// The account info answers once the meta group has a leader;
-		// before, a request may go unanswered.
-		ctx, cancel := context.WithTimeout(natstest.Context(t), time.Second)
-		_, err := js.AccountInfo(ctx)
-		cancel()
-		if err == nil {
+		ready := true
+		leaderSeesAll := false
+		for _, s := range servers {
+			ready = ready && s.JetStreamIsCurrent()
+			if s.JetStreamIsLeader() && len(s.JetStreamClusterPeers()) == n {
+				leaderSeesAll = true
+			}
+		}
+		if ready && leaderSeesAll {
 			return urls
 		}
 		if time.Now().After(deadline) {
-			t.Fatalf("the JetStream cluster elected no meta leader in 30s: %v", err)
+			t.Fatal("the JetStream cluster did not form in 30s")
 		}
-		time.Sleep(100 * time.Millisecond)
+		time.Sleep(50 * time.Millisecond)
 	}
 }
 
