@@ -225,9 +225,9 @@ type File struct {
 	// (a quorum larger than the sites, a check nobody is told about), one
 	// *Error each; services log them at start, check-config prints them.
 	Warnings []*Error
-	Path     string // as given to Load (for messages)
-	Sites  []string // the file's "sites"
-	Checks []*Check // in file order
+	Path     string   // as given to Load (for messages)
+	Sites    []string // the file's "sites"
+	Checks   []*Check // in file order
 
 	byID map[string]*Check
 }
