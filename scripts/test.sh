@@ -43,6 +43,7 @@ if want clickhouse; then
   step "ClickHouse suite (recorder against Debian's clickhouse-server)"
   ./scripts/clickhouse.sh install
   go test -race -count=1 -tags integration -timeout 10m ./services/recorder/...
+  go test -race -count=1 -tags integration -run ProvisionClickHouse ./cmd/scout/
 fi
 if want e2e; then
   need_root "Postfix + Dovecot"
