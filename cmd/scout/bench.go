@@ -126,15 +126,15 @@ func runBench(ctx context.Context, o benchOptions, stdout io.Writer) error {
 		return err
 	}
 	fig.Ratio = fig.PipelineTestsPerSec / (fig.RawMsgsPerSecond / 2)
-	fmt.Fprintf(stdout, "  %.0f round-trip tests/s (%d ok, %d not ok, %.1fs); round trip p50 %.1f ms, p99 %.1f ms\n",
+	fmt.Fprintf(stdout, "  %.0f round-trip tests/s (%d ok, %d not ok, %.1fs); round trip p50 %.1f ms, p99 %.1f ms (queueing included: all tests start at once)\n",
 		fig.PipelineTestsPerSec, fig.OK, fig.NotOK, fig.PipelineSeconds, fig.RoundTripP50MS, fig.RoundTripP99MS)
 	fmt.Fprintf(stdout, "\nraw SMTP:                  %8.0f messages/s\n", fig.RawMsgsPerSecond)
 	fmt.Fprintf(stdout, "pipeline:                  %8.0f round-trip tests/s\n", fig.PipelineTestsPerSec)
 	verdict := "meets"
 	if fig.Ratio < 0.5 {
-		verdict = "BELOW"
+		verdict = "below"
 	}
-	fmt.Fprintf(stdout, "ratio pipeline/(raw/2):    %8.2f (%s the goal of 0.5)\n", fig.Ratio, verdict)
+	fmt.Fprintf(stdout, "ratio pipeline/(raw/2):    %8.2f (%s the design goal of 0.5; a figure, not a pass/fail test: it moves with the machine's load)\n", fig.Ratio, verdict)
 	fmt.Fprintf(stdout, "monitor-added latency (end of DATA at the receiver -> check.result stored): p50 %.1f ms, p99 %.1f ms (%d samples)\n",
 		fig.LatencyP50MS, fig.LatencyP99MS, fig.MonitorLatencySamples)
 	if o.jsonPath != "" {

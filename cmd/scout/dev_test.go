@@ -77,7 +77,7 @@ func TestDevServiceChecks(t *testing.T) {
 	if n := count(after, `acme-smtp +t-[ab] +#1 +ok +total_ms=[0-9.]+ TLS1\.3 cert 89d$`); n < 2 {
 		t.Errorf("%d ok acme-smtp lines after the break, want at least one per site", n)
 	}
-	if !regexp.MustCompile(`INCIDENT RESOLVED acme-smtp  after \d+s: [12] of 2 sites answer again`).MatchString(after) {
+	if !regexp.MustCompile(`INCIDENT RESOLVED acme-smtp  outage \d+s \(since the first failed attempt\), open \d+s: [12] of 2 sites answer again`).MatchString(after) {
 		t.Error("after the break ended, no resolution of the acme-smtp incident")
 	}
 	if strings.Count(s, "INCIDENT OPEN") != 1 || strings.Contains(s, "monitor_error") {

@@ -107,7 +107,8 @@ func (p *printer) event(subject string, data []byte) {
 		p.mu.Lock()
 		p.resolved++
 		p.mu.Unlock()
-		p.line("INCIDENT RESOLVED %s  after %v: %s  [%s]", r.CheckID, r.ResolvedAt.Sub(r.OpenedAt).Round(time.Second), r.Reason, r.IncidentID)
+		p.line("INCIDENT RESOLVED %s  outage %v (since the first failed attempt), open %v: %s  [%s]", r.CheckID,
+			r.ResolvedAt.Sub(r.Since).Round(time.Second), r.ResolvedAt.Sub(r.OpenedAt).Round(time.Second), r.Reason, r.IncidentID)
 	case events.SubjectMonitorHealth:
 		var h events.MonitorHealthEvent
 		if json.Unmarshal(data, &h) != nil {
