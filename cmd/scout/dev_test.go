@@ -14,6 +14,7 @@ import (
 // demo mail server and its reflector) with the repository's dev check file:
 // probes go out, come back and become ok verdicts, and it exits 0.
 func TestDevRoundTrips(t *testing.T) {
+	t.Parallel() // each run has its own data directory, NATS and ports
 	var out bytes.Buffer
 	err := run(context.Background(), []string{"dev", "--checks", "../../deploy/dev/checks.yaml", "--data-dir", t.TempDir(),
 		"--duration", "12s", "--http", ""}, os.Getenv, &out)
@@ -43,6 +44,7 @@ func TestDevRoundTrips(t *testing.T) {
 // whose reason names SMTP, the phase and the reply; IMAP and POP3 stay ok.
 // When the break ends, SMTP passes again and the incident resolves.
 func TestDevServiceChecks(t *testing.T) {
+	t.Parallel() // each run has its own data directory, NATS and ports
 	var out bytes.Buffer
 	err := run(context.Background(), []string{"dev", "--checks", "testdata/service-checks.yaml", "--data-dir", t.TempDir(),
 		"--break", "acme-smtp", "--break-for", "7s", "--duration", "14s", "--http", ""}, os.Getenv, &out)
@@ -93,6 +95,7 @@ func TestDevServiceChecks(t *testing.T) {
 // at the other site, an incident opens and the SMS text is shown; when the
 // break ends the incident resolves with its SMS.
 func TestDevBreakShowsIncident(t *testing.T) {
+	t.Parallel() // each run has its own data directory, NATS and ports
 	var out bytes.Buffer
 	start := time.Now()
 	err := run(context.Background(), []string{"dev", "--checks", "testdata/fast-checks.yaml", "--data-dir", t.TempDir(),

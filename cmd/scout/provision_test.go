@@ -70,7 +70,7 @@ func TestProvisionCreatesThenChangesNothing(t *testing.T) {
 		"stream SCOUT: created (replicas 1, max age 7d, file storage)",
 		"kv scout_evaluator: created (replicas 1, max age unlimited, file storage, history 1)",
 		"kv scout_incidents: created (replicas 1, max age unlimited, file storage, history 5)",
-		"kv scout_notifications: created (replicas 1, max age unlimited, file storage, history 1)",
+		"kv scout_notifications: created (replicas 1, max age 90d, file storage, history 1)",
 		"clickhouse: skipped (no --clickhouse and no SCOUT_CLICKHOUSE_DSN)",
 	} {
 		if !strings.Contains(out, want+"\n") {
