@@ -25,7 +25,7 @@ build:
 	mkdir -p bin
 	CGO_ENABLED=0 $(GO) build -o bin/ ./cmd/scout ./cmd/scout-reflector ./services/scheduler/cmd/scheduler \
 		./services/sender/cmd/sender ./services/receiver/cmd/receiver ./services/evaluator/cmd/evaluator \
-		./services/notifier/cmd/notifier
+		./services/notifier/cmd/notifier ./services/recorder/cmd/recorder
 
 vet:
 	$(GO) vet work
