@@ -22,9 +22,9 @@ func init() {
 
 // probeOptions are the flags of `scout probe`.
 type probeOptions struct {
-	keys, keyFile, keyID      string
-	check, to, returnTo, site string
-	attempt                   int
+	keys, keyFile, keyID, customer string
+	check, to, returnTo, site      string
+	attempt                        int
 }
 
 // newProbeCmd is `scout probe`: it writes one signed probe message
@@ -45,7 +45,8 @@ with the return address --return, started now, attempt 1. Pipe it into
 or save it and feed it to the .forward program by hand.
 
 The key is the first one of --keys (default $SCOUT_PROBE_KEYS) or of the key
-file (customer:keyid:secret lines, # comments allowed); --key-id picks another.
+file (customer:keyid:secret lines, # comments allowed); --customer picks the
+key that signs that customer's probes (its first), --key-id a key by its id.
 A reflector answers the probe only if it has that key and the probe is
 addressed to its mailbox: the signature covers the To address.`,
 		Example: `  scout keygen acme > keys
@@ -65,6 +66,7 @@ addressed to its mailbox: the signature covers the To address.`,
 	f.StringVar(&o.keys, "keys", getenv("SCOUT_PROBE_KEYS"), "probe keys, customer:keyid:base64-secret entries separated by ; , or new lines (default $SCOUT_PROBE_KEYS)")
 	f.StringVar(&o.keyFile, "key-file", "", "file of probe keys, one customer:keyid:base64-secret per line, # comments (the reflector's key file)")
 	f.StringVar(&o.keyID, "key-id", "", "sign with this key id (default: the first key listed)")
+	f.StringVar(&o.customer, "customer", "", "sign with this customer's signing key, its first one listed (default: the first key listed)")
 	f.StringVar(&o.check, "check", "", "check id of the probe, [a-z0-9_-]{1,63} (required)")
 	f.StringVar(&o.to, "to", "", "the probe mailbox, user@domain: the reflector's mailbox (required)")
 	f.StringVar(&o.returnTo, "return", "", "the signed return address, user@domain: where the reflector sends the reflection (required)")
@@ -109,13 +111,25 @@ func (o probeOptions) build(cmd *cobra.Command, started time.Time, rnd io.Reader
 	if err != nil {
 		return nil, fmt.Errorf("%s: %w", source, err)
 	}
-	id := o.keyID
-	if id == "" {
-		id = ring.IDs()[0]
-	}
-	key, ok := ring.Lookup(id)
-	if !ok {
-		return nil, fmt.Errorf("--key-id %q is not in %s (it has %s)", id, source, strings.Join(ring.IDs(), ", "))
+	var key probemail.Key
+	switch {
+	case o.keyID != "":
+		k, ok := ring.Lookup(o.keyID)
+		if !ok {
+			return nil, fmt.Errorf("--key-id %q is not in %s (it has %s)", o.keyID, source, strings.Join(ring.IDs(), ", "))
+		}
+		if o.customer != "" && k.Customer != o.customer {
+			return nil, fmt.Errorf("--key-id %q belongs to customer %q, not --customer %q", o.keyID, k.Customer, o.customer)
+		}
+		key = k
+	case o.customer != "":
+		k, err := ring.SigningKey(o.customer)
+		if err != nil {
+			return nil, fmt.Errorf("--customer: %w in %s", err, source)
+		}
+		key = k
+	default:
+		key, _ = ring.Lookup(ring.IDs()[0])
 	}
 	testID, err := events.NewTestID(rnd)
 	if err != nil {

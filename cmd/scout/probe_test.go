@@ -17,6 +17,7 @@ import (
 const (
 	probeKeyA = "acme:acme-2026:AQEBAQEBAQEBAQEBAQEBAQEBAQEBAQEBAQEBAQEBAQE="
 	probeKeyB = "acme:acme-2027:AgICAgICAgICAgICAgICAgICAgICAgICAgICAgICAgI="
+	probeKeyG = "globex:globex-1:AwMDAwMDAwMDAwMDAwMDAwMDAwMDAwMDAwMDAwMDAwM="
 )
 
 var probeNow = time.Date(2026, 11, 29, 12, 0, 0, 123_000_000, time.UTC)
@@ -54,8 +55,10 @@ func TestProbeVerifies(t *testing.T) {
 		{"key file with comments: its first key", nil, append([]string{"--key-file", keyFile}, common...), "acme-2026", "manual"},
 		{"--keys and --key-id", nil, append([]string{"--keys", probeKeyA + ";" + probeKeyB, "--key-id", "acme-2027", "--site", "eu-west"}, common...), "acme-2027", "eu-west"},
 		{"$SCOUT_PROBE_KEYS by default", map[string]string{"SCOUT_PROBE_KEYS": probeKeyB}, common, "acme-2027", "manual"},
+		{"--customer: its signing key among other customers'", map[string]string{"SCOUT_PROBE_KEYS": probeKeyG + "," + probeKeyA + "," + probeKeyB},
+			append([]string{"--customer", "acme"}, common...), "acme-2026", "manual"},
 	}
-	ring, err := probemail.ParseKeys(probeKeyA + "\n" + probeKeyB)
+	ring, err := probemail.ParseKeys(probeKeyA + "\n" + probeKeyB + "\n" + probeKeyG)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -122,6 +125,8 @@ func TestProbeRefuses(t *testing.T) {
 		{"missing key file", nil, append([]string{"--check", "acme-rt", "--key-file", keyFile + ".gone"}, addr...), "--key-file: open"},
 		{"bad key list from the environment", map[string]string{"SCOUT_PROBE_KEYS": "acme:k1"}, append([]string{"--check", "acme-rt"}, addr...), "SCOUT_PROBE_KEYS: invalid probe key list: entry 1"},
 		{"unknown key id", nil, append([]string{"--check", "acme-rt", "--key-file", keyFile, "--key-id", "acme-1999"}, addr...), `--key-id "acme-1999" is not in --key-file ` + keyFile + " (it has acme-2026)"},
+		{"unknown customer", nil, append([]string{"--check", "acme-rt", "--key-file", keyFile, "--customer", "globex"}, addr...), `--customer: no probe signing key for customer "globex" in --key-file`},
+		{"key id of another customer", map[string]string{"SCOUT_PROBE_KEYS": probeKeyA + ";" + probeKeyG}, append([]string{"--check", "acme-rt", "--key-id", "globex-1", "--customer", "acme"}, addr...), `--key-id "globex-1" belongs to customer "globex", not --customer "acme"`},
 		{"check id with a dot", nil, append([]string{"--check", "acme.rt", "--keys", probeKeyA}, addr...), `--check "acme.rt" is not [a-z0-9_-]{1,63}`},
 		{"to with a display name", nil, []string{"--check", "acme-rt", "--keys", probeKeyA, "--to", "Web Scout <webscout@acme.example>", "--return", "r@monitor.example"}, "is not a plain address"},
 		{"attempt 0", nil, append([]string{"--check", "acme-rt", "--keys", probeKeyA, "--attempt", "0"}, addr...), "a=0"},
