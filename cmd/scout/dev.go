@@ -84,7 +84,7 @@ after a while, so the resolution shows too.`,
 	f.StringArrayVar(&o.breaks, "break", nil, "break this check at the demo server: swallow its probes, refuse its service checks (repeatable)")
 	f.DurationVar(&o.breakFor, "break-for", 0, "end the --break after this long (0: for the whole run)")
 	f.IntVar(&o.natsPort, "nats-port", -1, "NATS client port on 127.0.0.1 (-1: any free port)")
-	f.StringVar(&o.httpAddr, "http", "127.0.0.1:9090", "/metrics, /healthz and /readyz of the whole process (empty: none)")
+	f.StringVar(&o.httpAddr, "http", "127.0.0.1:9090", "/metrics, /healthz and /readyz of the whole process (127.0.0.1:0: any free port; empty: none)")
 	f.StringVar(&o.clickhouse, "clickhouse", getenv("SCOUT_CLICKHOUSE_DSN"), "record history into this ClickHouse (clickhouse://127.0.0.1:9000/default); default $SCOUT_CLICKHOUSE_DSN")
 	f.BoolVar(&o.verbose, "verbose", false, "write the services' JSON logs to stderr instead of the log file")
 	return cmd
