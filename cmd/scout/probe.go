@@ -49,7 +49,7 @@ file (customer:keyid:secret lines, # comments allowed); --customer picks the
 key that signs that customer's probes (its first), --key-id a key by its id.
 A reflector answers the probe only if it has that key and the probe is
 addressed to its mailbox: the signature covers the To address.`,
-		Example: `  scout keygen acme > keys
+		Example: `  (umask 077; scout keygen acme > keys)    # mode 0600: scout-reflector refuses a key file others can read
   scout probe --key-file keys --check acme-roundtrip --to webscout@acme.example \
       --return scout@eu-west.return.test | scout-reflector check --key-file "$PWD/keys"`,
 		Args: cobra.NoArgs,
