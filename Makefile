@@ -20,10 +20,10 @@ unit:
 bench:
 	$(GO) run ./cmd/scout bench
 
-## build: static binaries of every command into ./bin
+## build: static binaries of every command into ./bin (GOOS=linux GOARCH=arm64 make build cross-compiles)
 build:
 	mkdir -p bin
-	CGO_ENABLED=0 $(GO) build -o bin/ ./cmd/scout ./cmd/scout-reflector ./services/scheduler/cmd/scheduler \
+	CGO_ENABLED=0 $(GO) build -trimpath -ldflags "-s -w" -o bin/ ./cmd/scout ./cmd/scout-reflector ./services/scheduler/cmd/scheduler \
 		./services/sender/cmd/sender ./services/receiver/cmd/receiver ./services/evaluator/cmd/evaluator \
 		./services/notifier/cmd/notifier ./services/recorder/cmd/recorder
 

@@ -5,6 +5,7 @@ import (
 	"bytes"
 	"fmt"
 	"io"
+	"net/mail"
 	"strings"
 	"text/tabwriter"
 	"time"
@@ -22,10 +23,11 @@ func runCheck(cfg *resolved, e env, path, sender string, senderSet bool) error {
 		fmt.Fprintln(e.stderr, "scout-reflector check:", err)
 		return exitError{code: exitIgnored}
 	}
+	source := "from --sender"
 	if !senderSet {
-		sender = reflector.UnknownSender
+		sender, source = reflector.UnknownSender, ""
 		if v, ok := e.lookupEnv(envSender); ok {
-			sender = v
+			sender, source = v, "from $SENDER"
 		}
 	}
 	d := reflector.New(reflectorConfig(cfg), nil, nil, e.now).Decide(msg, sender)
@@ -37,14 +39,17 @@ func runCheck(cfg *resolved, e env, path, sender string, senderSet bool) error {
 			d.Detail = "recorded in " + cfg.StateDir + " (delete the file named " + d.Probe.TestID + " to answer it again)"
 		}
 	}
-	printDecision(e.stdout, cfg, d, msg, sender, e.now())
+	printDecision(e.stdout, cfg, d, msg, sender, source, e.now())
 	if d.Action != reflector.ActionReflect {
 		return exitError{code: exitIgnored}
 	}
 	return nil
 }
 
-func printDecision(out io.Writer, cfg *resolved, d reflector.Decision, msg []byte, sender string, now time.Time) {
+// printDecision prints the decision d on msg. sender is the envelope
+// sender given to Decide (reflector.UnknownSender when not known) and
+// source where it came from ("$SENDER", "--sender", or "" when unknown).
+func printDecision(out io.Writer, cfg *resolved, d reflector.Decision, msg []byte, sender, source string, now time.Time) {
 	w := tabwriter.NewWriter(out, 0, 4, 2, ' ', 0)
 	defer w.Flush()
 	line := func(k, format string, a ...any) { fmt.Fprintf(w, "%s:\t%s\n", k, fmt.Sprintf(format, a...)) }
@@ -55,13 +60,21 @@ func printDecision(out io.Writer, cfg *resolved, d reflector.Decision, msg []byt
 	if d.Detail != "" {
 		line("detail", "%s", d.Detail)
 	}
-	switch sender {
-	case reflector.UnknownSender:
-		line("envelope sender", "unknown ($SENDER not set; read from the mbox From line when there is one)")
-	case "":
-		line("envelope sender", "<> (a bounce)")
+	if d.Reason == reflector.ReasonBadSignature {
+		line("why", "%s", signatureDiagnosis(cfg, msg))
+	}
+	if sender == reflector.UnknownSender {
+		if s, ok := reflector.MboxSender(msg); ok {
+			sender, source = s, "read from the mbox From line; $SENDER not set"
+		}
+	}
+	switch {
+	case sender == reflector.UnknownSender:
+		line("envelope sender", "unknown ($SENDER not set and no mbox From line: bounces are recognised by the header From only)")
+	case sender == "":
+		line("envelope sender", "<> (a bounce; %s)", source)
 	default:
-		line("envelope sender", "%s", sender)
+		line("envelope sender", "%s (%s)", sender, source)
 	}
 	p := d.Probe
 	verified := p.TestID != ""
@@ -114,4 +127,54 @@ func authNote(cfg *resolved) string {
 		return ""
 	}
 	return ", AUTH as " + cfg.SMTP.Username
+}
+
+// signatureDiagnosis tells why a probe header that names a known key does
+// not verify. The signature covers the probe's To address (pkg/probemail),
+// so a probe verified against the configured mailboxes fails when it was
+// sent to another mailbox; verifying it against the message's own To
+// addresses tells that case from a probe changed on the way or signed with
+// another secret under the same key id, which HMAC cannot tell apart.
+func signatureDiagnosis(cfg *resolved, msg []byte) string {
+	ret, err := probemail.ParseReturned(msg)
+	if err != nil {
+		return "the message cannot be read: " + err.Error()
+	}
+	to := headerTo(msg)
+	if len(cfg.Mailboxes) > 0 {
+		for _, addr := range to {
+			if _, _, err := probemail.Verify(ret.HeaderValue, addr, cfg.keys); err == nil {
+				return fmt.Sprintf("this probe is addressed to %s, another mailbox than %s (the signature covers the To address):"+
+					" it verifies for %s; add that mailbox (--mailbox) if this reflector answers for it",
+					addr, strings.Join(cfg.Mailboxes, ", "), addr)
+			}
+		}
+	}
+	if len(to) == 0 {
+		return "the message has no To address, and the signature covers the probe's To address"
+	}
+	either := ""
+	if len(cfg.Mailboxes) > 0 {
+		either = " either"
+	}
+	return fmt.Sprintf("the signature does not verify for the probe's own To (%s)%s: the probe was changed on the way"+
+		" (a rewritten To or X-Scout-Probe field), or it was signed with another secret under the same key id"+
+		" (compare the key file's line with Email Scout's)", strings.Join(to, ", "), either)
+}
+
+// headerTo returns the addresses of msg's To field, lower case.
+func headerTo(msg []byte) []string {
+	m, err := mail.ReadMessage(bytes.NewReader(probemail.StripMboxFrom(msg)))
+	if err != nil {
+		return nil
+	}
+	list, err := m.Header.AddressList("To")
+	if err != nil {
+		return nil
+	}
+	var out []string
+	for _, a := range list {
+		out = append(out, strings.ToLower(a.Address))
+	}
+	return out
 }

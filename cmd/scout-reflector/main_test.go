@@ -382,6 +382,88 @@ func TestCheck(t *testing.T) {
 	}
 }
 
+// TestCheckEnvelopeSender: check says where the envelope sender came from,
+// and reads the mbox From line when $SENDER is not set.
+func TestCheckEnvelopeSender(t *testing.T) {
+	probe := probeMsg(t, "hhhhhhhhhhhhhhhhhhhhhhhh", newKey, now)
+	mbox := func(from string) []byte { return append([]byte("From "+from+"  Sun Nov 29 11:59:58 2026\n"), probe...) }
+	cases := []struct {
+		name  string
+		msg   []byte
+		vars  map[string]string
+		extra []string
+		want  string
+		code  int
+	}{
+		{"$SENDER", probe, sender(ret), nil, "envelope sender: " + ret + " (from $SENDER)\n", 0},
+		{"--sender wins over $SENDER", probe, sender("x@y.example"), []string{"--sender", ret}, "envelope sender: " + ret + " (from --sender)\n", 0},
+		{"empty $SENDER: a bounce", probe, sender(""), nil, "envelope sender: <> (a bounce; from $SENDER)\n", exitIgnored},
+		{"mbox From line, no $SENDER", mbox(ret), nil, nil, "envelope sender: " + ret + " (read from the mbox From line; $SENDER not set)\n", 0},
+		{"mbox From MAILER-DAEMON", mbox("MAILER-DAEMON"), nil, nil, "envelope sender: MAILER-DAEMON (read from the mbox From line; $SENDER not set)\n", exitIgnored},
+		{"neither", probe, nil, nil, "envelope sender: unknown ($SENDER not set and no mbox From line: bounces are recognised by the header From only)\n", 0},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			f := newFixture(t, 0)
+			r := f.run(tc.msg, tc.vars, append([]string{"check", "--key-file", f.keyFile}, tc.extra...)...)
+			if r.code != tc.code || !strings.Contains(squash(r.stdout), squash(tc.want)) {
+				t.Errorf("exit %d (want %d), output lacks %q:\n%s", r.code, tc.code, tc.want, r.stdout)
+			}
+		})
+	}
+}
+
+// TestCheckSignatureDiagnosis: a probe that does not verify for the
+// configured mailbox is told apart from a probe that does not verify at
+// all (changed on the way, or another secret under the same key id).
+func TestCheckSignatureDiagnosis(t *testing.T) {
+	forged := probeMsg(t, "iiiiiiiiiiiiiiiiiiiiiiii", probemail.Key{ID: newKey.ID, Customer: "acme", Secret: probemail.Secret(bytes.Repeat([]byte{9}, 32))}, now)
+	good := probeMsg(t, "iiiiiiiiiiiiiiiiiiiiiiii", newKey, now)
+	retargeted := bytes.Replace(good, []byte("To: <"+mailbox+">"), []byte("To: <other@acme.example>"), 1)
+	if bytes.Equal(retargeted, good) {
+		t.Fatal("the probe's To line was not found")
+	}
+	cases := []struct {
+		name  string
+		msg   []byte
+		extra []string
+		want  []string
+		not   string
+	}{
+		{"addressed to another mailbox", good, []string{"--mailbox", "other@acme.example"}, []string{
+			"reason: " + reflector.ReasonBadSignature,
+			"why: this probe is addressed to " + mailbox + ", another mailbox than other@acme.example (the signature covers the To address): it verifies for " + mailbox,
+			"probe (unverified): test iiiiiiiiiiiiiiiiiiiiiiii"}, "changed on the way"},
+		{"another secret under a known key id", forged, nil, []string{
+			"why: the signature does not verify for the probe's own To (" + mailbox + "): the probe was changed on the way",
+			"signed with another secret under the same key id"}, "addressed to"},
+		{"another secret, with --mailbox", forged, []string{"--mailbox", mailbox}, []string{
+			"the signature does not verify for the probe's own To (" + mailbox + ") either: the probe was changed"}, "addressed to"},
+		{"To rewritten on the way", retargeted, nil, []string{
+			"the signature does not verify for the probe's own To (other@acme.example): the probe was changed on the way (a rewritten To"}, "addressed to"},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			f := newFixture(t, 0)
+			r := f.run(tc.msg, sender(ret), append([]string{"check", "--key-file", f.keyFile}, tc.extra...)...)
+			if r.code != exitIgnored {
+				t.Errorf("exit %d, want %d", r.code, exitIgnored)
+			}
+			for _, w := range tc.want {
+				if !strings.Contains(squash(r.stdout), squash(w)) {
+					t.Errorf("output lacks %q", w)
+				}
+			}
+			if strings.Contains(r.stdout, tc.not) {
+				t.Errorf("output says %q", tc.not)
+			}
+			if t.Failed() {
+				t.Logf("output:\n%s", r.stdout)
+			}
+		})
+	}
+}
+
 func TestConfigErrors(t *testing.T) {
 	cases := []struct {
 		name  string
@@ -529,4 +611,9 @@ func TestLogFileKeepsStdoutAndStderrEmpty(t *testing.T) {
 	if fi, _ := os.Stat(logFile); fi.Mode().Perm() != 0o600 {
 		t.Errorf("log file mode %v", fi.Mode().Perm())
 	}
+}
+
+// squash collapses runs of spaces (tabwriter's column padding).
+func squash(s string) string {
+	return regexp.MustCompile(` +`).ReplaceAllString(s, " ")
 }

@@ -84,7 +84,7 @@ after a while, so the resolution shows too.`,
 	f.StringArrayVar(&o.breaks, "break", nil, "break this check at the demo server: swallow its probes, refuse its service checks (repeatable)")
 	f.DurationVar(&o.breakFor, "break-for", 0, "end the --break after this long (0: for the whole run)")
 	f.IntVar(&o.natsPort, "nats-port", -1, "NATS client port on 127.0.0.1 (-1: any free port)")
-	f.StringVar(&o.httpAddr, "http", "127.0.0.1:9090", "/metrics, /healthz and /readyz of the whole process (empty: none)")
+	f.StringVar(&o.httpAddr, "http", "127.0.0.1:9090", "/metrics, /healthz and /readyz of the whole process (127.0.0.1:0: any free port; empty: none)")
 	f.StringVar(&o.clickhouse, "clickhouse", getenv("SCOUT_CLICKHOUSE_DSN"), "record history into this ClickHouse (clickhouse://127.0.0.1:9000/default); default $SCOUT_CLICKHOUSE_DSN")
 	f.BoolVar(&o.verbose, "verbose", false, "write the services' JSON logs to stderr instead of the log file")
 	return cmd
@@ -102,6 +102,16 @@ func runDev(ctx context.Context, o devOptions, stdout io.Writer) error {
 		if f.Lookup(b) == nil {
 			return fmt.Errorf("--break %s: no such check in %s", b, o.checksFile)
 		}
+	}
+	// The HTTP port first: a port already taken (another scout dev, a
+	// service on 9090) is reported before anything starts or is printed.
+	var httpLn net.Listener
+	if o.httpAddr != "" {
+		httpLn, err = net.Listen("tcp", o.httpAddr)
+		if err != nil {
+			return fmt.Errorf("--http %s: %w (pass --http 127.0.0.1:0 for any free port, or --http \"\" for no HTTP server)", o.httpAddr, err)
+		}
+		defer httpLn.Close()
 	}
 	if o.dataDir == "" {
 		cache, err := os.UserCacheDir()
@@ -167,7 +177,7 @@ func runDev(ctx context.Context, o devOptions, stdout io.Writer) error {
 	}
 	pr := newPrinter(stdout, f)
 	w := &devWorld{opts: o, checks: f, js: js, nc: nc, log: log, keys: keys, reg: prometheus.NewRegistry(), health: platform.NewHealth(), out: pr,
-		services: services}
+		services: services, httpLn: httpLn}
 	w.reg.MustRegister(collectors.NewGoCollector())
 
 	fmt.Fprintf(stdout, "Email Scout dev: %d checks at %d sites (%s); NATS %s; logs %s\n",
@@ -199,6 +209,9 @@ func runDev(ctx context.Context, o devOptions, stdout io.Writer) error {
 		if len(refused) > 0 {
 			fmt.Fprintf(stdout, "  demo server refuses the service checks %s %s\n", strings.Join(refused, ", "), until)
 		}
+	}
+	if httpLn != nil {
+		fmt.Fprintf(stdout, "  /metrics, /healthz and /readyz on http://%s\n", httpLn.Addr())
 	}
 	if o.clickhouse == "" {
 		fmt.Fprintln(stdout, "  history is off (no --clickhouse): results are not recorded")
@@ -257,6 +270,33 @@ type devWorld struct {
 	// services are the demo server's SMTP, IMAP and POP3 sides for service
 	// checks (nil in the benchmark).
 	services *demoServices
+	// httpLn serves /metrics, /healthz and /readyz (nil: none).
+	httpLn net.Listener
+}
+
+// breakEndNote says what changes when --break-for ends: the probes of a
+// round-trip check flow again, a service check answers normally again.
+func breakEndNote(f *checks.File, breaks []string) string {
+	var swallowed, refused []string
+	for _, b := range breaks {
+		if c := f.Lookup(b); c != nil && c.Kind != events.KindRoundTrip {
+			refused = append(refused, b)
+		} else {
+			swallowed = append(swallowed, b)
+		}
+	}
+	var parts []string
+	if len(swallowed) > 0 {
+		parts = append(parts, "the probes of "+strings.Join(swallowed, ", ")+" flow again")
+	}
+	switch len(refused) {
+	case 0:
+	case 1:
+		parts = append(parts, refused[0]+" answers normally again")
+	default:
+		parts = append(parts, strings.Join(refused, ", ")+" answer normally again")
+	}
+	return strings.Join(parts, "; ")
 }
 
 // returnAddress is the return address of a site in dev (.test is reserved
@@ -308,7 +348,7 @@ func (w *devWorld) run(ctx context.Context) error {
 				if w.services != nil {
 					w.services.unbreak()
 				}
-				w.out.note("demo server: the probes of %s flow again", strings.Join(w.opts.breaks, ", "))
+				w.out.note("demo server: %s", breakEndNote(w.checks, w.opts.breaks))
 			}
 			return nil
 		})
@@ -366,9 +406,9 @@ func (w *devWorld) run(ctx context.Context) error {
 			g.Go(func() error { return rec.Run(ctx) })
 		}
 		g.Go(func() error { return w.out.follow(ctx, w.js) })
-		if w.opts.httpAddr != "" {
+		if w.httpLn != nil {
 			g.Go(func() error {
-				return platform.ServeHTTP(ctx, w.opts.httpAddr, platform.HTTPHandler(w.health, w.reg), 5*time.Second, w.log)
+				return platform.ServeListener(ctx, w.httpLn, platform.HTTPHandler(w.health, w.reg), 5*time.Second, w.log)
 			})
 		}
 	}

@@ -3,11 +3,15 @@ package main
 import (
 	"bytes"
 	"context"
+	"net"
 	"os"
+	"path/filepath"
 	"regexp"
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/emailscout/emailscout/pkg/checks"
 )
 
 // TestDevRoundTrips runs `scout dev` (every service, embedded NATS, the
@@ -52,7 +56,7 @@ func TestDevServiceChecks(t *testing.T) {
 		t.Fatalf("scout dev: %v\n%s", err, out.String())
 	}
 	s := out.String()
-	flow := strings.Index(s, "-- demo server: the probes of acme-smtp flow again")
+	flow := strings.Index(s, "-- demo server: acme-smtp answers normally again")
 	if flow < 0 {
 		t.Fatalf("the break never ended:\n%s", s)
 	}
@@ -141,5 +145,56 @@ func TestDevRefusesUnknownBreak(t *testing.T) {
 	err := run(context.Background(), []string{"dev", "--checks", "testdata/fast-checks.yaml", "--data-dir", t.TempDir(), "--break", "nope"}, os.Getenv, &bytes.Buffer{})
 	if err == nil || !strings.Contains(err.Error(), "--break nope: no such check") {
 		t.Errorf("err = %v", err)
+	}
+}
+
+// TestDevHTTPPortTaken: a --http port already in use stops scout dev before
+// it prints anything or starts a service, with the way out in the message.
+func TestDevHTTPPortTaken(t *testing.T) {
+	taken, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer taken.Close()
+	var out bytes.Buffer
+	dataDir := filepath.Join(t.TempDir(), "dev")
+	err = run(context.Background(), []string{"dev", "--checks", "testdata/fast-checks.yaml", "--data-dir", dataDir,
+		"--http", taken.Addr().String(), "--duration", "5s"}, os.Getenv, &out)
+	if err == nil {
+		t.Fatalf("scout dev ran with its HTTP port taken:\n%s", out.String())
+	}
+	for _, want := range []string{"--http " + taken.Addr().String() + ": ", "address already in use", "--http 127.0.0.1:0", `--http ""`} {
+		if !strings.Contains(err.Error(), want) {
+			t.Errorf("error %q lacks %q", err, want)
+		}
+	}
+	if out.Len() != 0 {
+		t.Errorf("printed before failing:\n%s", out.String())
+	}
+	if _, err := os.Stat(dataDir); err == nil {
+		t.Error("created the data directory before failing")
+	}
+}
+
+func TestBreakEndNote(t *testing.T) {
+	f, err := checks.Load("../../deploy/dev/checks.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	cases := []struct {
+		breaks []string
+		want   string
+	}{
+		{[]string{"acme-roundtrip"}, "the probes of acme-roundtrip flow again"},
+		{[]string{"acme-smtp"}, "acme-smtp answers normally again"},
+		{[]string{"acme-imap", "acme-pop3"}, "acme-imap, acme-pop3 answer normally again"},
+		{[]string{"acme-roundtrip", "acme-smtp"}, "the probes of acme-roundtrip flow again; acme-smtp answers normally again"},
+	}
+	for _, tc := range cases {
+		t.Run(strings.Join(tc.breaks, "+"), func(t *testing.T) {
+			if got := breakEndNote(f, tc.breaks); got != tc.want {
+				t.Errorf("breakEndNote(%v) = %q, want %q", tc.breaks, got, tc.want)
+			}
+		})
 	}
 }

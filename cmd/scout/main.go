@@ -1,6 +1,8 @@
 // Command scout is Email Scout's operator tool: `scout dev` runs the whole
-// system on one machine, `scout check-config` validates a check file, and
-// the other subcommands query a running installation.
+// system on one machine, `scout check-config` validates a check file,
+// `scout keygen` makes a probe key and `scout probe` a signed probe (to test
+// a reflector), and the other subcommands measure (bench) or query a
+// running installation (history).
 package main
 
 import (

@@ -87,6 +87,13 @@ func ServeHTTP(ctx context.Context, addr string, handler http.Handler, shutdownT
 	if err != nil {
 		return fmt.Errorf("http listen %s: %w", addr, err)
 	}
+	return ServeListener(ctx, l, handler, shutdownTimeout, log)
+}
+
+// ServeListener is ServeHTTP on a listener the caller opened, so that a
+// port already taken is reported before anything else starts; it serves
+// until ctx ends and closes l.
+func ServeListener(ctx context.Context, l net.Listener, handler http.Handler, shutdownTimeout time.Duration, log *slog.Logger) error {
 	srv := &http.Server{Handler: handler, ReadHeaderTimeout: 10 * time.Second}
 	log.Info("http listening", "addr", l.Addr().String())
 	errc := make(chan error, 1)

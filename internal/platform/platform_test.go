@@ -4,6 +4,9 @@ import (
 	"context"
 	"errors"
 	"io"
+	"log/slog"
+	"net"
+	"net/http"
 	"net/http/httptest"
 	"strings"
 	"sync"
@@ -212,4 +215,35 @@ func TestHealthConcurrentSet(t *testing.T) {
 		}
 	}
 	wg.Wait()
+}
+
+// TestServeListener serves on a listener the caller opened and stops, with
+// the listener closed, when the context ends.
+func TestServeListener(t *testing.T) {
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(natstest.Context(t))
+	done := make(chan error, 1)
+	go func() {
+		done <- platform.ServeListener(ctx, l, platform.HTTPHandler(platform.NewHealth(), prometheus.NewRegistry()), time.Second, slog.New(slog.DiscardHandler))
+	}()
+	resp, err := http.Get("http://" + l.Addr().String() + "/healthz")
+	if err != nil {
+		t.Fatal(err)
+	}
+	body, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if resp.StatusCode != 200 || string(body) != "ok\n" {
+		t.Errorf("healthz = %d %q", resp.StatusCode, body)
+	}
+	cancel()
+	if err := <-done; err != nil {
+		t.Errorf("ServeListener = %v after the context ended, want nil", err)
+	}
+	if c, err := net.Dial("tcp", l.Addr().String()); err == nil {
+		c.Close()
+		t.Error("the listener still accepts connections")
+	}
 }

@@ -233,6 +233,12 @@ func toAddresses(msg []byte) []string {
 	return out
 }
 
+// MboxSender returns the envelope sender written in a leading mbox "From "
+// line (as Postfix's local(8) writes before piping a message to a command:
+// "From sender date"), and false when msg has no such line. Decide reads it
+// when the envelope sender is UnknownSender.
+func MboxSender(msg []byte) (string, bool) { return mboxSender(msg) }
+
 // mboxSender reads the envelope sender from a leading mbox "From " line.
 func mboxSender(msg []byte) (string, bool) {
 	if !strings.HasPrefix(string(msg[:min(len(msg), 5)]), "From ") {

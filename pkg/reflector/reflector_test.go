@@ -218,3 +218,24 @@ func TestFileSeenAnswered(t *testing.T) {
 		t.Errorf("unsafe id: %v, %v", got, err)
 	}
 }
+
+func TestMboxSender(t *testing.T) {
+	cases := []struct {
+		msg    string
+		sender string
+		ok     bool
+	}{
+		{"From scout@monitor.example  Sun Nov 29 11:59:58 2026\nTo: x@y\n\nhi\n", "scout@monitor.example", true},
+		{"From MAILER-DAEMON  Sun Nov 29 11:59:58 2026\r\nTo: x@y\r\n\r\nhi\r\n", "MAILER-DAEMON", true},
+		{"From: a@b.example\r\nTo: x@y\r\n\r\nhi\r\n", "", false},
+		{"", "", false},
+	}
+	for _, tc := range cases {
+		t.Run(tc.msg[:min(len(tc.msg), 12)], func(t *testing.T) {
+			s, ok := MboxSender([]byte(tc.msg))
+			if s != tc.sender || ok != tc.ok {
+				t.Errorf("MboxSender = %q, %v; want %q, %v", s, ok, tc.sender, tc.ok)
+			}
+		})
+	}
+}

@@ -77,7 +77,7 @@ func keyToken(s string) string {
 
 // ReceiptKey is the KV key of a receipt:
 // "<check>.<incident>.<transition>.<number without +>", for example
-// "acme-roundtrip.ab2cd3efgh4ijk5lmn6opq7r.open.15555550100". A contact is
+// "acme-roundtrip.inc-rtkkowtutap5.open.15555550100". A contact is
 // identified by their number, so two contacts sharing a number get one
 // message.
 func ReceiptKey(checkID, incidentID, transition, phone string) string {

@@ -5,7 +5,6 @@ import (
 	"sort"
 	"strings"
 	"time"
-	"unicode"
 
 	"github.com/emailscout/emailscout/pkg/events"
 	"github.com/emailscout/emailscout/services/notifier/internal/sms"
@@ -13,11 +12,14 @@ import (
 
 // OpenText is the SMS for an opened incident, e.g.
 //
-//	DOWN ACME mail round trip: no return from 2 of 3 sites; retest failed. Since 12:04 UTC, sites eu-west, us-east. Incident #ab12cd34
+//	DOWN ACME mail round trip: no return from 2 of 3 sites; retest failed. Since 12:04 UTC, sites eu-west, us-east. Incident #inc-rtkkowtutap5
 //
 // name is the check's name. The text fits one SMS segment (160 GSM-7
 // characters, 70 when the name needs UCS-2): the check name is shortened
-// first, then the reason, then the sites; the incident id never is.
+// first (to 16 characters), then the reason (to 24), the site list becomes
+// a count, the reason and then the sites are dropped, and last the name is
+// cut to 4 characters; the incident id is never cut. Shortening cuts at a
+// word boundary (see truncate).
 func OpenText(ev events.IncidentOpen, name string) string {
 	label := "DOWN"
 	if ev.Severity == events.SeverityWarning {
@@ -64,7 +66,7 @@ func OpenText(ev events.IncidentOpen, name string) string {
 
 // ResolvedText is the SMS for a resolved incident, e.g.
 //
-//	RESOLVED ACME mail round trip: OK again after 1h25m (since 12:04 UTC). Incident #ab12cd34
+//	RESOLVED ACME mail round trip: OK again after 1h25m (since 12:04 UTC). Incident #inc-rtkkowtutap5
 //
 // The duration runs from the first failing attempt (Since) to ResolvedAt.
 // It fits one segment like OpenText: the name is shortened first.
@@ -89,9 +91,11 @@ func ResolvedText(ev events.IncidentResolved, name string) string {
 	})
 }
 
-// ShortIncidentID is the incident id as shown in an SMS: the first 8
-// characters of a 24-character random id (events.NewTestID form; 40 bits,
-// enough to find the incident by prefix), any other id whole.
+// ShortIncidentID is the incident id as shown in an SMS. The evaluator's
+// ids ("inc-" and 12 base32 characters, e.g. inc-rtkkowtutap5) and any other
+// id are shown whole; only a 24-character random id of the events.NewTestID
+// form is cut to its first 8 characters (40 bits, enough to find it by
+// prefix).
 func ShortIncidentID(id string) string {
 	if events.ValidTestID(id) {
 		return id[:8]
@@ -174,8 +178,13 @@ func fit(render func([]string) string, fields []string, steps []step) string {
 	return render(fields)
 }
 
-// truncate shortens s to n characters, marking the cut with "..." when
-// there is room for it.
+// truncate shortens s to at most n characters. It cuts at the last word
+// boundary (space) that keeps at least half of the room, else inside the
+// word, drops the separators left at the end (spaces and , ; : - – —) and
+// marks the cut with "..." — or with "…" when s needs UCS-2 anyway (one
+// character instead of three; in a GSM-7 text "…" would turn the whole SMS
+// into UCS-2 and halve its room). Below 5 characters it cuts without a
+// mark.
 func truncate(s string, n int) string {
 	r := []rune(s)
 	if len(r) <= n {
@@ -187,13 +196,27 @@ func truncate(s string, n int) string {
 	if n <= 4 {
 		return string(r[:n])
 	}
-	return strings.TrimRightFunc(string(r[:n-3]), unicode.IsSpace) + "..."
+	mark := "..."
+	if sms.Analyze(s).Encoding == sms.UCS2 {
+		mark = "…"
+	}
+	room := n - len([]rune(mark))
+	cut := room
+	if r[room] != ' ' { // the cut falls inside a word
+		for i := room - 1; i >= (room+1)/2; i-- {
+			if r[i] == ' ' {
+				cut = i
+				break
+			}
+		}
+	}
+	return strings.TrimRight(string(r[:cut]), " ,;:-–—") + mark
 }
 
 // stop ends a sentence with a period, unless it ends with one already (a
-// name shortened to "...").
+// name shortened to "..." or "…").
 func stop(s string) string {
-	if strings.HasSuffix(s, ".") {
+	if strings.HasSuffix(s, ".") || strings.HasSuffix(s, "…") {
 		return s
 	}
 	return s + "."

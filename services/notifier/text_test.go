@@ -38,6 +38,8 @@ func TestOpenText(t *testing.T) {
 			e.Severity, e.Reason = events.SeverityWarning, "certificate expires\n in 5 days."
 			e.Sites = []events.SiteVote{{Site: "eu-west", Verdict: "degraded"}}
 		}), "ACME", "DEGRADED ACME: certificate expires in 5 days. Since 11:04 UTC, site eu-west. Incident #ab2cd3ef", sms.GSM7},
+		{"evaluator's incident id is shown whole", with(func(e *events.IncidentOpen) { e.IncidentID = "inc-rtkkowtutap5" }), "ACME mail round trip",
+			"DOWN ACME mail round trip: no return from 2 of 3 sites; retest failed. Since 11:04 UTC, sites eu-west, us-east. Incident #inc-rtkkowtutap5", sms.GSM7},
 		{"non-random incident id is kept whole", with(func(e *events.IncidentOpen) { e.IncidentID = "acme-2026-11-29-1204" }), "ACME",
 			"DOWN ACME: no return from 2 of 3 sites; retest failed. Since 11:04 UTC, sites eu-west, us-east. Incident #acme-2026-11-29-1204", sms.GSM7},
 		// A long name is shortened first, and only as far as needed.
@@ -53,7 +55,7 @@ func TestOpenText(t *testing.T) {
 		{"ucs-2 name", base, "Łódź Poczta",
 			"DOWN Łódź Poczta. Since 11:04 UTC, 2 sites. Incident #ab2cd3ef", sms.UCS2},
 		{"long ucs-2 name", base, "Poczta Łódź – sprawdzenie pełnej drogi wiadomości",
-			"DOWN Poczta Łódź –... Since 11:04 UTC, 2 sites. Incident #ab2cd3ef", sms.UCS2},
+			"DOWN Poczta Łódź… Since 11:04 UTC, 2 sites. Incident #ab2cd3ef", sms.UCS2},
 		{"gsm-7 accents keep 160", base, "Müller Ærø Zürich",
 			"DOWN Müller Ærø Zürich: no return from 2 of 3 sites; retest failed. Since 11:04 UTC, sites eu-west, us-east. Incident #ab2cd3ef", sms.GSM7},
 	}
@@ -77,8 +79,8 @@ func TestResolvedText(t *testing.T) {
 		name, check, want string
 	}{
 		{"short", "ACME mail round trip", "RESOLVED ACME mail round trip: OK again after 1d2h (since 12:04 UTC). Incident #ab2cd3ef"},
-		{"long name", strings.Repeat("Globex ", 25), "RESOLVED Globex Globex Globex Globex Globex Globex Globex Globex Globex Globex Globex Globex Globe...: OK again after 1d2h (since 12:04 UTC). Incident #ab2cd3ef"},
-		{"ucs-2 name", "Łódź Poczta – sprawdzenie pełnej drogi", "RESOLVED Łódź Poczta –...: OK again after 1d2h. Incident #ab2cd3ef"},
+		{"long name", strings.Repeat("Globex ", 25), "RESOLVED Globex Globex Globex Globex Globex Globex Globex Globex Globex Globex Globex Globex...: OK again after 1d2h (since 12:04 UTC). Incident #ab2cd3ef"},
+		{"ucs-2 name", "Łódź Poczta – sprawdzenie pełnej drogi", "RESOLVED Łódź Poczta…: OK again after 1d2h. Incident #ab2cd3ef"},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
@@ -117,6 +119,34 @@ func TestTextsAlwaysFit(t *testing.T) {
 				t.Errorf("name %q: %q has a line break or tab", name, text)
 			}
 		}
+	}
+}
+
+func TestTruncate(t *testing.T) {
+	cases := []struct {
+		s    string
+		n    int
+		want string
+	}{
+		{"ACME mail", 9, "ACME mail"},
+		{"Example Corporation mail round trip", 24, "Example Corporation..."},      // at the word boundary
+		{"Example Corporation mail round trip", 27, "Example Corporation mail..."}, // the cut falls on a space
+		{"Supercalifragilistic mail", 12, "Supercali..."},                          // no boundary in the second half: inside the word
+		{"ACME mail, Europe - main", 18, "ACME mail..."},                           // separators before the cut are dropped
+		{"Poczta Łódź – sprawdzenie", 16, "Poczta Łódź…"},                          // UCS-2 anyway: the one-character mark
+		{"Globex", 4, "Glob"},                                                      // no room for a mark
+		{"Globex", 0, ""},
+	}
+	for _, tc := range cases {
+		t.Run(tc.want, func(t *testing.T) {
+			got := truncate(tc.s, tc.n)
+			if got != tc.want {
+				t.Errorf("truncate(%q, %d) = %q, want %q", tc.s, tc.n, got, tc.want)
+			}
+			if n := len([]rune(got)); n > tc.n {
+				t.Errorf("%q is %d characters, over %d", got, n, tc.n)
+			}
+		})
 	}
 }
 

@@ -2,7 +2,7 @@
 // writes one readable line per message to an io.Writer (stdout, or the
 // terminal of `scout dev`), e.g.
 //
-//	SMS to ACME on-call +15555550100 [GSM-7 121/160]: DOWN ACME mail round trip: ... Incident #ab12cd34
+//	SMS to ACME on-call +15555550100 [GSM-7 129/160]: DOWN ACME mail round trip: ... Incident #inc-rtkkowtutap5
 //
 // It never fails, needs no credentials, and is refused in production.
 package logsms
