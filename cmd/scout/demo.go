@@ -81,10 +81,11 @@ func (d *demoServer) isBroken(check string) bool {
 	return d.broken[check]
 }
 
-// run serves until ctx ends; reflections are sent by a few workers.
+// run serves until ctx ends; reflections are sent by 16 workers (as an
+// MTA runs several local deliveries at once).
 func (d *demoServer) run(ctx context.Context) error {
 	var wg sync.WaitGroup
-	for i := 0; i < 4; i++ {
+	for i := 0; i < 16; i++ {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()

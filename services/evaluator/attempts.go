@@ -271,14 +271,22 @@ func (e *Evaluator) result(c *checks.Check, a *Attempt, status string) *events.C
 	}
 }
 
-// finish publishes the attempt's verdict, then marks the attempt done. The
-// order matters: if the process dies in between, the event is handled
-// again and the same result id is published (JetStream keeps one).
+// finish publishes the attempt's result, applies it to the site verdict
+// and the quorum, then marks the attempt done. The order matters: if the
+// process dies in between, the event is handled again, the same result id
+// is published (JetStream keeps one) and applying it again changes nothing.
 func (e *Evaluator) finish(ctx context.Context, a *Attempt, rev uint64, r *events.CheckResult) error {
 	if _, err := e.pub.Publish(ctx, r); err != nil {
 		return err
 	}
 	e.m.results.WithLabelValues(r.Status).Inc()
+	if r.Revision <= 1 {
+		if c := e.deps.Checks.Lookup(r.CheckID); c != nil {
+			if err := e.applyVerdict(ctx, c, r); err != nil {
+				return err
+			}
+		}
+	}
 	a.Done, a.Status, a.Deadline, a.DeadlineKind = true, r.Status, time.Time{}, ""
 	return e.saveAttempt(ctx, a, rev)
 }

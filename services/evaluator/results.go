@@ -26,10 +26,9 @@ func retestID(origin, site string, attempt int) string {
 	return strings.ToLower(base32.StdEncoding.WithPadding(base32.NoPadding).EncodeToString(sum[:15]))
 }
 
-// onResult moves the site verdict, plans retests and confirmations, updates
-// the monitor's health at the site, and applies the quorum rule. It handles
-// every check.result: the evaluator's own (round trips) and the sender's
-// (service checks).
+// onResult applies a check.result of a service check (the sender's) to the
+// verdicts; round-trip results are the evaluator's own and were applied when
+// it made them.
 func (e *Evaluator) onResult(ctx context.Context, r *events.CheckResult) error {
 	c := e.check(r.CheckID, r.Subject())
 	if c == nil {
@@ -38,11 +37,21 @@ func (e *Evaluator) onResult(ctx context.Context, r *events.CheckResult) error {
 	if r.Revision > 1 {
 		return nil // a late-return update: data, not a verdict
 	}
-	if c.Kind != events.KindRoundTrip {
-		if err := e.closeServiceAttempt(ctx, r); err != nil {
-			return err
-		}
+	if c.Kind == events.KindRoundTrip {
+		// The evaluator made this result itself and applied it to the
+		// verdict then (finish).
+		return nil
 	}
+	if err := e.closeServiceAttempt(ctx, r); err != nil {
+		return err
+	}
+	return e.applyVerdict(ctx, c, r)
+}
+
+// applyVerdict moves the site verdict by one result, plans retests and
+// confirmations, updates the monitor's health at the site, and applies the
+// quorum rule. Applying the same result twice changes nothing.
+func (e *Evaluator) applyVerdict(ctx context.Context, c *checks.Check, r *events.CheckResult) error {
 	now := e.deps.Clock.Now()
 
 	var st SiteState

@@ -87,8 +87,8 @@ func applyResult(st *SiteState, r *events.CheckResult, c *checks.Check, now time
 	if st.Pending.matches(r) {
 		st.Pending = nil
 	}
-	if r.Status == events.StatusMonitorError {
-		return nil, false
+	if r.Status == events.StatusMonitorError || r.TestID == st.LastTestID {
+		return nil, false // never counts, or counted already (redelivery)
 	}
 	if r.StartedAt.Before(st.LastStartedAt) {
 		return nil, false

@@ -125,6 +125,25 @@ func TestApplyResultRules(t *testing.T) {
 	}
 }
 
+// TestApplyResultTwice: a result handled again (a redelivery, a restart
+// between the verdict and the attempt record) changes nothing the second time.
+func TestApplyResultTwice(t *testing.T) {
+	c := testCheck(t, "    retries: 2\n")
+	now := t0.Add(time.Hour)
+	st := newSiteState("x", "a")
+	applyResult(st, res("a", "f1", 1, events.StatusTimeout, 0), c, now)
+	conf := res("a", "f2", 2, events.StatusTimeout, 11*time.Minute)
+	first, _ := applyResult(st, conf, c, now)
+	snapshot := *st
+	again, fan := applyResult(st, conf, c, now)
+	if first == nil || again != nil || fan {
+		t.Fatalf("second application planned %+v (fan-out %v); the first planned %+v", again, fan, first)
+	}
+	if st.ConfirmFailures != 1 || st.Verdict != VerdictSuspect || len(st.Failing) != len(snapshot.Failing) {
+		t.Errorf("after the same result twice: %d confirmation failures, verdict %s; want 1 and suspect", st.ConfirmFailures, st.Verdict)
+	}
+}
+
 func siteWith(site, verdict string, at time.Time, failing ...events.AttemptRef) *SiteState {
 	return &SiteState{CheckID: "x", Site: site, Verdict: verdict, LastResultAt: at, Failing: failing, Since: at}
 }
