@@ -463,6 +463,11 @@ func (r *Recorder) shutdown(ctx context.Context, w Writer, b *batch) {
 		for _, m := range b.msgs {
 			_ = m.Nak()
 		}
+		// A nak is a publish: make sure it left before the connection
+		// closes, or the events wait out the ack wait instead.
+		if err := r.deps.JS.Conn().FlushTimeout(2 * time.Second); err != nil {
+			r.log.Warn("naks not flushed; the events come back after the ack wait", "error", err)
+		}
 		*b = batch{}
 		r.m.pending.Set(0)
 	}

@@ -117,8 +117,9 @@ func (s *Scheduler) Run(ctx context.Context) error {
 	for _, c := range s.deps.Checks.Checks {
 		for _, site := range c.Sites {
 			e := &entry{check: c, site: site, slot: SlotAt(c, now)}
-			// Catch up the current slot only while it can still be sent.
-			if now.Sub(SlotStart(c, e.slot)) > min(s.cfg.CatchUp, c.SendWindow()) {
+			// Catch up the current slot only while there is time to send
+			// it: at least half of its send window is left.
+			if now.Sub(SlotStart(c, e.slot)) > min(s.cfg.CatchUp, c.SendWindow()/2) {
 				e.slot++
 			}
 			entries = append(entries, e)
