@@ -2,7 +2,8 @@
 # scripts/test.sh — everything `make test` and CI run, in order:
 #   1. go vet over every module (also with the integration and e2e tags)
 #   2. every module's unit tests with the race detector   (needs only Go)
-#   3. the ClickHouse suite: the recorder against a real clickhouse-server
+#   3. the integration suite: the recorder and `scout provision` against a real
+#      clickhouse-server, and provisioning a three-node JetStream cluster
 #      (installs Debian's clickhouse-server when missing)
 #   4. the Postfix + Dovecot suites: scout-reflector and the whole loop on
 #      a real mail stack, and the SMTP/IMAP/POP3 probers against real servers
@@ -39,10 +40,11 @@ if want unit; then
 fi
 if want clickhouse; then
   need_root ClickHouse
-  step "ClickHouse suite (recorder against Debian's clickhouse-server)"
+  step "integration suite (recorder and provisioning against Debian's clickhouse-server; a three-node NATS cluster)"
   ./scripts/clickhouse.sh install
   go test -race -count=1 -tags integration -timeout 10m ./services/recorder/...
   go test -race -count=1 -tags integration -run ProvisionClickHouse ./cmd/scout/
+  go test -count=1 -tags integration -run ProvisionThreeNodeCluster ./cmd/scout/
 fi
 if want e2e; then
   need_root "Postfix + Dovecot"
