@@ -5,7 +5,6 @@ import (
 	"bytes"
 	"fmt"
 	"io"
-	"net/mail"
 	"strings"
 	"text/tabwriter"
 	"time"
@@ -140,7 +139,7 @@ func signatureDiagnosis(cfg *resolved, msg []byte) string {
 	if err != nil {
 		return "the message cannot be read: " + err.Error()
 	}
-	to := headerTo(msg)
+	to := ret.To
 	if len(cfg.Mailboxes) > 0 {
 		for _, addr := range to {
 			if _, _, err := probemail.Verify(ret.HeaderValue, addr, cfg.keys); err == nil {
@@ -160,21 +159,4 @@ func signatureDiagnosis(cfg *resolved, msg []byte) string {
 	return fmt.Sprintf("the signature does not verify for the probe's own To (%s)%s: the probe was changed on the way"+
 		" (a rewritten To or X-Scout-Probe field), or it was signed with another secret under the same key id"+
 		" (compare the key file's line with Email Scout's)", strings.Join(to, ", "), either)
-}
-
-// headerTo returns the addresses of msg's To field, lower case.
-func headerTo(msg []byte) []string {
-	m, err := mail.ReadMessage(bytes.NewReader(probemail.StripMboxFrom(msg)))
-	if err != nil {
-		return nil
-	}
-	list, err := m.Header.AddressList("To")
-	if err != nil {
-		return nil
-	}
-	var out []string
-	for _, a := range list {
-		out = append(out, strings.ToLower(a.Address))
-	}
-	return out
 }

@@ -2,6 +2,7 @@ package events
 
 import (
 	"bytes"
+	"crypto/tls"
 	"encoding/json"
 	"errors"
 	"strings"
@@ -93,6 +94,14 @@ func TestDecode(t *testing.T) {
 	} {
 		if _, err := Decode[MailReturned]([]byte(bad)); !errors.Is(err, ErrEvent) {
 			t.Errorf("%s: err = %v, want ErrEvent", name, err)
+		}
+	}
+}
+
+func TestTLSVersionName(t *testing.T) {
+	for v, want := range map[uint16]string{tls.VersionTLS12: "TLS1.2", tls.VersionTLS13: "TLS1.3", 0x0305: "0x0305"} {
+		if got := TLSVersionName(v); got != want {
+			t.Errorf("TLSVersionName(%#x) = %q, want %q", v, got, want)
 		}
 	}
 }

@@ -1,6 +1,7 @@
 package events
 
 import (
+	"crypto/tls"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -324,6 +325,23 @@ func (e CheckTimeout) Validate() error {
 		errs = append(errs, fmt.Errorf("deadline %q is unknown", e.Deadline))
 	}
 	return joinEventErrors("check.timeout", errs)
+}
+
+// TLSVersionName names a TLS protocol version (crypto/tls.VersionTLS13
+// etc.) as Timings.TLSVersion and TLSInfo.Version carry it: "TLS1.3";
+// an unknown version as "0x0305".
+func TLSVersionName(v uint16) string {
+	switch v {
+	case tls.VersionTLS10:
+		return "TLS1.0"
+	case tls.VersionTLS11:
+		return "TLS1.1"
+	case tls.VersionTLS12:
+		return "TLS1.2"
+	case tls.VersionTLS13:
+		return "TLS1.3"
+	}
+	return fmt.Sprintf("0x%04x", v)
 }
 
 // TLSInfo describes the TLS session of a service check.

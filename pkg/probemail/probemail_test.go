@@ -156,6 +156,9 @@ func TestBuildReflectParse(t *testing.T) {
 	if probe.Reflected() {
 		t.Error("an unreflected probe reports a reflection")
 	}
+	if len(probe.To) != 1 || probe.To[0] != testTo {
+		t.Errorf("To = %v, want [%s]", probe.To, testTo)
+	}
 	if _, _, err := Verify(probe.HeaderValue, testTo, keyring(t)); err != nil {
 		t.Fatalf("built probe does not verify: %v", err)
 	}

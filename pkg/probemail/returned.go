@@ -44,8 +44,9 @@ type Returned struct {
 	MessageID   string
 	// AutoSubmitted is the Auto-Submitted value ("" when absent or "no").
 	AutoSubmitted string
-	From          string // first From address, lower case
-	Hops          int    // Received: fields
+	From          string   // first From address, lower case
+	To            []string // the To addresses, lower case (the probe's recipient: its signature covers it)
+	Hops          int      // Received: fields
 }
 
 // Reflected reports whether the message carries a reflection stamp.
@@ -92,6 +93,11 @@ func ParseReturned(msg []byte) (*Returned, error) {
 	}
 	if from, err := h.AddressList("From"); err == nil && len(from) > 0 {
 		r.From = strings.ToLower(from[0].Address)
+	}
+	if to, err := h.AddressList("To"); err == nil {
+		for _, a := range to {
+			r.To = append(r.To, strings.ToLower(a.Address))
+		}
 	}
 	r.Hops = len(h.Values("Received"))
 

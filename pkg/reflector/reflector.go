@@ -19,7 +19,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"net/mail"
 	"strings"
 	"time"
 
@@ -144,7 +143,7 @@ func (r *Reflector) Decide(msg []byte, envelopeFrom string) Decision {
 	if ret.HeaderErr != nil {
 		return Decision{Action: ActionIgnore, Reason: ReasonMalformed, Detail: ret.HeaderErr.Error()}
 	}
-	p, probeTo, err := r.verify(msg, ret.HeaderValue)
+	p, probeTo, err := r.verify(ret)
 	if err != nil {
 		reason := ReasonBadSignature
 		if errors.Is(err, probemail.ErrUnknownKey) {
@@ -196,17 +195,17 @@ func (r *Reflector) Handle(ctx context.Context, msg []byte, envelopeFrom string)
 }
 
 // verify tries the probe's To addresses (or the configured mailboxes).
-func (r *Reflector) verify(msg []byte, value string) (probemail.Probe, string, error) {
+func (r *Reflector) verify(ret *probemail.Returned) (probemail.Probe, string, error) {
 	candidates := r.cfg.Mailboxes
 	if len(candidates) == 0 {
-		candidates = toAddresses(msg)
+		candidates = ret.To
 	}
 	if len(candidates) == 0 {
 		return probemail.Probe{}, "", fmt.Errorf("%w: the message has no To address", probemail.ErrBadSignature)
 	}
 	var firstErr error
 	for _, to := range candidates {
-		p, _, err := probemail.Verify(value, to, r.cfg.Keys)
+		p, _, err := probemail.Verify(ret.HeaderValue, to, r.cfg.Keys)
 		if err == nil {
 			return p, to, nil
 		}
@@ -215,22 +214,6 @@ func (r *Reflector) verify(msg []byte, value string) (probemail.Probe, string, e
 		}
 	}
 	return probemail.Probe{}, "", firstErr
-}
-
-func toAddresses(msg []byte) []string {
-	m, err := mail.ReadMessage(strings.NewReader(string(probemail.StripMboxFrom(msg))))
-	if err != nil {
-		return nil
-	}
-	list, err := m.Header.AddressList("To")
-	if err != nil {
-		return nil
-	}
-	var out []string
-	for _, a := range list {
-		out = append(out, strings.ToLower(a.Address))
-	}
-	return out
 }
 
 // MboxSender returns the envelope sender written in a leading mbox "From "

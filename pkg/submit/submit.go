@@ -149,7 +149,7 @@ func send(ctx context.Context, cfg Config, from string, to []string, msg []byte,
 			return res, &Error{Phase: PhaseTLS, Err: err}
 		}
 		res.Timings.TLSMS = ms(time.Since(t0))
-		res.Timings.TLSVersion = tlsVersion(tc.ConnectionState().Version)
+		res.Timings.TLSVersion = events.TLSVersionName(tc.ConnectionState().Version)
 		conn = tc
 	}
 	fail := func(phase string, err error) (Result, error) {
@@ -207,7 +207,7 @@ func send(ctx context.Context, cfg Config, from string, to []string, msg []byte,
 				return fail(PhaseTLS, err)
 			}
 			res.Timings.TLSMS = ms(time.Since(t0))
-			res.Timings.TLSVersion = tlsVersion(tc.ConnectionState().Version)
+			res.Timings.TLSVersion = events.TLSVersionName(tc.ConnectionState().Version)
 			conn = tc
 		}
 	}
@@ -337,20 +337,6 @@ func parseOK(text string) *events.SMTPReply {
 }
 
 func ms(d time.Duration) float64 { return float64(d.Microseconds()) / 1000 }
-
-func tlsVersion(v uint16) string {
-	switch v {
-	case tls.VersionTLS10:
-		return "TLS1.0"
-	case tls.VersionTLS11:
-		return "TLS1.1"
-	case tls.VersionTLS12:
-		return "TLS1.2"
-	case tls.VersionTLS13:
-		return "TLS1.3"
-	}
-	return fmt.Sprintf("0x%04x", v)
-}
 
 func isLoopback(a net.Addr) bool {
 	if ta, ok := a.(*net.TCPAddr); ok {

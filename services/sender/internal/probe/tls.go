@@ -3,7 +3,6 @@ package probe
 import (
 	"crypto/tls"
 	"crypto/x509"
-	"fmt"
 	"math"
 	"time"
 
@@ -18,7 +17,7 @@ import (
 // via x509.Certificate.VerifyHostname; a trailing dot is ignored).
 func Inspect(cs tls.ConnectionState, host string, roots *x509.CertPool, now time.Time) *events.TLSInfo {
 	info := &events.TLSInfo{
-		Version:     TLSVersion(cs.Version),
+		Version:     events.TLSVersionName(cs.Version),
 		CipherSuite: tls.CipherSuiteName(cs.CipherSuite),
 	}
 	if len(cs.PeerCertificates) == 0 {
@@ -43,19 +42,4 @@ func Inspect(cs tls.ConnectionState, host string, roots *x509.CertPool, now time
 		info.VerifyError = err.Error()
 	}
 	return info
-}
-
-// TLSVersion names a TLS version as in events.TLSInfo.Version ("TLS1.3").
-func TLSVersion(v uint16) string {
-	switch v {
-	case tls.VersionTLS10:
-		return "TLS1.0"
-	case tls.VersionTLS11:
-		return "TLS1.1"
-	case tls.VersionTLS12:
-		return "TLS1.2"
-	case tls.VersionTLS13:
-		return "TLS1.3"
-	}
-	return fmt.Sprintf("0x%04x", v)
 }
