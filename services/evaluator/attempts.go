@@ -141,20 +141,21 @@ func (e *Evaluator) onSent(ctx context.Context, ev *events.MailSent) error {
 		a.SentAt = &sent
 		a.Deadline, a.DeadlineKind = ev.StartedAt.Add(c.Timeout+e.cfg.Settle), events.DeadlineReturn
 		return e.saveAttempt(ctx, a, rev)
-	case events.SentFailed:
-		a.StartedAt = ev.StartedAt
-		r := e.result(c, a, events.StatusFailed)
-		r.Reply, r.ErrorClass, r.Error, r.Timings = ev.Reply, ev.ErrorClass, ev.Error, ev.Timings
-		return e.finish(ctx, a, rev, r)
-	default: // monitor_error: our side could not submit the probe
-		a.StartedAt = ev.StartedAt
-		if a.StartedAt.IsZero() {
-			a.StartedAt = e.deps.Clock.Now()
-		}
-		r := e.result(c, a, events.StatusMonitorError)
-		r.Reply, r.ErrorClass, r.Error, r.Timings = ev.Reply, ev.ErrorClass, ev.Error, ev.Timings
-		return e.finish(ctx, a, rev, r)
 	}
+	// The submission failed: the customer's MX refused the probe (failed),
+	// or our side could not submit it (monitor_error, possibly before any
+	// probe was started).
+	status := events.StatusMonitorError
+	if ev.Status == events.SentFailed {
+		status = events.StatusFailed
+	}
+	a.StartedAt = ev.StartedAt
+	if a.StartedAt.IsZero() {
+		a.StartedAt = e.deps.Clock.Now()
+	}
+	r := e.result(c, a, status)
+	r.Reply, r.ErrorClass, r.Error, r.Timings = ev.Reply, ev.ErrorClass, ev.Error, ev.Timings
+	return e.finish(ctx, a, rev, r)
 }
 
 // onReturned finishes a round-trip attempt: rtt = received_at - started_at,
