@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/emailscout/emailscout/internal/platform"
+	"github.com/emailscout/emailscout/pkg/mailtest"
 	"github.com/nats-io/nats-server/v2/server"
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
@@ -68,17 +69,9 @@ func Connect(t testing.TB, s *Server) (*nats.Conn, jetstream.JetStream) {
 	return nc, js
 }
 
-// Context returns a context that ends a little before the test's deadline
-// (or after 2 minutes without one), cancelled when the test ends.
+// Context returns a context bounded by the test's deadline (see
+// mailtest.Context).
 func Context(t testing.TB) context.Context {
 	t.Helper()
-	deadline := time.Now().Add(2 * time.Minute)
-	if tt, ok := t.(interface{ Deadline() (time.Time, bool) }); ok {
-		if d, ok := tt.Deadline(); ok {
-			deadline = d.Add(-5 * time.Second)
-		}
-	}
-	ctx, cancel := context.WithDeadline(context.Background(), deadline)
-	t.Cleanup(cancel)
-	return ctx
+	return mailtest.Context(t)
 }

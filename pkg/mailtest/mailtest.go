@@ -7,6 +7,7 @@ package mailtest
 
 import (
 	"bytes"
+	"context"
 	"crypto/ecdsa"
 	"crypto/elliptic"
 	"crypto/rand"
@@ -291,4 +292,21 @@ func ClosedAddr(t testing.TB) string {
 	addr := l.Addr().String()
 	_ = l.Close()
 	return addr
+}
+
+// Context returns a context that ends five seconds before the test's
+// deadline (or after 2 minutes without one) and when the test ends, so that
+// a stuck exchange fails the test with its own message instead of the test
+// binary's timeout panic.
+func Context(t testing.TB) context.Context {
+	t.Helper()
+	deadline := time.Now().Add(2 * time.Minute)
+	if tt, ok := t.(interface{ Deadline() (time.Time, bool) }); ok {
+		if d, ok := tt.Deadline(); ok {
+			deadline = d.Add(-5 * time.Second)
+		}
+	}
+	ctx, cancel := context.WithDeadline(context.Background(), deadline)
+	t.Cleanup(cancel)
+	return ctx
 }

@@ -19,19 +19,11 @@ import (
 	"github.com/emailscout/emailscout/pkg/mailtest"
 )
 
-// Context returns a context that ends shortly before the test's deadline
-// (or after 60 s without one) and when the test ends.
+// Context returns a context bounded by the test's deadline (see
+// mailtest.Context).
 func Context(t testing.TB) context.Context {
 	t.Helper()
-	deadline := time.Now().Add(60 * time.Second)
-	if tt, ok := t.(interface{ Deadline() (time.Time, bool) }); ok {
-		if d, ok := tt.Deadline(); ok {
-			deadline = d.Add(-5 * time.Second)
-		}
-	}
-	ctx, cancel := context.WithDeadline(context.Background(), deadline)
-	t.Cleanup(cancel)
-	return ctx
+	return mailtest.Context(t)
 }
 
 // Timeout returns a context that ends after d (for tests whose server
