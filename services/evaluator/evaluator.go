@@ -17,10 +17,8 @@ package evaluator
 
 import (
 	"context"
-	"crypto/rand"
 	"errors"
 	"fmt"
-	"io"
 	"log/slog"
 	"strings"
 	"sync"
@@ -78,7 +76,6 @@ type Deps struct {
 	JS         jetstream.JetStream
 	Publisher  platform.Publisher    // nil: JetStreamPublisher on JS
 	Clock      clockwork.Clock       // nil: the real clock
-	Rand       io.Reader             // test ids of retests; nil: crypto/rand
 	Logger     *slog.Logger          // nil: discard
 	Registerer prometheus.Registerer // nil: no metrics
 	Health     *platform.Health      // nil: none
@@ -106,9 +103,6 @@ func New(cfg Config, deps Deps) (*Evaluator, error) {
 	}
 	if deps.Clock == nil {
 		deps.Clock = clockwork.NewRealClock()
-	}
-	if deps.Rand == nil {
-		deps.Rand = rand.Reader
 	}
 	if deps.Logger == nil {
 		deps.Logger = slog.New(slog.DiscardHandler)
