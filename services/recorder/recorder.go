@@ -308,6 +308,7 @@ func (r *Recorder) loop(ctx context.Context, w Writer, in <-chan jetstream.Msg) 
 		select {
 		case <-ctx.Done():
 			stopTimer()
+			r.awaitPullEnd(in)
 			r.shutdown(ctx, w, &b)
 			return nil
 		case msg, ok := <-in:
@@ -448,6 +449,30 @@ func (r *Recorder) insert(ctx context.Context, w Writer, b *batch) error {
 	*b = batch{}
 	r.m.pending.Set(0)
 	return nil
+}
+
+// awaitPullEnd waits, after ctx ended, until pull has closed in: the
+// subscription is drained (Run drains it when ctx ends), so the server
+// no longer delivers to it. Only then may shutdown nak the batch; a nak
+// sent while the pull request is still open would come straight back to
+// this stopping recorder and wait out the ack wait. Messages still
+// arriving on in are nak'ed. It gives up after finalFlushTimeout (a
+// connection that never answers the drain).
+func (r *Recorder) awaitPullEnd(in <-chan jetstream.Msg) {
+	deadline := time.NewTimer(finalFlushTimeout)
+	defer deadline.Stop()
+	for {
+		select {
+		case msg, ok := <-in:
+			if !ok {
+				return
+			}
+			_ = msg.Nak()
+		case <-deadline.C:
+			r.log.Warn("pull subscription not drained; unsaved events come back after the ack wait")
+			return
+		}
+	}
 }
 
 // shutdown makes one last attempt to insert b after ctx ended; if that
