@@ -15,10 +15,10 @@ import (
 
 	"github.com/emailscout/emailscout/internal/natstest"
 	"github.com/emailscout/emailscout/internal/platform"
+	"github.com/emailscout/emailscout/internal/testkit"
 	"github.com/emailscout/emailscout/pkg/events"
 	"github.com/nats-io/nats.go/jetstream"
 	"github.com/prometheus/client_golang/prometheus"
-	"github.com/prometheus/client_golang/prometheus/testutil"
 )
 
 func returned(id string) events.MailReturned {
@@ -116,30 +116,9 @@ func TestConsumeAckSemantics(t *testing.T) {
 	if seen["poison"] != 1 || seen["flaky"] != 2 || seen["ok"] != 1 {
 		t.Errorf("deliveries %v, want ok 1, flaky 2, poison 1", seen)
 	}
-	if got := testutil.ToFloat64(prometheusCounter(t, reg, "term")); got != 1 {
+	if got := testkit.MustMetric(t, reg, "scout_consumer_messages_total", map[string]string{"outcome": "term"}); got != 1 {
 		t.Errorf("term count %v", got)
 	}
-}
-
-func prometheusCounter(t *testing.T, reg *prometheus.Registry, outcome string) prometheus.Collector {
-	t.Helper()
-	mfs, _ := reg.Gather()
-	for _, mf := range mfs {
-		if mf.GetName() != "scout_consumer_messages_total" {
-			continue
-		}
-		for _, m := range mf.GetMetric() {
-			for _, l := range m.GetLabel() {
-				if l.GetName() == "outcome" && l.GetValue() == outcome {
-					c := prometheus.NewCounter(prometheus.CounterOpts{Name: "x"})
-					c.Add(m.GetCounter().GetValue())
-					return c
-				}
-			}
-		}
-	}
-	t.Fatalf("no counter for %s", outcome)
-	return nil
 }
 
 func TestHTTPEndpoints(t *testing.T) {

@@ -1,7 +1,6 @@
 package notifier
 
 import (
-	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
@@ -15,6 +14,7 @@ import (
 
 	"github.com/emailscout/emailscout/internal/natstest"
 	"github.com/emailscout/emailscout/internal/platform"
+	"github.com/emailscout/emailscout/internal/testkit"
 	"github.com/emailscout/emailscout/pkg/checks"
 	"github.com/emailscout/emailscout/pkg/events"
 	"github.com/emailscout/emailscout/services/notifier/internal/twilio"
@@ -280,39 +280,6 @@ func (h *harness) receipt(key string) Receipt {
 	return r
 }
 
-func counter(t *testing.T, reg *prometheus.Registry, name string, labels ...string) float64 {
-	t.Helper()
-	mfs, err := reg.Gather()
-	if err != nil {
-		t.Fatal(err)
-	}
-	total := 0.0
-	for _, mf := range mfs {
-		if mf.GetName() != name {
-			continue
-		}
-	metric:
-		for _, m := range mf.GetMetric() {
-			for i := 0; i+1 < len(labels); i += 2 {
-				found := false
-				for _, l := range m.GetLabel() {
-					found = found || l.GetName() == labels[i] && l.GetValue() == labels[i+1]
-				}
-				if !found {
-					continue metric
-				}
-			}
-			if c := m.GetCounter(); c != nil {
-				total += c.GetValue()
-			}
-			if hst := m.GetHistogram(); hst != nil {
-				total += float64(hst.GetSampleCount())
-			}
-		}
-	}
-	return total
-}
-
 func bodies(rs []twiliotest.Request) map[string]string {
 	out := map[string]string{}
 	for _, r := range rs {
@@ -364,10 +331,10 @@ func TestOpenResolvedPair(t *testing.T) {
 			t.Errorf("receipt %+v", r)
 		}
 	}
-	if got := counter(t, reg, "scout_notifier_messages_total", "provider", "twilio", "outcome", "sent"); got != 4 {
+	if got := testkit.MustMetric(t, reg, "scout_notifier_messages_total", map[string]string{"provider": "twilio", "outcome": "sent"}); got != 4 {
 		t.Errorf("messages_total{sent} = %v, want 4", got)
 	}
-	if got := counter(t, reg, "scout_notifier_send_seconds", "provider", "twilio"); got != 4 {
+	if got := testkit.MustMetric(t, reg, "scout_notifier_send_seconds", map[string]string{"provider": "twilio"}); got != 4 {
 		t.Errorf("send_seconds count = %v, want 4", got)
 	}
 }
@@ -510,7 +477,7 @@ func TestRetry429Then201(t *testing.T) {
 	if len(evs) != 1 || evs[0].Outcome != events.NotifySent || evs[0].Attempts != 2 || evs[0].ProviderID != reqs[1].SID {
 		t.Errorf("events %+v", evs)
 	}
-	if got := counter(t, reg, "scout_notifier_retries_total"); got != 1 {
+	if got := testkit.MustMetric(t, reg, "scout_notifier_retries_total", nil); got != 1 {
 		t.Errorf("retries_total = %v, want 1", got)
 	}
 }
@@ -535,7 +502,7 @@ func TestGiveUpAfter500s(t *testing.T) {
 	if len(evs) != 1 || evs[0].Outcome != events.NotifyFailed || evs[0].Attempts != 5 || !strings.Contains(evs[0].Error, "HTTP 500") {
 		t.Fatalf("events %+v", evs)
 	}
-	if got := counter(t, reg, "scout_notifier_messages_total", "outcome", "failed"); got != 1 {
+	if got := testkit.MustMetric(t, reg, "scout_notifier_messages_total", map[string]string{"outcome": "failed"}); got != 1 {
 		t.Errorf("messages_total{failed} = %v", got)
 	}
 	// Nobody received the open: the resolved is recorded, not sent.
@@ -643,7 +610,7 @@ func TestSuppressed(t *testing.T) {
 			if got := len(h.fake.Requests()); got != 0 {
 				t.Errorf("%d requests to Twilio, want none", got)
 			}
-			if got := counter(t, reg, "scout_notifier_messages_total", "outcome", "suppressed"); got != float64(2*tc.n) {
+			if got := testkit.MustMetric(t, reg, "scout_notifier_messages_total", map[string]string{"outcome": "suppressed"}); got != float64(2*tc.n) {
 				t.Errorf("messages_total{suppressed} = %v", got)
 			}
 		})
@@ -735,7 +702,7 @@ func TestShutdownDuringBackoff(t *testing.T) {
 // SMS, for the open and the resolved.
 func TestLogProvider(t *testing.T) {
 	h := newHarness(t)
-	var out syncBuffer
+	var out testkit.LogBuffer
 	n, _ := h.notifier("dev", Config{Env: EnvDev}, NewLogProvider(&out), nil)
 	h.run(n)
 	open := openEvent("initech-roundtrip", incID("dev"))
@@ -751,23 +718,6 @@ func TestLogProvider(t *testing.T) {
 	if evs[0].Provider != "log" || evs[0].Outcome != events.NotifySent {
 		t.Errorf("event %+v", evs[0])
 	}
-}
-
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
 }
 
 // TestPoisonEvents: malformed events and unknown checks are terminated,

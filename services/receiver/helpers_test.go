@@ -14,6 +14,7 @@ import (
 
 	"github.com/emailscout/emailscout/internal/natstest"
 	"github.com/emailscout/emailscout/internal/platform"
+	"github.com/emailscout/emailscout/internal/testkit"
 	"github.com/emailscout/emailscout/pkg/checks"
 	"github.com/emailscout/emailscout/pkg/events"
 	"github.com/emailscout/emailscout/pkg/probemail"
@@ -144,7 +145,7 @@ type running struct {
 	r      *receiver.Receiver
 	addr   string
 	reg    *prometheus.Registry
-	logs   *syncBuffer
+	logs   *testkit.LogBuffer
 	health *platform.Health
 	stop   func()
 }
@@ -161,7 +162,7 @@ func (e *env) start(cfg receiver.Config) *running {
 		}
 	}
 	reg := prometheus.NewRegistry()
-	logs := &syncBuffer{}
+	logs := &testkit.LogBuffer{}
 	health := platform.NewHealth()
 	r, err := receiver.New(cfg, receiver.Deps{
 		Checks: e.checks, Publisher: platform.JetStreamPublisher{JS: e.js}, Keyring: e.keys,
@@ -262,48 +263,4 @@ func (e *env) returned(n int) ([]events.MailReturned, []string) {
 		}
 	}
 	return evs, subjects
-}
-
-func metricValue(t testing.TB, reg *prometheus.Registry, name string, labels map[string]string) float64 {
-	t.Helper()
-	mfs, err := reg.Gather()
-	if err != nil {
-		t.Fatal(err)
-	}
-	for _, mf := range mfs {
-		if mf.GetName() != name {
-			continue
-		}
-	next:
-		for _, m := range mf.GetMetric() {
-			for _, l := range m.GetLabel() {
-				if v, ok := labels[l.GetName()]; ok && v != l.GetValue() {
-					continue next
-				}
-			}
-			if m.GetCounter() != nil {
-				return m.GetCounter().GetValue()
-			}
-			return float64(m.GetHistogram().GetSampleCount())
-		}
-	}
-	t.Fatalf("no metric %s%v", name, labels)
-	return 0
-}
-
-type syncBuffer struct {
-	mu  sync.Mutex
-	buf bytes.Buffer
-}
-
-func (b *syncBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.Write(p)
-}
-
-func (b *syncBuffer) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.String()
 }

@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/emailscout/emailscout/internal/natstest"
+	"github.com/emailscout/emailscout/internal/testkit"
 	"github.com/emailscout/emailscout/pkg/mailtest"
 	"github.com/emailscout/emailscout/pkg/probemail"
 	"github.com/emailscout/emailscout/services/receiver"
@@ -122,7 +123,7 @@ func TestIMAPTakesReturnsAndLeavesTheRest(t *testing.T) {
 		{"scout_receiver_bounces_total", nil, 1},
 		{"scout_receiver_rejected_total", map[string]string{"reason": receiver.ReasonBadSignature}, 1},
 	} {
-		if v := metricValue(t, r.reg, m.name, m.labels); v != m.want {
+		if v := testkit.MustMetric(t, r.reg, m.name, m.labels); v != m.want {
 			t.Errorf("%s%v = %v, want %v", m.name, m.labels, v, m.want)
 		}
 	}
@@ -172,7 +173,7 @@ func TestIMAPFastReturnsAndCleanup(t *testing.T) {
 
 	r := e.start(imapConfig(t, srv.Addr))
 	srv.WaitUIDs(ctx, uidOther, uidNew, uidF)
-	if v := metricValue(t, r.reg, "scout_receiver_imap_deleted_total", map[string]string{"reason": receiver.DeletedCleanup}); v != 1 {
+	if v := testkit.MustMetric(t, r.reg, "scout_receiver_imap_deleted_total", map[string]string{"reason": receiver.DeletedCleanup}); v != 1 {
 		t.Errorf("cleanup deletions %v, want 1 (the 3-day-old probe of this site)", v)
 	}
 	_ = uidOld
@@ -225,7 +226,7 @@ func TestIMAPFastReturnsAndCleanup(t *testing.T) {
 	if n := e.count(); n != 2 {
 		t.Errorf("%d mail.returned, want 2 (A and B; nothing lost, nothing extra)", n)
 	}
-	if v := metricValue(t, r.reg, "scout_receiver_imap_deleted_total", map[string]string{"reason": receiver.DeletedCleanup}); v != 2 {
+	if v := testkit.MustMetric(t, r.reg, "scout_receiver_imap_deleted_total", map[string]string{"reason": receiver.DeletedCleanup}); v != 2 {
 		t.Errorf("cleanup deletions %v, want 2", v)
 	}
 }
@@ -282,7 +283,7 @@ func TestIMAPJetStreamDown(t *testing.T) {
 	e.clock.Advance(time.Second)
 	pA := siteProbe(t, site, now)
 	uidA := srv.Deliver(returned(t, pA), time.Time{})
-	for metricValue(t, r.reg, "scout_receiver_store_failures_total", nil) < 1 {
+	for testkit.MustMetric(t, r.reg, "scout_receiver_store_failures_total", nil) < 1 {
 		if ctx.Err() != nil {
 			t.Fatal("no store failure")
 		}

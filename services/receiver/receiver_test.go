@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/emailscout/emailscout/internal/natstest"
+	"github.com/emailscout/emailscout/internal/testkit"
 	"github.com/emailscout/emailscout/pkg/events"
 	"github.com/emailscout/emailscout/pkg/mailtest"
 	"github.com/emailscout/emailscout/pkg/probemail"
@@ -63,10 +64,10 @@ func TestVerifiedReturnStored(t *testing.T) {
 	if rtt := got.ReceivedAt.Sub(got.StartedAt); rtt != 4*time.Second {
 		t.Errorf("monitor-clock rtt %v, want 4s", rtt)
 	}
-	if v := metricValue(t, r.reg, "scout_receiver_returns_total", nil); v != 1 {
+	if v := testkit.MustMetric(t, r.reg, "scout_receiver_returns_total", nil); v != 1 {
 		t.Errorf("returns_total %v", v)
 	}
-	if v := metricValue(t, r.reg, "scout_receiver_store_seconds", nil); v != 1 {
+	if v := testkit.MustMetric(t, r.reg, "scout_receiver_store_seconds", nil); v != 1 {
 		t.Errorf("store_seconds observations %v", v)
 	}
 	if err := r.health.Ready(); err != nil {
@@ -154,7 +155,7 @@ func TestForgedAndStrayMailRefused(t *testing.T) {
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
-			before := metricValue(t, r.reg, "scout_receiver_rejected_total", map[string]string{"reason": tc.reason})
+			before := testkit.MustMetric(t, r.reg, "scout_receiver_rejected_total", map[string]string{"reason": tc.reason})
 			reply, phase := send(t, r.addr, target, tc.rcpt, tc.msg(t))
 			if reply.Code != 550 || reply.Enhanced != tc.enhanced || phase != tc.phase {
 				t.Errorf("reply %v in phase %q, want 550 %s in %s", reply, phase, tc.enhanced, tc.phase)
@@ -165,7 +166,7 @@ func TestForgedAndStrayMailRefused(t *testing.T) {
 			if n := e.count(); n != 0 {
 				t.Fatalf("%d mail.returned stored for refused mail", n)
 			}
-			if after := metricValue(t, r.reg, "scout_receiver_rejected_total", map[string]string{"reason": tc.reason}); after != before+1 {
+			if after := testkit.MustMetric(t, r.reg, "scout_receiver_rejected_total", map[string]string{"reason": tc.reason}); after != before+1 {
 				t.Errorf("rejected_total{reason=%s} went %v -> %v", tc.reason, before, after)
 			}
 		})
@@ -186,10 +187,10 @@ func TestDuplicateReturnAcceptedOnce(t *testing.T) {
 	if n := e.count(); n != 1 {
 		t.Errorf("%d mail.returned stored, want 1", n)
 	}
-	if v := metricValue(t, r.reg, "scout_receiver_duplicates_total", nil); v != 1 {
+	if v := testkit.MustMetric(t, r.reg, "scout_receiver_duplicates_total", nil); v != 1 {
 		t.Errorf("duplicates_total %v, want 1", v)
 	}
-	if v := metricValue(t, r.reg, "scout_receiver_returns_total", nil); v != 1 {
+	if v := testkit.MustMetric(t, r.reg, "scout_receiver_returns_total", nil); v != 1 {
 		t.Errorf("returns_total %v, want 1", v)
 	}
 }
@@ -212,7 +213,7 @@ func TestNATSDownAnswers451(t *testing.T) {
 	if reply.Code != 451 || reply.Enhanced != "4.3.0" || phase != submit.PhaseData {
 		t.Fatalf("with NATS down: %v in %s, want 451 4.3.0 to the DATA", reply, phase)
 	}
-	if v := metricValue(t, r.reg, "scout_receiver_store_failures_total", nil); v != 1 {
+	if v := testkit.MustMetric(t, r.reg, "scout_receiver_store_failures_total", nil); v != 1 {
 		t.Errorf("store_failures_total %v", v)
 	}
 
@@ -300,7 +301,7 @@ func TestBounceAcceptedAndDropped(t *testing.T) {
 	if n := e.count(); n != 0 {
 		t.Errorf("%d mail.returned for a bounce", n)
 	}
-	if v := metricValue(t, r.reg, "scout_receiver_bounces_total", nil); v != 1 {
+	if v := testkit.MustMetric(t, r.reg, "scout_receiver_bounces_total", nil); v != 1 {
 		t.Errorf("bounces_total %v", v)
 	}
 	var line string
@@ -326,7 +327,7 @@ func TestBounceAcceptedAndDropped(t *testing.T) {
 	if n := e.count(); n != 0 {
 		t.Errorf("%d mail.returned for bounces", n)
 	}
-	if v := metricValue(t, r.reg, "scout_receiver_bounces_total", nil); v != 3 {
+	if v := testkit.MustMetric(t, r.reg, "scout_receiver_bounces_total", nil); v != 3 {
 		t.Errorf("bounces_total %v, want 3", v)
 	}
 }
@@ -344,7 +345,7 @@ func TestReflectionFromNullSender(t *testing.T) {
 	if evs, _ := e.returned(1); evs[0].TestID != p.TestID {
 		t.Errorf("stored %+v", evs[0])
 	}
-	if v := metricValue(t, r.reg, "scout_receiver_bounces_total", nil); v != 0 {
+	if v := testkit.MustMetric(t, r.reg, "scout_receiver_bounces_total", nil); v != 0 {
 		t.Errorf("bounces_total %v, want 0", v)
 	}
 }

@@ -11,11 +11,11 @@ import (
 
 	"github.com/emailscout/emailscout/internal/natstest"
 	"github.com/emailscout/emailscout/internal/platform"
+	"github.com/emailscout/emailscout/internal/testkit"
 	"github.com/emailscout/emailscout/pkg/events"
 	"github.com/emailscout/emailscout/services/recorder"
 	"github.com/emailscout/emailscout/services/recorder/internal/chtest"
 	"github.com/prometheus/client_golang/prometheus"
-	"github.com/prometheus/client_golang/prometheus/testutil"
 )
 
 // TestClickHouseOutage stops ClickHouse for 60 seconds in the middle of a
@@ -139,7 +139,7 @@ func TestClickHouseOutage(t *testing.T) {
 		}
 	}
 	raw := count(t, ctx, conn, "SELECT count() FROM "+db+".check_results")
-	failures := testutil.ToFloat64(metricOf(t, reg, "scout_recorder_insert_failures_total"))
+	failures := testkit.MustMetric(t, reg, "scout_recorder_insert_failures_total", nil)
 	t.Logf("%d results published, %d rows with FINAL, %d physical rows before merges, %v failed inserts during the outage", want, want, raw, failures)
 	if failures == 0 {
 		t.Error("no failed insert counted during the outage")

@@ -11,12 +11,12 @@ import (
 
 	"github.com/emailscout/emailscout/internal/natstest"
 	"github.com/emailscout/emailscout/internal/platform"
+	"github.com/emailscout/emailscout/internal/testkit"
 	"github.com/emailscout/emailscout/pkg/events"
 	"github.com/emailscout/emailscout/services/recorder"
 	"github.com/jonboulle/clockwork"
 	"github.com/nats-io/nats.go/jetstream"
 	"github.com/prometheus/client_golang/prometheus"
-	"github.com/prometheus/client_golang/prometheus/testutil"
 )
 
 // memWriter is a Writer that keeps batches in memory and fails while down
@@ -121,7 +121,7 @@ func (h *harness) publish(evs ...events.Event) {
 
 func (h *harness) gauge(name string) float64 {
 	h.t.Helper()
-	return testutil.ToFloat64(metricOf(h.t, h.reg, name))
+	return testkit.MustMetric(h.t, h.reg, name, nil)
 }
 
 // waitFor polls cond every 10 ms until it holds or the test's context
@@ -321,33 +321,6 @@ func TestShutdownNaksUnsavedBatch(t *testing.T) {
 	if n != 2 {
 		t.Errorf("fetched %d events after the stop, want 2", n)
 	}
-}
-
-func metricOf(t *testing.T, reg *prometheus.Registry, name string) prometheus.Collector {
-	t.Helper()
-	mfs, err := reg.Gather()
-	if err != nil {
-		t.Fatal(err)
-	}
-	for _, mf := range mfs {
-		if mf.GetName() != name {
-			continue
-		}
-		var sum float64
-		for _, m := range mf.GetMetric() {
-			switch {
-			case m.GetCounter() != nil:
-				sum += m.GetCounter().GetValue()
-			case m.GetGauge() != nil:
-				sum += m.GetGauge().GetValue()
-			}
-		}
-		g := prometheus.NewGauge(prometheus.GaugeOpts{Name: "copy"})
-		g.Set(sum)
-		return g
-	}
-	t.Fatalf("no metric %s", name)
-	return nil
 }
 
 // TestConsumerDeletedStopsRun: if the durable consumer disappears, Run

@@ -11,11 +11,11 @@ import (
 
 	"github.com/emailscout/emailscout/internal/natstest"
 	"github.com/emailscout/emailscout/internal/platform"
+	"github.com/emailscout/emailscout/internal/testkit"
 	"github.com/emailscout/emailscout/pkg/events"
 	"github.com/emailscout/emailscout/services/recorder"
 	"github.com/emailscout/emailscout/services/recorder/internal/chtest"
 	"github.com/prometheus/client_golang/prometheus"
-	"github.com/prometheus/client_golang/prometheus/testutil"
 )
 
 // startRecorder runs a recorder on srv's database db until the test ends.
@@ -210,7 +210,7 @@ func TestRowsLand(t *testing.T) {
 	}
 	compareRow(t, "notification", wantNote, gotNote)
 
-	if got := testutil.ToFloat64(metricOf(t, reg, "scout_recorder_events_malformed_total")); got != 2 {
+	if got := testkit.MustMetric(t, reg, "scout_recorder_events_malformed_total", nil); got != 2 {
 		t.Errorf("malformed events counted: %v, want 2", got)
 	}
 	cons, err := js.Consumer(ctx, events.StreamName, events.RecorderConsumer().Durable)

@@ -1,20 +1,19 @@
 package sender_test
 
 import (
-	"bytes"
 	"context"
 	"crypto/rand"
 	"io"
 	"log/slog"
 	"net"
 	"strconv"
-	"strings"
 	"sync"
 	"testing"
 	"time"
 
 	"github.com/emailscout/emailscout/internal/natstest"
 	"github.com/emailscout/emailscout/internal/platform"
+	"github.com/emailscout/emailscout/internal/testkit"
 	"github.com/emailscout/emailscout/pkg/checks"
 	"github.com/emailscout/emailscout/pkg/events"
 	"github.com/emailscout/emailscout/pkg/probemail"
@@ -92,7 +91,7 @@ func relayConfig(addr string) sender.Config {
 type running struct {
 	s    *sender.Sender
 	reg  *prometheus.Registry
-	logs *syncBuffer
+	logs *testkit.LogBuffer
 	stop func()
 }
 
@@ -101,7 +100,7 @@ type running struct {
 func (e *env) start(cfg sender.Config, tweak func(*sender.Deps)) *running {
 	e.t.Helper()
 	reg := prometheus.NewRegistry()
-	logs := &syncBuffer{}
+	logs := &testkit.LogBuffer{}
 	deps := sender.Deps{
 		Checks: e.checks, JetStream: e.js, Publisher: platform.JetStreamPublisher{JS: e.js},
 		Keyring: e.keys, Clock: e.clock, Registerer: reg,
@@ -216,85 +215,16 @@ func waitMetric(t testing.TB, reg *prometheus.Registry, name string, labels map[
 	t.Helper()
 	ctx := natstest.Context(t)
 	for {
-		if v, ok := metricValue(t, reg, name, labels); ok && v == want {
+		if v, ok := testkit.Metric(t, reg, name, labels); ok && v == want {
 			return
 		}
 		select {
 		case <-ctx.Done():
-			v, ok := metricValue(t, reg, name, labels)
+			v, ok := testkit.Metric(t, reg, name, labels)
 			t.Fatalf("%s%v = %v (present %v), want %v", name, labels, v, ok, want)
 		case <-time.After(20 * time.Millisecond):
 		}
 	}
-}
-
-// metricValue returns the value of a counter or gauge, and whether it
-// exists.
-func metricValue(t testing.TB, reg *prometheus.Registry, name string, labels map[string]string) (float64, bool) {
-	t.Helper()
-	mfs, err := reg.Gather()
-	if err != nil {
-		t.Fatal(err)
-	}
-	for _, mf := range mfs {
-		if mf.GetName() != name {
-			continue
-		}
-	next:
-		for _, m := range mf.GetMetric() {
-			got := map[string]string{}
-			for _, l := range m.GetLabel() {
-				got[l.GetName()] = l.GetValue()
-			}
-			for k, v := range labels {
-				if got[k] != v {
-					continue next
-				}
-			}
-			switch {
-			case m.GetCounter() != nil:
-				return m.GetCounter().GetValue(), true
-			case m.GetGauge() != nil:
-				return m.GetGauge().GetValue(), true
-			case m.GetHistogram() != nil:
-				return float64(m.GetHistogram().GetSampleCount()), true
-			}
-		}
-	}
-	return 0, false
-}
-
-// syncBuffer is a goroutine-safe log sink.
-type syncBuffer struct {
-	mu  sync.Mutex
-	buf bytes.Buffer
-}
-
-func (b *syncBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.Write(p)
-}
-
-func (b *syncBuffer) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.String()
-}
-
-// lines returns the log lines that contain every one of parts.
-func (b *syncBuffer) lines(parts ...string) []string {
-	var out []string
-	for _, l := range strings.Split(b.String(), "\n") {
-		ok := l != ""
-		for _, p := range parts {
-			ok = ok && strings.Contains(l, p)
-		}
-		if ok {
-			out = append(out, l)
-		}
-	}
-	return out
 }
 
 // relay is a real go-smtp server on 127.0.0.1 that accepts every message

@@ -11,6 +11,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/emailscout/emailscout/internal/testkit"
 	"github.com/emailscout/emailscout/pkg/events"
 	"github.com/emailscout/emailscout/pkg/mailtest"
 	"github.com/emailscout/emailscout/pkg/probemail"
@@ -133,7 +134,7 @@ func TestRelayFailuresAreMonitorErrors(t *testing.T) {
 			waitMetric(t, r.reg, "scout_sender_submission_up", map[string]string{"delivery": "relay"}, 0)
 			waitMetric(t, r.reg, "scout_sender_submissions_total", map[string]string{"outcome": "monitor_error"}, 1)
 			waitMetric(t, r.reg, "scout_sender_submissions_total", map[string]string{"outcome": "sent"}, 0)
-			logs := r.logs.lines(`"level":"ERROR"`, "probes cannot be submitted", tc.class)
+			logs := r.logs.Lines(`"level":"ERROR"`, "probes cannot be submitted", tc.class)
 			if len(logs) == 0 {
 				t.Fatalf("no error-level 'probes cannot be submitted' log:\n%s", r.logs)
 			}
@@ -183,7 +184,7 @@ func TestCaseC02RelayRefusedAcrossRestart(t *testing.T) {
 		}
 	}
 	waitMetric(t, r2.reg, "scout_sender_submission_up", map[string]string{"delivery": "relay"}, 0)
-	if len(r2.logs.lines(`"level":"ERROR"`, "probes cannot be submitted")) == 0 {
+	if len(r2.logs.Lines(`"level":"ERROR"`, "probes cannot be submitted")) == 0 {
 		t.Errorf("restarted sender logged no 'probes cannot be submitted':\n%s", r2.logs)
 	}
 	// The current state of the check at this site is the last mail.sent:
@@ -278,7 +279,7 @@ func TestMXDelivery(t *testing.T) {
 				t.Error("the resolver was not asked")
 			}
 			// A customer's refusal says nothing about our relay.
-			if _, ok := metricValue(t, r.reg, "scout_sender_submission_up", nil); ok {
+			if _, ok := testkit.Metric(t, r.reg, "scout_sender_submission_up", nil); ok {
 				t.Error("submission_up set by an MX outcome")
 			}
 		})
@@ -374,7 +375,7 @@ func TestTestsThatCannotRunHere(t *testing.T) {
 		t.Errorf("%d mail.sent for tests that cannot run here", n)
 	}
 	for _, want := range []string{"test for an unknown check dropped", "does not run at this site"} {
-		if len(r.logs.lines(`"level":"ERROR"`, want)) != 1 {
+		if len(r.logs.Lines(`"level":"ERROR"`, want)) != 1 {
 			t.Errorf("no error log %q:\n%s", want, r.logs)
 		}
 	}

@@ -431,7 +431,7 @@ checks:
 	r := e.start(serviceConfig(site), func(d *sender.Deps) {
 		d.LookupEnv = lookup(map[string]string{"ACME_IMAP_PASSWORD": ""}) // set but empty
 	})
-	if len(r.logs.lines(`"level":"ERROR"`, "service check password not set", "ACME_IMAP_PASSWORD")) != 1 {
+	if len(r.logs.Lines(`"level":"ERROR"`, "service check password not set", "ACME_IMAP_PASSWORD")) != 1 {
 		t.Errorf("no start-up error for the missing password:\n%s", r.logs)
 	}
 

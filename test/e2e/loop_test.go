@@ -22,6 +22,7 @@ import (
 
 	"github.com/emailscout/emailscout/internal/natstest"
 	"github.com/emailscout/emailscout/internal/platform"
+	"github.com/emailscout/emailscout/internal/testkit"
 	"github.com/emailscout/emailscout/pkg/checks"
 	"github.com/emailscout/emailscout/pkg/events"
 	"github.com/emailscout/emailscout/pkg/probemail"
@@ -78,30 +79,13 @@ type loop struct {
 	keyring *probemail.Keyring
 	ret     string // the sender's return address
 	log     *slog.Logger
-	logs    *syncBuffer
+	logs    *testkit.LogBuffer
 	reg     *prometheus.Registry
 	wg      sync.WaitGroup
 
 	mu      sync.Mutex
 	results map[string][]events.CheckResult // by test id, in arrival order
 	got     chan struct{}
-}
-
-type syncBuffer struct {
-	mu  sync.Mutex
-	buf bytes.Buffer
-}
-
-func (b *syncBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.Write(p)
-}
-
-func (b *syncBuffer) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.String()
 }
 
 // startLoop starts NATS, the evaluator and the sender of site e2e, which
@@ -123,7 +107,7 @@ func startLoop(t *testing.T, e *env, ret string) *loop {
 	_, js := natstest.Connect(t, ns)
 	ctx, cancel := context.WithCancel(e.ctx)
 	l := &loop{js: js, t: t, e: e, ctx: ctx, checks: f, keySpec: strings.TrimSpace(string(spec)), keyring: e.keys, ret: ret,
-		logs: &syncBuffer{}, reg: prometheus.NewRegistry(), results: map[string][]events.CheckResult{}, got: make(chan struct{}, 1)}
+		logs: &testkit.LogBuffer{}, reg: prometheus.NewRegistry(), results: map[string][]events.CheckResult{}, got: make(chan struct{}, 1)}
 	l.log = slog.New(slog.NewJSONHandler(l.logs, &slog.HandlerOptions{Level: slog.LevelDebug}))
 	t.Cleanup(func() {
 		if t.Failed() {

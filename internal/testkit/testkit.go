@@ -1,0 +1,101 @@
+// Package testkit holds the small test helpers that several services'
+// tests share: a goroutine-safe log sink and a reader of Prometheus
+// metrics from a registry. It is imported by tests only.
+package testkit
+
+import (
+	"bytes"
+	"strings"
+	"sync"
+	"testing"
+
+	"github.com/prometheus/client_golang/prometheus"
+)
+
+// LogBuffer is a goroutine-safe io.Writer that keeps everything written to
+// it: the log sink of a service under test, read while it runs.
+type LogBuffer struct {
+	mu  sync.Mutex
+	buf bytes.Buffer
+}
+
+// Write appends p; it never fails.
+func (b *LogBuffer) Write(p []byte) (int, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.Write(p)
+}
+
+// String returns everything written so far.
+func (b *LogBuffer) String() string {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.String()
+}
+
+// Lines returns the non-empty lines written so far that contain every one
+// of parts.
+func (b *LogBuffer) Lines(parts ...string) []string {
+	var out []string
+	for _, l := range strings.Split(b.String(), "\n") {
+		ok := l != ""
+		for _, p := range parts {
+			ok = ok && strings.Contains(l, p)
+		}
+		if ok {
+			out = append(out, l)
+		}
+	}
+	return out
+}
+
+// Metric returns the sum, over the series of the metric called name whose
+// labels include every pair in labels (nil: all series), of a counter's or
+// gauge's value or a histogram's sample count; found is false when no
+// series matches (a vector with no children is not gathered at all). A
+// failing Gather fails the test.
+func Metric(t testing.TB, g prometheus.Gatherer, name string, labels map[string]string) (sum float64, found bool) {
+	t.Helper()
+	mfs, err := g.Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, mf := range mfs {
+		if mf.GetName() != name {
+			continue
+		}
+	series:
+		for _, m := range mf.GetMetric() {
+			got := make(map[string]string, len(m.GetLabel()))
+			for _, l := range m.GetLabel() {
+				got[l.GetName()] = l.GetValue()
+			}
+			for k, v := range labels {
+				if got[k] != v {
+					continue series
+				}
+			}
+			found = true
+			switch {
+			case m.GetCounter() != nil:
+				sum += m.GetCounter().GetValue()
+			case m.GetGauge() != nil:
+				sum += m.GetGauge().GetValue()
+			case m.GetHistogram() != nil:
+				sum += float64(m.GetHistogram().GetSampleCount())
+			}
+		}
+	}
+	return sum, found
+}
+
+// MustMetric is Metric for a metric that must exist: it fails the test
+// when no series matches.
+func MustMetric(t testing.TB, g prometheus.Gatherer, name string, labels map[string]string) float64 {
+	t.Helper()
+	v, ok := Metric(t, g, name, labels)
+	if !ok {
+		t.Fatalf("no metric %s%v", name, labels)
+	}
+	return v
+}
