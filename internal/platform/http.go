@@ -110,3 +110,19 @@ func ServeListener(ctx context.Context, l net.Listener, handler http.Handler, sh
 	}
 	return nil
 }
+
+// Register registers every collector with reg, and nothing when reg is nil
+// (a service built without metrics). It returns the first error
+// prometheus.Registerer.Register returns, such as
+// prometheus.AlreadyRegisteredError for a metric name registered twice.
+func Register(reg prometheus.Registerer, cs ...prometheus.Collector) error {
+	if reg == nil {
+		return nil
+	}
+	for _, c := range cs {
+		if err := reg.Register(c); err != nil {
+			return err
+		}
+	}
+	return nil
+}

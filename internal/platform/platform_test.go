@@ -226,3 +226,19 @@ func TestServeListener(t *testing.T) {
 		t.Error("the listener still accepts connections")
 	}
 }
+
+func TestRegister(t *testing.T) {
+	c := prometheus.NewCounter(prometheus.CounterOpts{Name: "x_total"})
+	if err := platform.Register(nil, c); err != nil {
+		t.Errorf("nil registerer: %v", err)
+	}
+	reg := prometheus.NewRegistry()
+	if err := platform.Register(reg, c); err != nil {
+		t.Fatal(err)
+	}
+	again := prometheus.NewCounter(prometheus.CounterOpts{Name: "x_total"})
+	var are prometheus.AlreadyRegisteredError
+	if err := platform.Register(reg, again); !errors.As(err, &are) {
+		t.Errorf("second x_total: %v, want AlreadyRegisteredError", err)
+	}
+}

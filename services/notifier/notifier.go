@@ -146,12 +146,8 @@ func New(cfg Config, deps Deps) (*Notifier, error) {
 			Help: "Provider requests retried after a temporary error, by provider.",
 		}, []string{"provider"}),
 	}
-	if deps.Registerer != nil {
-		for _, c := range []prometheus.Collector{m.messages, m.send, m.retries} {
-			if err := deps.Registerer.Register(c); err != nil {
-				return nil, fmt.Errorf("notifier: metrics: %w", err)
-			}
-		}
+	if err := platform.Register(deps.Registerer, m.messages, m.send, m.retries); err != nil {
+		return nil, fmt.Errorf("notifier: metrics: %w", err)
 	}
 	if deps.Health != nil {
 		deps.Health.Set("consumer:notifier", errors.New("not bound yet"))

@@ -3,6 +3,7 @@ package receiver
 import (
 	"fmt"
 
+	"github.com/emailscout/emailscout/internal/platform"
 	"github.com/prometheus/client_golang/prometheus"
 )
 
@@ -43,12 +44,8 @@ func newMetrics(reg prometheus.Registerer, site string) (*metrics, error) {
 	}
 	m.imapDeleted.WithLabelValues(DeletedTaken)
 	m.imapDeleted.WithLabelValues(DeletedCleanup)
-	if reg != nil {
-		for _, c := range []prometheus.Collector{m.returns, m.duplicates, m.bounces, m.storeFailures, m.rejected, m.imapDeleted, m.storeSeconds} {
-			if err := reg.Register(c); err != nil {
-				return nil, fmt.Errorf("receiver metrics: %w", err)
-			}
-		}
+	if err := platform.Register(reg, m.returns, m.duplicates, m.bounces, m.storeFailures, m.rejected, m.imapDeleted, m.storeSeconds); err != nil {
+		return nil, fmt.Errorf("receiver metrics: %w", err)
 	}
 	return m, nil
 }

@@ -86,12 +86,8 @@ func newMetrics(reg prometheus.Registerer) (metrics, error) {
 	for _, t := range partitionedTables {
 		m.rows.WithLabelValues(t)
 	}
-	if reg != nil {
-		for _, c := range []prometheus.Collector{m.rows, m.batches, m.failures, m.malformed, m.pending, m.dropped, m.insert} {
-			if err := reg.Register(c); err != nil {
-				return m, fmt.Errorf("recorder: metrics: %w", err)
-			}
-		}
+	if err := platform.Register(reg, m.rows, m.batches, m.failures, m.malformed, m.pending, m.dropped, m.insert); err != nil {
+		return m, fmt.Errorf("recorder: metrics: %w", err)
 	}
 	return m, nil
 }

@@ -5,6 +5,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/emailscout/emailscout/internal/platform"
 	"github.com/emailscout/emailscout/pkg/events"
 	"github.com/prometheus/client_golang/prometheus"
 )
@@ -72,12 +73,8 @@ func newMetrics(reg prometheus.Registerer, site string) (*metrics, error) {
 			m.serviceChecks.WithLabelValues(k, st)
 		}
 	}
-	if reg != nil {
-		for _, c := range []prometheus.Collector{m.up, m.submissions, m.submitSeconds, m.reported, m.serviceChecks, m.serviceSeconds, m.results} {
-			if err := reg.Register(c); err != nil {
-				return nil, fmt.Errorf("sender metrics: %w", err)
-			}
-		}
+	if err := platform.Register(reg, m.up, m.submissions, m.submitSeconds, m.reported, m.serviceChecks, m.serviceSeconds, m.results); err != nil {
+		return nil, fmt.Errorf("sender metrics: %w", err)
 	}
 	return m, nil
 }
