@@ -78,6 +78,19 @@ func (s *Session) Fail(phase, class string, err error) error {
 	return err
 }
 
+// GreetingMatches reports whether greeting (the text of the server's
+// greeting) matches the target's expect_greeting, and is true when the
+// target has none. When it does not match, the probe fails in
+// PhaseGreeting with ClassProtocol.
+func (s *Session) GreetingMatches(greeting string) bool {
+	re := s.target.ExpectGreeting
+	if re == nil || re.MatchString(greeting) {
+		return true
+	}
+	s.Fail(PhaseGreeting, ClassProtocol, fmt.Errorf("greeting %q does not match expect_greeting %q", greeting, re))
+	return false
+}
+
 // FailIO records an I/O or parse error of phase, classified: the context's
 // deadline is ClassTimeout, its cancellation ClassMonitor, a
 // *ProtocolError ClassProtocol, a connection closed or reset by the server

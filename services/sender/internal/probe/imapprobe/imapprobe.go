@@ -111,8 +111,7 @@ func run(s *probe.Session) {
 			return
 		}
 	}
-	if re := t.ExpectGreeting; re != nil && !re.MatchString(g.text) {
-		s.Fail(probe.PhaseGreeting, probe.ClassProtocol, fmt.Errorf("greeting %q does not match expect_greeting %q", g.text, re))
+	if !s.GreetingMatches(g.text) {
 		p.logout()
 		return
 	}

@@ -75,8 +75,7 @@ func run(s *probe.Session) {
 		ss.fail(probe.PhaseGreeting, err, probe.ClassRefused)
 		return
 	}
-	if re := t.ExpectGreeting; re != nil && !re.MatchString(text) {
-		s.Fail(probe.PhaseGreeting, probe.ClassProtocol, fmt.Errorf("greeting %q does not match expect_greeting %q", text, re))
+	if !s.GreetingMatches(text) {
 		ss.quit()
 		return
 	}

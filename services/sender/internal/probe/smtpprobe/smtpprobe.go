@@ -86,9 +86,7 @@ func run(s *probe.Session) {
 		c.quit()
 		return
 	}
-	if re := t.ExpectGreeting; re != nil && !re.MatchString(greeting.text()) {
-		s.Fail(probe.PhaseGreeting, probe.ClassProtocol,
-			fmt.Errorf("greeting %q does not match expect_greeting %q", greeting.text(), re))
+	if !s.GreetingMatches(greeting.text()) {
 		c.quit()
 		return
 	}
