@@ -6,8 +6,6 @@ import (
 	"crypto/tls"
 	"crypto/x509"
 	"fmt"
-	"io"
-	stdlog "log"
 	"net"
 	"net/netip"
 	"strings"
@@ -23,9 +21,6 @@ import (
 	"github.com/emailscout/emailscout/services/evaluator"
 	"github.com/emailscout/emailscout/services/sender"
 	"github.com/emailscout/emailscout/services/sender/internal/probe/probetest"
-	"github.com/emersion/go-imap/v2"
-	"github.com/emersion/go-imap/v2/imapserver"
-	"github.com/emersion/go-imap/v2/imapserver/imapmemserver"
 	"github.com/emersion/go-smtp"
 	"github.com/jonboulle/clockwork"
 	"github.com/nats-io/nats.go/jetstream"
@@ -127,45 +122,6 @@ func lookup(vars map[string]string) func(string) (string, bool) {
 	return func(k string) (string, bool) { v, ok := vars[k]; return v, ok }
 }
 
-// realIMAP runs go-imap/v2's imapserver with the in-memory backend and one
-// user, webscout/s3cret, with one message in INBOX; with STARTTLS (and
-// LOGINDISABLED until it) on cfg.
-func realIMAP(t testing.TB, cfg *tls.Config) string {
-	t.Helper()
-	mem := imapmemserver.New()
-	u := imapmemserver.NewUser("webscout", "s3cret")
-	if err := u.Create("INBOX", nil); err != nil {
-		t.Fatal(err)
-	}
-	msg := "From: a@example.net\r\nTo: webscout@acme.test\r\nSubject: hi\r\n\r\nhello\r\n"
-	if _, err := u.Append("INBOX", sizedReader{strings.NewReader(msg), int64(len(msg))}, &imap.AppendOptions{}); err != nil {
-		t.Fatal(err)
-	}
-	mem.AddUser(u)
-	srv := imapserver.New(&imapserver.Options{
-		NewSession: func(*imapserver.Conn) (imapserver.Session, *imapserver.GreetingData, error) {
-			return mem.NewSession(), nil, nil
-		},
-		Caps:      imap.CapSet{imap.CapIMAP4rev1: {}},
-		TLSConfig: cfg,
-		Logger:    stdlog.New(io.Discard, "", 0),
-	})
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	go func() { _ = srv.Serve(l) }()
-	t.Cleanup(func() { _ = srv.Close() })
-	return l.Addr().String()
-}
-
-type sizedReader struct {
-	*strings.Reader
-	n int64
-}
-
-func (l sizedReader) Size() int64 { return l.n }
-
 // pop3Server is a scripted POP3 server (RFC 1939, CAPA of RFC 2449, STLS
 // of RFC 2595) on 127.0.0.1: user webscout/s3cret, 2 messages of 300
 // octets. It counts sessions.
@@ -259,7 +215,7 @@ func TestServiceCheckPerKind(t *testing.T) {
 			kind: events.KindIMAP,
 			start: func(t *testing.T) server {
 				cert, pool := mailtest.CertificateValid(t, time.Now().Add(-time.Hour), time.Now().Add(90*24*time.Hour), "imap.acme.test")
-				_, port, _ := net.SplitHostPort(realIMAP(t, &tls.Config{Certificates: []tls.Certificate{cert}}))
+				_, port, _ := net.SplitHostPort(probetest.IMAPServer(t, &tls.Config{Certificates: []tls.Certificate{cert}}, false))
 				return server{host: "imap.acme.test", port: port, pool: pool}
 			},
 			user: "webscout", pw: "s3cret",

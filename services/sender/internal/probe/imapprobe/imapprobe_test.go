@@ -6,7 +6,6 @@ import (
 	"crypto/x509"
 	"fmt"
 	"io"
-	stdlog "log"
 	"net"
 	"regexp"
 	"strconv"
@@ -20,9 +19,6 @@ import (
 	"github.com/emailscout/emailscout/pkg/mailtest"
 	"github.com/emailscout/emailscout/services/sender/internal/probe"
 	"github.com/emailscout/emailscout/services/sender/internal/probe/probetest"
-	"github.com/emersion/go-imap/v2"
-	"github.com/emersion/go-imap/v2/imapserver"
-	"github.com/emersion/go-imap/v2/imapserver/imapmemserver"
 )
 
 // script is a scripted IMAP server.
@@ -407,62 +403,18 @@ func TestExpectGreeting(t *testing.T) {
 	}
 }
 
-// realIMAP runs go-imap/v2's imapserver with the in-memory backend: one
-// user, webscout/s3cret, with one message in INBOX. With a TLS
-// configuration and InsecureAuth off it advertises STARTTLS and
-// LOGINDISABLED until the upgrade, like c07's server.
-func realIMAP(t testing.TB, cfg *tls.Config, implicit bool) string {
-	t.Helper()
-	mem := imapmemserver.New()
-	u := imapmemserver.NewUser("webscout", "s3cret")
-	if err := u.Create("INBOX", nil); err != nil {
-		t.Fatal(err)
-	}
-	msg := "From: a@example.net\r\nTo: webscout@example.net\r\nSubject: hi\r\n\r\nhello\r\n"
-	if _, err := u.Append("INBOX", sizedReader{strings.NewReader(msg), int64(len(msg))}, &imap.AppendOptions{}); err != nil {
-		t.Fatal(err)
-	}
-	mem.AddUser(u)
-	srv := imapserver.New(&imapserver.Options{
-		NewSession: func(*imapserver.Conn) (imapserver.Session, *imapserver.GreetingData, error) {
-			return mem.NewSession(), nil, nil
-		},
-		Caps:      imap.CapSet{imap.CapIMAP4rev1: {}},
-		TLSConfig: cfg,
-		Logger:    stdlog.New(io.Discard, "", 0),
-	})
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	addr := l.Addr().String()
-	if implicit {
-		l = tls.NewListener(l, cfg)
-	}
-	go func() { _ = srv.Serve(l) }()
-	t.Cleanup(func() { _ = srv.Close() })
-	return addr
-}
-
-type sizedReader struct {
-	*strings.Reader
-	n int64
-}
-
-func (l sizedReader) Size() int64 { return l.n }
-
 // Against go-imap/v2's real server: c07 over STARTTLS, implicit TLS, the
 // certificate variants, a wrong password and a plain-text login attempt.
 func TestRealServer(t *testing.T) {
 	valid, pool := probetest.ServerTLS(t, probetest.Valid)
-	starttls := realIMAP(t, valid, false)
-	implicit := realIMAP(t, valid, true)
+	starttls := probetest.IMAPServer(t, valid, false)
+	implicit := probetest.IMAPServer(t, valid, true)
 	expiredCfg, expiredPool := probetest.ServerTLS(t, probetest.Expired)
-	expired := realIMAP(t, expiredCfg, false)
+	expired := probetest.IMAPServer(t, expiredCfg, false)
 	wrongCfg, wrongPool := probetest.ServerTLS(t, probetest.WrongHost)
-	wrong := realIMAP(t, wrongCfg, true)
+	wrong := probetest.IMAPServer(t, wrongCfg, true)
 	expiringCfg, expiringPool := probetest.ServerTLS(t, probetest.Expiring)
-	expiring := realIMAP(t, expiringCfg, false)
+	expiring := probetest.IMAPServer(t, expiringCfg, false)
 
 	cases := []struct {
 		name   string
@@ -516,7 +468,7 @@ func TestRealServer(t *testing.T) {
 // LOGIN, EXAMINE INBOX, LOGOUT) against go-imap/v2's server on loopback.
 func BenchmarkProbe(b *testing.B) {
 	cfg, pool := probetest.ServerTLS(b, probetest.Valid)
-	tg := target(b, realIMAP(b, cfg, false), checks.TLSStartTLS)
+	tg := target(b, probetest.IMAPServer(b, cfg, false), checks.TLSStartTLS)
 	tg.RootCAs = pool
 	tg.Username, tg.Password = "webscout", "s3cret"
 	ctx := probetest.Context(b)

@@ -3,7 +3,8 @@
 // apart (valid, expired, expiring, wrong host), and Peer, the server side of
 // a scripted dialogue on loopback (pkg/mailtest.Script) that reads lines
 // without buffering ahead, so it can hand the connection to TLS at the
-// exact byte where STARTTLS begins.
+// exact byte where STARTTLS begins; and IMAPServer, go-imap/v2's real
+// server with one mailbox.
 package probetest
 
 import (
