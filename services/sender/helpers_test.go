@@ -66,9 +66,15 @@ type env struct {
 
 func newEnv(t testing.TB) *env {
 	t.Helper()
+	return newServiceEnv(t, checkFile)
+}
+
+// newServiceEnv is newEnv with another check file.
+func newServiceEnv(t testing.TB, checkYAML string) *env {
+	t.Helper()
 	srv := natstest.Start(t)
 	_, js := natstest.Connect(t, srv)
-	f, err := checks.Parse("checks.yaml", []byte(checkFile))
+	f, err := checks.Parse("checks.yaml", []byte(checkYAML))
 	if err != nil {
 		t.Fatal(err)
 	}

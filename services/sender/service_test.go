@@ -14,33 +14,14 @@ import (
 	"time"
 
 	"github.com/emailscout/emailscout/internal/natstest"
-	"github.com/emailscout/emailscout/pkg/checks"
 	"github.com/emailscout/emailscout/pkg/events"
 	"github.com/emailscout/emailscout/pkg/mailtest"
-	"github.com/emailscout/emailscout/pkg/probemail"
 	"github.com/emailscout/emailscout/services/evaluator"
 	"github.com/emailscout/emailscout/services/sender"
 	"github.com/emailscout/emailscout/services/sender/internal/probe/probetest"
 	"github.com/emersion/go-smtp"
-	"github.com/jonboulle/clockwork"
 	"github.com/nats-io/nats.go/jetstream"
 )
-
-// newServiceEnv is newEnv with another check file.
-func newServiceEnv(t testing.TB, checkYAML string) *env {
-	t.Helper()
-	srv := natstest.Start(t)
-	_, js := natstest.Connect(t, srv)
-	f, err := checks.Parse("checks.yaml", []byte(checkYAML))
-	if err != nil {
-		t.Fatal(err)
-	}
-	keys, err := probemail.ParseKeys(keySpec)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return &env{t: t, srv: srv, js: js, clock: clockwork.NewFakeClockAt(start), checks: f, keys: keys}
-}
 
 // scheduleTest publishes a test of check at site, as the scheduler (attempt
 // 1) or the evaluator (attempt 2, reason and origin set) would.
