@@ -174,12 +174,17 @@ func TestImageBinaries(t *testing.T) {
 			defer cancel()
 			build := exec.CommandContext(bctx, "sh", "deploy/docker/build.sh", service, out)
 			build.Dir = ctx
-			build.Env = append(os.Environ(), "GOFLAGS=-mod=readonly")
+			build.Env = append(os.Environ(), "GOFLAGS=-mod=readonly", "VERSION=9.9.9-test", "REVISION=0123456789abcdef")
 			if msg, err := build.CombinedOutput(); err != nil {
 				t.Fatalf("build.sh %s: %v\n%s", service, err, msg)
 			}
 			bin := filepath.Join(out, service)
 			checkStatic(t, bin)
+			// The version and revision given to build.sh are linked in.
+			if v, err := exec.Command(bin, "--version").Output(); err != nil ||
+				!strings.HasPrefix(string(v), service+" 9.9.9-test (revision 0123456789ab, go") {
+				t.Errorf("%s --version: %v, %q", service, err, v)
+			}
 
 			rctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 			defer cancel()

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"github.com/emailscout/emailscout/pkg/buildinfo"
 	"io"
 	"time"
 
@@ -114,7 +115,7 @@ it reads one message on stdin, as from ~/.forward or /etc/aliases:
 
 Exit status: 0 reflected or ignored, 75 try again later, 78 broken configuration.
 See docs/reflector.md for the install guide.`,
-		Version:       version,
+		Version:       buildinfo.Read().String(), // --version (pkg/buildinfo)
 		Args:          cobra.NoArgs,
 		SilenceUsage:  true,
 		SilenceErrors: true,
@@ -127,6 +128,7 @@ See docs/reflector.md for the install guide.`,
 		},
 	}
 	root.CompletionOptions.DisableDefaultCmd = true
+	root.SetVersionTemplate("scout-reflector {{.Version}}\n")
 	root.SetOut(e.stdout)
 	root.SetErr(e.stderr)
 	root.SetIn(e.stdin)

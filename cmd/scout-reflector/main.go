@@ -34,9 +34,6 @@ import (
 	"github.com/spf13/cobra"
 )
 
-// version is set at build time with -ldflags "-X main.version=...".
-var version = "dev"
-
 func main() {
 	// IMail and the Windows service manager start the binary without a
 	// console; cobra must not refuse to run then.

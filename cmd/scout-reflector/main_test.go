@@ -8,6 +8,7 @@ import (
 	"os"
 	"path/filepath"
 	"regexp"
+	"runtime"
 	"strings"
 	"testing"
 	"time"
@@ -616,4 +617,15 @@ func TestLogFileKeepsStdoutAndStderrEmpty(t *testing.T) {
 // squash collapses runs of spaces (tabwriter's column padding).
 func squash(s string) string {
 	return regexp.MustCompile(` +`).ReplaceAllString(s, " ")
+}
+
+// TestVersion: --version prints the build (pkg/buildinfo) and exits 0
+// without reading a key file or stdin.
+func TestVersion(t *testing.T) {
+	f := newFixture(t, 0)
+	r := f.run(nil, nil, "--version")
+	if r.code != 0 || !strings.HasPrefix(r.stdout, "scout-reflector ") || !strings.Contains(r.stdout, "(revision ") ||
+		!strings.Contains(r.stdout, runtime.Version()+")") {
+		t.Errorf("--version: exit %d, stdout %q, stderr %q", r.code, r.stdout, r.stderr)
+	}
 }

@@ -13,6 +13,7 @@ import (
 	"os/signal"
 	"syscall"
 
+	"github.com/emailscout/emailscout/pkg/buildinfo"
 	"github.com/spf13/cobra"
 )
 
@@ -46,9 +47,11 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout 
 	root := &cobra.Command{
 		Use:           "scout",
 		Short:         "Email Scout: round-trip and service monitoring for mail systems",
+		Version:       buildinfo.Read().String(), // --version (pkg/buildinfo)
 		SilenceUsage:  true,
 		SilenceErrors: true,
 	}
+	root.SetVersionTemplate("scout {{.Version}}\n")
 	root.SetArgs(args)
 	root.SetOut(stdout)
 	root.SetErr(os.Stderr)

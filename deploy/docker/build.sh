@@ -9,6 +9,9 @@
 # go.mod pins, without the workspace's other modules (test/e2e, and deploy
 # with its Kubernetes dependencies, which the build context leaves out).
 # CGO_ENABLED=0 makes it static; -trimpath keeps build paths out of it.
+# VERSION and REVISION (the Dockerfile's build arguments) are linked into
+# the binary (pkg/buildinfo): --version and the metric scout_build_info
+# show them.
 set -eu
 
 services="scheduler sender receiver evaluator notifier recorder scout"
@@ -30,4 +33,6 @@ esac
 mkdir -p "$out"
 out=$(cd "$out" && pwd)
 cd "$module"
-GOWORK=off CGO_ENABLED=0 go build -trimpath -buildvcs=false -ldflags "-s -w" -o "$out/$service" "$pkg"
+bi=github.com/emailscout/emailscout/pkg/buildinfo
+GOWORK=off CGO_ENABLED=0 go build -trimpath -buildvcs=false \
+  -ldflags "-s -w -X $bi.version=${VERSION:-dev} -X $bi.revision=${REVISION:-unknown}" -o "$out/$service" "$pkg"

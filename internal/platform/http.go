@@ -58,7 +58,9 @@ func (h *Health) Ready() error {
 }
 
 // HTTPHandler returns the mux with /healthz (the process serves), /readyz (200
-// when Ready, else 503 with the reasons) and /metrics (gatherer).
+// when Ready, else 503 with the reasons) and /metrics (gatherer), which
+// speaks the OpenMetrics text format to a scraper that asks for it (Accept:
+// application/openmetrics-text) and Prometheus's text format otherwise.
 func HTTPHandler(h *Health, gatherer prometheus.Gatherer) http.Handler {
 	mux := http.NewServeMux()
 	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) {
@@ -71,7 +73,7 @@ func HTTPHandler(h *Health, gatherer prometheus.Gatherer) http.Handler {
 		}
 		fmt.Fprintln(w, "ready")
 	})
-	mux.Handle("GET /metrics", promhttp.HandlerFor(gatherer, promhttp.HandlerOpts{}))
+	mux.Handle("GET /metrics", promhttp.HandlerFor(gatherer, promhttp.HandlerOpts{EnableOpenMetrics: true}))
 	return mux
 }
 

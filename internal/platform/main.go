@@ -15,8 +15,13 @@ type RunFunc func(ctx context.Context, args []string, getenv func(string) string
 
 // Main is the whole main function of a service command: run with a context
 // that SIGINT and SIGTERM cancel (graceful shutdown), and on error print
-// "<name>: <error>" to stderr and exit 1.
+// "<name>: <error>" to stderr and exit 1. "<name> --version" prints the
+// build (pkg/buildinfo) and exits 0 without reading any configuration.
 func Main(name string, run RunFunc) {
+	if wantsVersion(os.Args[1:]) {
+		printVersion(os.Stdout, name)
+		return
+	}
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	err := run(ctx, os.Args[1:], os.Getenv, os.Stdout)
 	stop()

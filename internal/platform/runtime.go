@@ -127,7 +127,7 @@ func Start(ctx context.Context, base Base, name string, stdout io.Writer) (*Runt
 		return nil, err
 	}
 	reg := prometheus.NewRegistry()
-	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}), BuildInfoCollector())
 	h := NewHealth()
 	h.Add("nats", func() error {
 		if s := nc.Status(); s != nats.CONNECTED {
