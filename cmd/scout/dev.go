@@ -46,6 +46,9 @@ type devOptions struct {
 	clickhouse string
 	verbose    bool
 	getenv     func(string) string
+	// registry receives every service's metrics; nil: a new one (tests
+	// pass theirs to read it).
+	registry *prometheus.Registry
 }
 
 func newDevCmd(getenv func(string) string) *cobra.Command {
@@ -176,9 +179,13 @@ func runDev(ctx context.Context, o devOptions, stdout io.Writer) error {
 		return err
 	}
 	pr := newPrinter(stdout, f)
-	w := &devWorld{opts: o, checks: f, js: js, nc: nc, log: log, keys: keys, reg: prometheus.NewRegistry(), health: platform.NewHealth(), out: pr,
+	reg := o.registry
+	if reg == nil {
+		reg = prometheus.NewRegistry()
+	}
+	w := &devWorld{opts: o, checks: f, js: js, nc: nc, log: log, keys: keys, reg: reg, health: platform.NewHealth(), out: pr,
 		services: services, httpLn: httpLn}
-	w.reg.MustRegister(collectors.NewGoCollector())
+	w.reg.MustRegister(collectors.NewGoCollector(), platform.BuildInfoCollector())
 
 	fmt.Fprintf(stdout, "Email Scout dev: %d checks at %d sites (%s); NATS %s; logs %s\n",
 		len(f.Checks), len(f.AllSites()), strings.Join(f.AllSites(), ", "), ns.ClientURL(), logPath)

@@ -57,6 +57,12 @@ func newConsumeMetrics(reg prometheus.Registerer, name string) *consumeMetrics {
 			Buckets:     prometheus.ExponentialBuckets(0.0005, 4, 9),
 		}),
 	}
+	// Every outcome exists at 0 from the start, so that the first nak or
+	// term after a restart is an increase() the alerts see (a series born
+	// at 1 has no increase; deploy/prometheus/alerts_test.yaml).
+	for _, outcome := range []string{"ack", "nak", "term"} {
+		m.handled.WithLabelValues(outcome)
+	}
 	if reg != nil {
 		reg.MustRegister(m.handled, m.duration)
 	}

@@ -146,6 +146,13 @@ func New(cfg Config, deps Deps) (*Notifier, error) {
 			Help: "Provider requests retried after a temporary error, by provider.",
 		}, []string{"provider"}),
 	}
+	// Every outcome of this replica's provider exists at 0 from the start:
+	// the first failed SMS after a restart is then an increase() that the
+	// alert ScoutNotificationsFailing sees (deploy/prometheus/alerts_test.yaml).
+	for _, outcome := range []string{events.NotifySent, events.NotifyFailed, events.NotifySuppressed} {
+		m.messages.WithLabelValues(deps.Provider.Name(), outcome)
+	}
+	m.retries.WithLabelValues(deps.Provider.Name())
 	if err := platform.Register(deps.Registerer, m.messages, m.send, m.retries); err != nil {
 		return nil, fmt.Errorf("notifier: metrics: %w", err)
 	}
