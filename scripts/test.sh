@@ -2,19 +2,22 @@
 # scripts/test.sh — everything `make test` and CI run, in order:
 #   1. go vet over every module (also with the integration and e2e tags)
 #   2. every module's unit tests with the race detector   (needs only Go)
-#   3. the integration suite: the recorder and `scout provision` against a real
+#   3. the alerts: `promtool check rules` and `promtool test rules` on the
+#      prod PrometheusRule (deploy/prometheus/alerts_test.yaml; promtool is
+#      taken from Debian's prometheus package by scripts/promtool.sh)
+#   4. the integration suite: the recorder and `scout provision` against a real
 #      clickhouse-server, and provisioning a three-node JetStream cluster
 #      (installs Debian's clickhouse-server when missing)
-#   4. the Postfix + Dovecot suites: scout-reflector and the whole loop on
+#   5. the Postfix + Dovecot suites: scout-reflector and the whole loop on
 #      a real mail stack, and the SMTP/IMAP/POP3 probers against real servers
 #      (installs Debian's postfix, dovecot-imapd, dovecot-pop3d when missing)
-# Steps 3 and 4 install packages and configure local daemons on loopback:
+# Steps 4 and 5 install packages and configure local daemons on loopback:
 # run them as root on a Debian machine (as CI does). SCOUT_TEST_STEPS limits
 # the steps, e.g. SCOUT_TEST_STEPS="vet unit" for a machine without root.
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 
-steps=${SCOUT_TEST_STEPS:-"vet unit clickhouse e2e"}
+steps=${SCOUT_TEST_STEPS:-"vet unit alerts clickhouse e2e"}
 want() { [[ " $steps " == *" $1 "* ]]; }
 step() { printf '\n==> %s (%s)\n' "$1" "$(date -u +%H:%M:%S)"; }
 need_root() {
@@ -28,7 +31,7 @@ need_root() {
 start=$(date +%s)
 if want vet; then
   step "go vet (all modules, with the integration and e2e files)"
-  go vet -tags 'integration e2e' work
+  go vet -tags 'integration e2e promtool' work
   unformatted=$(gofmt -l $(git ls-files '*.go' 2>/dev/null || find . -name '*.go'))
   if [ -n "$unformatted" ]; then
     echo "gofmt would change:" >&2; echo "$unformatted" >&2; exit 1
@@ -37,6 +40,11 @@ fi
 if want unit; then
   step "unit tests, race detector, every module"
   go test -race -count=1 work
+fi
+if want alerts; then
+  step "alerts (promtool check rules, promtool test rules)"
+  promtool=$(./scripts/promtool.sh)
+  PROMTOOL=$promtool go test -count=1 -tags promtool -run AlertsWithPromtool ./deploy/
 fi
 if want clickhouse; then
   need_root ClickHouse
