@@ -8,10 +8,13 @@ require (
 	github.com/emersion/go-sasl v0.0.0-20241020182733-b788ff22d5a6
 	github.com/emersion/go-smtp v0.26.0
 	github.com/jonboulle/clockwork v0.5.0
+	github.com/nyaruka/phonenumbers v1.8.1
 	go.yaml.in/yaml/v3 v3.0.6
 )
 
+require google.golang.org/protobuf v1.36.11 // indirect
+
 require (
 	github.com/emersion/go-message v0.18.2
-	golang.org/x/text v0.14.0 // indirect
+	golang.org/x/text v0.23.0 // indirect
 )

@@ -25,6 +25,7 @@ import (
 	"net/netip"
 	"os"
 	"regexp"
+	"slices"
 	"sort"
 	"strings"
 	"time"
@@ -146,7 +147,7 @@ func (s Service) Addr() string {
 // resolves.
 type Contact struct {
 	Name  string `yaml:"name"`
-	Phone string `yaml:"phone"` // E.164, e.g. "+15555550100"
+	Phone string `yaml:"phone"` // E.164 after Load, e.g. "+15555550100" (PhoneNumber)
 }
 
 // Check is one validated check with every default applied.
@@ -482,10 +483,7 @@ type rawFile struct {
 	Checks   []rawCheck  `yaml:"checks"`
 }
 
-var (
-	e164    = regexp.MustCompile(`^\+[1-9][0-9]{6,14}$`)
-	envName = regexp.MustCompile(`^[A-Za-z_][A-Za-z0-9_]*$`)
-)
+var envName = regexp.MustCompile(`^[A-Za-z_][A-Za-z0-9_]*$`)
 
 func (r *rawFile) resolve(name string, pos positions) (*File, error) {
 	f := &File{Path: name, Sites: r.Sites, byID: map[string]*Check{}}
@@ -632,14 +630,18 @@ func (rc *rawCheck) resolve(name string, index int, file *rawFile, pos positions
 	if st.Quorum < 1 {
 		add(intLine(rc.Quorum), "quorum", "must be at least 1, got %d", st.Quorum)
 	}
+	c.Contacts = slices.Clone(c.Contacts)
 	for i, ct := range c.Contacts {
 		field := fmt.Sprintf("contacts[%d]", i)
 		if ct.Name == "" {
 			add(0, field+".name", "is required")
 		}
-		if !e164.MatchString(ct.Phone) {
-			add(0, field+".phone", "%q is not an E.164 number such as +15555550100", ct.Phone)
+		phone, err := PhoneNumber(ct.Phone)
+		if err != nil {
+			add(0, field+".phone", "%v", err)
+			continue
 		}
+		c.Contacts[i].Phone = phone
 	}
 	for i := range rc.Maintenance {
 		w, ok := rc.Maintenance[i].resolve(func(line int, field, format string, args ...any) {

@@ -203,3 +203,45 @@ checks:
 		t.Errorf("warnings:\n%s\nwant:\n%s", strings.Join(got, "\n"), strings.Join(want, "\n"))
 	}
 }
+
+// TestContactPhonesNormalised: numbers written with spaces, brackets or
+// the national trunk prefix load in E.164 form, the form the notifier
+// sends to and keys its receipts by.
+func TestContactPhonesNormalised(t *testing.T) {
+	data, err := os.ReadFile("testdata/phones.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	// Keep only the two good contacts (the first two list items).
+	good, _, _ := strings.Cut(string(data), "      - name: Missing digit")
+	f, err := Parse("phones.yaml", []byte(good))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var got []string
+	for _, c := range f.Lookup("phones").Contacts {
+		got = append(got, c.Phone)
+	}
+	if want := "+442079460018,+15555550100"; strings.Join(got, ",") != want {
+		t.Errorf("phones = %v, want %s", got, want)
+	}
+}
+
+func TestPhoneNumber(t *testing.T) {
+	for in, want := range map[string]string{
+		"+15555550100":        "+15555550100",
+		"+49 30 1234567":      "+49301234567",
+		"+33 6 12 34 56 78":   "+33612345678",
+		"+1.555.555.0100":     "+15555550100",
+		"+44 (0)7911 123 456": "+447911123456",
+	} {
+		if got, err := PhoneNumber(in); err != nil || got != want {
+			t.Errorf("PhoneNumber(%q) = %q, %v; want %q", in, got, err, want)
+		}
+	}
+	for _, in := range []string{"", "15555550100", "+1555555", "+123456789012345678", "+4420123", "+0123456"} {
+		if got, err := PhoneNumber(in); err == nil {
+			t.Errorf("PhoneNumber(%q) = %q, want an error", in, got)
+		}
+	}
+}
