@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"os"
 	"reflect"
 	"strings"
 	"time"
@@ -21,10 +22,13 @@ import (
 
 // Base is the configuration every service reads from its environment.
 type Base struct {
-	NATSURL         string        `env:"SCOUT_NATS_URL" envDefault:"nats://127.0.0.1:4222"`
-	HTTPAddr        string        `env:"SCOUT_HTTP_ADDR" envDefault:":9090"`
-	LogLevel        string        `env:"SCOUT_LOG_LEVEL" envDefault:"info"`
-	ChecksFile      string        `env:"SCOUT_CHECKS_FILE" envDefault:"/etc/scout/checks.yaml"`
+	NATSURL    string `env:"SCOUT_NATS_URL" envDefault:"nats://127.0.0.1:4222"`
+	HTTPAddr   string `env:"SCOUT_HTTP_ADDR" envDefault:":9090"`
+	LogLevel   string `env:"SCOUT_LOG_LEVEL" envDefault:"info"`
+	ChecksFile string `env:"SCOUT_CHECKS_FILE" envDefault:"/etc/scout/checks.yaml"`
+	// ChecksReload is how often the check file is read for a new version
+	// (CheckFileWatcher); 0 turns reloading off.
+	ChecksReload    time.Duration `env:"SCOUT_CHECKS_RELOAD_INTERVAL" envDefault:"10s"`
 	ShutdownTimeout time.Duration `env:"SCOUT_SHUTDOWN_TIMEOUT" envDefault:"20s"`
 	StreamReplicas  int           `env:"SCOUT_STREAM_REPLICAS" envDefault:"1"`
 }
@@ -99,7 +103,10 @@ type Runtime struct {
 	JS       jetstream.JetStream
 	Registry *prometheus.Registry
 	Health   *Health
-	Checks   *checks.File
+	// Checks is the check file in force; Serve runs its watcher, which
+	// applies a new valid version in place (Base.ChecksReload).
+	Checks  *checks.Live
+	watcher *CheckFileWatcher
 }
 
 // Start builds the runtime of service name: it logs JSON to stdout, loads
@@ -111,7 +118,11 @@ func Start(ctx context.Context, base Base, name string, stdout io.Writer) (*Runt
 		return nil, err
 	}
 	log = log.With("service", name)
-	f, err := checks.Load(base.ChecksFile)
+	data, err := os.ReadFile(base.ChecksFile)
+	if err != nil {
+		return nil, fmt.Errorf("read check file: %w", err)
+	}
+	f, err := checks.Parse(base.ChecksFile, data)
 	if err != nil {
 		return nil, err
 	}
@@ -135,7 +146,15 @@ func Start(ctx context.Context, base Base, name string, stdout io.Writer) (*Runt
 		}
 		return nil
 	})
-	return &Runtime{Base: base, Logger: log, NC: nc, JS: js, Registry: reg, Health: h, Checks: f}, nil
+	live := checks.NewLive(f)
+	var w *CheckFileWatcher
+	if base.ChecksReload > 0 {
+		if w, err = NewCheckFileWatcher(base.ChecksFile, data, live, base.ChecksReload, nil, log, reg); err != nil {
+			nc.Close()
+			return nil, err
+		}
+	}
+	return &Runtime{Base: base, Logger: log, NC: nc, JS: js, Registry: reg, Health: h, Checks: live, watcher: w}, nil
 }
 
 // Component is anything with a lifetime (a service).
@@ -147,6 +166,9 @@ type Component interface {
 // them fails, then drains NATS (pending publishes and acks are flushed).
 func (r *Runtime) Serve(ctx context.Context, components ...Component) error {
 	g, gctx := errgroup.WithContext(ctx)
+	if r.watcher != nil {
+		components = append(components, r.watcher)
+	}
 	for _, c := range components {
 		g.Go(func() error { return c.Run(gctx) })
 	}

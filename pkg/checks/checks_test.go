@@ -245,3 +245,39 @@ func TestPhoneNumber(t *testing.T) {
 		}
 	}
 }
+
+func TestLive(t *testing.T) {
+	a, err := Load("testdata/good.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, err := Load("testdata/service.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var src Source = a
+	if src.Current() != a || src.Changed() != nil {
+		t.Fatal("a *File is its own unchanging Source")
+	}
+	l := NewLive(a)
+	ch := l.Changed()
+	select {
+	case <-ch:
+		t.Fatal("Changed ready before Set")
+	default:
+	}
+	l.Set(b)
+	select {
+	case <-ch:
+	default:
+		t.Fatal("Changed not closed by Set")
+	}
+	if l.Current() != b {
+		t.Error("Current is not the file Set")
+	}
+	select {
+	case <-l.Changed():
+		t.Fatal("a new Changed is ready before the next Set")
+	default:
+	}
+}

@@ -282,7 +282,7 @@ func (e *Evaluator) finish(ctx context.Context, a *Attempt, rev uint64, r *event
 	}
 	e.m.results.WithLabelValues(r.Status).Inc()
 	if r.Revision <= 1 {
-		if c := e.deps.Checks.Lookup(r.CheckID); c != nil {
+		if c := e.deps.Checks.Current().Lookup(r.CheckID); c != nil {
 			if err := e.applyVerdict(ctx, c, r); err != nil {
 				return err
 			}

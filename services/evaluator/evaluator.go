@@ -72,7 +72,7 @@ func (c Config) Validate() error {
 
 // Deps are the evaluator's collaborators.
 type Deps struct {
-	Checks     *checks.File
+	Checks     checks.Source // read per event; see watchRemoved for removals
 	JS         jetstream.JetStream
 	Publisher  platform.Publisher    // nil: JetStreamPublisher on JS
 	Clock      clockwork.Clock       // nil: the real clock
@@ -174,6 +174,14 @@ func (e *Evaluator) Run(ctx context.Context) error {
 		case <-gctx.Done():
 			return nil
 		}
+		return e.watchRemoved(gctx)
+	})
+	g.Go(func() error {
+		select {
+		case <-e.timers.ready:
+		case <-gctx.Done():
+			return nil
+		}
 		return platform.Consume(gctx, cons, e.handle, platform.ConsumeOptions{
 			Name: def.Durable, Workers: e.cfg.Workers, Key: checkKey, Registerer: e.deps.Registerer,
 			Logger: e.log, PriorityGroup: def.PriorityGroup, PinnedTTL: def.PinnedTTL,
@@ -249,7 +257,7 @@ func (e *Evaluator) handle(ctx context.Context, msg jetstream.Msg) error {
 // check returns the check of an event, or nil (logged) when the check is
 // no longer in the check file: its events are acknowledged and dropped.
 func (e *Evaluator) check(id, subject string) *checks.Check {
-	c := e.deps.Checks.Lookup(id)
+	c := e.deps.Checks.Current().Lookup(id)
 	if c == nil {
 		e.m.unknownCheck.Inc()
 		e.log.Info("event for a check that is not in the check file: ignored", "check", id, "event", subject)

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"math/rand/v2"
 	"sort"
+	"strings"
 	"testing"
 	"time"
 
@@ -42,7 +43,7 @@ type sim struct {
 	js     jetstream.JetStream
 	pub    platform.JetStreamPublisher
 	clock  *clockwork.FakeClock
-	checks *checks.File
+	checks *checks.Live // the scheduler's and evaluators' check file
 	cfg    evaluator.Config
 	behave behaviour
 	// phase delays each site's sending (random phases across sites).
@@ -83,7 +84,7 @@ func newSim(t *testing.T, checkYAML string, behave behaviour) *sim {
 	start := time.Date(2026, 11, 29, 9, 0, 0, 0, time.UTC)
 	s := &sim{
 		t: t, srv: srv, js: js, pub: platform.JetStreamPublisher{JS: js}, clock: clockwork.NewFakeClockAt(start),
-		checks: f, behave: behave, phase: map[string]time.Duration{}, ctx: ctx, cancel: cancel, start: start,
+		checks: checks.NewLive(f), behave: behave, phase: map[string]time.Duration{}, ctx: ctx, cancel: cancel, start: start,
 		cfg: evaluator.Config{SubmitGrace: 2 * time.Minute, Settle: time.Second, Workers: 4, Failover: 2 * time.Second},
 	}
 	s.sender, err = js.CreateOrUpdateConsumer(ctx, events.StreamName, jetstream.ConsumerConfig{
@@ -157,7 +158,7 @@ func (s *sim) nextDue() time.Time {
 	for _, p := range s.pending {
 		next = minTime(next, p.at)
 	}
-	for _, c := range s.checks.Checks {
+	for _, c := range s.checks.Current().Checks {
 		next = minTime(next, scheduler.SlotStart(c, scheduler.SlotAt(c, now)+1))
 	}
 	for _, re := range s.evals {
@@ -680,5 +681,71 @@ checks:
 				t.Fatalf("results %+v, want one slow result with rtt 180000 ms", rs)
 			}
 		})
+	}
+}
+
+// TestSimCheckRemoved: acme's outage opens an incident; then acme leaves
+// the check file (a reload: checks.Live.Set). The evaluator resolves the
+// open incident with "check removed" at once, tests of acme stop, and
+// globex, still in the file, goes on.
+func TestSimCheckRemoved(t *testing.T) {
+	two := defaultsOneSite + `  - id: globex
+    customer: globex
+    kind: roundtrip
+    target: probe@globex.example
+`
+	start := time.Date(2026, 11, 29, 9, 0, 0, 0, time.UTC)
+	s := newSim(t, two, func(_ string, ts events.TestScheduled, now time.Time) outcome {
+		if ts.CheckID == "acme" && !now.Before(start.Add(30*time.Minute)) {
+			return outcome{rtt: -1}
+		}
+		return outcome{rtt: 3 * time.Second}
+	})
+	s.run()
+	s.advance(2 * time.Hour)
+	opens := s.opens()
+	if len(opens) != 1 || opens[0].CheckID != "acme" || len(s.resolveds()) != 0 {
+		t.Fatalf("before the reload: opens %+v, resolveds %+v; want acme's incident open", opens, s.resolveds())
+	}
+	f, err := checks.Parse("sim.yaml", []byte(strings.Replace(two, `  - id: acme
+    customer: acme
+    kind: roundtrip
+    target: webscout@acme.example
+`, "", 1)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	removedAt := s.clock.Now()
+	s.checks.Set(f)
+	// The clock stands still: the evaluator resolves on the reload itself,
+	// not on a later event or timer.
+	for len(s.resolveds()) == 0 && s.ctx.Err() == nil {
+		time.Sleep(5 * time.Millisecond)
+	}
+	s.advance(time.Hour)
+	rs := s.resolveds()
+	if len(rs) != 1 || rs[0].IncidentID != opens[0].IncidentID || rs[0].Reason != evaluator.ReasonCheckRemoved {
+		t.Fatalf("resolveds %+v; want acme's incident resolved with %q", rs, evaluator.ReasonCheckRemoved)
+	}
+	if !rs[0].ResolvedAt.Equal(removedAt) {
+		t.Errorf("resolved at %v, want at the reload (%v)", rs[0].ResolvedAt, removedAt)
+	}
+	if !rs[0].Notify {
+		t.Error("the resolution must reach the notifier (which tells only those told of the open)")
+	}
+	lastGlobex := time.Time{}
+	for _, r := range s.results() {
+		if r.CheckID == "acme" && r.StartedAt.After(removedAt.Add(time.Second)) {
+			t.Errorf("acme tested at %v, after its removal at %v", r.StartedAt, removedAt)
+		}
+		if r.CheckID == "globex" && r.StartedAt.After(lastGlobex) {
+			lastGlobex = r.StartedAt
+		}
+	}
+	if lastGlobex.Before(removedAt.Add(30 * time.Minute)) {
+		t.Errorf("globex's last result started at %v: it stopped with acme's removal at %v", lastGlobex, removedAt)
+	}
+	if n := len(s.opens()); n != 1 {
+		t.Errorf("%d incidents opened, want only acme's", n)
 	}
 }

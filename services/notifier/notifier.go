@@ -70,7 +70,7 @@ type Provider interface {
 
 // Deps are the notifier's collaborators.
 type Deps struct {
-	Checks *checks.File
+	Checks checks.Source // read per incident: a reload applies from the next one
 	// JS binds the consumer and opens the receipts bucket.
 	JS jetstream.JetStream
 	// Publisher publishes notification events; nil means
@@ -180,7 +180,7 @@ func (n *Notifier) Run(ctx context.Context) error {
 	if n.deps.Health != nil {
 		n.deps.Health.Set("consumer:notifier", nil)
 	}
-	n.log.Info("notifier running", "checks", len(n.deps.Checks.Checks))
+	n.log.Info("notifier running", "checks", len(n.deps.Checks.Current().Checks))
 	h := func(hctx context.Context, msg jetstream.Msg) error {
 		// Ack wait is real time on the server: keep the message ours while
 		// retries run.
@@ -283,7 +283,7 @@ type incident struct {
 }
 
 func (n *Notifier) open(stop, ctx context.Context, ev events.IncidentOpen) error {
-	check := n.deps.Checks.Lookup(ev.CheckID)
+	check := n.deps.Checks.Current().Lookup(ev.CheckID)
 	if check == nil {
 		return platform.Permanent(fmt.Errorf("incident %s: check %q is not in the check file: nobody to notify", ev.IncidentID, ev.CheckID))
 	}
@@ -323,7 +323,7 @@ func (n *Notifier) resolved(stop, ctx context.Context, ev events.IncidentResolve
 	if err != nil {
 		return err
 	}
-	check := n.deps.Checks.Lookup(ev.CheckID)
+	check := n.deps.Checks.Current().Lookup(ev.CheckID)
 	name := ev.CheckName
 	if check != nil {
 		name = check.Name

@@ -25,7 +25,7 @@ const unknownSender = "unknown"
 // newWatcher prepares IMAP mode.
 func (r *Receiver) newWatcher() error {
 	var longest time.Duration
-	for _, c := range r.deps.Checks.Checks {
+	for _, c := range r.deps.Checks.Current().Checks { // the file at start
 		longest = max(longest, c.Timeout)
 	}
 	r.cleanupAge = longest + r.cfg.IMAPCleanupMargin
@@ -83,7 +83,7 @@ func (r *Receiver) staleOwnProbe(header []byte, now time.Time) (probemail.Probe,
 	}
 	to := ret.ProbeTo
 	if to == "" {
-		if c := r.deps.Checks.Lookup(ret.Probe.CheckID); c != nil {
+		if c := r.deps.Checks.Current().Lookup(ret.Probe.CheckID); c != nil {
 			to = c.Target
 		}
 	}

@@ -89,7 +89,7 @@ const (
 
 // Deps are the receiver's collaborators.
 type Deps struct {
-	Checks    *checks.File
+	Checks    checks.Source      // read per return: a reload applies from the next one
 	Publisher platform.Publisher // must wait for JetStream's ack (platform.JetStreamPublisher)
 	Keyring   *probemail.Keyring // verifies probes (Config.Keyring)
 	// Listener, when set, is served instead of listening on Config.Listen
@@ -296,7 +296,7 @@ func (r *Receiver) Take(ctx context.Context, msg []byte, env Envelope) (string, 
 		return reject(&Rejection{Reason: reason, TestID: ret.TestID, Err: ret.HeaderErr})
 	}
 	claimed := ret.Probe
-	check := r.deps.Checks.Lookup(claimed.CheckID)
+	check := r.deps.Checks.Current().Lookup(claimed.CheckID)
 	if check == nil {
 		return reject(&Rejection{Reason: ReasonUnknownCheck, TestID: claimed.TestID,
 			Err: fmt.Errorf("check %q is not configured", claimed.CheckID)})

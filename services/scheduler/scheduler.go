@@ -32,7 +32,7 @@ type Config struct {
 
 // Deps are the scheduler's collaborators.
 type Deps struct {
-	Checks     *checks.File
+	Checks     checks.Source // read again when it changes (a reload)
 	Publisher  platform.Publisher
 	Clock      clockwork.Clock       // nil: the real clock
 	Rand       io.Reader             // test id randomness; nil: crypto/rand
@@ -110,41 +110,43 @@ func SlotAt(c *checks.Check, t time.Time) int64 {
 
 // Run publishes tests until ctx ends. A publish that fails is retried every
 // second until the slot's send window closes; then the slot is given up
-// (the evaluator sees no test, which is not a success).
+// (the evaluator sees no test, which is not a success). When the check file
+// changes (Deps.Checks), the pairs are rebuilt at once: a pair whose check
+// keeps its schedule keeps its next slot, a new or rescheduled one starts
+// as at start (catch-up rule), a removed one is no longer published.
 func (s *Scheduler) Run(ctx context.Context) error {
-	now := s.deps.Clock.Now()
-	var entries []*entry
-	for _, c := range s.deps.Checks.Checks {
-		for _, site := range c.Sites {
-			e := &entry{check: c, site: site, slot: SlotAt(c, now)}
-			// Catch up the current slot only while there is time to send
-			// it: at least half of its send window is left.
-			if now.Sub(SlotStart(c, e.slot)) > min(s.cfg.CatchUp, c.SendWindow()/2) {
-				e.slot++
-			}
-			entries = append(entries, e)
-		}
-	}
-	s.log.Info("scheduling", "checks", len(s.deps.Checks.Checks), "pairs", len(entries))
-	if len(entries) == 0 {
-		<-ctx.Done()
-		return nil
-	}
+	changed := s.deps.Checks.Changed()
+	entries := s.plan(nil, s.deps.Checks.Current(), s.deps.Clock.Now())
 	for {
-		next := SlotStart(entries[0].check, entries[0].slot)
-		for _, e := range entries[1:] {
-			if t := SlotStart(e.check, e.slot); t.Before(next) {
-				next = t
+		var wake <-chan time.Time // nil (never) with no pairs
+		var timer clockwork.Timer
+		if len(entries) > 0 {
+			next := SlotStart(entries[0].check, entries[0].slot)
+			for _, e := range entries[1:] {
+				if t := SlotStart(e.check, e.slot); t.Before(next) {
+					next = t
+				}
 			}
+			timer = s.deps.Clock.NewTimer(max(next.Sub(s.deps.Clock.Now()), 0))
+			wake = timer.Chan()
 		}
-		if wait := next.Sub(s.deps.Clock.Now()); wait > 0 {
-			timer := s.deps.Clock.NewTimer(wait)
-			select {
-			case <-ctx.Done():
-				timer.Stop()
-				return nil
-			case <-timer.Chan():
-			}
+		woken := false
+		select {
+		case <-ctx.Done():
+		case <-changed:
+			changed = s.deps.Checks.Changed()
+			entries = s.plan(entries, s.deps.Checks.Current(), s.deps.Clock.Now())
+		case <-wake:
+			woken = true
+		}
+		if timer != nil {
+			timer.Stop()
+		}
+		if ctx.Err() != nil {
+			return nil
+		}
+		if !woken {
+			continue
 		}
 		now := s.deps.Clock.Now()
 		retry := false
@@ -178,6 +180,35 @@ func (s *Scheduler) Run(ctx context.Context) error {
 			}
 		}
 	}
+}
+
+// plan returns the (check, site) pairs of f with their next slots. A pair
+// of prev whose check has the same interval and phase keeps its slot (it
+// is not published twice); any other starts with the current slot while at
+// least half of its send window is left (CatchUp), else the next one.
+func (s *Scheduler) plan(prev []*entry, f *checks.File, now time.Time) []*entry {
+	kept := map[string]*entry{}
+	for _, e := range prev {
+		kept[e.check.ID+"\x00"+e.site] = e
+	}
+	var entries []*entry
+	for _, c := range f.Checks {
+		for _, site := range c.Sites {
+			e := &entry{check: c, site: site, slot: SlotAt(c, now)}
+			if old := kept[c.ID+"\x00"+site]; old != nil && old.check.Interval == c.Interval && old.check.Phase() == c.Phase() {
+				e.slot = old.slot
+			} else if now.Sub(SlotStart(c, e.slot)) > min(s.cfg.CatchUp, c.SendWindow()/2) {
+				e.slot++
+			}
+			entries = append(entries, e)
+		}
+	}
+	if prev == nil {
+		s.log.Info("scheduling", "checks", len(f.Checks), "pairs", len(entries))
+	} else {
+		s.log.Info("check file changed: rescheduled", "checks", len(f.Checks), "pairs", len(entries))
+	}
+	return entries
 }
 
 func (s *Scheduler) publish(ctx context.Context, e *entry, start time.Time) error {

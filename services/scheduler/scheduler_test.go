@@ -3,12 +3,14 @@ package scheduler_test
 import (
 	"context"
 	"errors"
+	"log/slog"
 	"sync"
 	"testing"
 	"time"
 
 	"github.com/emailscout/emailscout/internal/natstest"
 	"github.com/emailscout/emailscout/internal/platform"
+	"github.com/emailscout/emailscout/internal/testkit"
 	"github.com/emailscout/emailscout/pkg/checks"
 	"github.com/emailscout/emailscout/pkg/events"
 	"github.com/emailscout/emailscout/services/scheduler"
@@ -213,5 +215,93 @@ func TestPublishFailureRetriedWithinWindow(t *testing.T) {
 	got := rec.take()
 	if len(got) != 1 || got[0].Slot != 1000 {
 		t.Fatalf("published %+v, want slot 1000 once after retries", got)
+	}
+}
+
+// TestReload: a new version of the check file (checks.Live.Set, as the
+// check file watcher does) applies while Run runs: the removed check stops,
+// the added one starts with its next slot, and a kept check neither skips
+// nor repeats a slot.
+func TestReload(t *testing.T) {
+	start := time.Date(2026, 11, 29, 0, 0, 0, 0, time.UTC)
+	clock := clockwork.NewFakeClockAt(start)
+	rec := &recorder{}
+	live := checks.NewLive(loadChecks(t))
+	var logs testkit.LogBuffer
+	s, err := scheduler.New(scheduler.Config{CatchUp: time.Nanosecond}, scheduler.Deps{Checks: live, Publisher: rec, Clock: clock,
+		Logger: slog.New(slog.NewJSONHandler(&logs, nil))})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- s.Run(ctx) }()
+	advance := func(d time.Duration) {
+		end := clock.Now().Add(d)
+		for clock.Now().Before(end) {
+			if err := clock.BlockUntilContext(natstest.Context(t), 1); err != nil {
+				t.Fatal(err)
+			}
+			clock.Advance(time.Second)
+		}
+	}
+	advance(time.Hour)
+	reloadAt := clock.Now()
+	next, err := checks.Parse("checks.yaml", []byte(`
+sites: [eu-west, us-east]
+checks:
+  - id: acme-roundtrip
+    customer: acme
+    kind: roundtrip
+    target: webscout@acme.example
+  - id: initech-roundtrip
+    customer: initech
+    kind: roundtrip
+    target: probe@initech.example
+    sites: [us-east]
+    interval: 5m
+`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	live.Set(next)
+	// The fake clock stands still until the scheduler has replanned.
+	for len(logs.Lines("check file changed: rescheduled")) == 0 {
+		if natstest.Context(t).Err() != nil {
+			t.Fatal("the scheduler never replanned")
+		}
+		time.Sleep(time.Millisecond)
+	}
+	advance(time.Hour)
+	cancel()
+	if err := <-done; err != nil {
+		t.Fatal(err)
+	}
+	got := map[string][]events.TestScheduled{}
+	for _, ev := range rec.take() {
+		got[ev.CheckID+"/"+ev.Site] = append(got[ev.CheckID+"/"+ev.Site], ev)
+	}
+	for _, ev := range got["globex-roundtrip/eu-west"] {
+		if ev.ScheduledAt.After(reloadAt) {
+			t.Errorf("removed check still scheduled at %v (reload at %v)", ev.ScheduledAt, reloadAt)
+		}
+	}
+	if n := len(got["globex-roundtrip/eu-west"]); n != 12 {
+		t.Errorf("globex: %d tests in the hour before its removal, want 12", n)
+	}
+	initech := got["initech-roundtrip/us-east"]
+	if len(initech) != 12 || initech[0].ScheduledAt.Before(reloadAt) || initech[0].ScheduledAt.Sub(reloadAt) >= 5*time.Minute {
+		t.Errorf("initech: %d tests, first at %v; want 12 from the first slot after the reload at %v", len(initech), initech[0].ScheduledAt, reloadAt)
+	}
+	for _, key := range []string{"acme-roundtrip/eu-west", "acme-roundtrip/us-east"} {
+		evs := got[key]
+		if len(evs) != 6 {
+			t.Errorf("%s: %d tests in 2h across the reload, want 6", key, len(evs))
+		}
+		for i := 1; i < len(evs); i++ {
+			if gap := evs[i].ScheduledAt.Sub(evs[i-1].ScheduledAt); gap != 20*time.Minute {
+				t.Errorf("%s: gap %v between tests across the reload", key, gap)
+			}
+		}
 	}
 }

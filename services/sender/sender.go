@@ -51,7 +51,7 @@ type Resolver interface {
 
 // Deps are the sender's collaborators.
 type Deps struct {
-	Checks *checks.File
+	Checks checks.Source // read per test: a reload applies from the next one
 	// JetStream binds the site's consumer (events.SenderConsumer).
 	JetStream jetstream.JetStream
 	// Publisher publishes mail.sent.
@@ -121,10 +121,11 @@ func New(cfg Config, deps Deps) (*Sender, error) {
 		deps.LookupEnv = func(string) (string, bool) { return "", false }
 	}
 	log := deps.Logger.With("component", "sender", "site", cfg.Site, "delivery", cfg.Delivery)
-	if len(deps.Checks.ForSite(cfg.Site)) == 0 {
-		log.Warn("no check runs at this site", "checks_file", deps.Checks.Path)
+	f := deps.Checks.Current()
+	if len(f.ForSite(cfg.Site)) == 0 {
+		log.Warn("no check runs at this site", "checks_file", f.Path)
 	}
-	for _, c := range deps.Checks.ForSite(cfg.Site) {
+	for _, c := range f.ForSite(cfg.Site) {
 		if v := c.Service.PasswordEnv; v != "" {
 			if pw, ok := deps.LookupEnv(v); !ok || pw == "" {
 				log.Error("service check password not set: the check will report monitor_error", "check", c.ID, "password_env", v)
@@ -235,10 +236,11 @@ func (s *Sender) Handle(ctx context.Context, ev events.TestScheduled, delivered 
 		log.Error("test for another site dropped", "test_site", ev.Site)
 		return platform.Permanent(fmt.Errorf("test %s is for site %q, this sender serves %q", ev.TestID, ev.Site, s.cfg.Site))
 	}
-	check := s.deps.Checks.Lookup(ev.CheckID)
+	f := s.deps.Checks.Current()
+	check := f.Lookup(ev.CheckID)
 	if check == nil {
-		log.Error("test for an unknown check dropped", "checks_file", s.deps.Checks.Path)
-		return platform.Permanent(fmt.Errorf("test %s: check %q is not in %s", ev.TestID, ev.CheckID, s.deps.Checks.Path))
+		log.Error("test for an unknown check dropped", "checks_file", f.Path)
+		return platform.Permanent(fmt.Errorf("test %s: check %q is not in %s", ev.TestID, ev.CheckID, f.Path))
 	}
 	if !check.HasSite(s.cfg.Site) {
 		log.Error("test for a check that does not run at this site dropped", "sites", check.Sites)

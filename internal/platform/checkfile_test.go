@@ -1,0 +1,146 @@
+package platform
+
+import (
+	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/emailscout/emailscout/internal/testkit"
+	"github.com/emailscout/emailscout/pkg/checks"
+	"github.com/prometheus/client_golang/prometheus"
+)
+
+const checkV1 = `sites: [eu-west]
+checks:
+  - id: acme
+    customer: acme
+    kind: roundtrip
+    target: webscout@acme.example
+`
+
+// mountedFile lays out dir as kubelet mounts a ConfigMap (AtomicWriter):
+// checks.yaml -> ..data/checks.yaml, ..data -> ..<version>; write swaps
+// ..data to a new version directory with one rename.
+type mountedFile struct {
+	t       *testing.T
+	dir     string
+	version int
+}
+
+func newMountedFile(t *testing.T, content string) *mountedFile {
+	m := &mountedFile{t: t, dir: t.TempDir()}
+	m.write(content)
+	if err := os.Symlink(filepath.Join("..data", "checks.yaml"), m.path()); err != nil {
+		t.Fatal(err)
+	}
+	return m
+}
+
+func (m *mountedFile) path() string { return filepath.Join(m.dir, "checks.yaml") }
+
+func (m *mountedFile) write(content string) {
+	m.t.Helper()
+	m.version++
+	v := fmt.Sprintf("..2026_12_04_%02d", m.version)
+	if err := os.Mkdir(filepath.Join(m.dir, v), 0o755); err != nil {
+		m.t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(m.dir, v, "checks.yaml"), []byte(content), 0o644); err != nil {
+		m.t.Fatal(err)
+	}
+	tmp := filepath.Join(m.dir, "..data_tmp")
+	if err := os.Symlink(v, tmp); err != nil {
+		m.t.Fatal(err)
+	}
+	if err := os.Rename(tmp, filepath.Join(m.dir, "..data")); err != nil {
+		m.t.Fatal(err)
+	}
+}
+
+// TestCheckFileWatcher: versions of a mounted check file are applied when
+// valid, refused (old file kept, metric 0, one log line) when not, and the
+// metric is back to 1 with the next valid version.
+func TestCheckFileWatcher(t *testing.T) {
+	m := newMountedFile(t, checkV1)
+	data, err := os.ReadFile(m.path())
+	if err != nil {
+		t.Fatal(err)
+	}
+	f, err := checks.Parse(m.path(), data)
+	if err != nil {
+		t.Fatal(err)
+	}
+	live := checks.NewLive(f)
+	reg := prometheus.NewRegistry()
+	var logs testkit.LogBuffer
+	log, _ := NewLogger(&logs, "info")
+	w, err := NewCheckFileWatcher(m.path(), data, live, 0, nil, log, reg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	metric := func(name string, labels map[string]string) float64 { return testkit.MustMetric(t, reg, name, labels) }
+	if metric("scout_checks_last_reload_successful", nil) != 1 || metric("scout_checks", nil) != 1 ||
+		metric("scout_checks_reloads_total", map[string]string{"outcome": "refused"}) != 0 {
+		t.Fatal("metrics at start")
+	}
+	if got := w.Reload(); got != "" {
+		t.Fatalf("unchanged file: Reload = %q", got)
+	}
+
+	changed := live.Changed()
+	m.write(checkV1 + "  - id: globex\n    customer: globex\n    kind: roundtrip\n    target: probe@globex.example\n")
+	if got := w.Reload(); got != ReloadApplied {
+		t.Fatalf("valid version: Reload = %q", got)
+	}
+	select {
+	case <-changed:
+	default:
+		t.Fatal("Changed not closed by the reload")
+	}
+	if live.Current().Lookup("globex") == nil || metric("scout_checks", nil) != 2 {
+		t.Fatal("new check not in force")
+	}
+	if len(logs.Lines(`"msg":"check file reloaded"`, `"added":["globex"]`)) != 1 {
+		t.Errorf("log:\n%s", logs.String())
+	}
+
+	in := live.Current()
+	m.write(strings.Replace(checkV1, "kind: roundtrip", "kind: roundtrip\n    interval: soon", 1))
+	for range 3 {
+		w.Reload()
+	}
+	if live.Current() != in {
+		t.Fatal("an invalid version replaced the file in force")
+	}
+	if metric("scout_checks_last_reload_successful", nil) != 0 || metric("scout_checks_reloads_total", map[string]string{"outcome": "refused"}) != 1 {
+		t.Error("refusal not in the metrics (or counted more than once)")
+	}
+	refused := logs.Lines(`"level":"ERROR"`, `check file refused: the previous version stays in force`)
+	if len(refused) != 1 || !strings.Contains(refused[0], `check \"acme\": interval`) {
+		t.Errorf("want one error line naming the check and field, got %q", refused)
+	}
+
+	// Putting the version in force back clears the refusal.
+	m.write(checkV1 + "  - id: globex\n    customer: globex\n    kind: roundtrip\n    target: probe@globex.example\n")
+	if got := w.Reload(); got != "" || metric("scout_checks_last_reload_successful", nil) != 1 {
+		t.Fatalf("version in force put back: Reload = %q, successful = %v", got, metric("scout_checks_last_reload_successful", nil))
+	}
+
+	m.write(checkV1)
+	if got := w.Reload(); got != ReloadApplied || live.Current().Lookup("globex") != nil {
+		t.Fatalf("valid version after a refusal: Reload = %q", got)
+	}
+	if metric("scout_checks_last_reload_successful", nil) != 1 || metric("scout_checks_reloads_total", map[string]string{"outcome": "applied"}) != 2 {
+		t.Error("metrics after the next valid version")
+	}
+
+	// A file that disappears is refused too: the checks keep running.
+	if err := os.Remove(m.path()); err != nil {
+		t.Fatal(err)
+	}
+	if got := w.Reload(); got != ReloadRefused || live.Current().Lookup("acme") == nil {
+		t.Fatalf("missing file: Reload = %q", got)
+	}
+}
