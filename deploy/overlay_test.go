@@ -61,6 +61,12 @@ type release struct {
 		NewName string `json:"newName"`
 		NewTag  string `json:"newTag"`
 	} `json:"images"`
+	// Labels: app.kubernetes.io/version, the release version.
+	Labels []struct {
+		Pairs            map[string]string `json:"pairs"`
+		IncludeSelectors bool              `json:"includeSelectors"`
+		IncludeTemplates bool              `json:"includeTemplates"`
+	} `json:"labels"`
 }
 
 // releaseImages reads components/release and returns image name ->
@@ -92,6 +98,18 @@ func releaseImages(t *testing.T) (map[string]string, string) {
 		if _, ok := images["scout-"+s]; !ok {
 			t.Errorf("components/release: no image scout-%s", s)
 		}
+	}
+	versionLabel := ""
+	for _, l := range rel.Labels {
+		if l.IncludeSelectors {
+			t.Error("components/release: labels in selectors: a Deployment's selector is immutable")
+		}
+		if v, ok := l.Pairs["app.kubernetes.io/version"]; ok {
+			versionLabel = v
+		}
+	}
+	if versionLabel != version {
+		t.Errorf("components/release: label app.kubernetes.io/version %q, the images' version %s", versionLabel, version)
 	}
 	if _, ok := images["scout"]; !ok {
 		t.Error("components/release: no image scout (the CLI of the provisioning Job)")
@@ -306,12 +324,14 @@ func checkScoutContainer(t *testing.T, r rendering, w workload, images map[strin
 		for _, v := range w.pod.Spec.Volumes {
 			if v.Name == m.Name && v.ConfigMap != nil {
 				_, hasKey := r.configMapData(t, v.ConfigMap.Name)[path.Base(file)]
-				mounted = hasKey && strings.HasPrefix(v.ConfigMap.Name, "scout-checks") && m.ReadOnly
+				// The fixed name and a directory mount (no subPath): kubelet
+				// then swaps the file in place and the service reloads it.
+				mounted = hasKey && v.ConfigMap.Name == "scout-checks" && m.ReadOnly && m.SubPath == ""
 			}
 		}
 	}
 	if !mounted {
-		t.Errorf("%s: SCOUT_CHECKS_FILE=%s is not the ConfigMap scout-checks mounted read-only", where, file)
+		t.Errorf("%s: SCOUT_CHECKS_FILE=%s is not the ConfigMap scout-checks (fixed name) mounted read-only as a directory", where, file)
 	}
 	return env
 }
@@ -333,6 +353,9 @@ func checkCheckFile(t *testing.T, r rendering, sites []string) {
 	for _, o := range r.all("ConfigMap") {
 		if !strings.HasPrefix(o.name, "scout-checks") {
 			continue
+		}
+		if o.name != "scout-checks" {
+			t.Errorf("ConfigMap %s: the check file's ConfigMap needs the fixed name scout-checks (disableNameSuffixHash), or every edit rolls every Deployment out", o.name)
 		}
 		found++
 		data, ok := o.obj.(*corev1.ConfigMap).Data["checks.yaml"]

@@ -226,10 +226,19 @@ func TestEveryKustomizationRenders(t *testing.T) {
 	}
 }
 
+// noCPULimit: the sender's and the receiver's containers run without a
+// CPU limit, so that CFS throttling does not add to the round-trip and
+// service-check latencies they measure.
+func noCPULimit(w workload) bool {
+	c := w.pod.Labels[labelComponent]
+	return w.pod.Labels[labelName] == "email-scout" && (c == "sender" || c == "receiver")
+}
+
 // checkPodPolicy holds one workload's pod to the policy of every pod in
 // deploy/k8s: non-root, read-only root filesystem, no privilege
 // escalation, no capabilities, the runtime's seccomp profile, requests and
-// limits, and (for long-running pods) liveness and readiness probes.
+// limits (no CPU limit for the sender and receiver), and (for long-running
+// pods) liveness and readiness probes.
 func checkPodPolicy(t *testing.T, w workload, pinned bool) {
 	t.Helper()
 	where := w.kind + " " + w.name
@@ -287,6 +296,11 @@ func checkPodPolicy(t *testing.T, w workload, pinned bool) {
 			req, okReq := c.Resources.Requests[res]
 			lim, okLim := c.Resources.Limits[res]
 			switch {
+			case res == corev1.ResourceCPU && noCPULimit(w):
+				// Throttling would add to the latencies they measure.
+				if !okReq || okLim {
+					t.Errorf("%s: a CPU request and no CPU limit (the %s measures latencies)", where, w.pod.Labels[labelComponent])
+				}
 			case !okReq || !okLim:
 				t.Errorf("%s: %s request and limit must both be set", where, res)
 			case req.Cmp(lim) > 0:
