@@ -38,21 +38,23 @@ type dsRef struct {
 }
 
 type dashPanel struct {
-	ID         int         `json:"id"`
-	Type       string      `json:"type"`
-	Title      string      `json:"title"`
-	Datasource *dsRef      `json:"datasource"`
-	Panels     []dashPanel `json:"panels"` // a collapsed row's
-	Targets    []struct {
-		Datasource *dsRef  `json:"datasource"`
-		RefID      string  `json:"refId"`
-		QueryType  *string `json:"queryType"`
-		EditorType *string `json:"editorType"`
-		Format     *int    `json:"format"`
-		Version    string  `json:"pluginVersion"`
-		RawSQL     string  `json:"rawSql"`
-		Expr       string  `json:"expr"`
-	} `json:"targets"`
+	ID         int          `json:"id"`
+	Type       string       `json:"type"`
+	Title      string       `json:"title"`
+	Datasource *dsRef       `json:"datasource"`
+	Panels     []dashPanel  `json:"panels"` // a collapsed row's
+	Targets    []dashTarget `json:"targets"`
+}
+
+type dashTarget struct {
+	Datasource *dsRef  `json:"datasource"`
+	RefID      string  `json:"refId"`
+	QueryType  *string `json:"queryType"`
+	EditorType *string `json:"editorType"`
+	Format     *int    `json:"format"`
+	Version    string  `json:"pluginVersion"`
+	RawSQL     string  `json:"rawSql"`
+	Expr       string  `json:"expr"`
 }
 
 type dashboard struct {
@@ -70,8 +72,13 @@ type dashboard struct {
 	} `json:"templating"`
 	Annotations struct {
 		List []struct {
-			Name       string `json:"name"`
-			Datasource *dsRef `json:"datasource"`
+			Name       string      `json:"name"`
+			Datasource *dsRef      `json:"datasource"`
+			Target     *dashTarget `json:"target"`
+			Filter     *struct {
+				Exclude bool  `json:"exclude"`
+				IDs     []int `json:"ids"`
+			} `json:"filter"`
 		} `json:"list"`
 	} `json:"annotations"`
 }
@@ -172,6 +179,12 @@ func TestDashboardsDatasources(t *testing.T) {
 				t.Errorf("%s: %s: datasource %+v, want {type: %s, uid: ${datasource}}", file, where, ds, dsType)
 			}
 		}
+		checkTarget := func(where string, tg dashTarget) {
+			check(where, tg.Datasource)
+			if dsType == clickHouseDatasource {
+				checkClickHouseTarget(t, file, where, tg)
+			}
+		}
 		for _, v := range d.Templating.List {
 			if v.Type == "query" {
 				check("variable "+v.Name, v.Datasource)
@@ -196,35 +209,61 @@ func TestDashboardsDatasources(t *testing.T) {
 				t.Errorf("%s: %s: no queries", file, where)
 			}
 			for _, tg := range p.Targets {
-				where := where + " query " + tg.RefID
-				check(where, tg.Datasource)
-				if dsType != clickHouseDatasource {
-					continue
-				}
-				if tg.QueryType == nil || tg.EditorType == nil || tg.Format == nil {
-					t.Errorf("%s: %s: queryType, editorType and format are required", file, where)
-					continue
-				}
-				if major, _, _ := strings.Cut(tg.Version, "."); major < "4" || len(major) != 1 {
-					t.Errorf("%s: %s: pluginVersion %q: the plugin takes a query without 4.x for a v3 one and rewrites it", file, where, tg.Version)
-				}
-				format, ok := clickHouseQueryTypes[*tg.QueryType]
-				if !ok {
-					t.Errorf("%s: %s: queryType %q is not one of the plugin's (table, timeseries, logs, traces)", file, where, *tg.QueryType)
-				} else if *tg.Format != format {
-					t.Errorf("%s: %s: format %d, queryType %s is format %d", file, where, *tg.Format, *tg.QueryType, format)
-				}
-				if !slices.Contains(clickHouseEditorTypes, *tg.EditorType) {
-					t.Errorf("%s: %s: editorType %q is not one of the plugin's %v", file, where, *tg.EditorType, clickHouseEditorTypes)
-				}
-				if *tg.EditorType == "sql" && strings.TrimSpace(tg.RawSQL) == "" {
-					t.Errorf("%s: %s: no rawSql", file, where)
-				}
+				checkTarget(where+" query "+tg.RefID, tg)
 			}
 		}
 		for _, a := range d.Annotations.List {
-			check("annotation "+a.Name, a.Datasource)
+			if a.Target == nil {
+				t.Errorf("%s: annotation %s: no query", file, a.Name)
+				continue
+			}
+			checkTarget("annotation "+a.Name, *a.Target)
+			if a.Filter != nil {
+				for _, id := range a.Filter.IDs {
+					if !ids[id] {
+						t.Errorf("%s: annotation %s: filter names panel %d, which does not exist", file, a.Name, id)
+					}
+				}
+			}
 		}
+	}
+}
+
+// TestHistoryDashboardIncidentAnnotations: the check's incidents are
+// annotations on the round-trip panel (the first, id 1).
+func TestHistoryDashboardIncidentAnnotations(t *testing.T) {
+	d := dashboards(t)["email-scout.json"]
+	for _, a := range d.Annotations.List {
+		if a.Target != nil && strings.Contains(a.Target.RawSQL, "FROM incidents") && a.Filter != nil && !a.Filter.Exclude && slices.Contains(a.Filter.IDs, 1) {
+			return
+		}
+	}
+	t.Errorf("no annotation from the incidents table on panel 1 (round-trip time): %+v", d.Annotations.List)
+}
+
+// checkClickHouseTarget checks one query of the ClickHouse data source:
+// the plugin's v4 spellings, a format that agrees with the query type,
+// raw SQL.
+func checkClickHouseTarget(t *testing.T, file, where string, tg dashTarget) {
+	t.Helper()
+	if tg.QueryType == nil || tg.EditorType == nil || tg.Format == nil {
+		t.Errorf("%s: %s: queryType, editorType and format are required", file, where)
+		return
+	}
+	if major, _, _ := strings.Cut(tg.Version, "."); major < "4" || len(major) != 1 {
+		t.Errorf("%s: %s: pluginVersion %q: the plugin takes a query without 4.x for a v3 one and rewrites it", file, where, tg.Version)
+	}
+	format, ok := clickHouseQueryTypes[*tg.QueryType]
+	if !ok {
+		t.Errorf("%s: %s: queryType %q is not one of the plugin's (table, timeseries, logs, traces)", file, where, *tg.QueryType)
+	} else if *tg.Format != format {
+		t.Errorf("%s: %s: format %d, queryType %s is format %d", file, where, *tg.Format, *tg.QueryType, format)
+	}
+	if !slices.Contains(clickHouseEditorTypes, *tg.EditorType) {
+		t.Errorf("%s: %s: editorType %q is not one of the plugin's %v", file, where, *tg.EditorType, clickHouseEditorTypes)
+	}
+	if *tg.EditorType == "sql" && strings.TrimSpace(tg.RawSQL) == "" {
+		t.Errorf("%s: %s: no rawSql", file, where)
 	}
 }
 

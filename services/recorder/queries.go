@@ -25,10 +25,16 @@ const (
 	QueryMonthlyIncidents = "monthly_incidents"
 	QuerySkewOutliers     = "skew_outliers"
 	QueryChecks           = "checks"
+	// Service checks (kinds smtp, imap, pop3) and their certificates.
+	QueryHourlyService = "hourly_service"
+	QueryCertificates  = "certificates"
+	// The incidents of a check as Grafana annotations (time, timeEnd, text).
+	QueryIncidentAnnotations = "incident_annotations"
 )
 
 // QueryNames lists every documented query.
-var QueryNames = []string{QueryHourlyRTT, QueryDailySlowShare, QueryMonthlyIncidents, QuerySkewOutliers, QueryChecks}
+var QueryNames = []string{QueryHourlyRTT, QueryDailySlowShare, QueryMonthlyIncidents, QuerySkewOutliers, QueryChecks,
+	QueryHourlyService, QueryCertificates, QueryIncidentAnnotations}
 
 // QueryText returns the text of a documented query, with its placeholders
 // (see Expand).
@@ -184,5 +190,61 @@ type SkewOutlier struct {
 func (s *Store) SkewOutliers(ctx context.Context, from, to time.Time) ([]SkewOutlier, error) {
 	return collect(ctx, s, QuerySkewOutliers, QueryParams{From: from, To: to}, func(r *SkewOutlier) []any {
 		return []any{&r.StartedAt, &r.CheckID, &r.Site, &r.TestID, &r.SkewMS, &r.OutgoingLegMS, &r.IncomingLegMS, &r.SkewSuspect}
+	})
+}
+
+// HourlyService is one row of the hourly service-check summary.
+type HourlyService struct {
+	Hour   time.Time
+	Site   string
+	Checks uint64 // attempts started in the hour, monitor errors excluded
+	Failed uint64 // status failed or timeout
+	Warned uint64 // status slow or degraded
+	// P50TotalMS and P90TotalMS are quantileExact of total_ms (connect to
+	// the last answer, milliseconds) over the attempts.
+	P50TotalMS, P90TotalMS float64
+}
+
+// HourlyService runs the documented service-check query
+// (QueryHourlyService) for one check, attempts started in [from, to).
+func (s *Store) HourlyService(ctx context.Context, check string, from, to time.Time) ([]HourlyService, error) {
+	return collect(ctx, s, QueryHourlyService, QueryParams{Check: check, From: from, To: to}, func(r *HourlyService) []any {
+		return []any{&r.Hour, &r.Site, &r.Checks, &r.Failed, &r.Warned, &r.P50TotalMS, &r.P90TotalMS}
+	})
+}
+
+// Certificate is the newest certificate a service check saw at a site.
+type Certificate struct {
+	CheckID, Site string
+	LastSeen      time.Time  // start of the newest attempt with a certificate
+	NotAfter      *time.Time // the peer certificate's expiry
+	DaysLeft      *int32     // whole days from that attempt to NotAfter
+	Verified      *uint8     // 1: the chain verified against the roots
+	HostnameMatch *uint8     // 1: the certificate names the host
+	Subject       string
+}
+
+// Certificates runs the documented certificates query (QueryCertificates):
+// per service check and site, the certificate of the newest attempt in
+// [from, to) that had one, soonest expiry first.
+func (s *Store) Certificates(ctx context.Context, from, to time.Time) ([]Certificate, error) {
+	return collect(ctx, s, QueryCertificates, QueryParams{From: from, To: to}, func(r *Certificate) []any {
+		return []any{&r.CheckID, &r.Site, &r.LastSeen, &r.NotAfter, &r.DaysLeft, &r.Verified, &r.HostnameMatch, &r.Subject}
+	})
+}
+
+// IncidentAnnotation is one incident of a check as a Grafana annotation.
+type IncidentAnnotation struct {
+	Time       time.Time  // opened_at
+	TimeEnd    *time.Time // resolved_at; nil while open
+	Text       string     // "<severity>: <open reason>[ (resolved: <reason>)]"
+	IncidentID string
+}
+
+// IncidentAnnotations runs the documented annotations query
+// (QueryIncidentAnnotations): incidents of one check opened in [from, to).
+func (s *Store) IncidentAnnotations(ctx context.Context, check string, from, to time.Time) ([]IncidentAnnotation, error) {
+	return collect(ctx, s, QueryIncidentAnnotations, QueryParams{Check: check, From: from, To: to}, func(r *IncidentAnnotation) []any {
+		return []any{&r.Time, &r.TimeEnd, &r.Text, &r.IncidentID}
 	})
 }

@@ -46,7 +46,7 @@ func TestExpand(t *testing.T) {
 
 // TestQueriesDocumentedAndDashboarded: docs/analytics.md prints every
 // query exactly as the code runs it, and the Grafana dashboard runs exactly
-// these queries.
+// these queries (in its panels, variables and annotations).
 func TestQueriesDocumentedAndDashboarded(t *testing.T) {
 	doc, err := os.ReadFile("../../docs/analytics.md")
 	if err != nil {
@@ -70,6 +70,13 @@ func TestQueriesDocumentedAndDashboarded(t *testing.T) {
 				Query      any    `json:"query"`
 			} `json:"list"`
 		} `json:"templating"`
+		Annotations struct {
+			List []struct {
+				Target struct {
+					RawSQL string `json:"rawSql"`
+				} `json:"target"`
+			} `json:"list"`
+		} `json:"annotations"`
 	}
 	if err := json.Unmarshal(dash, &d); err != nil {
 		t.Fatalf("dashboard: %v", err)
@@ -81,6 +88,11 @@ func TestQueriesDocumentedAndDashboarded(t *testing.T) {
 				continue
 			}
 			dashboardSQL[strings.TrimSpace(tg.RawSQL)] = true
+		}
+	}
+	for _, a := range d.Annotations.List {
+		if a.Target.RawSQL != "" {
+			dashboardSQL[strings.TrimSpace(a.Target.RawSQL)] = true
 		}
 	}
 	for _, v := range d.Templating.List {
