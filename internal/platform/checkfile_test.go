@@ -1,9 +1,7 @@
 package platform
 
 import (
-	"fmt"
 	"os"
-	"path/filepath"
 	"strings"
 	"testing"
 
@@ -20,55 +18,16 @@ checks:
     target: webscout@acme.example
 `
 
-// mountedFile lays out dir as kubelet mounts a ConfigMap (AtomicWriter):
-// checks.yaml -> ..data/checks.yaml, ..data -> ..<version>; write swaps
-// ..data to a new version directory with one rename.
-type mountedFile struct {
-	t       *testing.T
-	dir     string
-	version int
-}
-
-func newMountedFile(t *testing.T, content string) *mountedFile {
-	m := &mountedFile{t: t, dir: t.TempDir()}
-	m.write(content)
-	if err := os.Symlink(filepath.Join("..data", "checks.yaml"), m.path()); err != nil {
-		t.Fatal(err)
-	}
-	return m
-}
-
-func (m *mountedFile) path() string { return filepath.Join(m.dir, "checks.yaml") }
-
-func (m *mountedFile) write(content string) {
-	m.t.Helper()
-	m.version++
-	v := fmt.Sprintf("..2026_12_04_%02d", m.version)
-	if err := os.Mkdir(filepath.Join(m.dir, v), 0o755); err != nil {
-		m.t.Fatal(err)
-	}
-	if err := os.WriteFile(filepath.Join(m.dir, v, "checks.yaml"), []byte(content), 0o644); err != nil {
-		m.t.Fatal(err)
-	}
-	tmp := filepath.Join(m.dir, "..data_tmp")
-	if err := os.Symlink(v, tmp); err != nil {
-		m.t.Fatal(err)
-	}
-	if err := os.Rename(tmp, filepath.Join(m.dir, "..data")); err != nil {
-		m.t.Fatal(err)
-	}
-}
-
 // TestCheckFileWatcher: versions of a mounted check file are applied when
 // valid, refused (old file kept, metric 0, one log line) when not, and the
 // metric is back to 1 with the next valid version.
 func TestCheckFileWatcher(t *testing.T) {
-	m := newMountedFile(t, checkV1)
-	data, err := os.ReadFile(m.path())
+	m := testkit.NewConfigMapDir(t, "checks.yaml", checkV1)
+	data, err := os.ReadFile(m.Path())
 	if err != nil {
 		t.Fatal(err)
 	}
-	f, err := checks.Parse(m.path(), data)
+	f, err := checks.Parse(m.Path(), data)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -76,7 +35,7 @@ func TestCheckFileWatcher(t *testing.T) {
 	reg := prometheus.NewRegistry()
 	var logs testkit.LogBuffer
 	log, _ := NewLogger(&logs, "info")
-	w, err := NewCheckFileWatcher(m.path(), data, live, 0, nil, log, reg)
+	w, err := NewCheckFileWatcher(m.Path(), data, live, 0, nil, log, reg)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -90,7 +49,7 @@ func TestCheckFileWatcher(t *testing.T) {
 	}
 
 	changed := live.Changed()
-	m.write(checkV1 + "  - id: globex\n    customer: globex\n    kind: roundtrip\n    target: probe@globex.example\n")
+	m.Update(checkV1 + "  - id: globex\n    customer: globex\n    kind: roundtrip\n    target: probe@globex.example\n")
 	if got := w.Reload(); got != ReloadApplied {
 		t.Fatalf("valid version: Reload = %q", got)
 	}
@@ -107,7 +66,7 @@ func TestCheckFileWatcher(t *testing.T) {
 	}
 
 	in := live.Current()
-	m.write(strings.Replace(checkV1, "kind: roundtrip", "kind: roundtrip\n    interval: soon", 1))
+	m.Update(strings.Replace(checkV1, "kind: roundtrip", "kind: roundtrip\n    interval: soon", 1))
 	for range 3 {
 		w.Reload()
 	}
@@ -123,12 +82,12 @@ func TestCheckFileWatcher(t *testing.T) {
 	}
 
 	// Putting the version in force back clears the refusal.
-	m.write(checkV1 + "  - id: globex\n    customer: globex\n    kind: roundtrip\n    target: probe@globex.example\n")
+	m.Update(checkV1 + "  - id: globex\n    customer: globex\n    kind: roundtrip\n    target: probe@globex.example\n")
 	if got := w.Reload(); got != "" || metric("scout_checks_last_reload_successful", nil) != 1 {
 		t.Fatalf("version in force put back: Reload = %q, successful = %v", got, metric("scout_checks_last_reload_successful", nil))
 	}
 
-	m.write(checkV1)
+	m.Update(checkV1)
 	if got := w.Reload(); got != ReloadApplied || live.Current().Lookup("globex") != nil {
 		t.Fatalf("valid version after a refusal: Reload = %q", got)
 	}
@@ -137,7 +96,7 @@ func TestCheckFileWatcher(t *testing.T) {
 	}
 
 	// A file that disappears is refused too: the checks keep running.
-	if err := os.Remove(m.path()); err != nil {
+	if err := os.Remove(m.Path()); err != nil {
 		t.Fatal(err)
 	}
 	if got := w.Reload(); got != ReloadRefused || live.Current().Lookup("acme") == nil {

@@ -1,10 +1,14 @@
 // Package testkit holds the small test helpers that several services'
-// tests share: a goroutine-safe log sink and a reader of Prometheus
-// metrics from a registry. It is imported by tests only.
+// tests share: a goroutine-safe log sink, a reader of Prometheus metrics
+// from a registry and a directory mounted like a ConfigMap. It is imported
+// by tests only.
 package testkit
 
 import (
 	"bytes"
+	"fmt"
+	"os"
+	"path/filepath"
 	"strings"
 	"sync"
 	"testing"
@@ -98,4 +102,45 @@ func MustMetric(t testing.TB, g prometheus.Gatherer, name string, labels map[str
 		t.Fatalf("no metric %s%v", name, labels)
 	}
 	return v
+}
+
+// ConfigMapDir is a directory laid out as kubelet mounts a ConfigMap
+// (AtomicWriter): <dir>/<name> -> ..data/<name>, ..data -> a version
+// directory. Update writes a new version directory and swaps ..data to it
+// with one rename, as kubelet does when the ConfigMap changes.
+type ConfigMapDir struct {
+	t       testing.TB
+	dir     string
+	name    string
+	version int
+}
+
+// NewConfigMapDir mounts one key, name, with content in a new temporary
+// directory.
+func NewConfigMapDir(t testing.TB, name, content string) *ConfigMapDir {
+	d := &ConfigMapDir{t: t, dir: t.TempDir(), name: name}
+	d.Update(content)
+	if err := os.Symlink(filepath.Join("..data", name), d.Path()); err != nil {
+		t.Fatal(err)
+	}
+	return d
+}
+
+// Path is the file a container reads: <dir>/<name>.
+func (d *ConfigMapDir) Path() string { return filepath.Join(d.dir, d.name) }
+
+// Update puts content in force as the next version.
+func (d *ConfigMapDir) Update(content string) {
+	d.t.Helper()
+	d.version++
+	v := fmt.Sprintf("..2026_12_04_21_00_%02d.%d", d.version, os.Getpid())
+	must := func(err error) {
+		if err != nil {
+			d.t.Fatal(err)
+		}
+	}
+	must(os.Mkdir(filepath.Join(d.dir, v), 0o755))
+	must(os.WriteFile(filepath.Join(d.dir, v, d.name), []byte(content), 0o644))
+	must(os.Symlink(v, filepath.Join(d.dir, "..data_tmp")))
+	must(os.Rename(filepath.Join(d.dir, "..data_tmp"), filepath.Join(d.dir, "..data")))
 }

@@ -1,6 +1,7 @@
 package testkit_test
 
 import (
+	"os"
 	"strings"
 	"testing"
 
@@ -61,5 +62,26 @@ func TestLogBufferLines(t *testing.T) {
 	}
 	if got := b.Lines(); len(got) != 3 {
 		t.Errorf("all lines %q, want 3 (no empty line)", got)
+	}
+}
+
+func TestConfigMapDir(t *testing.T) {
+	d := testkit.NewConfigMapDir(t, "checks.yaml", "one")
+	read := func() string {
+		b, err := os.ReadFile(d.Path())
+		if err != nil {
+			t.Fatal(err)
+		}
+		return string(b)
+	}
+	if got := read(); got != "one" {
+		t.Fatalf("read %q", got)
+	}
+	if fi, err := os.Lstat(d.Path()); err != nil || fi.Mode()&os.ModeSymlink == 0 {
+		t.Fatalf("%s is not a symlink (%v)", d.Path(), err)
+	}
+	d.Update("two")
+	if got := read(); got != "two" {
+		t.Fatalf("after Update, read %q", got)
 	}
 }

@@ -66,6 +66,28 @@ func (r *recorder) take() []events.TestScheduled {
 	return out
 }
 
+// advance moves clock by d a second at a time, each step once the
+// scheduler waits on it.
+func advance(t *testing.T, clock *clockwork.FakeClock, d time.Duration) {
+	t.Helper()
+	end := clock.Now().Add(d)
+	for clock.Now().Before(end) {
+		if err := clock.BlockUntilContext(natstest.Context(t), 1); err != nil {
+			t.Fatal(err)
+		}
+		clock.Advance(time.Second)
+	}
+}
+
+// byPair takes the tests published so far, by "<check>/<site>".
+func (r *recorder) byPair() map[string][]events.TestScheduled {
+	got := map[string][]events.TestScheduled{}
+	for _, ev := range r.take() {
+		got[ev.CheckID+"/"+ev.Site] = append(got[ev.CheckID+"/"+ev.Site], ev)
+	}
+	return got
+}
+
 func TestSlots(t *testing.T) {
 	c := loadChecks(t).Lookup("acme-roundtrip")
 	for _, at := range []time.Time{time.Date(2026, 11, 29, 12, 0, 0, 0, time.UTC), time.Unix(0, 0), time.Unix(-1, 0)} {
@@ -99,21 +121,12 @@ func TestScheduleOverHours(t *testing.T) {
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
 	go func() { done <- s.Run(ctx) }()
-	end := start.Add(6 * time.Hour)
-	for clock.Now().Before(end) {
-		if err := clock.BlockUntilContext(natstest.Context(t), 1); err != nil {
-			t.Fatal(err)
-		}
-		clock.Advance(time.Second)
-	}
+	advance(t, clock, 6*time.Hour)
 	cancel()
 	if err := <-done; err != nil {
 		t.Fatal(err)
 	}
-	got := map[string][]events.TestScheduled{}
-	for _, ev := range rec.take() {
-		got[ev.CheckID+"/"+ev.Site] = append(got[ev.CheckID+"/"+ev.Site], ev)
-	}
+	got := rec.byPair()
 	want := map[string]int{"acme-roundtrip/eu-west": 18, "acme-roundtrip/us-east": 18, "globex-roundtrip/eu-west": 72}
 	for key, n := range want {
 		evs := got[key]
@@ -236,16 +249,7 @@ func TestReload(t *testing.T) {
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
 	go func() { done <- s.Run(ctx) }()
-	advance := func(d time.Duration) {
-		end := clock.Now().Add(d)
-		for clock.Now().Before(end) {
-			if err := clock.BlockUntilContext(natstest.Context(t), 1); err != nil {
-				t.Fatal(err)
-			}
-			clock.Advance(time.Second)
-		}
-	}
-	advance(time.Hour)
+	advance(t, clock, time.Hour)
 	reloadAt := clock.Now()
 	next, err := checks.Parse("checks.yaml", []byte(`
 sites: [eu-west, us-east]
@@ -272,15 +276,12 @@ checks:
 		}
 		time.Sleep(time.Millisecond)
 	}
-	advance(time.Hour)
+	advance(t, clock, time.Hour)
 	cancel()
 	if err := <-done; err != nil {
 		t.Fatal(err)
 	}
-	got := map[string][]events.TestScheduled{}
-	for _, ev := range rec.take() {
-		got[ev.CheckID+"/"+ev.Site] = append(got[ev.CheckID+"/"+ev.Site], ev)
-	}
+	got := rec.byPair()
 	for _, ev := range got["globex-roundtrip/eu-west"] {
 		if ev.ScheduledAt.After(reloadAt) {
 			t.Errorf("removed check still scheduled at %v (reload at %v)", ev.ScheduledAt, reloadAt)

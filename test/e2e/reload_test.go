@@ -3,10 +3,7 @@ package e2e
 import (
 	"context"
 	"errors"
-	"fmt"
 	"io"
-	"os"
-	"path/filepath"
 	"strings"
 	"sync"
 	"testing"
@@ -40,41 +37,6 @@ const reloadGlobex = `  - id: globex
     kind: roundtrip
     target: probe@globex.example
 `
-
-// configMapDir lays a directory out as kubelet mounts a ConfigMap
-// (AtomicWriter): checks.yaml -> ..data/checks.yaml, ..data -> a version
-// directory; update swaps ..data to a new version with one rename.
-type configMapDir struct {
-	t       *testing.T
-	dir     string
-	version int
-}
-
-func newConfigMapDir(t *testing.T, content string) *configMapDir {
-	d := &configMapDir{t: t, dir: t.TempDir()}
-	d.update(content)
-	if err := os.Symlink(filepath.Join("..data", "checks.yaml"), d.path()); err != nil {
-		t.Fatal(err)
-	}
-	return d
-}
-
-func (d *configMapDir) path() string { return filepath.Join(d.dir, "checks.yaml") }
-
-func (d *configMapDir) update(content string) {
-	d.t.Helper()
-	d.version++
-	v := fmt.Sprintf("..2026_12_04_21_00_%02d.%d", d.version, os.Getpid())
-	must := func(err error) {
-		if err != nil {
-			d.t.Fatal(err)
-		}
-	}
-	must(os.Mkdir(filepath.Join(d.dir, v), 0o755))
-	must(os.WriteFile(filepath.Join(d.dir, v, "checks.yaml"), []byte(content), 0o644))
-	must(os.Symlink(v, filepath.Join(d.dir, "..data_tmp")))
-	must(os.Rename(filepath.Join(d.dir, "..data_tmp"), filepath.Join(d.dir, "..data")))
-}
 
 // seen collects the check ids of the events published on a subject.
 type seen struct {
@@ -114,12 +76,12 @@ func subscribe(t *testing.T, nc *nats.Conn, subject string) *seen {
 func TestReloadMountedCheckFile(t *testing.T) {
 	srv := natstest.Start(t)
 	nc, _ := natstest.Connect(t, srv)
-	file := newConfigMapDir(t, reloadChecks)
+	file := testkit.NewConfigMapDir(t, "checks.yaml", reloadChecks)
 	tests := subscribe(t, nc, events.SubjectTestScheduled+".>")
 	results := subscribe(t, nc, events.SubjectCheckResult+".>")
 
 	ctx, cancel := context.WithCancel(natstest.Context(t))
-	base := platform.Base{NATSURL: srv.URL, HTTPAddr: "127.0.0.1:0", LogLevel: "info", ChecksFile: file.path(),
+	base := platform.Base{NATSURL: srv.URL, HTTPAddr: "127.0.0.1:0", LogLevel: "info", ChecksFile: file.Path(),
 		ChecksReload: time.Second, ShutdownTimeout: 5 * time.Second, StreamReplicas: 1}
 	var wg sync.WaitGroup
 	start := func(name string, component func(rt *platform.Runtime) (platform.Component, error)) *platform.Runtime {
@@ -163,14 +125,14 @@ func TestReloadMountedCheckFile(t *testing.T) {
 		t.Fatal("globex scheduled before it was in the file")
 	}
 
-	file.update(reloadChecks + reloadGlobex)
+	file.Update(reloadChecks + reloadGlobex)
 	waitFor("globex scheduled after the reload", func() bool { return tests.count("globex") > 0 })
 	waitFor("globex judged by the evaluator", func() bool { return results.count("globex") > 0 })
 	if n := testkit.MustMetric(t, eval.Registry, "scout_evaluator_unknown_check_events_total", nil); n != 0 {
 		t.Errorf("the evaluator dropped %v events of an unknown check", n)
 	}
 
-	file.update(strings.Replace(reloadChecks+reloadGlobex, "interval: 2s", "interval: every other second", 1))
+	file.Update(strings.Replace(reloadChecks+reloadGlobex, "interval: 2s", "interval: every other second", 1))
 	for _, rt := range []*platform.Runtime{sch, eval} {
 		waitFor("invalid version refused", func() bool {
 			return testkit.MustMetric(t, rt.Registry, "scout_checks_last_reload_successful", nil) == 0
