@@ -508,9 +508,15 @@ type IncidentResolved struct {
 	Since      time.Time `json:"since"`
 	OpenedAt   time.Time `json:"opened_at"`
 	ResolvedAt time.Time `json:"resolved_at"`
-	Reason     string    `json:"reason"`
+	Reason     string    `json:"reason"` // e.g. "3 of 3 sites deliver again"; ResolvedCheckRemoved
 	Notify     bool      `json:"notify"` // mirrors the open: a silenced incident resolves silently
 }
+
+// ResolvedCheckRemoved is IncidentResolved.Reason when the incident's check
+// left the check file: nobody tests it any more, so the incident is closed
+// without the service having recovered (docs/configuration.md, "Reloading
+// the check file").
+const ResolvedCheckRemoved = "check removed"
 
 // Subject implements Event.
 func (e IncidentResolved) Subject() string {

@@ -5,12 +5,13 @@ import (
 	"errors"
 	"time"
 
+	"github.com/emailscout/emailscout/pkg/events"
 	"github.com/nats-io/nats.go/jetstream"
 )
 
 // ReasonCheckRemoved is the resolution of an incident whose check left the
 // check file: nobody will test it again, so nothing else would close it.
-const ReasonCheckRemoved = "check removed"
+const ReasonCheckRemoved = events.ResolvedCheckRemoved
 
 // removedRetry is how long a failed pass of closeRemoved waits before the
 // next.

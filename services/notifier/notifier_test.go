@@ -97,7 +97,7 @@ type harness struct {
 	js     jetstream.JetStream
 	fake   *twiliotest.Server
 	clock  *clockwork.FakeClock
-	checks *checks.File
+	checks *checks.Live // the check file in force; Set is a reload
 
 	mu     sync.Mutex
 	events []events.Notification
@@ -112,7 +112,7 @@ func newHarness(t *testing.T) *harness {
 		t.Fatal(err)
 	}
 	h := &harness{t: t, ctx: natstest.Context(t), nc: nc, js: js, fake: twiliotest.Start(t, accountSID, authToken),
-		clock: clockwork.NewFakeClockAt(t0.Add(time.Minute)), checks: f}
+		clock: clockwork.NewFakeClockAt(t0.Add(time.Minute)), checks: checks.NewLive(f)}
 	sub, err := nc.Subscribe("notification.>", func(m *nats.Msg) {
 		ev, err := events.Decode[events.Notification](m.Data)
 		if err != nil {
@@ -562,6 +562,61 @@ func TestResolvedWithoutOpen(t *testing.T) {
 	}
 	if evs[0].Transition != TransitionOpen || evs[0].Outcome != events.NotifySuppressed || !strings.Contains(evs[0].Reason, "resolved before its open") {
 		t.Errorf("late open event %+v", evs[0])
+	}
+}
+
+// TestCheckRemoved: acme-roundtrip's incident was sent to its two
+// contacts, then the check leaves the file (a reload) and the evaluator
+// closes the incident with events.ResolvedCheckRemoved: the same two are
+// told it is closed, not that it recovered. Initech's incident opened
+// after Initech was removed: nobody was told of it, nobody hears of its
+// close.
+func TestCheckRemoved(t *testing.T) {
+	h := newHarness(t)
+	n, _ := h.notifier("r1", testConfig(), nil, nil)
+	h.run(n)
+	open := openEvent("acme-roundtrip", incID("gone"))
+	h.publish(open, "")
+	h.waitNotifications(2)
+
+	f, err := checks.Parse("checks.yaml", []byte(`
+sites: [eu-west, us-east]
+checks:
+  - id: globex-roundtrip
+    customer: globex
+    kind: roundtrip
+    target: probe@globex.example
+    contacts:
+      - name: Globex ops
+        phone: "+15555550102"
+`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	h.checks.Set(f)
+	initech := openEvent("initech-roundtrip", incID("late"))
+	h.publish(initech, "")
+	closed := resolvedEvent(open, t0.Add(30*time.Minute))
+	closed.Reason, closed.CheckName = events.ResolvedCheckRemoved, "ACME mail round trip" // as the evaluator copies it from the open
+	h.publish(closed, "")
+	gone := resolvedEvent(initech, t0.Add(30*time.Minute))
+	gone.Reason = events.ResolvedCheckRemoved
+	h.publish(gone, "")
+	h.waitNotifications(4)
+	h.settled()
+
+	created := h.fake.Created()
+	if len(created) != 4 {
+		t.Fatalf("%d SMS, want the 2 opens and the 2 closes of acme: %+v", len(created), created)
+	}
+	want := "CLOSED ACME mail round trip: check removed after 55m (since 11:39 UTC). Incident #goneaaaa"
+	if got := bodies(created[2:]); len(got) != 2 || got["+15555550100"] != want || got["+15555550101"] != want {
+		t.Errorf("close SMS %q, want %q to each contact told of the open", got, want)
+	}
+	for _, ev := range h.notifications() {
+		if ev.CheckID == "initech-roundtrip" {
+			t.Errorf("initech's incident, never sent, produced %+v", ev)
+		}
 	}
 }
 

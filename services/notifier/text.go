@@ -68,6 +68,12 @@ func OpenText(ev events.IncidentOpen, name string) string {
 //
 //	RESOLVED ACME mail round trip: OK again after 1h25m (since 12:04 UTC). Incident #inc-rtkkowtutap5
 //
+// or, when the check was removed from the check file while the incident
+// was open (events.ResolvedCheckRemoved: the service did not recover,
+// monitoring stopped),
+//
+//	CLOSED ACME mail round trip: check removed after 1h25m (since 12:04 UTC). Incident #inc-rtkkowtutap5
+//
 // The duration runs from the first failing attempt (Since) to ResolvedAt.
 // It fits one segment like OpenText: the name is shortened first.
 func ResolvedText(ev events.IncidentResolved, name string) string {
@@ -79,6 +85,9 @@ func ResolvedText(ev events.IncidentResolved, name string) string {
 	id := ShortIncidentID(ev.IncidentID)
 	render := func(f []string) string { // name, since
 		s := "RESOLVED " + f[0] + ": OK again after " + dur
+		if ev.Reason == events.ResolvedCheckRemoved {
+			s = "CLOSED " + f[0] + ": check removed after " + dur
+		}
 		if f[1] != "" {
 			s += " (" + f[1] + ")"
 		}

@@ -93,6 +93,12 @@ func TestResolvedText(t *testing.T) {
 			}
 		})
 	}
+	// A removed check's incident is closed, not recovered.
+	removed := ev
+	removed.Reason = events.ResolvedCheckRemoved
+	if got, want := ResolvedText(removed, "ACME mail round trip"), "CLOSED ACME mail round trip: check removed after 1d2h (since 12:04 UTC). Incident #ab2cd3ef"; got != want {
+		t.Errorf("text\n%q\nwant\n%q", got, want)
+	}
 	// Without Since, the duration runs from OpenedAt.
 	ev.Since = time.Time{}
 	if got := ResolvedText(ev, "ACME"); !strings.Contains(got, "after 1d1h (since 12:09 UTC)") {
@@ -108,7 +114,9 @@ func TestTextsAlwaysFit(t *testing.T) {
 		Reason: strings.Repeat("very long reason ", 20), Sites: []events.SiteVote{{Site: "a"}, {Site: "b"}, {Site: "c"}}}
 	res := events.IncidentResolved{IncidentID: id, Since: t0, ResolvedAt: t0.Add(time.Hour)}
 	for _, name := range []string{"", "x", strings.Repeat("ab", 100), strings.Repeat("ł", 100), strings.Repeat("€", 100), strings.Repeat("😀", 60), "a\nb\tc"} {
-		for _, text := range []string{OpenText(open, name), ResolvedText(res, name)} {
+		removed := res
+		removed.Reason = events.ResolvedCheckRemoved
+		for _, text := range []string{OpenText(open, name), ResolvedText(res, name), ResolvedText(removed, name)} {
 			if !sms.Fits(text) {
 				t.Errorf("name %q: %q is %+v", name, text, sms.Analyze(text))
 			}
