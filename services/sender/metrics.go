@@ -27,7 +27,19 @@ type metrics struct {
 	serviceChecks  *prometheus.CounterVec
 	serviceSeconds *prometheus.HistogramVec
 	results        *prometheus.CounterVec
+	// Tests the check file in force does not (or no longer) run here.
+	stale *prometheus.CounterVec
 }
+
+// Reasons of scout_sender_stale_tests_total: the check file in force
+// disagrees with the test, which was scheduled from another version (a
+// reload reaches the scheduler's and the senders' pods at different
+// times, or the check changed while the test was in flight).
+const (
+	staleUnknownCheck = "unknown_check" // the check is not in the file
+	staleSiteRemoved  = "site_removed"  // the check no longer runs at this site
+	staleKindChanged  = "kind_changed"  // the check's kind is not the test's
+)
 
 func newMetrics(reg prometheus.Registerer, site string) (*metrics, error) {
 	// The site label keeps the metrics of several sites apart in one
@@ -65,6 +77,13 @@ func newMetrics(reg prometheus.Registerer, site string) (*metrics, error) {
 			Help: "check.result events of service checks stored, by kind, status and error class.",
 		}, []string{"kind", "status", "error_class"}),
 	}
+	m.stale = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "scout_sender_stale_tests_total", ConstLabels: siteLabel,
+		Help: "Tests dropped because the check file in force no longer matches them (unknown_check, site_removed, kind_changed).",
+	}, []string{"reason"})
+	for _, r := range []string{staleUnknownCheck, staleSiteRemoved, staleKindChanged} {
+		m.stale.WithLabelValues(r)
+	}
 	for _, o := range []string{outcomeSent, outcomeTemporary, outcomeFailed, outcomeMonitorError} {
 		m.submissions.WithLabelValues(o)
 	}
@@ -73,7 +92,7 @@ func newMetrics(reg prometheus.Registerer, site string) (*metrics, error) {
 			m.serviceChecks.WithLabelValues(k, st)
 		}
 	}
-	if err := platform.Register(reg, m.up, m.submissions, m.submitSeconds, m.reported, m.serviceChecks, m.serviceSeconds, m.results); err != nil {
+	if err := platform.Register(reg, m.up, m.submissions, m.submitSeconds, m.reported, m.serviceChecks, m.serviceSeconds, m.results, m.stale); err != nil {
 		return nil, fmt.Errorf("sender metrics: %w", err)
 	}
 	return m, nil

@@ -226,8 +226,9 @@ func keepAlive(msg jetstream.Msg, period time.Duration) func() {
 
 // Handle runs one delivery (delivered counts from 1) of a scheduled test and
 // returns what the consumer should do: nil (ack: mail.sent or, for a
-// service check, check.result is stored), a platform.Permanent error
-// (term: the test can never run here) or another error (redeliver later: a
+// service check, check.result is stored; or the test is stale: the check
+// file in force no longer has its check, site or kind), a platform.Permanent error
+// (term: the test is for another site) or another error (redeliver later: a
 // temporary failure inside the send window, or the event could not be
 // published).
 func (s *Sender) Handle(ctx context.Context, ev events.TestScheduled, delivered uint64) error {
@@ -236,19 +237,27 @@ func (s *Sender) Handle(ctx context.Context, ev events.TestScheduled, delivered 
 		log.Error("test for another site dropped", "test_site", ev.Site)
 		return platform.Permanent(fmt.Errorf("test %s is for site %q, this sender serves %q", ev.TestID, ev.Site, s.cfg.Site))
 	}
+	// A test the check file in force does not match was scheduled from
+	// another version of the file (a reload reaches pods at different
+	// times): it is stale, not poison, so it is acknowledged and counted,
+	// not terminated (which the alert ScoutConsumerDroppedMessages reads).
 	f := s.deps.Checks.Current()
 	check := f.Lookup(ev.CheckID)
-	if check == nil {
-		log.Error("test for an unknown check dropped", "checks_file", f.Path)
-		return platform.Permanent(fmt.Errorf("test %s: check %q is not in %s", ev.TestID, ev.CheckID, f.Path))
+	stale := ""
+	switch {
+	case check == nil:
+		stale = staleUnknownCheck
+		log.Warn("test for an unknown check dropped", "checks_file", f.Path)
+	case !check.HasSite(s.cfg.Site):
+		stale = staleSiteRemoved
+		log.Warn("test for a check that does not run at this site dropped", "sites", check.Sites)
+	case ev.Kind != check.Kind:
+		stale = staleKindChanged
+		log.Warn("test whose kind differs from its check's dropped", "kind", ev.Kind, "check_kind", check.Kind)
 	}
-	if !check.HasSite(s.cfg.Site) {
-		log.Error("test for a check that does not run at this site dropped", "sites", check.Sites)
-		return platform.Permanent(fmt.Errorf("test %s: check %q does not run at site %q", ev.TestID, ev.CheckID, s.cfg.Site))
-	}
-	if ev.Kind != check.Kind {
-		log.Error("test whose kind differs from its check's dropped", "kind", ev.Kind, "check_kind", check.Kind)
-		return platform.Permanent(fmt.Errorf("test %s: kind %q, but check %q is of kind %q", ev.TestID, ev.Kind, check.ID, check.Kind))
+	if stale != "" {
+		s.metrics.stale.WithLabelValues(stale).Inc()
+		return nil
 	}
 	switch check.Kind {
 	case events.KindRoundTrip:

@@ -361,22 +361,29 @@ func TestLateRetryReportsLastFailure(t *testing.T) {
 	}
 }
 
-// TestTestsThatCannotRunHere: tests for another site or an unknown check are
-// terminated (poison), with an error log and no mail.sent; a check whose
-// customer has no key is a monitor_error "no_key".
+// TestTestsThatCannotRunHere: tests of a check the file in force does not
+// have, or does not run at this site, are stale (scheduled from another
+// version of the file): acknowledged, counted and logged as a warning, no
+// mail.sent, and not terminated (which would fire
+// ScoutConsumerDroppedMessages for a normal reload); a check whose customer
+// has no key is a monitor_error "no_key".
 func TestTestsThatCannotRunHere(t *testing.T) {
 	e := newEnv(t)
 	relay := mailtest.NewServer(t, mailtest.Options{})
 	r := e.start(relayConfig(relay.Addr), nil)
 	e.schedule("unknown-check", site, time.Minute)
 	e.schedule("us-only", site, time.Minute)
-	waitMetric(t, r.reg, "scout_consumer_messages_total", map[string]string{"outcome": "term"}, 2)
+	waitMetric(t, r.reg, "scout_sender_stale_tests_total", map[string]string{"reason": "unknown_check"}, 1)
+	waitMetric(t, r.reg, "scout_sender_stale_tests_total", map[string]string{"reason": "site_removed"}, 1)
 	if n := e.count(events.SubjectMailSent + ".>"); n != 0 {
 		t.Errorf("%d mail.sent for tests that cannot run here", n)
 	}
+	if n := testkit.MustMetric(t, r.reg, "scout_consumer_messages_total", map[string]string{"outcome": "term"}); n != 0 {
+		t.Errorf("%v stale tests terminated, want acknowledged", n)
+	}
 	for _, want := range []string{"test for an unknown check dropped", "does not run at this site"} {
-		if len(r.logs.Lines(`"level":"ERROR"`, want)) != 1 {
-			t.Errorf("no error log %q:\n%s", want, r.logs)
+		if len(r.logs.Lines(`"level":"WARN"`, want)) != 1 {
+			t.Errorf("no warning %q:\n%s", want, r.logs)
 		}
 	}
 

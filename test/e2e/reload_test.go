@@ -70,7 +70,8 @@ func subscribe(t *testing.T, nc *nats.Conn, subject string) *seen {
 // ConfigMap, against a real nats-server. A new version with one more check
 // is used by both without a restart: the scheduler schedules the new check
 // and the evaluator judges its tests (a check it did not know would be
-// dropped). An invalid version is refused by both: the metric
+// dropped: each process reloads on its own, so the evaluator may drop the
+// first test or two, scheduled before its own reload). An invalid version is refused by both: the metric
 // scout_checks_last_reload_successful drops to 0 and the checks in force
 // keep running.
 func TestReloadMountedCheckFile(t *testing.T) {
@@ -126,13 +127,15 @@ func TestReloadMountedCheckFile(t *testing.T) {
 	}
 
 	file.Update(reloadChecks + reloadGlobex)
+	updated := time.Now()
 	waitFor("globex scheduled after the reload", func() bool { return tests.count("globex") > 0 })
+	scheduled := time.Since(updated)
 	waitFor("globex judged by the evaluator", func() bool { return results.count("globex") > 0 })
-	if n := testkit.MustMetric(t, eval.Registry, "scout_evaluator_unknown_check_events_total", nil); n != 0 {
-		t.Errorf("the evaluator dropped %v events of an unknown check", n)
-	}
+	t.Logf("new check: first test %v after the ConfigMap swap, first result %v (reload interval 1s, check interval 2s)",
+		scheduled.Round(time.Millisecond), time.Since(updated).Round(time.Millisecond))
 
 	file.Update(strings.Replace(reloadChecks+reloadGlobex, "interval: 2s", "interval: every other second", 1))
+	updated = time.Now()
 	for _, rt := range []*platform.Runtime{sch, eval} {
 		waitFor("invalid version refused", func() bool {
 			return testkit.MustMetric(t, rt.Registry, "scout_checks_last_reload_successful", nil) == 0
@@ -144,6 +147,7 @@ func TestReloadMountedCheckFile(t *testing.T) {
 			t.Errorf("checks in force = %v, want the 2 of the last valid version", n)
 		}
 	}
+	t.Logf("invalid version: refused by both %v after the swap", time.Since(updated).Round(time.Millisecond))
 	before := results.count("globex")
 	waitFor("globex still judged with the old version in force", func() bool { return results.count("globex") > before+1 })
 }
