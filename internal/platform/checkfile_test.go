@@ -1,6 +1,7 @@
 package platform
 
 import (
+	"fmt"
 	"os"
 	"strings"
 	"testing"
@@ -101,5 +102,45 @@ func TestCheckFileWatcher(t *testing.T) {
 	}
 	if got := w.Reload(); got != ReloadRefused || live.Current().Lookup("acme") == nil {
 		t.Fatalf("missing file: Reload = %q", got)
+	}
+}
+
+// manyChecks is a check file of n round-trip checks.
+func manyChecks(n int) string {
+	var b strings.Builder
+	b.WriteString("sites: [eu-west, us-east]\nchecks:\n")
+	for i := range n {
+		fmt.Fprintf(&b, "  - id: c%d\n    customer: acme\n    kind: roundtrip\n    target: probe%d@acme.example\n    contacts: [{name: Ops, phone: \"+15555550100\"}]\n", i, i)
+	}
+	return b.String()
+}
+
+// BenchmarkCheckFileReload: the cost of one poll of a 500-check file,
+// unchanged (the steady state, every SCOUT_CHECKS_RELOAD_INTERVAL) and
+// changed (read, validate, apply).
+func BenchmarkCheckFileReload(b *testing.B) {
+	for _, changed := range []bool{false, true} {
+		b.Run(fmt.Sprintf("changed=%v", changed), func(b *testing.B) {
+			content := manyChecks(500)
+			m := testkit.NewConfigMapDir(b, "checks.yaml", content)
+			f, err := checks.Parse(m.Path(), []byte(content))
+			if err != nil {
+				b.Fatal(err)
+			}
+			w, err := NewCheckFileWatcher(m.Path(), []byte(content), checks.NewLive(f), 0, nil, nil, nil)
+			if err != nil {
+				b.Fatal(err)
+			}
+			for i := 0; b.Loop(); i++ {
+				if changed {
+					b.StopTimer()
+					m.Update(content + fmt.Sprintf("# version %d\n", i))
+					b.StartTimer()
+				}
+				if got, want := w.Reload(), map[bool]string{false: "", true: ReloadApplied}[changed]; got != want {
+					b.Fatalf("Reload = %q, want %q", got, want)
+				}
+			}
+		})
 	}
 }
