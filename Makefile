@@ -21,11 +21,13 @@ bench:
 	$(GO) run ./cmd/scout bench
 
 ## build: static binaries of every command into ./bin (GOOS=linux GOARCH=arm64 make build cross-compiles;
-## VERSION=0.1.0 make build sets the version that --version and scout_build_info show; the revision is git's)
+## VERSION=0.1.0 make build sets the version that --version and scout_build_info show; the revision is
+## git's HEAD, which Go does not stamp itself in a workspace build)
 VERSION ?= dev
+REVISION ?= $(shell git rev-parse HEAD 2>/dev/null)
 build:
 	mkdir -p bin
-	CGO_ENABLED=0 $(GO) build -trimpath -ldflags "-s -w -X github.com/emailscout/emailscout/pkg/buildinfo.version=$(VERSION)" -o bin/ ./cmd/scout ./cmd/scout-reflector ./services/scheduler/cmd/scheduler \
+	CGO_ENABLED=0 $(GO) build -trimpath -ldflags "-s -w -X github.com/emailscout/emailscout/pkg/buildinfo.version=$(VERSION) -X github.com/emailscout/emailscout/pkg/buildinfo.revision=$(REVISION)" -o bin/ ./cmd/scout ./cmd/scout-reflector ./services/scheduler/cmd/scheduler \
 		./services/sender/cmd/sender ./services/receiver/cmd/receiver ./services/evaluator/cmd/evaluator \
 		./services/notifier/cmd/notifier ./services/recorder/cmd/recorder
 
