@@ -2,6 +2,7 @@ package main
 
 import (
 	"fmt"
+	"strings"
 
 	"github.com/emailscout/emailscout/pkg/checks"
 	"github.com/spf13/cobra"
@@ -22,6 +23,14 @@ func init() {
 				for _, c := range f.Checks {
 					fmt.Fprintf(out, "%-24s %-10s %-28s sites=%v interval=%v timeout=%v slow=%v retries=%d quorum=%d/%d\n",
 						c.ID, c.Kind, c.Where(), c.Sites, c.Interval, c.Timeout, c.Slow, c.Retries, c.EffectiveQuorum(), len(c.Sites))
+					// The numbers as SMS will be sent to (E.164, however written).
+					var to []string
+					for _, ct := range c.Contacts {
+						to = append(to, ct.Name+" "+ct.Phone)
+					}
+					if len(to) > 0 {
+						fmt.Fprintf(out, "%24s contacts: %s\n", "", strings.Join(to, ", "))
+					}
 				}
 				for _, w := range f.Warnings {
 					fmt.Fprintf(out, "warning: %s\n", w)

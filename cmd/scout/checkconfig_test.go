@@ -11,7 +11,8 @@ import (
 
 // TestCheckConfigPhones: scout check-config refuses a contact number that
 // cannot be dialled (too short here: a digit is missing) and names the
-// file, line, check and field; a good file lists its numbers' checks.
+// file, line, check and field; a good file lists its checks with the
+// numbers SMS will go to, in E.164.
 func TestCheckConfigPhones(t *testing.T) {
 	dir := t.TempDir()
 	file := filepath.Join(dir, "checks.yaml")
@@ -41,7 +42,8 @@ func TestCheckConfigPhones(t *testing.T) {
 	if err := run(context.Background(), []string{"check-config", file}, getenv, &out); err != nil {
 		t.Fatalf("check-config of a good number: %v", err)
 	}
-	if !strings.Contains(out.String(), "1 checks OK") {
+	// The number SMS go to, in E.164: the trunk prefix "(0)" is dropped.
+	if !strings.Contains(out.String(), "contacts: Ops +442079460018\n") || !strings.Contains(out.String(), "1 checks OK") {
 		t.Errorf("output %q", out.String())
 	}
 }
