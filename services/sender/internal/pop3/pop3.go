@@ -227,6 +227,9 @@ func (c *Client) cmd(name, line string) error {
 	return err
 }
 
+// readLine reads one line without its CRLF. A CR or NUL inside the line
+// breaks RFC 1939 (CR and LF come only as the line's end, section 3) and is
+// a *ProtocolError: it would otherwise reach results and logs.
 func (c *Client) readLine() (string, error) {
 	line, err := c.r.ReadLine()
 	if err != nil {
@@ -234,6 +237,9 @@ func (c *Client) readLine() (string, error) {
 	}
 	if c.Trace != nil {
 		c.Trace(line)
+	}
+	if strings.ContainsAny(line, "\r\x00") {
+		return "", protocolf("line %q holds a bare CR or a NUL", line)
 	}
 	return line, nil
 }

@@ -12,6 +12,7 @@ import (
 	"context"
 	"crypto/tls"
 	"crypto/x509"
+	"io"
 	"net"
 	"strings"
 	"testing"
@@ -121,3 +122,42 @@ func Upper(line string) string {
 	w, _, _ := strings.Cut(line, " ")
 	return strings.ToUpper(w)
 }
+
+// Replay is a net.Conn that a fuzz target feeds a server's bytes through:
+// each Read returns the next line of data (up to and including its LF),
+// as a server answering command by command would, so a client's check
+// for unsolicited data sees only what really came early; then io.EOF.
+// Write accepts and drops everything, deadlines are ignored. No network,
+// so a fuzz run makes millions of sessions.
+type Replay struct {
+	data []byte
+}
+
+// NewReplay returns a Replay of data.
+func NewReplay(data []byte) *Replay { return &Replay{data: data} }
+
+func (c *Replay) Read(p []byte) (int, error) {
+	if len(c.data) == 0 {
+		return 0, io.EOF
+	}
+	n := len(c.data)
+	if i := bytes.IndexByte(c.data, '\n'); i >= 0 {
+		n = i + 1
+	}
+	n = copy(p, c.data[:n])
+	c.data = c.data[n:]
+	return n, nil
+}
+
+func (c *Replay) Write(p []byte) (int, error)      { return len(p), nil }
+func (c *Replay) Close() error                     { return nil }
+func (c *Replay) LocalAddr() net.Addr              { return replayAddr{} }
+func (c *Replay) RemoteAddr() net.Addr             { return replayAddr{} }
+func (c *Replay) SetDeadline(time.Time) error      { return nil }
+func (c *Replay) SetReadDeadline(time.Time) error  { return nil }
+func (c *Replay) SetWriteDeadline(time.Time) error { return nil }
+
+type replayAddr struct{}
+
+func (replayAddr) Network() string { return "replay" }
+func (replayAddr) String() string  { return "replay" }

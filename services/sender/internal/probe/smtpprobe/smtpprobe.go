@@ -256,7 +256,14 @@ func (c *conn) read() (reply, error) {
 	}
 }
 
+// parseLine splits one reply line (RFC 5321 section 4.2) into its code,
+// whether more lines follow, and its text. A CR or NUL inside the line is
+// a protocol error: CR comes only with LF, as the line's end (section
+// 2.3.8).
 func parseLine(line string) (code int, more bool, text string, err error) {
+	if strings.ContainsAny(line, "\r\x00") {
+		return 0, false, "", probe.Protocolf("reply line %q holds a bare CR or a NUL", line)
+	}
 	if len(line) < 3 || (len(line) > 3 && line[3] != ' ' && line[3] != '-') {
 		return 0, false, "", probe.Protocolf("malformed reply line %q", line)
 	}
