@@ -5,19 +5,21 @@
 #   3. the alerts: `promtool check rules` and `promtool test rules` on the
 #      prod PrometheusRule (deploy/prometheus/alerts_test.yaml; promtool is
 #      taken from Debian's prometheus package by scripts/promtool.sh)
-#   4. the integration suite: the recorder and `scout provision` against a real
+#   4. bounded fuzzing: every native Go fuzz target for 10 s
+#      (scripts/fuzz.sh; SCOUT_FUZZTIME changes the time)
+#   5. the integration suite: the recorder and `scout provision` against a real
 #      clickhouse-server, and provisioning a three-node JetStream cluster
 #      (installs Debian's clickhouse-server when missing)
-#   5. the Postfix + Dovecot suites: scout-reflector and the whole loop on
+#   6. the Postfix + Dovecot suites: scout-reflector and the whole loop on
 #      a real mail stack, and the SMTP/IMAP/POP3 probers against real servers
 #      (installs Debian's postfix, dovecot-imapd, dovecot-pop3d when missing)
-# Steps 4 and 5 install packages and configure local daemons on loopback:
+# Steps 5 and 6 install packages and configure local daemons on loopback:
 # run them as root on a Debian machine (as CI does). SCOUT_TEST_STEPS limits
 # the steps, e.g. SCOUT_TEST_STEPS="vet unit" for a machine without root.
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 
-steps=${SCOUT_TEST_STEPS:-"vet unit alerts clickhouse e2e"}
+steps=${SCOUT_TEST_STEPS:-"vet unit alerts fuzz clickhouse e2e"}
 want() { [[ " $steps " == *" $1 "* ]]; }
 step() { printf '\n==> %s (%s)\n' "$1" "$(date -u +%H:%M:%S)"; }
 need_root() {
@@ -45,6 +47,10 @@ if want alerts; then
   step "alerts (promtool check rules, promtool test rules)"
   promtool=$(./scripts/promtool.sh)
   PROMTOOL=$promtool go test -count=1 -tags promtool -run AlertsWithPromtool ./deploy/
+fi
+if want fuzz; then
+  step "bounded fuzzing (every fuzz target, ${SCOUT_FUZZTIME:-10s} each)"
+  ./scripts/fuzz.sh
 fi
 if want clickhouse; then
   need_root ClickHouse

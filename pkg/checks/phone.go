@@ -32,8 +32,18 @@ func PhoneNumber(s string) (string, error) {
 	e164 := phonenumbers.Format(n, phonenumbers.E164)
 	region := phonenumbers.GetRegionCodeForCountryCode(int(n.GetCountryCode()))
 	where := fmt.Sprintf("region %s (+%d)", region, n.GetCountryCode())
+	if len(e164) > 16 { // "+" and 15 digits (ITU-T E.164 section 6.1)
+		return "", fmt.Errorf("%q is longer than an E.164 number (at most 15 digits with the country code)", s)
+	}
 	switch phonenumbers.IsPossibleNumberWithReason(n) {
 	case phonenumbers.IS_POSSIBLE:
+		// The E.164 form must read back as itself (leading zeros after
+		// the country code, "+49 00...", are partly dropped by it), or
+		// the number would change each time the file is read.
+		if again, err := phonenumbers.Parse(e164, "ZZ"); err != nil || phonenumbers.Format(again, phonenumbers.E164) != e164 ||
+			phonenumbers.IsPossibleNumberWithReason(again) != phonenumbers.IS_POSSIBLE {
+			return "", fmt.Errorf("%q is not a number of %s: digits after the country code are lost in its E.164 form %s", s, where, e164)
+		}
 		return e164, nil
 	case phonenumbers.INVALID_COUNTRY_CODE:
 		return "", fmt.Errorf("%q: +%d is not a country calling code", s, n.GetCountryCode())

@@ -135,7 +135,9 @@ type Message struct {
 
 // ReturnPath reads the envelope sender the delivering server recorded in
 // the Return-Path field (RFC 5321 section 4.4): "" for the null sender
-// "<>"; ok is false when the field is absent.
+// "<>"; ok is false when the field is absent or holds no address (a
+// forged or broken field must not pass for a sender, nor carry a line
+// break into logs and events).
 func (m *Message) ReturnPath() (addr string, ok bool) {
 	msg, err := mail.ReadMessage(bytes.NewReader(m.Header))
 	if err != nil {
@@ -145,7 +147,15 @@ func (m *Message) ReturnPath() (addr string, ok bool) {
 	if !ok || len(v) == 0 {
 		return "", false
 	}
-	return strings.Trim(strings.TrimSpace(v[0]), "<>"), true
+	value := strings.TrimSpace(v[0])
+	if value == "<>" {
+		return "", true
+	}
+	a, err := mail.ParseAddress(value)
+	if err != nil {
+		return "", false
+	}
+	return a.Address, true
 }
 
 // Handler decides on the messages of the folder. Calls come from one

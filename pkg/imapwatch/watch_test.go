@@ -435,6 +435,10 @@ func TestReturnPath(t *testing.T) {
 		{"Return-Path: <a@b.example>\r\nFrom: x@y\r\n\r\n", "a@b.example", true},
 		{"Return-Path: <>\r\nFrom: x@y\r\n\r\n", "", true},
 		{"From: x@y\r\n\r\n", "", false},
+		{"return-path: bare@example.org\r\n\r\n", "bare@example.org", true},
+		{"Return-Path: <SRS0=ab=CD=acme.example=webscout@fwd.example>\r\n\r\n", "SRS0=ab=CD=acme.example=webscout@fwd.example", true},
+		{"Return-Path: not an address\r\n\r\n", "", false},
+		{"return-pAth: \n 0  \r0", "", false}, // found by FuzzReturnPath: no address, and a bare CR
 	} {
 		t.Run(fmt.Sprintf("%q", tc.hdr), func(t *testing.T) {
 			got, ok := (&imapwatch.Message{Header: []byte(tc.hdr)}).ReturnPath()

@@ -306,7 +306,8 @@ type greeting struct {
 }
 
 // readLine reads one server line and records it. A literal ({n} at the end)
-// is not expected in this half of the dialogue.
+// is not expected in this half of the dialogue, nor a CR or NUL inside the
+// line (RFC 9051 section 2.2: CR comes only in CRLF, the line's end).
 func (p *plain) readLine() (string, error) {
 	line, err := p.r.ReadLine()
 	if err != nil {
@@ -314,6 +315,10 @@ func (p *plain) readLine() (string, error) {
 		return "", err
 	}
 	p.s.Record(line)
+	if strings.ContainsAny(line, "\r\x00") {
+		p.broken = true
+		return line, probe.Protocolf("line %q holds a bare CR or a NUL", line)
+	}
 	if literal.MatchString(line) {
 		p.broken = true
 		return line, probe.Protocolf("unexpected literal in %q", line)
