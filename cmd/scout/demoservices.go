@@ -57,17 +57,21 @@ type demoServices struct {
 }
 
 // newDemoServices starts listening for every service check of f on
-// demoHost and points the check at its listener (it sets the port).
-func newDemoServices(f *checks.File, breaks []string, log *slog.Logger) (*demoServices, error) {
+// demoHost and points the check at its listener (it sets the port). The
+// demo mailbox's password is password, or random when "".
+func newDemoServices(f *checks.File, breaks []string, password string, log *slog.Logger) (*demoServices, error) {
 	cert, pool, err := demoCertificate(demoHost, time.Now())
 	if err != nil {
 		return nil, err
 	}
-	pw := make([]byte, 18)
-	if _, err := rand.Read(pw); err != nil {
-		return nil, err
+	if password == "" {
+		pw := make([]byte, 18)
+		if _, err := rand.Read(pw); err != nil {
+			return nil, err
+		}
+		password = base64.RawURLEncoding.EncodeToString(pw)
 	}
-	d := &demoServices{pool: pool, password: base64.RawURLEncoding.EncodeToString(pw), log: log.With("component", "demo-mail-server"),
+	d := &demoServices{pool: pool, password: password, log: log.With("component", "demo-mail-server"),
 		broken: map[string]bool{}}
 	for _, b := range breaks {
 		d.broken[b] = true

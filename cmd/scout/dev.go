@@ -46,6 +46,9 @@ type devOptions struct {
 	clickhouse string
 	verbose    bool
 	getenv     func(string) string
+	// demoPassword is the demo mailbox's password; "": random per run
+	// (tests set it to look for it where it must not be).
+	demoPassword string
 	// registry receives every service's metrics; nil: a new one (tests
 	// pass theirs to read it).
 	registry *prometheus.Registry
@@ -146,7 +149,7 @@ func runDev(ctx context.Context, o devOptions, stdout io.Writer) error {
 		return err
 	}
 	// The demo listeners of service checks first: they set the checks' ports.
-	services, err := newDemoServices(f, o.breaks, log)
+	services, err := newDemoServices(f, o.breaks, o.demoPassword, log)
 	if err != nil {
 		return err
 	}
