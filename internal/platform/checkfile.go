@@ -143,15 +143,15 @@ func (w *CheckFileWatcher) Reload() string {
 }
 
 // diffChecks names the checks added to, removed from and changed between
-// two versions of the file (a check is changed when its definition line
-// or any setting differs: compared by its printed form).
+// two versions of the file (a check is changed when its definition
+// differs; where it stands in the file does not count).
 func diffChecks(old, cur *checks.File) (added, removed, changed []string) {
 	for _, c := range cur.Checks {
 		o := old.Lookup(c.ID)
 		switch {
 		case o == nil:
 			added = append(added, c.ID)
-		case fmt.Sprintf("%+v", withoutLine(*o)) != fmt.Sprintf("%+v", withoutLine(*c)):
+		case definition(*o) != definition(*c):
 			changed = append(changed, c.ID)
 		}
 	}
@@ -163,7 +163,21 @@ func diffChecks(old, cur *checks.File) (added, removed, changed []string) {
 	return added, removed, changed
 }
 
-func withoutLine(c checks.Check) checks.Check {
+// definition prints what a check is, without its lines in the file. The
+// expected greeting and the maintenance windows are printed by their
+// pattern and description: their pointers (a compiled regexp, a time
+// zone) differ between two loads of the same text.
+func definition(c checks.Check) string {
 	c.Line = 0
-	return c
+	greeting := ""
+	if c.Service.ExpectGreeting != nil {
+		greeting = c.Service.ExpectGreeting.String()
+	}
+	c.Service.ExpectGreeting = nil
+	windows := make([]string, len(c.Maintenance))
+	for i := range c.Maintenance {
+		windows[i] = c.Maintenance[i].String()
+	}
+	c.Maintenance = nil
+	return fmt.Sprintf("%+v greeting=%q maintenance=%q", c, greeting, windows)
 }

@@ -144,3 +144,39 @@ func BenchmarkCheckFileReload(b *testing.B) {
 		})
 	}
 }
+
+// TestDiffChecks: the same definitions loaded again, moved down the file,
+// are unchanged, even with an expected greeting and maintenance windows
+// (whose compiled regexp and time zone are new pointers each load); a
+// changed setting, a new and a removed check are named.
+func TestDiffChecks(t *testing.T) {
+	const svc = `  - id: acme-smtp
+    customer: acme
+    kind: smtp
+    host: mail.acme.example
+    expect_greeting: '^mail\.acme\.example ESMTP'
+    maintenance:
+      - weekly: "Sun 02:00-04:00"
+        timezone: Europe/Berlin
+        reason: patch window
+`
+	parse := func(text string) *checks.File {
+		t.Helper()
+		f, err := checks.Parse("checks.yaml", []byte(text))
+		if err != nil {
+			t.Fatal(err)
+		}
+		return f
+	}
+	old := parse(checkV1 + svc)
+	moved := parse("sites: [eu-west]\nchecks:\n" + svc + strings.TrimPrefix(checkV1, "sites: [eu-west]\nchecks:\n"))
+	if a, r, c := diffChecks(old, moved); len(a)+len(r)+len(c) != 0 {
+		t.Errorf("same checks, moved: added %v removed %v changed %v", a, r, c)
+	}
+	next := parse("sites: [eu-west]\nchecks:\n" + strings.Replace(svc, "Sun 02:00-04:00", "Sun 03:00-05:00", 1) +
+		"  - id: globex\n    customer: globex\n    kind: roundtrip\n    target: probe@globex.example\n")
+	a, r, c := diffChecks(old, next)
+	if fmt.Sprint(a, r, c) != "[globex] [acme] [acme-smtp]" {
+		t.Errorf("added %v removed %v changed %v, want [globex] [acme] [acme-smtp]", a, r, c)
+	}
+}
