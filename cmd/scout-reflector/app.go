@@ -4,10 +4,10 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"github.com/emailscout/emailscout/pkg/buildinfo"
 	"io"
 	"time"
 
+	"github.com/emailscout/emailscout/pkg/buildinfo"
 	"github.com/emailscout/emailscout/pkg/reflector"
 	"github.com/spf13/cobra"
 )

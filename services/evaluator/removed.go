@@ -9,10 +9,6 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 )
 
-// ReasonCheckRemoved is the resolution of an incident whose check left the
-// check file: nobody will test it again, so nothing else would close it.
-const ReasonCheckRemoved = events.ResolvedCheckRemoved
-
 // removedRetry is how long a failed pass of closeRemoved waits before the
 // next.
 const removedRetry = 30 * time.Second
@@ -39,7 +35,8 @@ func (e *Evaluator) watchRemoved(ctx context.Context) error {
 	}
 }
 
-// closeRemoved resolves, with ReasonCheckRemoved, every open incident in
+// closeRemoved resolves, with events.ResolvedCheckRemoved (nobody will test
+// the check again, so nothing else would close it), every open incident in
 // scout_incidents whose check is not in the file in force. Replicas may
 // race: the resolved event's message id is the incident's (one copy) and
 // the state is written with compare-and-set (the loser re-reads a closed
@@ -64,20 +61,17 @@ func (e *Evaluator) closeRemoved(ctx context.Context) error {
 		}
 		var cs CheckState
 		rev, found, err := e.inc.get(ctx, id, &cs)
-		if err != nil || !found || cs.Open == nil {
+		if err != nil {
 			errs = append(errs, err)
 			continue
 		}
-		now := e.deps.Clock.Now()
-		r := resolved(cs.Open, now, ReasonCheckRemoved)
-		if _, err := e.pub.Publish(ctx, r); err != nil {
+		if !found || cs.Open == nil {
+			continue
+		}
+		if err := e.publishResolved(ctx, &cs, resolved(cs.Open, e.deps.Clock.Now(), events.ResolvedCheckRemoved)); err != nil {
 			errs = append(errs, err)
 			continue
 		}
-		e.m.resolved.WithLabelValues(r.Severity).Inc()
-		e.log.Info("incident resolved", "check", id, "incident_id", r.IncidentID, "severity", r.Severity,
-			"duration", now.Sub(r.OpenedAt).String(), "reason", r.Reason)
-		cs.Open, cs.LastResolved, cs.LastResolvedAt = nil, r.IncidentID, now
 		if _, err := e.inc.put(ctx, id, &cs, rev, 0); err != nil {
 			errs = append(errs, err) // a conflict too: the next pass re-reads
 		}

@@ -163,6 +163,19 @@ func (e *Evaluator) closeServiceAttempt(ctx context.Context, r *events.CheckResu
 	return e.saveAttempt(ctx, &a, rev)
 }
 
+// publishResolved publishes r, the resolution of cs's open incident, and
+// records it in cs (the caller writes cs back).
+func (e *Evaluator) publishResolved(ctx context.Context, cs *CheckState, r *events.IncidentResolved) error {
+	if _, err := e.pub.Publish(ctx, r); err != nil {
+		return err
+	}
+	e.m.resolved.WithLabelValues(r.Severity).Inc()
+	e.log.Info("incident resolved", "check", r.CheckID, "incident_id", r.IncidentID, "severity", r.Severity,
+		"duration", r.ResolvedAt.Sub(r.OpenedAt).String(), "reason", r.Reason)
+	cs.Open, cs.LastResolved, cs.LastResolvedAt = nil, r.IncidentID, r.ResolvedAt
+	return nil
+}
+
 // applyQuorum loads every site verdict of c and the open incident, applies
 // decide, publishes what changed and then records it.
 func (e *Evaluator) applyQuorum(ctx context.Context, c *checks.Check, now time.Time) error {
@@ -196,13 +209,9 @@ func (e *Evaluator) applyQuorum(ctx context.Context, c *checks.Check, now time.T
 		return nil
 	}
 	if d.resolve != nil {
-		if _, err := e.pub.Publish(ctx, d.resolve); err != nil {
+		if err := e.publishResolved(ctx, &cs, d.resolve); err != nil {
 			return err
 		}
-		e.m.resolved.WithLabelValues(d.resolve.Severity).Inc()
-		e.log.Info("incident resolved", "check", c.ID, "incident_id", d.resolve.IncidentID, "severity", d.resolve.Severity,
-			"duration", now.Sub(d.resolve.OpenedAt).String(), "reason", d.resolve.Reason)
-		cs.Open, cs.LastResolved, cs.LastResolvedAt = nil, d.resolve.IncidentID, now
 	}
 	if d.open != nil {
 		if _, err := e.pub.Publish(ctx, d.open); err != nil {

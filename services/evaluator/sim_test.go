@@ -724,8 +724,8 @@ func TestSimCheckRemoved(t *testing.T) {
 	}
 	s.advance(time.Hour)
 	rs := s.resolveds()
-	if len(rs) != 1 || rs[0].IncidentID != opens[0].IncidentID || rs[0].Reason != evaluator.ReasonCheckRemoved {
-		t.Fatalf("resolveds %+v; want acme's incident resolved with %q", rs, evaluator.ReasonCheckRemoved)
+	if len(rs) != 1 || rs[0].IncidentID != opens[0].IncidentID || rs[0].Reason != events.ResolvedCheckRemoved {
+		t.Fatalf("resolveds %+v; want acme's incident resolved with %q", rs, events.ResolvedCheckRemoved)
 	}
 	if !rs[0].ResolvedAt.Equal(removedAt) {
 		t.Errorf("resolved at %v, want at the reload (%v)", rs[0].ResolvedAt, removedAt)
