@@ -187,15 +187,16 @@ func (s *Scheduler) Run(ctx context.Context) error {
 // is not published twice); any other starts with the current slot while at
 // least half of its send window is left (CatchUp), else the next one.
 func (s *Scheduler) plan(prev []*entry, f *checks.File, now time.Time) []*entry {
-	kept := map[string]*entry{}
+	type pair struct{ check, site string }
+	kept := map[pair]*entry{}
 	for _, e := range prev {
-		kept[e.check.ID+"\x00"+e.site] = e
+		kept[pair{e.check.ID, e.site}] = e
 	}
 	var entries []*entry
 	for _, c := range f.Checks {
 		for _, site := range c.Sites {
 			e := &entry{check: c, site: site, slot: SlotAt(c, now)}
-			if old := kept[c.ID+"\x00"+site]; old != nil && old.check.Interval == c.Interval && old.check.Phase() == c.Phase() {
+			if old := kept[pair{c.ID, site}]; old != nil && old.check.Interval == c.Interval && old.check.Phase() == c.Phase() {
 				e.slot = old.slot
 			} else if now.Sub(SlotStart(c, e.slot)) > min(s.cfg.CatchUp, c.SendWindow()/2) {
 				e.slot++

@@ -9,6 +9,7 @@ import (
 	"net"
 	"net/netip"
 	"slices"
+	"strings"
 	"sync"
 	"syscall"
 	"time"
@@ -27,6 +28,17 @@ func (e *ProtocolError) Error() string { return "protocol violation: " + e.Msg }
 // Protocolf returns a *ProtocolError.
 func Protocolf(format string, args ...any) error {
 	return &ProtocolError{Msg: fmt.Sprintf(format, args...)}
+}
+
+// CheckLine refuses a server line (without its CRLF) that holds a CR or a
+// NUL: in SMTP and IMAP, CR comes only with LF as the line's end (RFC 5321
+// section 2.3.8, RFC 9051 section 2.2), and such a line would otherwise
+// reach results and logs. It returns a *ProtocolError or nil.
+func CheckLine(line string) error {
+	if strings.ContainsAny(line, "\r\x00") {
+		return Protocolf("line %q holds a bare CR or a NUL", line)
+	}
+	return nil
 }
 
 // Session runs one probe: it dials, upgrades to TLS, keeps the phase

@@ -307,7 +307,7 @@ type greeting struct {
 
 // readLine reads one server line and records it. A literal ({n} at the end)
 // is not expected in this half of the dialogue, nor a CR or NUL inside the
-// line (RFC 9051 section 2.2: CR comes only in CRLF, the line's end).
+// line (probe.CheckLine).
 func (p *plain) readLine() (string, error) {
 	line, err := p.r.ReadLine()
 	if err != nil {
@@ -315,9 +315,9 @@ func (p *plain) readLine() (string, error) {
 		return "", err
 	}
 	p.s.Record(line)
-	if strings.ContainsAny(line, "\r\x00") {
+	if err := probe.CheckLine(line); err != nil {
 		p.broken = true
-		return line, probe.Protocolf("line %q holds a bare CR or a NUL", line)
+		return line, err
 	}
 	if literal.MatchString(line) {
 		p.broken = true

@@ -257,12 +257,11 @@ func (c *conn) read() (reply, error) {
 }
 
 // parseLine splits one reply line (RFC 5321 section 4.2) into its code,
-// whether more lines follow, and its text. A CR or NUL inside the line is
-// a protocol error: CR comes only with LF, as the line's end (section
-// 2.3.8).
+// whether more lines follow, and its text; a CR or NUL inside the line is
+// a protocol error (probe.CheckLine).
 func parseLine(line string) (code int, more bool, text string, err error) {
-	if strings.ContainsAny(line, "\r\x00") {
-		return 0, false, "", probe.Protocolf("reply line %q holds a bare CR or a NUL", line)
+	if err := probe.CheckLine(line); err != nil {
+		return 0, false, "", err
 	}
 	if len(line) < 3 || (len(line) > 3 && line[3] != ' ' && line[3] != '-') {
 		return 0, false, "", probe.Protocolf("malformed reply line %q", line)
