@@ -8,7 +8,7 @@ import (
 	"time"
 
 	"github.com/emailscout/emailscout/pkg/buildinfo"
-	"github.com/emailscout/emailscout/pkg/reflector"
+	"github.com/emailscout/emailscout/pkg/fault"
 	"github.com/spf13/cobra"
 )
 
@@ -66,7 +66,7 @@ func exitCode(err error) int {
 		return ee.code
 	case errors.As(err, &ce):
 		return exitConfig
-	case reflector.IsTemporary(err):
+	case fault.MarkedTemporary(err):
 		return exitTempFail
 	}
 	// What is left are usage errors (an unknown subcommand, a missing

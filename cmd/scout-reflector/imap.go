@@ -6,6 +6,7 @@ import (
 	"log/slog"
 	"net"
 
+	"github.com/emailscout/emailscout/pkg/fault"
 	"github.com/emailscout/emailscout/pkg/imapwatch"
 	"github.com/emailscout/emailscout/pkg/probemail"
 	"github.com/emailscout/emailscout/pkg/reflector"
@@ -87,7 +88,7 @@ func (h imapReflector) Handle(ctx context.Context, m *imapwatch.Message, msg []b
 	d, err := h.r.Handle(ctx, msg, from)
 	attrs := append([]any{"uid", m.UID, "action", d.Action}, probeAttrs(d)...)
 	switch {
-	case err != nil && reflector.IsTemporary(err):
+	case err != nil && fault.MarkedTemporary(err):
 		h.log.Warn("reflection not sent; trying again later", append(attrs, "err", err)...)
 		return imapwatch.Retry
 	case err != nil:

@@ -12,6 +12,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/emailscout/emailscout/pkg/fault"
 	"github.com/emailscout/emailscout/pkg/probemail"
 	"github.com/emailscout/emailscout/pkg/reflector"
 	"github.com/emailscout/emailscout/pkg/submit"
@@ -37,7 +38,7 @@ func runMessage(ctx context.Context, cfg *resolved, e env, path string) error {
 	}
 	if err != nil {
 		log.Error("cannot read the message; exit 75 so that the MTA retries", "err", err)
-		return logged{reflector.Temporary(err)}
+		return logged{fault.Temporary(err)}
 	}
 	sender := reflector.UnknownSender
 	if v, ok := e.lookupEnv(envSender); ok {
@@ -59,7 +60,7 @@ func runMessage(ctx context.Context, cfg *resolved, e env, path string) error {
 	case errors.As(err, &ce):
 		log.Error("configuration error; exit 78", append(attrs, "err", err)...)
 		return logged{err}
-	case reflector.IsTemporary(err):
+	case fault.MarkedTemporary(err):
 		log.Error("reflection not sent; exit 75 so that the MTA retries", append(attrs, "err", err)...)
 		return logged{err}
 	}

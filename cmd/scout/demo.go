@@ -2,7 +2,6 @@ package main
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"io"
 	"log/slog"
@@ -171,11 +170,7 @@ func (r routedSender) Send(ctx context.Context, from string, to []string, msg []
 		_, err := submit.Send(sctx, submit.Config{Addr: addr, TLS: submit.TLSNone, HelloName: "mx.customers.test"}, from, []string{rcpt}, msg)
 		cancel()
 		if err != nil {
-			var se *submit.Error
-			if errors.As(err, &se) && se.Temporary() {
-				return reflector.Temporary(err)
-			}
-			return err
+			return err // a 4xx reply is marked temporary already (submit.Error)
 		}
 	}
 	return nil

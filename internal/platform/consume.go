@@ -9,13 +9,15 @@ import (
 	"sync"
 	"time"
 
+	"github.com/emailscout/emailscout/pkg/fault"
 	"github.com/nats-io/nats.go/jetstream"
 	"github.com/prometheus/client_golang/prometheus"
 )
 
 // Handler processes one message. Its error decides the acknowledgement:
-// nil acks, a permanent error (IsPermanent) terminates, any other error
-// asks for redelivery after a delay.
+// nil acks, an error marked permanent (fault.MarkedPermanent: a malformed
+// event, a check that no longer exists) terminates, any other error asks
+// for redelivery after a delay.
 type Handler func(ctx context.Context, msg jetstream.Msg) error
 
 // ConsumeOptions tune Consume.
@@ -147,7 +149,7 @@ func handleOne(ctx context.Context, msg jetstream.Msg, h Handler, m *consumeMetr
 		if aerr := msg.Ack(); aerr != nil {
 			log.Warn("ack failed; the message will be redelivered", "subject", msg.Subject(), "error", aerr)
 		}
-	case IsPermanent(err):
+	case fault.MarkedPermanent(err):
 		m.handled.WithLabelValues("term").Inc()
 		log.Error("message terminated: it can never be handled", "subject", msg.Subject(), "error", err)
 		_ = msg.TermWithReason(truncate(err.Error(), 200))

@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/emailscout/emailscout/pkg/events"
+	"github.com/emailscout/emailscout/pkg/fault"
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 )
@@ -160,11 +161,11 @@ type JetStreamPublisher struct {
 // that fails Validate is a permanent error; others are temporary.
 func (p JetStreamPublisher) Publish(ctx context.Context, ev events.Event) (bool, error) {
 	if err := ev.Validate(); err != nil {
-		return false, Permanent(fmt.Errorf("publish %s: %w", ev.Subject(), err))
+		return false, fault.Permanent(fmt.Errorf("publish %s: %w", ev.Subject(), err))
 	}
 	data, err := json.Marshal(ev)
 	if err != nil {
-		return false, Permanent(fmt.Errorf("publish %s: %w", ev.Subject(), err))
+		return false, fault.Permanent(fmt.Errorf("publish %s: %w", ev.Subject(), err))
 	}
 	ack, err := p.JS.Publish(ctx, ev.Subject(), data, jetstream.WithMsgID(ev.MsgID()))
 	if err != nil {

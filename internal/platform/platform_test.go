@@ -17,6 +17,7 @@ import (
 	"github.com/emailscout/emailscout/internal/platform"
 	"github.com/emailscout/emailscout/internal/testkit"
 	"github.com/emailscout/emailscout/pkg/events"
+	"github.com/emailscout/emailscout/pkg/fault"
 	"github.com/nats-io/nats.go/jetstream"
 	"github.com/prometheus/client_golang/prometheus"
 )
@@ -41,7 +42,7 @@ func TestPublishDeduplicates(t *testing.T) {
 	}
 	bad := returned("t2")
 	bad.Site = "Not.Valid"
-	if _, err := pub.Publish(ctx, bad); !platform.IsPermanent(err) {
+	if _, err := pub.Publish(ctx, bad); !fault.MarkedPermanent(err) {
 		t.Errorf("invalid event: err = %v, want permanent", err)
 	}
 	st, _ := js.Stream(ctx, events.StreamName)
@@ -92,7 +93,7 @@ func TestConsumeAckSemantics(t *testing.T) {
 		case ev.TestID == "flaky" && n == 1:
 			return errors.New("temporary trouble")
 		case ev.TestID == "poison":
-			return platform.Permanent(errors.New("never"))
+			return fault.Permanent(errors.New("never"))
 		}
 		return nil
 	}

@@ -1,7 +1,6 @@
 package events
 
 import (
-	"errors"
 	"fmt"
 	"strings"
 )
@@ -28,8 +27,14 @@ const SubjectNotificationSuppressed = "notification.suppressed"
 // "customer-region-purpose" names, short enough for SMS text and DNS labels.
 const maxTokenLen = 63
 
-// ErrSubject is wrapped by every error ParseSubject returns.
-var ErrSubject = errors.New("invalid subject")
+// ErrSubject is wrapped by every error ParseSubject returns. Like ErrEvent
+// it is marked permanent (Temporary() false, as pkg/fault reads it).
+var ErrSubject error = invalidSubject{}
+
+type invalidSubject struct{}
+
+func (invalidSubject) Error() string   { return "invalid subject" }
+func (invalidSubject) Temporary() bool { return false }
 
 // ValidToken reports whether s may be used as a site name or check id: 1 to 63
 // characters of [a-z0-9_-]. Such a token never contains a NATS wildcard or

@@ -70,8 +70,14 @@ const (
 )
 
 // ErrEvent is wrapped by every error Decode and Validate return: the message
-// is malformed and will never become valid (consumers Term it).
-var ErrEvent = errors.New("invalid event")
+// is malformed and will never become valid. It is marked permanent in the
+// way pkg/fault reads (Temporary() false), so consumers Term it.
+var ErrEvent error = invalidEvent{}
+
+type invalidEvent struct{}
+
+func (invalidEvent) Error() string   { return "invalid event" }
+func (invalidEvent) Temporary() bool { return false }
 
 // Event is implemented by every event type.
 type Event interface {

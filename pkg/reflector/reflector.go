@@ -11,8 +11,9 @@
 //     no backscatter.
 //   - A probe is answered at most once (SeenStore), and not at all when its
 //     signed start is older than Config.MaxAge (a replay).
-//   - A send failure is returned classified: IsTemporary errors ask the
-//     caller to retry later (exit 75, EX_TEMPFAIL, in pipe mode).
+//   - A send failure is returned classified: an error marked temporary
+//     (fault.MarkedTemporary) asks the caller to retry later (exit 75,
+//     EX_TEMPFAIL, in pipe mode).
 package reflector
 
 import (
@@ -22,6 +23,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/emailscout/emailscout/pkg/fault"
 	"github.com/emailscout/emailscout/pkg/probemail"
 )
 
@@ -49,7 +51,7 @@ const (
 type Sender interface {
 	// Send submits msg from the envelope sender from (may be empty: the
 	// implementation's default) to the recipients. Errors that may pass
-	// (a 4xx reply, a network error) satisfy IsTemporary.
+	// (a 4xx reply, a network error) are marked temporary (pkg/fault).
 	Send(ctx context.Context, from string, to []string, msg []byte) error
 }
 
@@ -168,7 +170,7 @@ func (r *Reflector) Decide(msg []byte, envelopeFrom string) Decision {
 
 // Handle decides and, for a probe, sends the reflection and records it as
 // answered. The error is nil when the message was ignored or answered; a
-// send failure is returned as is (check IsTemporary), and the claim is
+// send failure is returned as is (check fault.MarkedTemporary), and the claim is
 // released so that a retry can answer.
 func (r *Reflector) Handle(ctx context.Context, msg []byte, envelopeFrom string) (Decision, error) {
 	d := r.Decide(msg, envelopeFrom)
@@ -178,7 +180,7 @@ func (r *Reflector) Handle(ctx context.Context, msg []byte, envelopeFrom string)
 	if r.seen != nil {
 		fresh, err := r.seen.Claim(d.Probe.TestID)
 		if err != nil {
-			return d, Temporary(fmt.Errorf("record probe %s as answered: %w", d.Probe.TestID, err))
+			return d, fault.Temporary(fmt.Errorf("record probe %s as answered: %w", d.Probe.TestID, err))
 		}
 		if !fresh {
 			d.Action, d.Reason = ActionIgnore, ReasonAnswered
@@ -253,26 +255,4 @@ func contains(list []string, s string) bool {
 		}
 	}
 	return false
-}
-
-// temporary marks an error that may pass on retry.
-type temporary struct{ err error }
-
-func (t temporary) Error() string   { return t.err.Error() }
-func (t temporary) Unwrap() error   { return t.err }
-func (t temporary) Temporary() bool { return true }
-
-// Temporary wraps err so that IsTemporary reports true.
-func Temporary(err error) error {
-	if err == nil {
-		return nil
-	}
-	return temporary{err}
-}
-
-// IsTemporary reports whether err, or an error it wraps, has a Temporary()
-// method returning true (a 4xx reply, a network error, EX_TEMPFAIL).
-func IsTemporary(err error) bool {
-	var t interface{ Temporary() bool }
-	return errors.As(err, &t) && t.Temporary()
 }

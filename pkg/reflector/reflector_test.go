@@ -10,6 +10,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/emailscout/emailscout/pkg/fault"
 	"github.com/emailscout/emailscout/pkg/mailtest"
 	"github.com/emailscout/emailscout/pkg/probemail"
 	"github.com/emailscout/emailscout/pkg/submit"
@@ -125,11 +126,11 @@ func TestHandleAnswersOnce(t *testing.T) {
 
 func TestHandleTemporaryFailureReleases(t *testing.T) {
 	seen := NewMemorySeen(func() time.Time { return now })
-	s := &recordSender{err: Temporary(errors.New("451 try later"))}
+	s := &recordSender{err: fault.Temporary(errors.New("451 try later"))}
 	r := New(Config{Keys: keys(t)}, s, seen, func() time.Time { return now })
 	msg := probe(t, "eeeeeeeeeeeeeeeeeeeeeeee", now)
 	_, err := r.Handle(context.Background(), msg, "return@monitor.example")
-	if !IsTemporary(err) {
+	if !fault.MarkedTemporary(err) {
 		t.Fatalf("err = %v, want temporary", err)
 	}
 	s.err = nil
@@ -153,7 +154,7 @@ func TestSMTPSender(t *testing.T) {
 		return &smtp.SMTPError{Code: 421, Message: "busy"}
 	}})
 	r = New(Config{Keys: keys(t)}, SMTP{Config: submit.Config{Addr: refusing.Addr, TLS: submit.TLSNone}}, nil, func() time.Time { return now })
-	if _, err := r.Handle(context.Background(), probe(t, "gggggggggggggggggggggggg", now), "return@monitor.example"); !IsTemporary(err) {
+	if _, err := r.Handle(context.Background(), probe(t, "gggggggggggggggggggggggg", now), "return@monitor.example"); !fault.MarkedTemporary(err) {
 		t.Errorf("421: err = %v, want temporary", err)
 	}
 }
@@ -180,15 +181,15 @@ func TestSendmailSender(t *testing.T) {
 		t.Errorf("stdin = %q", body)
 	}
 	temp := script("temp", "exit 75\n")
-	if err := (Sendmail{Path: temp}).Send(context.Background(), "", []string{"r@x"}, nil); !IsTemporary(err) {
+	if err := (Sendmail{Path: temp}).Send(context.Background(), "", []string{"r@x"}, nil); !fault.MarkedTemporary(err) {
 		t.Errorf("exit 75: %v, want temporary", err)
 	}
 	perm := script("perm", "echo 'bad address' >&2; exit 65\n")
 	err := (Sendmail{Path: perm}).Send(context.Background(), "", []string{"r@x"}, nil)
-	if err == nil || IsTemporary(err) || !strings.Contains(err.Error(), "bad address") {
+	if err == nil || fault.MarkedTemporary(err) || !strings.Contains(err.Error(), "bad address") {
 		t.Errorf("exit 65: %v, want permanent with stderr", err)
 	}
-	if err := (Sendmail{Path: filepath.Join(dir, "missing")}).Send(context.Background(), "", []string{"r@x"}, nil); !IsTemporary(err) {
+	if err := (Sendmail{Path: filepath.Join(dir, "missing")}).Send(context.Background(), "", []string{"r@x"}, nil); !fault.MarkedTemporary(err) {
 		t.Errorf("missing binary: %v, want temporary", err)
 	}
 }

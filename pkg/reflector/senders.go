@@ -8,6 +8,7 @@ import (
 	"os/exec"
 	"strings"
 
+	"github.com/emailscout/emailscout/pkg/fault"
 	"github.com/emailscout/emailscout/pkg/submit"
 )
 
@@ -55,12 +56,12 @@ func (s Sendmail) Send(ctx context.Context, from string, to []string, msg []byte
 		code := ee.ExitCode()
 		err = fmt.Errorf("%s exited with status %d: %s", path, code, detail)
 		if temporarySendmailExits[code] || code < 0 {
-			return Temporary(err)
+			return fault.Temporary(err)
 		}
 		return err
 	}
 	// The binary is missing or not executable: fixable, so retry later.
-	return Temporary(fmt.Errorf("run %s: %w", path, err))
+	return fault.Temporary(fmt.Errorf("run %s: %w", path, err))
 }
 
 // SMTP submits to an SMTP server (a submission port or a relay).

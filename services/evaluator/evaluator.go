@@ -27,6 +27,7 @@ import (
 	"github.com/emailscout/emailscout/internal/platform"
 	"github.com/emailscout/emailscout/pkg/checks"
 	"github.com/emailscout/emailscout/pkg/events"
+	"github.com/emailscout/emailscout/pkg/fault"
 	"github.com/jonboulle/clockwork"
 	"github.com/nats-io/nats.go/jetstream"
 	"github.com/prometheus/client_golang/prometheus"
@@ -217,7 +218,7 @@ func checkKey(msg jetstream.Msg) string {
 func (e *Evaluator) handle(ctx context.Context, msg jetstream.Msg) error {
 	subj, err := events.ParseSubject(msg.Subject())
 	if err != nil {
-		return platform.Permanent(err)
+		return fault.Permanent(err)
 	}
 	switch subj.Name {
 	case events.SubjectTestScheduled:
@@ -251,7 +252,7 @@ func (e *Evaluator) handle(ctx context.Context, msg jetstream.Msg) error {
 		}
 		return e.onResult(ctx, &ev)
 	}
-	return platform.Permanent(fmt.Errorf("evaluator does not handle %s", subj.Name))
+	return fault.Permanent(fmt.Errorf("evaluator does not handle %s", subj.Name))
 }
 
 // check returns the check of an event, or nil (logged) when the check is

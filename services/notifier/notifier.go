@@ -47,6 +47,7 @@ import (
 	"github.com/emailscout/emailscout/internal/platform"
 	"github.com/emailscout/emailscout/pkg/checks"
 	"github.com/emailscout/emailscout/pkg/events"
+	"github.com/emailscout/emailscout/pkg/fault"
 	"github.com/emailscout/emailscout/services/notifier/delivery"
 	"github.com/emailscout/emailscout/services/notifier/internal/sms"
 	"github.com/jonboulle/clockwork"
@@ -228,7 +229,7 @@ func keepAlive(msg jetstream.Msg, every time.Duration) func() {
 func (n *Notifier) handle(stop, ctx context.Context, subject string, data []byte) error {
 	subj, err := events.ParseSubject(subject)
 	if err != nil {
-		return platform.Permanent(err)
+		return fault.Permanent(err)
 	}
 	switch subj.Name {
 	case events.SubjectIncidentOpen:
@@ -244,7 +245,7 @@ func (n *Notifier) handle(stop, ctx context.Context, subject string, data []byte
 		}
 		return n.resolved(stop, ctx, ev)
 	}
-	return platform.Permanent(fmt.Errorf("notifier: unexpected subject %s", subject))
+	return fault.Permanent(fmt.Errorf("notifier: unexpected subject %s", subject))
 }
 
 // job is one message to one contact.
@@ -285,7 +286,7 @@ type incident struct {
 func (n *Notifier) open(stop, ctx context.Context, ev events.IncidentOpen) error {
 	check := n.deps.Checks.Current().Lookup(ev.CheckID)
 	if check == nil {
-		return platform.Permanent(fmt.Errorf("incident %s: check %q is not in the check file: nobody to notify", ev.IncidentID, ev.CheckID))
+		return fault.Permanent(fmt.Errorf("incident %s: check %q is not in the check file: nobody to notify", ev.IncidentID, ev.CheckID))
 	}
 	inc := incident{id: ev.IncidentID, checkID: ev.CheckID, name: check.Name, customer: ev.Customer, severity: ev.Severity}
 	suppressed := ""
@@ -476,10 +477,10 @@ func (n *Notifier) send(stop, ctx context.Context, log *slog.Logger, j job, r Re
 		result := "ok"
 		switch {
 		case err == nil:
-		case delivery.IsTemporary(err):
-			result = "temporary"
-		default:
+		case fault.MarkedPermanent(err):
 			result = "permanent"
+		default:
+			result = "temporary" // an unmarked error too: the retry budget bounds it
 		}
 		n.metrics.send.WithLabelValues(provider, result).Observe(time.Since(start).Seconds())
 		if err == nil {

@@ -17,6 +17,7 @@ import (
 	"github.com/emailscout/emailscout/internal/testkit"
 	"github.com/emailscout/emailscout/pkg/checks"
 	"github.com/emailscout/emailscout/pkg/events"
+	"github.com/emailscout/emailscout/pkg/fault"
 	"github.com/emailscout/emailscout/services/notifier/internal/twilio"
 	"github.com/emailscout/emailscout/services/notifier/internal/twiliotest"
 	"github.com/jonboulle/clockwork"
@@ -544,7 +545,7 @@ func TestResolvedWithoutOpen(t *testing.T) {
 	open := openEvent("initech-roundtrip", incID("noopen"))
 	res := resolvedEvent(open, h.clock.Now())
 	data, _ := json.Marshal(res)
-	if err := n.handle(h.ctx, h.ctx, res.Subject(), data); !errors.Is(err, errBusy) || platform.IsPermanent(err) {
+	if err := n.handle(h.ctx, h.ctx, res.Subject(), data); !errors.Is(err, errBusy) || fault.MarkedPermanent(err) {
 		t.Fatalf("fresh resolved without an open: err = %v, want a temporary wait", err)
 	}
 	h.run(n)
@@ -735,7 +736,7 @@ func TestShutdownDuringBackoff(t *testing.T) {
 		t.Fatal(err)
 	}
 	cancel()
-	if err := <-errc; err == nil || platform.IsPermanent(err) {
+	if err := <-errc; err == nil || fault.MarkedPermanent(err) {
 		t.Fatalf("a: err = %v, want a temporary error (redelivery)", err)
 	}
 	key := ReceiptKey(open.CheckID, open.IncidentID, TransitionOpen, "+15555550103")
@@ -791,7 +792,7 @@ func TestPoisonEvents(t *testing.T) {
 		"no incident":   {"incident.resolved.acme-roundtrip", []byte(`{"v":1,"check_id":"acme-roundtrip","resolved_at":"2026-11-29T12:00:00Z"}`)},
 		"bad subject":   {"incident.open.a.b", data},
 	} {
-		if err := n.handle(h.ctx, h.ctx, tc.subject, tc.data); !platform.IsPermanent(err) {
+		if err := n.handle(h.ctx, h.ctx, tc.subject, tc.data); !fault.MarkedPermanent(err) {
 			t.Errorf("%s: err = %v, want permanent", name, err)
 		}
 	}

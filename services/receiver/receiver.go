@@ -15,6 +15,7 @@ import (
 	"github.com/emailscout/emailscout/internal/platform"
 	"github.com/emailscout/emailscout/pkg/checks"
 	"github.com/emailscout/emailscout/pkg/events"
+	"github.com/emailscout/emailscout/pkg/fault"
 	"github.com/emailscout/emailscout/pkg/imapwatch"
 	"github.com/emailscout/emailscout/pkg/probemail"
 	"github.com/emersion/go-smtp"
@@ -338,7 +339,7 @@ func (r *Receiver) Take(ctx context.Context, msg []byte, env Envelope) (string, 
 	dup, err := r.deps.Publisher.Publish(pctx, ev)
 	r.metrics.storeSeconds.Observe(time.Since(t0).Seconds())
 	if err != nil {
-		if platform.IsPermanent(err) {
+		if fault.MarkedPermanent(err) {
 			return reject(&Rejection{Reason: ReasonMalformed, TestID: p.TestID, Err: err})
 		}
 		r.metrics.storeFailures.Inc()

@@ -11,6 +11,7 @@ import (
 	"github.com/cenkalti/backoff/v5"
 	"github.com/emailscout/emailscout/internal/platform"
 	"github.com/emailscout/emailscout/pkg/events"
+	"github.com/emailscout/emailscout/pkg/fault"
 	"github.com/jonboulle/clockwork"
 	"github.com/nats-io/nats.go/jetstream"
 	"github.com/prometheus/client_golang/prometheus"
@@ -358,7 +359,7 @@ func (r *Recorder) add(b *batch, msg jetstream.Msg) bool {
 func decodeInto(rows *Rows, subject string, data []byte) error {
 	s, err := events.ParseSubject(subject)
 	if err != nil {
-		return platform.Permanent(err)
+		return fault.Permanent(err)
 	}
 	switch s.Name {
 	case events.SubjectCheckResult:
@@ -386,7 +387,7 @@ func decodeInto(rows *Rows, subject string, data []byte) error {
 		}
 		rows.Notifications = append(rows.Notifications, NotificationRowFrom(ev))
 	default:
-		return platform.Permanent(fmt.Errorf("recorder does not record %s events", s.Name))
+		return fault.Permanent(fmt.Errorf("recorder does not record %s events", s.Name))
 	}
 	return nil
 }

@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/emailscout/emailscout/pkg/events"
+	"github.com/emailscout/emailscout/pkg/fault"
 	"github.com/emailscout/emailscout/pkg/submit"
 )
 
@@ -59,13 +60,13 @@ func classifyRelay(err error) (class string, temporary bool) {
 	}
 	switch {
 	case se.Phase == submit.PhaseAuth || se.Reply != nil && isAuthReply(se.Reply):
-		return ClassRelayAuth, se.Temporary()
+		return ClassRelayAuth, fault.MarkedTemporary(err)
 	case se.Phase == submit.PhaseTLS:
-		return ClassRelayTLS, se.Temporary()
+		return ClassRelayTLS, fault.MarkedTemporary(err)
 	case se.Refused():
-		return ClassRelayRefused, se.Temporary()
+		return ClassRelayRefused, fault.MarkedTemporary(err)
 	default:
-		return ClassRelayUnreachable, se.Temporary()
+		return ClassRelayUnreachable, fault.MarkedTemporary(err)
 	}
 }
 
@@ -121,7 +122,7 @@ func (s *Sender) deliverMX(ctx context.Context, msg []byte, to string) delivery 
 		var se *submit.Error
 		switch {
 		case errors.As(err, &se) && se.Refused():
-			last.class, last.temporary = ClassMXRefused, se.Temporary()
+			last.class, last.temporary = ClassMXRefused, fault.MarkedTemporary(err)
 		case errors.As(err, &se) && se.Phase == submit.PhaseTLS:
 			last.class, last.temporary = ClassMXTLS, false
 		default:

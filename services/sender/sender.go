@@ -16,6 +16,7 @@ import (
 	"github.com/emailscout/emailscout/internal/platform"
 	"github.com/emailscout/emailscout/pkg/checks"
 	"github.com/emailscout/emailscout/pkg/events"
+	"github.com/emailscout/emailscout/pkg/fault"
 	"github.com/emailscout/emailscout/pkg/probemail"
 	"github.com/jonboulle/clockwork"
 	"github.com/nats-io/nats.go/jetstream"
@@ -227,7 +228,7 @@ func keepAlive(msg jetstream.Msg, period time.Duration) func() {
 // Handle runs one delivery (delivered counts from 1) of a scheduled test and
 // returns what the consumer should do: nil (ack: mail.sent or, for a
 // service check, check.result is stored; or the test is stale: the check
-// file in force no longer has its check, site or kind), a platform.Permanent error
+// file in force no longer has its check, site or kind), an error marked fault.Permanent
 // (term: the test is for another site) or another error (redeliver later: a
 // temporary failure inside the send window, or the event could not be
 // published).
@@ -235,7 +236,7 @@ func (s *Sender) Handle(ctx context.Context, ev events.TestScheduled, delivered 
 	log := s.log.With("test_id", ev.TestID, "check", ev.CheckID, "attempt", ev.Attempt)
 	if ev.Site != s.cfg.Site {
 		log.Error("test for another site dropped", "test_site", ev.Site)
-		return platform.Permanent(fmt.Errorf("test %s is for site %q, this sender serves %q", ev.TestID, ev.Site, s.cfg.Site))
+		return fault.Permanent(fmt.Errorf("test %s is for site %q, this sender serves %q", ev.TestID, ev.Site, s.cfg.Site))
 	}
 	// A test the check file in force does not match was scheduled from
 	// another version of the file (a reload reaches pods at different
@@ -265,7 +266,7 @@ func (s *Sender) Handle(ctx context.Context, ev events.TestScheduled, delivered 
 		return s.handleService(ctx, log, ev, check)
 	default:
 		log.Error("test of a kind this sender does not run dropped", "kind", ev.Kind)
-		return platform.Permanent(fmt.Errorf("test %s: kind %q is not handled by the sender", ev.TestID, ev.Kind))
+		return fault.Permanent(fmt.Errorf("test %s: kind %q is not handled by the sender", ev.TestID, ev.Kind))
 	}
 
 	// An outcome decided by an earlier delivery whose mail.sent could not be

@@ -3,7 +3,7 @@
 // returns when it could not deliver it.
 //
 // A provider returns *Error so that the notifier can choose between a retry
-// with backoff (Temporary: HTTP 408, 425, 429, 5xx, no answer at all) and
+// with backoff (Retry: HTTP 408, 425, 429, 5xx, no answer at all) and
 // recording the message as failed at once (any other 4xx, such as Twilio's
 // 21211 "invalid To number" or 21608 "unverified number").
 package delivery
@@ -47,8 +47,9 @@ type Error struct {
 	// Code is the provider's error code when it gave one (Twilio: 21211,
 	// 21608, 20429, ...).
 	Code int
-	// Temporary errors are worth retrying after a backoff.
-	Temporary bool
+	// Retry: the error is temporary, worth retrying after a backoff
+	// (Temporary reports it to pkg/fault).
+	Retry bool
 	// RetryAfter is the provider's Retry-After (RFC 9110 section 10.2.3),
 	// zero when it sent none.
 	RetryAfter time.Duration
@@ -58,7 +59,7 @@ type Error struct {
 
 func (e *Error) Error() string {
 	kind := "permanent"
-	if e.Temporary {
+	if e.Retry {
 		kind = "temporary"
 	}
 	s := e.Provider + ": " + kind
@@ -77,16 +78,11 @@ func (e *Error) Error() string {
 
 func (e *Error) Unwrap() error { return e.Err }
 
-// IsTemporary reports whether retrying err may succeed. Errors that are not
-// *Error (a provider bug, a cancelled context) count as temporary; the
-// retry budget bounds them.
-func IsTemporary(err error) bool {
-	var e *Error
-	if errors.As(err, &e) {
-		return e.Temporary
-	}
-	return err != nil
-}
+// Temporary reports Retry, so that pkg/fault classifies the error. An
+// error that is not an *Error (a provider bug, a cancelled context) is
+// unmarked: the notifier retries it (fault.MarkedPermanent is false) and
+// its retry budget bounds it.
+func (e *Error) Temporary() bool { return e.Retry }
 
 // Answered reports whether the provider answered the request that failed
 // with err: a definite refusal, after which the message was certainly not
@@ -139,7 +135,7 @@ func ParseRetryAfter(v string, now time.Time) time.Duration {
 }
 
 // Errorf builds an *Error for provider with status and a formatted cause;
-// Temporary follows TemporaryStatus, or is true when status is 0.
+// Retry follows TemporaryStatus, or is true when status is 0.
 func Errorf(provider string, status int, format string, args ...any) *Error {
-	return &Error{Provider: provider, Status: status, Temporary: status == 0 || TemporaryStatus(status), Err: fmt.Errorf(format, args...)}
+	return &Error{Provider: provider, Status: status, Retry: status == 0 || TemporaryStatus(status), Err: fmt.Errorf(format, args...)}
 }

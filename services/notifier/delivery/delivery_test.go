@@ -6,6 +6,8 @@ import (
 	"net/http"
 	"testing"
 	"time"
+
+	"github.com/emailscout/emailscout/pkg/fault"
 )
 
 func TestTemporaryStatus(t *testing.T) {
@@ -42,20 +44,23 @@ func TestClassification(t *testing.T) {
 	noAnswer := Errorf("webhook", 0, "connection refused")
 	wrapped := fmt.Errorf("send: %w", busy)
 	cases := []struct {
-		name                string
-		err                 error
-		temporary, answered bool
-		retryAfter          time.Duration
+		name       string
+		err        error
+		class      fault.Class
+		answered   bool
+		retryAfter time.Duration
 	}{
-		{"400", refused, false, true, 0},
-		{"429 wrapped", wrapped, true, true, 7 * time.Second},
-		{"no answer", noAnswer, true, false, 0},
-		{"foreign error", errors.New("boom"), true, false, 0},
-		{"nil", nil, false, false, 0},
+		{"400", refused, fault.ClassPermanent, true, 0},
+		{"429 wrapped", wrapped, fault.ClassTemporary, true, 7 * time.Second},
+		{"no answer", noAnswer, fault.ClassTemporary, false, 0},
+		// Not a provider's *Error: unmarked, so the notifier retries it
+		// (it is not MarkedPermanent) within its retry budget.
+		{"foreign error", errors.New("boom"), fault.ClassUnmarked, false, 0},
+		{"nil", nil, fault.ClassUnmarked, false, 0},
 	}
 	for _, tc := range cases {
-		if IsTemporary(tc.err) != tc.temporary || Answered(tc.err) != tc.answered || RetryAfterOf(tc.err) != tc.retryAfter {
-			t.Errorf("%s: temporary=%v answered=%v retry-after=%v", tc.name, IsTemporary(tc.err), Answered(tc.err), RetryAfterOf(tc.err))
+		if fault.Of(tc.err) != tc.class || Answered(tc.err) != tc.answered || RetryAfterOf(tc.err) != tc.retryAfter {
+			t.Errorf("%s: class=%v answered=%v retry-after=%v", tc.name, fault.Of(tc.err), Answered(tc.err), RetryAfterOf(tc.err))
 		}
 	}
 	if got := busy.Error(); got != "twilio: temporary (HTTP 429): slow down" {

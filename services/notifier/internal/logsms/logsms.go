@@ -49,7 +49,7 @@ func (p *Provider) Send(_ context.Context, m delivery.Message) (string, error) {
 	defer p.mu.Unlock()
 	_, err := fmt.Fprintf(p.w, "SMS to %s %s [%s %d/%d]: %s\n", m.Contact, m.To, c.Encoding, c.Units, c.Limit, m.Text)
 	if err != nil {
-		return "", &delivery.Error{Provider: Name, Temporary: true, Err: err}
+		return "", &delivery.Error{Provider: Name, Retry: true, Err: err}
 	}
 	return "", nil
 }

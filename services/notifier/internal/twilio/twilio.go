@@ -187,7 +187,7 @@ func (p *Provider) Send(ctx context.Context, m delivery.Message) (string, error)
 	if ctxErr := ctx.Err(); ctxErr != nil && e.Status == 0 {
 		e.Err = fmt.Errorf("%w (%v)", ctxErr, err)
 	}
-	e.Temporary = e.Status == 0 || delivery.TemporaryStatus(e.Status) || e.Code == 20429
+	e.Retry = e.Status == 0 || delivery.TemporaryStatus(e.Status) || e.Code == 20429
 	return "", e
 }
 

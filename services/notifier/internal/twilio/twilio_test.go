@@ -10,6 +10,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/emailscout/emailscout/pkg/fault"
 	"github.com/emailscout/emailscout/services/notifier/delivery"
 	"github.com/emailscout/emailscout/services/notifier/internal/twilio"
 	"github.com/emailscout/emailscout/services/notifier/internal/twiliotest"
@@ -63,7 +64,7 @@ func TestSend(t *testing.T) {
 			if !errors.As(err, &de) {
 				t.Fatalf("Send = %q, %v; want a *delivery.Error", id, err)
 			}
-			if de.Temporary != tc.temporary || de.Status != tc.status || de.Code != tc.code || de.RetryAfter != tc.retry {
+			if de.Retry != tc.temporary || de.Status != tc.status || de.Code != tc.code || de.RetryAfter != tc.retry {
 				t.Errorf("error %+v, want temporary=%v status=%d code=%d retry-after=%v", de, tc.temporary, tc.status, tc.code, tc.retry)
 			}
 			if !delivery.Answered(err) {
@@ -120,7 +121,7 @@ func TestSendWrongToken(t *testing.T) {
 	}
 	_, err = p.Send(ctx(t), msg())
 	var de *delivery.Error
-	if !errors.As(err, &de) || de.Status != 401 || de.Code != 20003 || de.Temporary {
+	if !errors.As(err, &de) || de.Status != 401 || de.Code != 20003 || de.Retry {
 		t.Fatalf("err = %v, want permanent 401 / 20003", err)
 	}
 }
@@ -137,12 +138,12 @@ func TestSendNoAnswer(t *testing.T) {
 	short, cancel := context.WithTimeout(ctx(t), 100*time.Millisecond)
 	defer cancel()
 	_, err = p.Send(short, msg())
-	if !delivery.IsTemporary(err) || delivery.Answered(err) || !errors.Is(err, context.DeadlineExceeded) {
+	if fault.MarkedPermanent(err) || delivery.Answered(err) || !errors.Is(err, context.DeadlineExceeded) {
 		t.Errorf("slow answer: err = %v, want temporary, unanswered, deadline exceeded", err)
 	}
 	fake.Close()
 	_, err = p.Send(ctx(t), msg())
-	if !delivery.IsTemporary(err) || delivery.Answered(err) {
+	if fault.MarkedPermanent(err) || delivery.Answered(err) {
 		t.Errorf("closed server: err = %v, want temporary and unanswered", err)
 	}
 }
@@ -158,7 +159,7 @@ func TestHTTPClientTimeout(t *testing.T) {
 		t.Fatal(err)
 	}
 	fake.Respond(twiliotest.Response{Delay: time.Minute})
-	if _, err := p.Send(ctx(t), msg()); !delivery.IsTemporary(err) || delivery.Answered(err) {
+	if _, err := p.Send(ctx(t), msg()); fault.MarkedPermanent(err) || delivery.Answered(err) {
 		t.Errorf("err = %v, want a temporary timeout", err)
 	}
 }

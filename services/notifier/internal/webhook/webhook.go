@@ -130,7 +130,7 @@ func (p *Provider) Send(ctx context.Context, m delivery.Message) (string, error)
 		if errors.As(err, &ue) {
 			err = ue.Err
 		}
-		return "", &delivery.Error{Provider: Name, Temporary: true, Err: fmt.Errorf("post: %w", err)}
+		return "", &delivery.Error{Provider: Name, Retry: true, Err: fmt.Errorf("post: %w", err)}
 	}
 	defer resp.Body.Close()
 	snippet, _ := io.ReadAll(io.LimitReader(resp.Body, 512))

@@ -11,6 +11,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/emailscout/emailscout/pkg/fault"
 	"github.com/emailscout/emailscout/services/notifier/delivery"
 	"github.com/emailscout/emailscout/services/notifier/internal/webhook"
 )
@@ -80,7 +81,7 @@ func TestSend(t *testing.T) {
 			}
 			if err != nil {
 				var de *delivery.Error
-				if !errors.As(err, &de) || de.Temporary != tc.temporary || de.Status != tc.status || de.RetryAfter != tc.retry {
+				if !errors.As(err, &de) || de.Retry != tc.temporary || de.Status != tc.status || de.RetryAfter != tc.retry {
 					t.Errorf("error %+v", err)
 				}
 			}
@@ -110,7 +111,7 @@ func TestNetworkErrorHidesURL(t *testing.T) {
 		t.Fatal(err)
 	}
 	_, err = p.Send(context.Background(), msg())
-	if !delivery.IsTemporary(err) || delivery.Answered(err) || strings.Contains(err.Error(), "SECRET") {
+	if fault.MarkedPermanent(err) || delivery.Answered(err) || strings.Contains(err.Error(), "SECRET") {
 		t.Errorf("err = %v", err)
 	}
 }

@@ -36,6 +36,7 @@ import (
 
 	"github.com/emailscout/emailscout/pkg/checks"
 	"github.com/emailscout/emailscout/pkg/events"
+	"github.com/emailscout/emailscout/pkg/fault"
 	"github.com/emailscout/emailscout/services/sender/internal/pop3"
 	"github.com/emailscout/emailscout/services/sender/internal/probe"
 )
@@ -159,7 +160,7 @@ func run(s *probe.Session) {
 func (ss *session) capa() ([]string, bool) {
 	caps, err := ss.c.Capa()
 	var pe *pop3.Error
-	if errors.As(err, &pe) && !pe.Temporary() {
+	if errors.As(err, &pe) && !fault.MarkedTemporary(pe) {
 		ss.s.Result().Capabilities = nil
 		return nil, true
 	}
@@ -181,7 +182,7 @@ func (ss *session) fail(phase string, err error, errClass string) {
 	case errors.As(err, &pe):
 		class := errClass
 		switch {
-		case pe.Temporary():
+		case fault.MarkedTemporary(pe):
 			class = probe.ClassTemporary
 		case pe.Code == "SYS/PERM":
 			class = probe.ClassRefused
