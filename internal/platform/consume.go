@@ -72,8 +72,10 @@ func newConsumeMetrics(reg prometheus.Registerer, name string) *consumeMetrics {
 }
 
 // Consume pulls from cons until ctx ends, hands each message to h and acks
-// it according to h's error. It returns nil after ctx ends and in-flight
-// messages are handled; an error only if the pull cannot start.
+// it according to h's error. Handlers get a context that ctx's end does
+// not cancel (see Stopping). It returns nil after ctx ends and in-flight
+// messages are handled; an error only if the pull cannot start. Services
+// use it through Consumer.
 func Consume(ctx context.Context, cons jetstream.Consumer, h Handler, o ConsumeOptions) error {
 	workers := max(o.Workers, 1)
 	log := o.Logger
@@ -99,6 +101,9 @@ func Consume(ctx context.Context, cons jetstream.Consumer, h Handler, o ConsumeO
 	stop := context.AfterFunc(ctx, iter.Drain)
 	defer stop()
 
+	// Handlers finish what they started: shutdown does not cancel their
+	// context, it closes Stopping(hctx).
+	hctx := WithStopping(context.WithoutCancel(ctx), ctx.Done())
 	queues := make([]chan jetstream.Msg, workers)
 	var wg sync.WaitGroup
 	for i := range queues {
@@ -107,7 +112,7 @@ func Consume(ctx context.Context, cons jetstream.Consumer, h Handler, o ConsumeO
 		go func(q chan jetstream.Msg) {
 			defer wg.Done()
 			for msg := range q {
-				handleOne(context.WithoutCancel(ctx), msg, h, m, log, maxDelay)
+				handleOne(hctx, msg, h, m, log, maxDelay)
 			}
 		}(queues[i])
 	}

@@ -120,12 +120,14 @@ func Provision(ctx context.Context, js jetstream.JetStream, o ProvisionOptions) 
 	return nil
 }
 
-// BindConsumer creates or updates the durable consumer def on the events
-// stream; the service owns its consumer's settings.
-func BindConsumer(ctx context.Context, js jetstream.JetStream, def events.ConsumerDef) (jetstream.Consumer, error) {
+// BindConsumer creates or updates the durable consumer def, filtered to
+// filterSubjects, on the events stream; the service owns its consumer's
+// settings. Services bind through Consumer, whose filter subjects come
+// from its Router.
+func BindConsumer(ctx context.Context, js jetstream.JetStream, def events.ConsumerDef, filterSubjects []string) (jetstream.Consumer, error) {
 	cc := jetstream.ConsumerConfig{
 		Durable:        def.Durable,
-		FilterSubjects: def.FilterSubjects,
+		FilterSubjects: filterSubjects,
 		AckPolicy:      jetstream.AckExplicitPolicy,
 		AckWait:        def.AckWait,
 		MaxAckPending:  def.MaxAckPending,

@@ -65,7 +65,7 @@ func TestConsumeAckSemantics(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	cons, err := platform.BindConsumer(ctx, js, events.ConsumerDef{Durable: "t", FilterSubjects: []string{"mail.>"}, AckWait: 5 * time.Second, MaxAckPending: 10, MaxDeliver: -1})
+	cons, err := platform.BindConsumer(ctx, js, events.ConsumerDef{Durable: "t", AckWait: 5 * time.Second, MaxAckPending: 10, MaxDeliver: -1}, []string{"mail.>"})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -48,10 +48,15 @@ type BucketDef struct {
 	MaxAge time.Duration
 }
 
-// ConsumerDef describes a durable pull consumer on StreamName.
+// ConsumerDef describes a durable pull consumer on StreamName. Its filter
+// subjects are not here: they are the subject names its service's router
+// has handlers for (internal/platform.Router), so that a subscription and
+// its handlers cannot disagree.
 type ConsumerDef struct {
-	Durable        string
-	FilterSubjects []string
+	Durable string
+	// Site, when set, narrows every filter subject to one site
+	// ("<name>.<site>.>"): a site's own consumer.
+	Site string
 	// AckWait is how long a delivered message may stay unacknowledged
 	// before JetStream delivers it again.
 	AckWait time.Duration
@@ -70,11 +75,11 @@ type ConsumerDef struct {
 // for that site.
 func SenderConsumer(site string) ConsumerDef {
 	return ConsumerDef{
-		Durable:        "sender-" + site,
-		FilterSubjects: []string{SubjectTestScheduled + "." + site + ".>"},
-		AckWait:        2 * time.Minute,
-		MaxAckPending:  256,
-		MaxDeliver:     5,
+		Durable:       "sender-" + site,
+		Site:          site,
+		AckWait:       2 * time.Minute,
+		MaxAckPending: 256,
+		MaxDeliver:    5,
 	}
 }
 
@@ -90,13 +95,6 @@ func EvaluatorConsumer(pinnedTTL time.Duration) ConsumerDef {
 		PriorityGroup: "evaluator",
 		PinnedTTL:     pinnedTTL,
 		Durable:       "evaluator",
-		FilterSubjects: []string{
-			SubjectTestScheduled + ".>",
-			SubjectMailSent + ".>",
-			SubjectMailReturned + ".>",
-			SubjectCheckTimeout + ".>",
-			SubjectCheckResult + ".>",
-		},
 		AckWait:       30 * time.Second,
 		MaxAckPending: 1024,
 		MaxDeliver:    -1,
@@ -106,23 +104,17 @@ func EvaluatorConsumer(pinnedTTL time.Duration) ConsumerDef {
 // NotifierConsumer is the notifier's consumer: incident transitions.
 func NotifierConsumer() ConsumerDef {
 	return ConsumerDef{
-		Durable:        "notifier",
-		FilterSubjects: []string{SubjectIncidentOpen + ".>", SubjectIncidentResolved + ".>"},
-		AckWait:        2 * time.Minute,
-		MaxAckPending:  64,
-		MaxDeliver:     -1,
+		Durable:       "notifier",
+		AckWait:       2 * time.Minute,
+		MaxAckPending: 64,
+		MaxDeliver:    -1,
 	}
 }
 
 // RecorderConsumer is the recorder's consumer: everything analysts keep.
 func RecorderConsumer() ConsumerDef {
 	return ConsumerDef{
-		Durable: "recorder",
-		FilterSubjects: []string{
-			SubjectCheckResult + ".>",
-			"incident.>",
-			"notification.>",
-		},
+		Durable:       "recorder",
 		AckWait:       2 * time.Minute,
 		MaxAckPending: 10000,
 		MaxDeliver:    -1,

@@ -104,15 +104,13 @@ func ParseSubject(subject string) (Subject, error) {
 	}
 	name := parts[0] + "." + parts[1]
 	rest := parts[2:]
-	want := 0
-	switch name {
-	case SubjectTestScheduled, SubjectMailSent, SubjectMailReturned, SubjectCheckTimeout, SubjectCheckResult:
-		want = 2
-	case SubjectIncidentOpen, SubjectIncidentResolved, SubjectNotificationSent, SubjectNotificationFailed,
-		SubjectNotificationSuppressed, SubjectMonitorHealth:
-		want = 1
-	default:
+	r, ok := routingOf[name]
+	if !ok {
 		return Subject{}, fmt.Errorf("%w: unknown subject name %q", ErrSubject, name)
+	}
+	want := 1
+	if r == RoutedBySiteAndCheck {
+		want = 2
 	}
 	if len(rest) != want {
 		return Subject{}, fmt.Errorf("%w: %q: %s takes %d routing token(s), got %d", ErrSubject, subject, name, want, len(rest))
@@ -123,10 +121,10 @@ func ParseSubject(subject string) (Subject, error) {
 		}
 	}
 	s := Subject{Name: name}
-	switch {
-	case want == 2:
+	switch r {
+	case RoutedBySiteAndCheck:
 		s.Site, s.Check = rest[0], rest[1]
-	case name == SubjectMonitorHealth:
+	case RoutedBySite:
 		s.Site = rest[0]
 	default:
 		s.Check = rest[0]

@@ -90,6 +90,9 @@ type Event interface {
 	Validate() error
 	// version is the event's "v".
 	version() int
+	// names are the subject names events of this type are published on
+	// (NamesOf).
+	names() []string
 }
 
 // Decode unmarshals data into a T and validates it. Unknown JSON fields are

@@ -20,14 +20,12 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"strings"
 	"sync"
 	"time"
 
 	"github.com/emailscout/emailscout/internal/platform"
 	"github.com/emailscout/emailscout/pkg/checks"
 	"github.com/emailscout/emailscout/pkg/events"
-	"github.com/emailscout/emailscout/pkg/fault"
 	"github.com/jonboulle/clockwork"
 	"github.com/nats-io/nats.go/jetstream"
 	"github.com/prometheus/client_golang/prometheus"
@@ -130,8 +128,15 @@ func New(cfg Config, deps Deps) (*Evaluator, error) {
 // Run binds the consumer, loads and watches the timers, and handles events
 // until ctx ends.
 func (e *Evaluator) Run(ctx context.Context) error {
-	def := events.EvaluatorConsumer(e.cfg.Failover)
-	cons, err := platform.BindConsumer(ctx, e.deps.JS, def)
+	r := platform.NewRouter()
+	platform.On(r, e.onScheduled)
+	platform.On(r, e.onSent)
+	platform.On(r, e.onReturned)
+	platform.On(r, e.onTimeout)
+	platform.On(r, e.onResult)
+	cons, err := platform.NewConsumer(platform.ConsumerConfig{
+		Def: events.EvaluatorConsumer(e.cfg.Failover), Router: r, Workers: e.cfg.Workers, Key: platform.KeyByCheck,
+	}, platform.ConsumerDeps{JS: e.deps.JS, Logger: e.log, Registerer: e.deps.Registerer, Health: e.deps.Health})
 	if err != nil {
 		return err
 	}
@@ -160,34 +165,23 @@ func (e *Evaluator) Run(ctx context.Context) error {
 	}
 	g, gctx := errgroup.WithContext(ctx)
 	g.Go(func() error { return e.timers.watch(gctx) })
-	g.Go(func() error {
-		select {
-		case <-e.timers.ready:
-		case <-gctx.Done():
-			return nil
+	// The rest waits until every timer is armed.
+	afterTimers := func(run func(context.Context) error) func() error {
+		return func() error {
+			select {
+			case <-e.timers.ready:
+			case <-gctx.Done():
+				return nil
+			}
+			return run(gctx)
 		}
+	}
+	g.Go(afterTimers(func(ctx context.Context) error {
 		e.log.Info("timers loaded", "armed", e.timers.pending())
-		return e.timers.run(gctx)
-	})
-	g.Go(func() error {
-		select {
-		case <-e.timers.ready:
-		case <-gctx.Done():
-			return nil
-		}
-		return e.watchRemoved(gctx)
-	})
-	g.Go(func() error {
-		select {
-		case <-e.timers.ready:
-		case <-gctx.Done():
-			return nil
-		}
-		return platform.Consume(gctx, cons, e.handle, platform.ConsumeOptions{
-			Name: def.Durable, Workers: e.cfg.Workers, Key: checkKey, Registerer: e.deps.Registerer,
-			Logger: e.log, PriorityGroup: def.PriorityGroup, PinnedTTL: def.PinnedTTL,
-		})
-	})
+		return e.timers.run(ctx)
+	}))
+	g.Go(afterTimers(e.watchRemoved))
+	g.Go(afterTimers(cons.Run))
 	return g.Wait()
 }
 
@@ -205,54 +199,6 @@ func (e *Evaluator) timersLoaded() *timers {
 	e.mu.Lock()
 	defer e.mu.Unlock()
 	return e.timers
-}
-
-// checkKey routes every event of one check to the same worker: the last
-// subject token is the check id.
-func checkKey(msg jetstream.Msg) string {
-	s := msg.Subject()
-	return s[strings.LastIndexByte(s, '.')+1:]
-}
-
-// handle dispatches one event by subject name.
-func (e *Evaluator) handle(ctx context.Context, msg jetstream.Msg) error {
-	subj, err := events.ParseSubject(msg.Subject())
-	if err != nil {
-		return fault.Permanent(err)
-	}
-	switch subj.Name {
-	case events.SubjectTestScheduled:
-		ev, err := events.Decode[events.TestScheduled](msg.Data())
-		if err != nil {
-			return err
-		}
-		return e.onScheduled(ctx, &ev)
-	case events.SubjectMailSent:
-		ev, err := events.Decode[events.MailSent](msg.Data())
-		if err != nil {
-			return err
-		}
-		return e.onSent(ctx, &ev)
-	case events.SubjectMailReturned:
-		ev, err := events.Decode[events.MailReturned](msg.Data())
-		if err != nil {
-			return err
-		}
-		return e.onReturned(ctx, &ev)
-	case events.SubjectCheckTimeout:
-		ev, err := events.Decode[events.CheckTimeout](msg.Data())
-		if err != nil {
-			return err
-		}
-		return e.onTimeout(ctx, &ev)
-	case events.SubjectCheckResult:
-		ev, err := events.Decode[events.CheckResult](msg.Data())
-		if err != nil {
-			return err
-		}
-		return e.onResult(ctx, &ev)
-	}
-	return fault.Permanent(fmt.Errorf("evaluator does not handle %s", subj.Name))
 }
 
 // check returns the check of an event, or nil (logged) when the check is

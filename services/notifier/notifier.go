@@ -96,6 +96,7 @@ type Notifier struct {
 	log     *slog.Logger
 	metrics metrics
 	store   receipts
+	router  *platform.Router // incident.open and incident.resolved
 }
 
 type metrics struct {
@@ -157,13 +158,14 @@ func New(cfg Config, deps Deps) (*Notifier, error) {
 	if err := platform.Register(deps.Registerer, m.messages, m.send, m.retries); err != nil {
 		return nil, fmt.Errorf("notifier: metrics: %w", err)
 	}
-	if deps.Health != nil {
-		deps.Health.Set("consumer:notifier", errors.New("not bound yet"))
-	}
-	return &Notifier{
+	n := &Notifier{
 		cfg: cfg, deps: deps, metrics: m,
-		log: deps.Logger.With("component", "notifier", "provider", deps.Provider.Name(), "replica", deps.ReplicaID),
-	}, nil
+		log:    deps.Logger.With("component", "notifier", "provider", deps.Provider.Name(), "replica", deps.ReplicaID),
+		router: platform.NewRouter(),
+	}
+	platform.On(n.router, n.onOpen)
+	platform.On(n.router, n.onResolved)
+	return n, nil
 }
 
 // Run binds the notifier consumer and handles incident transitions until
@@ -173,27 +175,19 @@ func (n *Notifier) Run(ctx context.Context) error {
 	if err := n.openStore(ctx); err != nil {
 		return err
 	}
-	def := events.NotifierConsumer()
-	cons, err := platform.BindConsumer(ctx, n.deps.JS, def)
-	if err != nil {
-		return err
-	}
-	if n.deps.Health != nil {
-		n.deps.Health.Set("consumer:notifier", nil)
-	}
-	n.log.Info("notifier running", "checks", len(n.deps.Checks.Current().Checks))
-	h := func(hctx context.Context, msg jetstream.Msg) error {
+	cons, err := platform.NewConsumer(platform.ConsumerConfig{
+		Def: events.NotifierConsumer(), Router: n.router, Workers: n.cfg.Workers,
+		// Transitions of one check go to one worker, in stream order.
+		Key: platform.KeyByCheck,
 		// Ack wait is real time on the server: keep the message ours while
 		// retries run.
-		stop := keepAlive(msg, def.AckWait/3)
-		defer stop()
-		return n.handle(ctx, hctx, msg.Subject(), msg.Data())
+		KeepAlive: true,
+	}, platform.ConsumerDeps{JS: n.deps.JS, Logger: n.log, Registerer: n.deps.Registerer, Health: n.deps.Health})
+	if err != nil {
+		return fmt.Errorf("notifier: %w", err)
 	}
-	return platform.Consume(ctx, cons, h, platform.ConsumeOptions{
-		Name: def.Durable, Workers: n.cfg.Workers, Registerer: n.deps.Registerer, Logger: n.log,
-		// Transitions of one check go to one worker, in stream order.
-		Key: func(m jetstream.Msg) string { return m.Subject()[strings.LastIndexByte(m.Subject(), '.')+1:] },
-	})
+	n.log.Info("notifier running", "checks", len(n.deps.Checks.Current().Checks))
+	return cons.Run(ctx)
 }
 
 // openStore opens the receipts bucket.
@@ -204,48 +198,6 @@ func (n *Notifier) openStore(ctx context.Context) error {
 	}
 	n.store = receipts{kv: kv}
 	return nil
-}
-
-func keepAlive(msg jetstream.Msg, every time.Duration) func() {
-	t := time.NewTicker(every)
-	done := make(chan struct{})
-	go func() {
-		for {
-			select {
-			case <-t.C:
-				_ = msg.InProgress()
-			case <-done:
-				return
-			}
-		}
-	}()
-	return func() { t.Stop(); close(done) }
-}
-
-// handle processes one incident event. stop ends backoff waits
-// (shutdown); ctx bounds the work. The error decides the acknowledgement
-// (platform.Consume): nil acks; an invalid event or an unknown check is
-// permanent; anything else is retried by redelivery.
-func (n *Notifier) handle(stop, ctx context.Context, subject string, data []byte) error {
-	subj, err := events.ParseSubject(subject)
-	if err != nil {
-		return fault.Permanent(err)
-	}
-	switch subj.Name {
-	case events.SubjectIncidentOpen:
-		ev, err := events.Decode[events.IncidentOpen](data)
-		if err != nil {
-			return err
-		}
-		return n.open(stop, ctx, ev)
-	case events.SubjectIncidentResolved:
-		ev, err := events.Decode[events.IncidentResolved](data)
-		if err != nil {
-			return err
-		}
-		return n.resolved(stop, ctx, ev)
-	}
-	return fault.Permanent(fmt.Errorf("notifier: unexpected subject %s", subject))
 }
 
 // job is one message to one contact.
@@ -283,7 +235,7 @@ type incident struct {
 	id, checkID, name, customer, severity string
 }
 
-func (n *Notifier) open(stop, ctx context.Context, ev events.IncidentOpen) error {
+func (n *Notifier) onOpen(ctx context.Context, ev *events.IncidentOpen) error {
 	check := n.deps.Checks.Current().Lookup(ev.CheckID)
 	if check == nil {
 		return fault.Permanent(fmt.Errorf("incident %s: check %q is not in the check file: nobody to notify", ev.IncidentID, ev.CheckID))
@@ -303,7 +255,7 @@ func (n *Notifier) open(stop, ctx context.Context, ev events.IncidentOpen) error
 			suppressed = "opened inside " + w.String()
 		}
 	}
-	text := OpenText(ev, check.Name)
+	text := OpenText(*ev, check.Name)
 	var jobs []job
 	seen := map[string]bool{}
 	for _, c := range check.Contacts {
@@ -316,10 +268,10 @@ func (n *Notifier) open(stop, ctx context.Context, ev events.IncidentOpen) error
 	if len(jobs) == 0 {
 		n.log.Info("incident opened; the check has no contacts", "incident", ev.IncidentID, "check", ev.CheckID)
 	}
-	return n.runJobs(stop, ctx, jobs)
+	return n.runJobs(ctx, jobs)
 }
 
-func (n *Notifier) resolved(stop, ctx context.Context, ev events.IncidentResolved) error {
+func (n *Notifier) onResolved(ctx context.Context, ev *events.IncidentResolved) error {
 	opens, err := n.store.list(ctx, ev.CheckID, ev.IncidentID, TransitionOpen)
 	if err != nil {
 		return err
@@ -333,7 +285,7 @@ func (n *Notifier) resolved(stop, ctx context.Context, ev events.IncidentResolve
 		name = ev.CheckID
 	}
 	inc := incident{id: ev.IncidentID, checkID: ev.CheckID, name: name, customer: ev.Customer, severity: ev.Severity}
-	text := ResolvedText(ev, name)
+	text := ResolvedText(*ev, name)
 	var jobs []job
 	var errs []error
 	if len(opens) == 0 {
@@ -367,17 +319,17 @@ func (n *Notifier) resolved(stop, ctx context.Context, ev events.IncidentResolve
 			errs = append(errs, fmt.Errorf("%w: the open to %s of incident %s is still being sent", errBusy, o.Contact, ev.IncidentID))
 		}
 	}
-	errs = append(errs, n.runJobs(stop, ctx, jobs))
+	errs = append(errs, n.runJobs(ctx, jobs))
 	return errors.Join(errs...)
 }
 
 // runJobs delivers the jobs in parallel (one goroutine per contact) and
 // joins their errors.
-func (n *Notifier) runJobs(stop, ctx context.Context, jobs []job) error {
+func (n *Notifier) runJobs(ctx context.Context, jobs []job) error {
 	errs := make([]error, len(jobs))
 	var wg sync.WaitGroup
 	for i, j := range jobs {
-		wg.Go(func() { errs[i] = n.deliver(stop, ctx, j) })
+		wg.Go(func() { errs[i] = n.deliver(ctx, j) })
 	}
 	wg.Wait()
 	return errors.Join(errs...)
@@ -385,7 +337,7 @@ func (n *Notifier) runJobs(stop, ctx context.Context, jobs []job) error {
 
 // deliver settles one job: it claims the receipt (or finds it), then sends,
 // records or republishes.
-func (n *Notifier) deliver(stop, ctx context.Context, j job) error {
+func (n *Notifier) deliver(ctx context.Context, j job) error {
 	log := n.log.With("key", j.key, "incident", j.receipt.IncidentID, "transition", j.receipt.Transition, "contact", j.receipt.Contact)
 	r := j.receipt
 	if r.Transition == TransitionOpen && r.State == StatePending {
@@ -445,11 +397,11 @@ func (n *Notifier) deliver(stop, ctx context.Context, j job) error {
 		n.metrics.messages.WithLabelValues(n.deps.Provider.Name(), events.NotifySuppressed).Inc()
 		return n.publish(ctx, r)
 	}
-	return n.send(stop, ctx, log, j, r, rev)
+	return n.send(ctx, log, j, r, rev)
 }
 
 // send makes the provider requests of a receipt this replica holds at rev.
-func (n *Notifier) send(stop, ctx context.Context, log *slog.Logger, j job, r Receipt, rev uint64) error {
+func (n *Notifier) send(ctx context.Context, log *slog.Logger, j job, r Receipt, rev uint64) error {
 	provider := n.deps.Provider.Name()
 	b := &backoff.ExponentialBackOff{
 		InitialInterval: n.cfg.RetryInitial, RandomizationFactor: 0.5, Multiplier: 3, MaxInterval: n.cfg.RetryMax,
@@ -520,7 +472,7 @@ func (n *Notifier) send(stop, ctx context.Context, log *slog.Logger, j job, r Re
 		}
 		n.metrics.retries.WithLabelValues(provider).Inc()
 		log.Warn("temporary error, retrying", "attempt", r.Attempts, "in", next.String(), "error", r.Error)
-		if err := n.wait(stop, next); err != nil {
+		if err := n.wait(ctx, next); err != nil {
 			// Shutting down: give the receipt back so that another replica
 			// takes over without waiting for the lease.
 			r.LeaseUntil = n.deps.Clock.Now()
@@ -532,17 +484,22 @@ func (n *Notifier) send(stop, ctx context.Context, log *slog.Logger, j job, r Re
 	}
 }
 
-// wait sleeps d on the injected clock, or until stop ends.
-func (n *Notifier) wait(stop context.Context, d time.Duration) error {
+// wait sleeps d on the injected clock, or until the consumer begins to
+// shut down (platform.Stopping): then it returns errStopping.
+func (n *Notifier) wait(ctx context.Context, d time.Duration) error {
 	t := n.deps.Clock.NewTimer(d)
 	defer t.Stop()
 	select {
 	case <-t.Chan():
 		return nil
-	case <-stop.Done():
-		return stop.Err()
+	case <-platform.Stopping(ctx):
+		return errStopping
 	}
 }
+
+// errStopping ends a backoff wait when the notifier shuts down; the event
+// is redelivered (to another replica, or to this one after its restart).
+var errStopping = errors.New("notifier stopping")
 
 // settle writes the final state of a receipt held at rev, counts it and
 // publishes its event. The KV write is tried three times; if it still

@@ -438,7 +438,7 @@ func TestConcurrentHandle(t *testing.T) {
 		}
 		wg.Go(func() {
 			for {
-				err := n.handle(h.ctx, h.ctx, open.Subject(), data)
+				err := n.router.Dispatch(h.ctx, open.Subject(), data)
 				if err == nil {
 					return
 				}
@@ -545,7 +545,7 @@ func TestResolvedWithoutOpen(t *testing.T) {
 	open := openEvent("initech-roundtrip", incID("noopen"))
 	res := resolvedEvent(open, h.clock.Now())
 	data, _ := json.Marshal(res)
-	if err := n.handle(h.ctx, h.ctx, res.Subject(), data); !errors.Is(err, errBusy) || fault.MarkedPermanent(err) {
+	if err := n.router.Dispatch(h.ctx, res.Subject(), data); !errors.Is(err, errBusy) || fault.MarkedPermanent(err) {
 		t.Fatalf("fresh resolved without an open: err = %v, want a temporary wait", err)
 	}
 	h.run(n)
@@ -695,14 +695,14 @@ func TestAbandonedReceipts(t *testing.T) {
 	}
 	put("+15555550100", false) // refused by Twilio, then the replica died in its backoff
 	put("+15555550101", true)  // died waiting for Twilio's answer
-	if err := n.handle(h.ctx, h.ctx, open.Subject(), data); !errors.Is(err, errBusy) {
+	if err := n.router.Dispatch(h.ctx, open.Subject(), data); !errors.Is(err, errBusy) {
 		t.Fatalf("while the lease runs: err = %v, want busy", err)
 	}
 	if got := len(h.fake.Requests()); got != 0 {
 		t.Fatalf("%d requests while another replica holds the receipts", got)
 	}
 	h.clock.Advance(2 * time.Minute)
-	if err := n.handle(h.ctx, h.ctx, open.Subject(), data); err != nil {
+	if err := n.router.Dispatch(h.ctx, open.Subject(), data); err != nil {
 		t.Fatal(err)
 	}
 	created := h.fake.Created()
@@ -731,7 +731,7 @@ func TestShutdownDuringBackoff(t *testing.T) {
 	data, _ := json.Marshal(open)
 	stop, cancel := context.WithCancel(h.ctx)
 	errc := make(chan error, 1)
-	go func() { errc <- a.handle(stop, h.ctx, open.Subject(), data) }()
+	go func() { errc <- a.router.Dispatch(platform.WithStopping(h.ctx, stop.Done()), open.Subject(), data) }()
 	if err := h.clock.BlockUntilContext(h.ctx, 1); err != nil { // a waits for its backoff
 		t.Fatal(err)
 	}
@@ -743,7 +743,7 @@ func TestShutdownDuringBackoff(t *testing.T) {
 	if r := h.receipt(key); r.State != StatePending || r.InFlight || h.clock.Now().Before(r.LeaseUntil) {
 		t.Fatalf("receipt after a stopped: %+v, want pending, not in flight, lease given back", r)
 	}
-	if err := b.handle(h.ctx, h.ctx, open.Subject(), data); err != nil {
+	if err := b.router.Dispatch(h.ctx, open.Subject(), data); err != nil {
 		t.Fatal(err)
 	}
 	if r := h.receipt(key); r.State != events.NotifySent || r.Attempts != 2 || r.Owner != "replica-b" {
@@ -792,7 +792,7 @@ func TestPoisonEvents(t *testing.T) {
 		"no incident":   {"incident.resolved.acme-roundtrip", []byte(`{"v":1,"check_id":"acme-roundtrip","resolved_at":"2026-11-29T12:00:00Z"}`)},
 		"bad subject":   {"incident.open.a.b", data},
 	} {
-		if err := n.handle(h.ctx, h.ctx, tc.subject, tc.data); !fault.MarkedPermanent(err) {
+		if err := n.router.Dispatch(h.ctx, tc.subject, tc.data); !fault.MarkedPermanent(err) {
 			t.Errorf("%s: err = %v, want permanent", name, err)
 		}
 	}
@@ -857,7 +857,7 @@ func BenchmarkHandleOpen(b *testing.B) {
 		i++
 		open := openEvent("initech-roundtrip", fmt.Sprintf("bench%019d", i))
 		data, _ := json.Marshal(open)
-		if err := n.handle(ctx, ctx, open.Subject(), data); err != nil {
+		if err := n.router.Dispatch(ctx, open.Subject(), data); err != nil {
 			b.Fatal(err)
 		}
 	}

@@ -8,6 +8,18 @@ type Migration struct {
 	Version    uint32
 	Name       string
 	Statements []string
+	// Columns are set after the Statements ran, each idempotently
+	// (Store.Migrate compares with system.columns): ClickHouse 18.16 has
+	// no ADD COLUMN IF NOT EXISTS.
+	Columns []Column
+}
+
+// Column is one column a migration adds where it is missing, or whose type
+// it changes where it differs (an Enum8 that gains a value).
+type Column struct {
+	Table string
+	Name  string
+	Type  string // as ClickHouse prints it in system.columns
 }
 
 // migrationsTable records the applied migrations. ReplacingMergeTree keyed
@@ -124,5 +136,11 @@ ORDER BY (check_id, opened_at, incident_id, transition)`}},
 ) ENGINE = ReplacingMergeTree(at_ms)
 PARTITION BY toYYYYMM(at)
 ORDER BY (check_id, incident_id, transition, contact, address)`}},
+		{Version: 4, Name: "notifications_suppressed", Columns: []Column{
+			// notification.suppressed: recorded, deliberately not sent,
+			// with the reason (docs/notifications.md).
+			{Table: "notifications", Name: "outcome", Type: "Enum8('sent' = 1, 'failed' = 2, 'suppressed' = 3)"},
+			{Table: "notifications", Name: "reason", Type: "String"},
+		}},
 	}
 }

@@ -25,6 +25,13 @@ func TestMigrationsOrdered(t *testing.T) {
 				}
 			}
 		}
+		for _, c := range m.Columns {
+			for _, banned := range []string{"DateTime64", "LowCardinality", "Bool"} {
+				if strings.Contains(c.Type, banned) {
+					t.Errorf("migration %d %s: column %s uses %s, which ClickHouse 18.16 does not support", m.Version, m.Name, c.Name, banned)
+				}
+			}
+		}
 	}
 }
 
@@ -38,7 +45,7 @@ func TestCheckOrderRejects(t *testing.T) {
 		{"gap", []Migration{{Version: 1, Name: "a", Statements: stmt}, {Version: 3, Name: "c", Statements: stmt}}, "migration 3 (c) is at position 2"},
 		{"swapped", []Migration{{Version: 2, Name: "b", Statements: stmt}, {Version: 1, Name: "a", Statements: stmt}}, "migration 2 (b) is at position 1"},
 		{"duplicate", []Migration{{Version: 1, Name: "a", Statements: stmt}, {Version: 1, Name: "a2", Statements: stmt}}, "migration 1 (a2) is at position 2"},
-		{"empty", []Migration{{Version: 1, Name: "a"}}, "migration 1 (a) has no statements"},
+		{"empty", []Migration{{Version: 1, Name: "a"}}, "migration 1 (a) has neither statements nor columns"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

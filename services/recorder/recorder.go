@@ -11,7 +11,6 @@ import (
 	"github.com/cenkalti/backoff/v5"
 	"github.com/emailscout/emailscout/internal/platform"
 	"github.com/emailscout/emailscout/pkg/events"
-	"github.com/emailscout/emailscout/pkg/fault"
 	"github.com/jonboulle/clockwork"
 	"github.com/nats-io/nats.go/jetstream"
 	"github.com/prometheus/client_golang/prometheus"
@@ -54,6 +53,10 @@ type Recorder struct {
 	log   *slog.Logger
 	clock clockwork.Clock
 	m     metrics
+	// router decodes events into rows; collecting is the batch its
+	// handlers append to, set by add.
+	router     *platform.Router
+	collecting *Rows
 }
 
 type metrics struct {
@@ -113,11 +116,13 @@ func New(cfg Config, deps Deps) (*Recorder, error) {
 	if err != nil {
 		return nil, err
 	}
-	return &Recorder{
+	r := &Recorder{
 		cfg: cfg, deps: deps, clock: deps.Clock,
 		log: deps.Logger.With("component", "recorder"),
 		m:   m,
-	}, nil
+	}
+	r.router = r.newRouter()
+	return r, nil
 }
 
 func (r *Recorder) setHealth(name string, err error) {
@@ -162,7 +167,6 @@ func (r *Recorder) sleep(ctx context.Context, d time.Duration) bool {
 // as down. Malformed events are terminated and counted.
 func (r *Recorder) Run(ctx context.Context) error {
 	r.setHealth(HealthClickHouse, errors.New("not connected yet"))
-	r.setHealth(HealthConsumer, errors.New("not bound yet"))
 	w := r.deps.Writer
 	if w == nil {
 		st, err := r.openStore(ctx)
@@ -174,7 +178,12 @@ func (r *Recorder) Run(ctx context.Context) error {
 	}
 	r.setHealth(HealthClickHouse, nil)
 
-	cons, err := platform.BindConsumer(ctx, r.deps.JS, events.RecorderConsumer())
+	binder, err := platform.NewConsumer(platform.ConsumerConfig{Def: events.RecorderConsumer(), Router: r.router},
+		platform.ConsumerDeps{JS: r.deps.JS, Logger: r.log, Health: r.deps.Health})
+	if err != nil {
+		return err
+	}
+	cons, err := binder.Bind(ctx)
 	if err != nil {
 		if ctx.Err() != nil {
 			return nil
@@ -185,7 +194,6 @@ func (r *Recorder) Run(ctx context.Context) error {
 	if err != nil {
 		return fmt.Errorf("recorder: pull: %w", err)
 	}
-	r.setHealth(HealthConsumer, nil)
 	stopDrain := context.AfterFunc(ctx, iter.Drain)
 	defer stopDrain()
 
@@ -336,10 +344,14 @@ func (r *Recorder) loop(ctx context.Context, w Writer, in <-chan jetstream.Msg) 
 	}
 }
 
-// add decodes msg into a row of b. A malformed event is terminated and
-// counted, and add returns false.
+// add decodes msg into a row of b (the router's handlers append to
+// r.collecting). A malformed event is terminated and counted, and add
+// returns false.
 func (r *Recorder) add(b *batch, msg jetstream.Msg) bool {
-	if err := decodeInto(&b.rows, msg.Subject(), msg.Data()); err != nil {
+	r.collecting = &b.rows
+	err := r.router.Handle(context.Background(), msg)
+	r.collecting = nil
+	if err != nil {
 		r.m.malformed.Inc()
 		r.log.Error("event terminated: it cannot be recorded", "subject", msg.Subject(), "error", err)
 		reason := err.Error()
@@ -354,42 +366,29 @@ func (r *Recorder) add(b *batch, msg jetstream.Msg) bool {
 	return true
 }
 
-// decodeInto decodes one event by its subject and appends its row. Errors
-// are permanent: the event will never be recordable.
-func decodeInto(rows *Rows, subject string, data []byte) error {
-	s, err := events.ParseSubject(subject)
-	if err != nil {
-		return fault.Permanent(err)
-	}
-	switch s.Name {
-	case events.SubjectCheckResult:
-		ev, err := events.Decode[events.CheckResult](data)
-		if err != nil {
-			return err
-		}
-		rows.Results = append(rows.Results, ResultRowFrom(ev))
-	case events.SubjectIncidentOpen:
-		ev, err := events.Decode[events.IncidentOpen](data)
-		if err != nil {
-			return err
-		}
-		rows.Incidents = append(rows.Incidents, IncidentOpenRow(ev))
-	case events.SubjectIncidentResolved:
-		ev, err := events.Decode[events.IncidentResolved](data)
-		if err != nil {
-			return err
-		}
-		rows.Incidents = append(rows.Incidents, IncidentResolvedRow(ev))
-	case events.SubjectNotificationSent, events.SubjectNotificationFailed:
-		ev, err := events.Decode[events.Notification](data)
-		if err != nil {
-			return err
-		}
-		rows.Notifications = append(rows.Notifications, NotificationRowFrom(ev))
-	default:
-		return fault.Permanent(fmt.Errorf("recorder does not record %s events", s.Name))
-	}
-	return nil
+// newRouter returns the recorder's router: one handler per recorded event
+// type, each appending its row to r.collecting (set by add, on the loop's
+// goroutine). Notification has three subject names (sent, failed,
+// suppressed): one handler records them all.
+func (r *Recorder) newRouter() *platform.Router {
+	rt := platform.NewRouter()
+	platform.On(rt, func(_ context.Context, ev *events.CheckResult) error {
+		r.collecting.Results = append(r.collecting.Results, ResultRowFrom(*ev))
+		return nil
+	})
+	platform.On(rt, func(_ context.Context, ev *events.IncidentOpen) error {
+		r.collecting.Incidents = append(r.collecting.Incidents, IncidentOpenRow(*ev))
+		return nil
+	})
+	platform.On(rt, func(_ context.Context, ev *events.IncidentResolved) error {
+		r.collecting.Incidents = append(r.collecting.Incidents, IncidentResolvedRow(*ev))
+		return nil
+	})
+	platform.On(rt, func(_ context.Context, ev *events.Notification) error {
+		r.collecting.Notifications = append(r.collecting.Notifications, NotificationRowFrom(*ev))
+		return nil
+	})
+	return rt
 }
 
 // flush inserts b, retrying with backoff until ClickHouse accepts it or ctx

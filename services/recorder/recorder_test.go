@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -202,6 +203,38 @@ func TestBatchByTime(t *testing.T) {
 	batches, _ := h.w.snapshot()
 	if n := len(batches[0].Results); n != 3 {
 		t.Errorf("batch has %d rows, want 3", n)
+	}
+}
+
+// TestEveryRecordedEventBecomesARow: a result, both incident transitions
+// and the three notification outcomes (sent, failed and suppressed) each
+// land as a row; none is terminated as malformed.
+func TestEveryRecordedEventBecomesARow(t *testing.T) {
+	h := newHarness(t, recorder.Config{BatchSize: 6, BatchWait: 10 * time.Second})
+	at := time.Date(2026, 12, 5, 10, 0, 0, 0, time.UTC)
+	open := events.IncidentOpen{V: 1, IncidentID: "inc-1", CheckID: "acme-rt", Customer: "acme", Kind: events.KindRoundTrip,
+		Severity: events.SeverityCritical, Since: at, OpenedAt: at}
+	resolved := events.IncidentResolved{V: 1, IncidentID: "inc-1", CheckID: "acme-rt", Customer: "acme", Kind: events.KindRoundTrip,
+		Severity: events.SeverityCritical, Since: at, OpenedAt: at, ResolvedAt: at.Add(time.Hour)}
+	note := func(outcome string) events.Notification {
+		return events.Notification{V: 1, IncidentID: "inc-1", CheckID: "acme-rt", Customer: "acme", Transition: "open",
+			Contact: "ops-" + outcome, Address: "+15555550100", Provider: "twilio", Outcome: outcome, At: at, Reason: "maintenance"}
+	}
+	h.publish(result(1), open, resolved, note(events.NotifySent), note(events.NotifyFailed), note(events.NotifySuppressed))
+	h.waitFor("one batch of six rows", func() bool { b, _ := h.w.snapshot(); return len(b) == 1 })
+	b, _ := h.w.snapshot()
+	if len(b[0].Results) != 1 || len(b[0].Incidents) != 2 || len(b[0].Notifications) != 3 {
+		t.Fatalf("batch: %d results, %d incidents, %d notifications; want 1, 2, 3", len(b[0].Results), len(b[0].Incidents), len(b[0].Notifications))
+	}
+	var outcomes []string
+	for _, n := range b[0].Notifications {
+		outcomes = append(outcomes, n.Outcome)
+	}
+	if !slices.Equal(outcomes, []string{events.NotifySent, events.NotifyFailed, events.NotifySuppressed}) {
+		t.Errorf("notification outcomes %v", outcomes)
+	}
+	if got := h.gauge("scout_recorder_events_malformed_total"); got != 0 {
+		t.Errorf("%v events terminated as malformed, want 0", got)
 	}
 }
 

@@ -108,7 +108,8 @@ type NotificationRow struct {
 	Contact    string    `ch:"contact"`
 	Address    string    `ch:"address"`
 	Provider   string    `ch:"provider"`
-	Outcome    string    `ch:"outcome"`
+	Outcome    string    `ch:"outcome"` // sent, failed, suppressed
+	Reason     string    `ch:"reason"`  // why a message was suppressed
 	ProviderID string    `ch:"provider_id"`
 	Attempts   uint16    `ch:"attempts"`
 	Error      string    `ch:"error"`
@@ -211,7 +212,7 @@ func IncidentResolvedRow(e events.IncidentResolved) IncidentRow {
 func NotificationRowFrom(e events.Notification) NotificationRow {
 	return NotificationRow{
 		IncidentID: e.IncidentID, CheckID: e.CheckID, Customer: e.Customer, Transition: e.Transition,
-		Contact: e.Contact, Address: e.Address, Provider: e.Provider, Outcome: e.Outcome,
+		Contact: e.Contact, Address: e.Address, Provider: e.Provider, Outcome: e.Outcome, Reason: e.Reason,
 		ProviderID: e.ProviderID, Attempts: clampU16(e.Attempts), Error: e.Error, Text: e.Text,
 		Segments: clampU16(e.Segments), At: seconds(e.At), AtMS: unixMS(e.At),
 	}

@@ -2,6 +2,7 @@ package recorder
 
 import (
 	"context"
+	"database/sql"
 	"errors"
 	"fmt"
 	"net/url"
@@ -147,6 +148,11 @@ func (s *Store) Migrate(ctx context.Context, migrations []Migration) ([]uint32, 
 				return applied, fmt.Errorf("migrate: %d %s: statement %d: %w", m.Version, m.Name, i+1, err)
 			}
 		}
+		for _, c := range m.Columns {
+			if err := s.setColumn(ctx, c); err != nil {
+				return applied, fmt.Errorf("migrate: %d %s: column %s.%s: %w", m.Version, m.Name, c.Table, c.Name, err)
+			}
+		}
 		// An INSERT ... VALUES through Exec hangs on ClickHouse 18.16:
 		// every insert goes through PrepareBatch.
 		b, err := s.conn.PrepareBatch(ctx, "INSERT INTO schema_migrations")
@@ -165,16 +171,33 @@ func (s *Store) Migrate(ctx context.Context, migrations []Migration) ([]uint32, 
 	return applied, nil
 }
 
+// setColumn adds c where its table lacks it and changes its type where it
+// differs; a column that is as c says is left alone.
+func (s *Store) setColumn(ctx context.Context, c Column) error {
+	var have string
+	err := s.conn.QueryRow(ctx, "SELECT type FROM system.columns WHERE database = currentDatabase() AND table = ? AND name = ?",
+		c.Table, c.Name).Scan(&have)
+	switch {
+	case errors.Is(err, sql.ErrNoRows):
+		return s.conn.Exec(ctx, fmt.Sprintf("ALTER TABLE %s ADD COLUMN %s %s", c.Table, c.Name, c.Type))
+	case err != nil:
+		return err
+	case have != c.Type:
+		return s.conn.Exec(ctx, fmt.Sprintf("ALTER TABLE %s MODIFY COLUMN %s %s", c.Table, c.Name, c.Type))
+	}
+	return nil
+}
+
 // checkOrder reports migrations whose versions are not 1, 2, 3, ... in
-// order, or that have no statements.
+// order, or that have neither statements nor columns.
 func checkOrder(migrations []Migration) error {
 	var errs []error
 	for i, m := range migrations {
 		if want := uint32(i + 1); m.Version != want {
 			errs = append(errs, fmt.Errorf("migration %d (%s) is at position %d: versions must be 1, 2, 3, ... in order", m.Version, m.Name, want))
 		}
-		if len(m.Statements) == 0 {
-			errs = append(errs, fmt.Errorf("migration %d (%s) has no statements", m.Version, m.Name))
+		if len(m.Statements) == 0 && len(m.Columns) == 0 {
+			errs = append(errs, fmt.Errorf("migration %d (%s) has neither statements nor columns", m.Version, m.Name))
 		}
 	}
 	if len(errs) > 0 {

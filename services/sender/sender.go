@@ -12,7 +12,6 @@ import (
 	"net"
 	"time"
 
-	"github.com/cenkalti/backoff/v5"
 	"github.com/emailscout/emailscout/internal/platform"
 	"github.com/emailscout/emailscout/pkg/checks"
 	"github.com/emailscout/emailscout/pkg/events"
@@ -144,85 +143,24 @@ func New(cfg Config, deps Deps) (*Sender, error) {
 }
 
 // Run binds the site's durable consumer (retrying while NATS is away) and
-// handles tests until ctx ends. Tests with the same test id go to the same
+// handles tests until ctx ends. Deliveries of one test go to the same
 // worker. It returns nil after ctx ends and in-flight submissions finish.
 func (s *Sender) Run(ctx context.Context) error {
-	def := events.SenderConsumer(s.cfg.Site)
-	ready := "consumer:" + def.Durable
-	s.deps.Health.Set(ready, errors.New("not bound"))
-	exp := backoff.NewExponentialBackOff()
-	exp.MaxInterval = 10 * time.Second
-	cons, err := backoff.Retry(ctx, func() (jetstream.Consumer, error) {
-		bctx, cancel := context.WithTimeout(ctx, 10*time.Second)
-		defer cancel()
-		c, err := platform.BindConsumer(bctx, s.deps.JetStream, def)
-		if err != nil && ctx.Err() == nil {
-			s.log.Warn("consumer not bound, retrying", "consumer", def.Durable, "error", err)
-		}
-		return c, err
-	}, backoff.WithBackOff(exp), backoff.WithMaxElapsedTime(0))
+	r := platform.NewRouter()
+	platform.On(r, s.onScheduled)
+	cons, err := platform.NewConsumer(platform.ConsumerConfig{
+		Def: events.SenderConsumer(s.cfg.Site), Router: r, Workers: s.cfg.Workers, Key: platform.KeyByMsgID,
+		// A service check may run longer than the ack wait allows.
+		KeepAlive: true,
+	}, platform.ConsumerDeps{JS: s.deps.JetStream, Logger: s.log, Registerer: s.deps.Registerer, Health: s.deps.Health})
 	if err != nil {
-		if ctx.Err() != nil {
-			return nil
-		}
 		return fmt.Errorf("sender: %w", err)
 	}
-	s.deps.Health.Set(ready, nil)
-	defer s.deps.Health.Set(ready, errors.New("stopped"))
-	s.log.Info("sending probes", "consumer", def.Durable, "workers", s.cfg.Workers)
-	return platform.Consume(ctx, cons, s.handle, platform.ConsumeOptions{
-		Name:       def.Durable,
-		Workers:    s.cfg.Workers,
-		Key:        testKey,
-		Registerer: s.deps.Registerer,
-		Logger:     s.log,
-	})
+	return cons.Run(ctx)
 }
 
-// testKey routes a message to a worker by its test id, so that two
-// deliveries of one test are never handled at once.
-func testKey(msg jetstream.Msg) string {
-	if ev, err := events.Decode[events.TestScheduled](msg.Data()); err == nil {
-		return ev.TestID
-	}
-	return msg.Subject()
-}
-
-func (s *Sender) handle(ctx context.Context, msg jetstream.Msg) error {
-	ev, err := events.Decode[events.TestScheduled](msg.Data())
-	if err != nil {
-		return err // ErrEvent: terminated by Consume
-	}
-	delivered := uint64(1)
-	if md, err := msg.Metadata(); err == nil {
-		delivered = md.NumDelivered
-	}
-	if ev.Kind != events.KindRoundTrip {
-		// A service check may run longer than the ack wait allows.
-		defer keepAlive(msg, events.SenderConsumer(s.cfg.Site).AckWait/3)()
-	}
-	return s.Handle(ctx, ev, delivered)
-}
-
-// keepAlive tells JetStream every period that msg is still being handled
-// (AckProgress), so a long service check is not redelivered meanwhile. It
-// uses the real clock: the ack wait runs on the server's. The returned
-// function stops it.
-func keepAlive(msg jetstream.Msg, period time.Duration) func() {
-	done := make(chan struct{})
-	go func() {
-		t := time.NewTicker(period)
-		defer t.Stop()
-		for {
-			select {
-			case <-done:
-				return
-			case <-t.C:
-				_ = msg.InProgress()
-			}
-		}
-	}()
-	return func() { close(done) }
+func (s *Sender) onScheduled(ctx context.Context, ev *events.TestScheduled) error {
+	return s.Handle(ctx, *ev, platform.Delivered(ctx))
 }
 
 // Handle runs one delivery (delivered counts from 1) of a scheduled test and

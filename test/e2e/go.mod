@@ -7,6 +7,7 @@ require (
 	github.com/emailscout/emailscout/pkg v0.0.0
 	github.com/emailscout/emailscout/services/evaluator v0.0.0
 	github.com/emailscout/emailscout/services/receiver v0.0.0
+	github.com/emailscout/emailscout/services/scheduler v0.0.0
 	github.com/emailscout/emailscout/services/sender v0.0.0
 	github.com/emersion/go-smtp v0.26.0
 	github.com/nats-io/nats.go v1.55.0
