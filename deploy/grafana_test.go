@@ -342,7 +342,7 @@ func TestHealthDashboardMetrics(t *testing.T) {
 		"receiver returns":      "scout_receiver_returns_total",
 		"NATS stream":           "nats_stream_total_messages",
 		"a site's monitor":      "scout_evaluator_monitor_healthy",
-		"service checks":        "scout_sender_service_checks_total",
+		"service checks":        "scout_evaluator_results_total",
 		"ClickHouse insertions": "scout_recorder_insert_failures_total",
 	} {
 		if !used[metric] {

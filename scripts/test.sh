@@ -64,6 +64,6 @@ if want e2e; then
   need_root "Postfix + Dovecot"
   step "Postfix + Dovecot suites (scout-reflector, the whole loop, the service probers)"
   go test -count=1 -tags e2e -timeout 10m -v ./test/e2e/
-  go test -race -count=1 -tags e2e -timeout 10m -run E2E ./services/sender/internal/probe/
+  go test -race -count=1 -tags e2e -timeout 10m -run E2E ./pkg/probe/
 fi
 printf '\nall steps passed (%s) in %ss\n' "$steps" "$(( $(date +%s) - start ))"

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"slices"
 	"time"
 
 	"github.com/emailscout/emailscout/pkg/events"
@@ -94,8 +95,13 @@ func Provision(ctx context.Context, js jetstream.JetStream, o ProvisionOptions) 
 		if _, err := js.CreateOrUpdateStream(ctx, sc); err != nil {
 			return fmt.Errorf("provision stream %s: %w", sc.Name, err)
 		}
-	} else if _, err := js.CreateStream(ctx, sc); err != nil && !errors.Is(err, jetstream.ErrStreamNameAlreadyInUse) {
-		return fmt.Errorf("provision stream %s: %w", sc.Name, err)
+	} else if _, err := js.CreateStream(ctx, sc); err != nil {
+		if !errors.Is(err, jetstream.ErrStreamNameAlreadyInUse) {
+			return fmt.Errorf("provision stream %s: %w", sc.Name, err)
+		}
+		if err := addStreamSubjects(ctx, js, sc); err != nil {
+			return err
+		}
 	}
 	for _, b := range events.Buckets {
 		kc := jetstream.KeyValueConfig{
@@ -116,6 +122,32 @@ func Provision(ctx context.Context, js jetstream.JetStream, o ProvisionOptions) 
 		if _, err := js.CreateKeyValue(ctx, kc); err != nil && !errors.Is(err, jetstream.ErrBucketExists) {
 			return fmt.Errorf("provision kv %s: %w", b.Name, err)
 		}
+	}
+	return nil
+}
+
+// addStreamSubjects adds to the existing stream the subjects of sc it does
+// not capture yet (a new event's subject, after an upgrade), and changes
+// nothing else: without it, publishing the new event would fail with "no
+// responders" until the provisioning job ran.
+func addStreamSubjects(ctx context.Context, js jetstream.JetStream, sc jetstream.StreamConfig) error {
+	st, err := js.Stream(ctx, sc.Name)
+	if err != nil {
+		return fmt.Errorf("provision stream %s: %w", sc.Name, err)
+	}
+	cfg := st.CachedInfo().Config
+	missing := false
+	for _, subj := range sc.Subjects {
+		if !slices.Contains(cfg.Subjects, subj) {
+			cfg.Subjects = append(cfg.Subjects, subj)
+			missing = true
+		}
+	}
+	if !missing {
+		return nil
+	}
+	if _, err := js.UpdateStream(ctx, cfg); err != nil {
+		return fmt.Errorf("provision stream %s: add subjects %v: %w", sc.Name, cfg.Subjects, err)
 	}
 	return nil
 }

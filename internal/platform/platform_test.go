@@ -8,6 +8,7 @@ import (
 	"net"
 	"net/http"
 	"net/http/httptest"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -18,6 +19,7 @@ import (
 	"github.com/emailscout/emailscout/internal/testkit"
 	"github.com/emailscout/emailscout/pkg/events"
 	"github.com/emailscout/emailscout/pkg/fault"
+	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 	"github.com/prometheus/client_golang/prometheus"
 )
@@ -241,5 +243,52 @@ func TestRegister(t *testing.T) {
 	var are prometheus.AlreadyRegisteredError
 	if err := platform.Register(reg, again); !errors.As(err, &are) {
 		t.Errorf("second x_total: %v, want AlreadyRegisteredError", err)
+	}
+}
+
+// TestProvisionAddsNewSubjects: a stream provisioned by an older release
+// (without a subject a newer event needs) gains the missing subjects when a
+// service starts, keeps its other settings, and keeps its messages.
+func TestProvisionAddsNewSubjects(t *testing.T) {
+	srv := natstest.Start(t)
+	nc, err := nats.Connect(srv.URL)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer nc.Close()
+	js, err := jetstream.New(nc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx := natstest.Context(t)
+	old := platform.StreamConfig(platform.ProvisionOptions{MaxAge: 48 * time.Hour})
+	old.Subjects = []string{"test.>", "mail.>"}
+	if _, err := js.CreateStream(ctx, old); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := js.Publish(ctx, "mail.sent.s.c", []byte("{}")); err != nil {
+		t.Fatal(err)
+	}
+	if err := platform.Provision(ctx, js, platform.ProvisionOptions{Replicas: 1}); err != nil {
+		t.Fatal(err)
+	}
+	st, err := js.Stream(ctx, events.StreamName)
+	if err != nil {
+		t.Fatal(err)
+	}
+	info, err := st.Info(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, subj := range events.StreamSubjects {
+		if !slices.Contains(info.Config.Subjects, subj) {
+			t.Errorf("stream subjects %v lack %s", info.Config.Subjects, subj)
+		}
+	}
+	if info.Config.MaxAge != 48*time.Hour || info.State.Msgs != 1 {
+		t.Errorf("max age %v, %d messages; want the old 48h and the 1 message kept", info.Config.MaxAge, info.State.Msgs)
+	}
+	if _, err := js.Publish(ctx, "service.checked.s.c", []byte("{}")); err != nil {
+		t.Errorf("publish on a new subject: %v", err)
 	}
 }

@@ -23,6 +23,7 @@ var routingOf = map[string]Routing{
 	SubjectMailReturned:           RoutedBySiteAndCheck,
 	SubjectCheckTimeout:           RoutedBySiteAndCheck,
 	SubjectCheckResult:            RoutedBySiteAndCheck,
+	SubjectServiceChecked:         RoutedBySiteAndCheck,
 	SubjectIncidentOpen:           RoutedByCheck,
 	SubjectIncidentResolved:       RoutedByCheck,
 	SubjectNotificationSent:       RoutedByCheck,
@@ -65,6 +66,7 @@ func (MailSent) names() []string           { return []string{SubjectMailSent} }
 func (MailReturned) names() []string       { return []string{SubjectMailReturned} }
 func (CheckTimeout) names() []string       { return []string{SubjectCheckTimeout} }
 func (CheckResult) names() []string        { return []string{SubjectCheckResult} }
+func (ServiceChecked) names() []string     { return []string{SubjectServiceChecked} }
 func (IncidentOpen) names() []string       { return []string{SubjectIncidentOpen} }
 func (IncidentResolved) names() []string   { return []string{SubjectIncidentResolved} }
 func (MonitorHealthEvent) names() []string { return []string{SubjectMonitorHealth} }

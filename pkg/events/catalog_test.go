@@ -17,12 +17,13 @@ func samples() map[string]struct {
 		names []string
 	}
 	return map[string]entry{
-		"TestScheduled": {TestScheduled{V: 1, TestID: "t1", CheckID: "c", Site: "s", Kind: KindRoundTrip, Attempt: 1, Reason: ReasonInterval, ScheduledAt: now}, NamesOf[TestScheduled]()},
-		"MailSent":      {MailSent{V: 1, TestID: "t1", CheckID: "c", Site: "s", Status: SentOK, StartedAt: now}, NamesOf[MailSent]()},
-		"MailReturned":  {MailReturned{V: 1, TestID: "t1", CheckID: "c", Site: "s", StartedAt: now, ReceivedAt: now}, NamesOf[MailReturned]()},
-		"CheckTimeout":  {CheckTimeout{V: 1, TestID: "t1", CheckID: "c", Site: "s", Deadline: DeadlineReturn}, NamesOf[CheckTimeout]()},
-		"CheckResult":   {CheckResult{V: 1, TestID: "t1", CheckID: "c", Site: "s", Kind: KindRoundTrip, Attempt: 1, Status: StatusOK}, NamesOf[CheckResult]()},
-		"IncidentOpen":  {IncidentOpen{V: 1, IncidentID: "i", CheckID: "c", Severity: SeverityCritical, OpenedAt: now}, NamesOf[IncidentOpen]()},
+		"TestScheduled":  {TestScheduled{V: 1, TestID: "t1", CheckID: "c", Site: "s", Kind: KindRoundTrip, Attempt: 1, Reason: ReasonInterval, ScheduledAt: now}, NamesOf[TestScheduled]()},
+		"MailSent":       {MailSent{V: 1, TestID: "t1", CheckID: "c", Site: "s", Status: SentOK, StartedAt: now}, NamesOf[MailSent]()},
+		"MailReturned":   {MailReturned{V: 1, TestID: "t1", CheckID: "c", Site: "s", StartedAt: now, ReceivedAt: now}, NamesOf[MailReturned]()},
+		"CheckTimeout":   {CheckTimeout{V: 1, TestID: "t1", CheckID: "c", Site: "s", Deadline: DeadlineReturn}, NamesOf[CheckTimeout]()},
+		"ServiceChecked": {ServiceChecked{V: 1, TestID: "t1", CheckID: "c", Site: "s", Kind: KindSMTP, Attempt: 1, StartedAt: now}, NamesOf[ServiceChecked]()},
+		"CheckResult":    {CheckResult{V: 1, TestID: "t1", CheckID: "c", Site: "s", Kind: KindRoundTrip, Attempt: 1, Status: StatusOK}, NamesOf[CheckResult]()},
+		"IncidentOpen":   {IncidentOpen{V: 1, IncidentID: "i", CheckID: "c", Severity: SeverityCritical, OpenedAt: now}, NamesOf[IncidentOpen]()},
 		"IncidentResolved": {IncidentResolved{V: 1, IncidentID: "i", CheckID: "c", ResolvedAt: now},
 			NamesOf[IncidentResolved]()},
 		"Notification":       {Notification{V: 1, IncidentID: "i", CheckID: "c", Outcome: NotifySuppressed}, NamesOf[Notification]()},

@@ -6,7 +6,7 @@ import "time"
 const StreamName = "SCOUT"
 
 // StreamSubjects are the subjects StreamName captures.
-var StreamSubjects = []string{"test.>", "mail.>", "check.>", "incident.>", "notification.>", "monitor.>"}
+var StreamSubjects = []string{"test.>", "mail.>", "service.>", "check.>", "incident.>", "notification.>", "monitor.>"}
 
 // Stream defaults. Production overrides MaxAge and Replicas at provisioning.
 const (

@@ -17,6 +17,7 @@ const (
 	SubjectNotificationSent   = "notification.sent"
 	SubjectNotificationFailed = "notification.failed"
 	SubjectMonitorHealth      = "monitor.health"
+	SubjectServiceChecked     = "service.checked"
 )
 
 // SubjectNotificationSuppressed: a notification recorded but deliberately

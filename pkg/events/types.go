@@ -336,6 +336,65 @@ func (e CheckTimeout) Validate() error {
 	return joinEventErrors("check.timeout", errs)
 }
 
+// ServiceChecked reports what the sender's prober observed in one
+// service-check dialogue (kinds smtp, imap, pop3): the phases it reached,
+// their timings, the TLS session, the server's reply and an error class.
+// Published on service.checked.<site>.<check>, as mail.returned reports a
+// round trip; the evaluator makes the verdict (check.result) from it.
+//
+// ErrorClass is empty when every phase answered as expected; otherwise a
+// class of pkg/probe (refused, protocol, tls, cert_invalid, auth,
+// cert_expiring, temporary, timeout, monitor) or one the sender decides
+// before any dialogue (stale, no_password, probe_build: the monitor could
+// not run the check).
+type ServiceChecked struct {
+	V            int    `json:"v"`
+	TestID       string `json:"test_id"`
+	CheckID      string `json:"check_id"`
+	Site         string `json:"site"`
+	Kind         string `json:"kind"` // KindSMTP, KindIMAP, KindPOP3
+	Attempt      int    `json:"attempt"`
+	Reason       string `json:"reason,omitempty"`
+	OriginTestID string `json:"origin_test_id,omitempty"`
+	// StartedAt and FinishedAt bound the dialogue (monitor clock).
+	StartedAt  time.Time `json:"started_at"`
+	FinishedAt time.Time `json:"finished_at"`
+	Target     string    `json:"target,omitempty"` // host:port checked
+	ErrorClass string    `json:"error_class,omitempty"`
+	Error      string    `json:"error,omitempty"`
+	Phase      string    `json:"phase,omitempty"` // the phase that failed ("greeting", "tls", ...)
+	// Reply is the SMTP reply that failed or degraded the check; nil for
+	// IMAP and POP3 (their response is in Error).
+	Reply   *SMTPReply `json:"smtp_reply,omitempty"`
+	Timings Timings    `json:"timings"`
+	TLS     *TLSInfo   `json:"tls,omitempty"`
+}
+
+// Subject implements Event.
+func (e ServiceChecked) Subject() string {
+	return SiteCheckSubject(SubjectServiceChecked, e.Site, e.CheckID)
+}
+
+// MsgID implements Event: one observation per test.
+func (e ServiceChecked) MsgID() string { return "checked:" + e.TestID }
+
+// Validate implements Event.
+func (e ServiceChecked) Validate() error {
+	errs := routing(e.TestID, e.Site, e.CheckID)
+	switch e.Kind {
+	case KindSMTP, KindIMAP, KindPOP3:
+	default:
+		errs = append(errs, fmt.Errorf("kind %q is not a service check (smtp, imap, pop3)", e.Kind))
+	}
+	if e.Attempt < 1 {
+		errs = append(errs, errors.New("attempt must be >= 1"))
+	}
+	if e.StartedAt.IsZero() {
+		errs = append(errs, errors.New("started_at is required"))
+	}
+	return joinEventErrors("service.checked", errs)
+}
+
 // TLSVersionName names a TLS protocol version (crypto/tls.VersionTLS13
 // etc.) as Timings.TLSVersion and TLSInfo.Version carry it: "TLS1.3";
 // an unknown version as "0x0305".
@@ -365,9 +424,10 @@ type TLSInfo struct {
 	VerifyError   string    `json:"verify_error,omitempty"`   // why Verified is false
 }
 
-// CheckResult is the final outcome of one attempt. Published on
-// check.result.<site>.<check> by the evaluator (round trips) and by the
-// sender (service checks).
+// CheckResult is the final outcome of one attempt, the evaluator's
+// verdict. Published on check.result.<site>.<check> by the evaluator only:
+// from mail.sent, mail.returned and its own deadlines for round trips, from
+// service.checked for service checks.
 //
 // Round-trip times come from monitor clocks only: RTTMS = ReceivedAt -
 // StartedAt. The legs use the reflector's clock and are stored for analysis,
@@ -697,6 +757,7 @@ func (e MailSent) version() int           { return e.V }
 func (e MailReturned) version() int       { return e.V }
 func (e CheckTimeout) version() int       { return e.V }
 func (e CheckResult) version() int        { return e.V }
+func (e ServiceChecked) version() int     { return e.V }
 func (e IncidentOpen) version() int       { return e.V }
 func (e IncidentResolved) version() int   { return e.V }
 func (e Notification) version() int       { return e.V }

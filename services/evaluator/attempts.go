@@ -7,6 +7,7 @@ import (
 
 	"github.com/emailscout/emailscout/pkg/checks"
 	"github.com/emailscout/emailscout/pkg/events"
+	"github.com/emailscout/emailscout/pkg/probe"
 	"github.com/emailscout/emailscout/pkg/probemail"
 )
 
@@ -224,6 +225,44 @@ func ms(d time.Duration) *int64 {
 	return &v
 }
 
+// onServiceChecked finishes a service-check attempt with the evaluator's
+// verdict on what the sender's prober observed: the class's status
+// (probe.StatusOf), and "slow" for a dialogue that passed but took the
+// check's slow threshold or longer (applySlow). A second observation of a
+// finished attempt changes nothing.
+func (e *Evaluator) onServiceChecked(ctx context.Context, ev *events.ServiceChecked) error {
+	c := e.check(ev.CheckID, ev.Subject())
+	if c == nil {
+		return nil
+	}
+	a, rev, err := e.loadAttempt(ctx, ev.TestID, func(a *Attempt) {
+		a.CheckID, a.Site, a.Kind, a.Attempt = ev.CheckID, ev.Site, ev.Kind, ev.Attempt
+		a.Reason, a.OriginTestID = ev.Reason, ev.OriginTestID
+	})
+	if err != nil {
+		return err
+	}
+	if a.Done {
+		return nil
+	}
+	a.StartedAt = ev.StartedAt
+	r := e.result(c, a, applySlow(probe.StatusOf(ev.ErrorClass), ev.Timings.TotalMS, c.Slow))
+	r.FinishedAt = ev.FinishedAt
+	r.Target, r.Phase, r.Reply, r.ErrorClass, r.Error = ev.Target, ev.Phase, ev.Reply, ev.ErrorClass, ev.Error
+	r.Timings, r.TLS = ev.Timings, ev.TLS
+	return e.finish(ctx, a, rev, r)
+}
+
+// applySlow makes an ok service check whose whole dialogue took slow or
+// longer "slow" (a warning, as a slow round trip is). Other statuses are
+// kept: a failure is worse and degraded warns already.
+func applySlow(status string, totalMS float64, slow time.Duration) string {
+	if status == events.StatusOK && slow > 0 && totalMS >= float64(slow)/float64(time.Millisecond) {
+		return events.StatusSlow
+	}
+	return status
+}
+
 // onTimeout applies a deadline that fired, unless the attempt moved on in
 // the meantime (done, or a newer deadline).
 func (e *Evaluator) onTimeout(ctx context.Context, ev *events.CheckTimeout) error {
@@ -280,7 +319,9 @@ func (e *Evaluator) finish(ctx context.Context, a *Attempt, rev uint64, r *event
 	if _, err := e.pub.Publish(ctx, r); err != nil {
 		return err
 	}
-	e.m.results.WithLabelValues(r.Status).Inc()
+	if r.Revision <= 1 {
+		e.m.results.WithLabelValues(r.Site, r.Kind, r.Status).Inc()
+	}
 	if r.Revision <= 1 {
 		if c := e.deps.Checks.Current().Lookup(r.CheckID); c != nil {
 			if err := e.applyVerdict(ctx, c, r); err != nil {

@@ -118,10 +118,14 @@ func New(cfg Config, deps Deps) (*Evaluator, error) {
 	if err := cfg.Validate(); err != nil {
 		return nil, fmt.Errorf("evaluator: %w", err)
 	}
+	m, err := newMetrics(deps.Registerer)
+	if err != nil {
+		return nil, err
+	}
 	return &Evaluator{
 		cfg: cfg, deps: deps, pub: deps.Publisher,
 		log: deps.Logger.With("component", "evaluator"),
-		m:   newMetrics(deps.Registerer),
+		m:   m,
 	}, nil
 }
 
@@ -133,7 +137,7 @@ func (e *Evaluator) Run(ctx context.Context) error {
 	platform.On(r, e.onSent)
 	platform.On(r, e.onReturned)
 	platform.On(r, e.onTimeout)
-	platform.On(r, e.onResult)
+	platform.On(r, e.onServiceChecked)
 	cons, err := platform.NewConsumer(platform.ConsumerConfig{
 		Def: events.EvaluatorConsumer(e.cfg.Failover), Router: r, Workers: e.cfg.Workers, Key: platform.KeyByCheck,
 	}, platform.ConsumerDeps{JS: e.deps.JS, Logger: e.log, Registerer: e.deps.Registerer, Health: e.deps.Health})

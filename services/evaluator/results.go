@@ -26,28 +26,6 @@ func retestID(origin, site string, attempt int) string {
 	return strings.ToLower(base32.StdEncoding.WithPadding(base32.NoPadding).EncodeToString(sum[:15]))
 }
 
-// onResult applies a check.result of a service check (the sender's) to the
-// verdicts; round-trip results are the evaluator's own and were applied when
-// it made them.
-func (e *Evaluator) onResult(ctx context.Context, r *events.CheckResult) error {
-	c := e.check(r.CheckID, r.Subject())
-	if c == nil {
-		return nil
-	}
-	if r.Revision > 1 {
-		return nil // a late-return update: data, not a verdict
-	}
-	if c.Kind == events.KindRoundTrip {
-		// The evaluator made this result itself and applied it to the
-		// verdict then (finish).
-		return nil
-	}
-	if err := e.closeServiceAttempt(ctx, r); err != nil {
-		return err
-	}
-	return e.applyVerdict(ctx, c, r)
-}
-
 // applyVerdict moves the site verdict by one result, plans retests and
 // confirmations, updates the monitor's health at the site, and applies the
 // quorum rule. Applying the same result twice changes nothing.
@@ -149,18 +127,6 @@ func (e *Evaluator) plannedEvent(c *checks.Check, p *plannedTest) events.TestSch
 		CheckID: c.ID, Site: p.Site, Kind: c.Kind, Attempt: p.Attempt, Reason: p.Reason,
 		OriginTestID: p.OriginTestID, ScheduledAt: p.DueAt, NotAfter: p.DueAt.Add(c.SendWindow()),
 	}
-}
-
-// closeServiceAttempt marks the attempt of a sender-published result done,
-// so that its result deadline does not fire.
-func (e *Evaluator) closeServiceAttempt(ctx context.Context, r *events.CheckResult) error {
-	var a Attempt
-	rev, found, err := e.state.get(ctx, attemptKey(r.TestID), &a)
-	if err != nil || !found || a.Done {
-		return err
-	}
-	a.Done, a.Status, a.Deadline, a.DeadlineKind = true, r.Status, time.Time{}, ""
-	return e.saveAttempt(ctx, &a, rev)
 }
 
 // publishResolved publishes r, the resolution of cs's open incident, and

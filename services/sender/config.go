@@ -3,11 +3,12 @@ package sender
 import (
 	"errors"
 	"fmt"
-	"github.com/emailscout/emailscout/internal/platform"
 	"net"
 	"net/mail"
 	"strings"
 	"time"
+
+	"github.com/emailscout/emailscout/internal/platform"
 
 	"github.com/emailscout/emailscout/pkg/events"
 	"github.com/emailscout/emailscout/pkg/probemail"

@@ -2,8 +2,6 @@ package sender
 
 import (
 	"fmt"
-	"sync"
-	"time"
 
 	"github.com/emailscout/emailscout/internal/platform"
 	"github.com/emailscout/emailscout/pkg/events"
@@ -24,9 +22,8 @@ type metrics struct {
 	submitSeconds prometheus.Histogram
 	reported      *prometheus.CounterVec
 	// Service checks.
-	serviceChecks  *prometheus.CounterVec
 	serviceSeconds *prometheus.HistogramVec
-	results        *prometheus.CounterVec
+	serviceChecked *prometheus.CounterVec
 	// Tests the check file in force does not (or no longer) run here.
 	stale *prometheus.CounterVec
 }
@@ -63,19 +60,15 @@ func newMetrics(reg prometheus.Registerer, site string) (*metrics, error) {
 			Name: "scout_sender_mail_sent_total", ConstLabels: siteLabel,
 			Help: "mail.sent events stored, by status and error class.",
 		}, []string{"status", "error_class"}),
-		serviceChecks: prometheus.NewCounterVec(prometheus.CounterOpts{
-			Name: "scout_sender_service_checks_total", ConstLabels: siteLabel,
-			Help: "Service checks decided, by kind (smtp, imap, pop3) and status (ok, slow, degraded, timeout, failed, monitor_error).",
-		}, []string{"kind", "status"}),
 		serviceSeconds: prometheus.NewHistogramVec(prometheus.HistogramOpts{
 			Name: "scout_sender_service_check_seconds", ConstLabels: siteLabel,
 			Help:    "Duration of one service-check dialogue (the result's total_ms), by kind.",
 			Buckets: prometheus.ExponentialBuckets(0.005, 2.5, 10),
 		}, []string{"kind"}),
-		results: prometheus.NewCounterVec(prometheus.CounterOpts{
-			Name: "scout_sender_check_results_total", ConstLabels: siteLabel,
-			Help: "check.result events of service checks stored, by kind, status and error class.",
-		}, []string{"kind", "status", "error_class"}),
+		serviceChecked: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "scout_sender_service_checked_total", ConstLabels: siteLabel,
+			Help: "service.checked events stored, by kind (smtp, imap, pop3) and error class (empty: every phase answered as expected). The verdicts are the evaluator's (scout_evaluator_results_total).",
+		}, []string{"kind", "error_class"}),
 	}
 	m.stale = prometheus.NewCounterVec(prometheus.CounterOpts{
 		Name: "scout_sender_stale_tests_total", ConstLabels: siteLabel,
@@ -88,11 +81,9 @@ func newMetrics(reg prometheus.Registerer, site string) (*metrics, error) {
 		m.submissions.WithLabelValues(o)
 	}
 	for _, k := range []string{events.KindSMTP, events.KindIMAP, events.KindPOP3} {
-		for _, st := range []string{events.StatusOK, events.StatusSlow, events.StatusDegraded, events.StatusTimeout, events.StatusFailed, events.StatusMonitorError} {
-			m.serviceChecks.WithLabelValues(k, st)
-		}
+		m.serviceChecked.WithLabelValues(k, "")
 	}
-	if err := platform.Register(reg, m.up, m.submissions, m.submitSeconds, m.reported, m.serviceChecks, m.serviceSeconds, m.results, m.stale); err != nil {
+	if err := platform.Register(reg, m.up, m.submissions, m.submitSeconds, m.reported, m.serviceSeconds, m.serviceChecked, m.stale); err != nil {
 		return nil, fmt.Errorf("sender metrics: %w", err)
 	}
 	return m, nil
@@ -111,48 +102,4 @@ func (m *metrics) submitted(delivery, outcome string) {
 	} else {
 		m.up.WithLabelValues(delivery).Set(0)
 	}
-}
-
-// memo remembers, per test id, the outcome of an earlier delivery: for a
-// round trip a temporary failure (reported if the retry comes too late) or
-// a final mail.sent that was not yet published; for a service check its
-// check.result. Entries expire so that the map stays small; JetStream
-// redelivers within minutes.
-type memo[T any] struct {
-	mu sync.Mutex
-	m  map[string]memoEntry[T]
-}
-
-type memoEntry[T any] struct {
-	ev      T
-	final   bool
-	expires time.Time
-}
-
-func newMemo[T any]() *memo[T] { return &memo[T]{m: map[string]memoEntry[T]{}} }
-
-func (m *memo[T]) get(testID string) (memoEntry[T], bool) {
-	m.mu.Lock()
-	defer m.mu.Unlock()
-	e, ok := m.m[testID]
-	return e, ok
-}
-
-// put records ev for testID until expires, and forgets entries that
-// expired before now.
-func (m *memo[T]) put(testID string, ev T, final bool, now, expires time.Time) {
-	m.mu.Lock()
-	defer m.mu.Unlock()
-	for id, e := range m.m {
-		if e.expires.Before(now) {
-			delete(m.m, id)
-		}
-	}
-	m.m[testID] = memoEntry[T]{ev: ev, final: final, expires: expires}
-}
-
-func (m *memo[T]) drop(testID string) {
-	m.mu.Lock()
-	defer m.mu.Unlock()
-	delete(m.m, testID)
 }

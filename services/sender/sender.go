@@ -16,29 +16,29 @@ import (
 	"github.com/emailscout/emailscout/pkg/checks"
 	"github.com/emailscout/emailscout/pkg/events"
 	"github.com/emailscout/emailscout/pkg/fault"
+	"github.com/emailscout/emailscout/pkg/probe"
 	"github.com/emailscout/emailscout/pkg/probemail"
 	"github.com/jonboulle/clockwork"
 	"github.com/nats-io/nats.go/jetstream"
 	"github.com/prometheus/client_golang/prometheus"
 )
 
-// Error classes of mail.sent (MailSent.ErrorClass). ClassStale,
-// ClassProbeBuild and ClassNoPassword are also the classes of the
-// monitor_error check.results of service checks that the sender decides
-// itself; the probers' classes are in docs/service-checks.md.
+// Error classes of mail.sent (MailSent.ErrorClass). The service checks'
+// classes are pkg/probe's (docs/service-checks.md); ClassStale and
+// ClassProbeBuild are the same words there (probe.ClassStale,
+// probe.ClassBadTarget).
 const (
-	ClassStale            = "stale"             // picked up after NotAfter; nothing was sent (or run)
-	ClassNoKey            = "no_key"            // no signing key for the check's customer
-	ClassProbeBuild       = "probe_build"       // the probe could not be built (bad target)
-	ClassNoPassword       = "no_password"       // service check: the variable named by password_env is unset or empty
-	ClassRelayRefused     = "relay_refused"     // our relay answered 4xx/5xx
-	ClassRelayUnreachable = "relay_unreachable" // no connection / no answer from our relay
-	ClassRelayTLS         = "relay_tls"         // STARTTLS or implicit TLS with our relay failed
-	ClassRelayAuth        = "relay_auth"        // our relay refused our credentials
-	ClassMXRefused        = "mx_refused"        // the customer's MX answered 5xx (or 4xx until the window closed)
-	ClassMXUnreachable    = "mx_unreachable"    // no MX host of the customer answered
-	ClassMXTLS            = "mx_tls"            // every reachable MX broke the TLS handshake
-	ClassNoMX             = "no_mx"             // DNS: no MX and no address, a null MX (RFC 7505), or a lookup failure
+	ClassStale            = probe.ClassStale     // picked up after NotAfter; nothing was sent
+	ClassNoKey            = "no_key"             // no signing key for the check's customer
+	ClassProbeBuild       = probe.ClassBadTarget // the probe could not be built (bad target)
+	ClassRelayRefused     = "relay_refused"      // our relay answered 4xx/5xx
+	ClassRelayUnreachable = "relay_unreachable"  // no connection / no answer from our relay
+	ClassRelayTLS         = "relay_tls"          // STARTTLS or implicit TLS with our relay failed
+	ClassRelayAuth        = "relay_auth"         // our relay refused our credentials
+	ClassMXRefused        = "mx_refused"         // the customer's MX answered 5xx (or 4xx until the window closed)
+	ClassMXUnreachable    = "mx_unreachable"     // no MX host of the customer answered
+	ClassMXTLS            = "mx_tls"             // every reachable MX broke the TLS handshake
+	ClassNoMX             = "no_mx"              // DNS: no MX and no address, a null MX (RFC 7505), or a lookup failure
 )
 
 // Resolver finds the MX hosts of a domain and the addresses of a host, for
@@ -87,7 +87,8 @@ type Sender struct {
 	log     *slog.Logger
 	metrics *metrics
 	memo    *memo[events.MailSent]
-	results *memo[events.CheckResult] // service checks: the decided result of a test
+	// observations: service checks, the observation of a test
+	observations *memo[events.ServiceChecked]
 	// maxDeliver is the consumer's delivery bound: the last delivery must
 	// report, since JetStream will not deliver again.
 	maxDeliver int
@@ -137,7 +138,7 @@ func New(cfg Config, deps Deps) (*Sender, error) {
 		return nil, err
 	}
 	return &Sender{
-		cfg: cfg, deps: deps, log: log, metrics: m, memo: newMemo[events.MailSent](), results: newMemo[events.CheckResult](),
+		cfg: cfg, deps: deps, log: log, metrics: m, memo: newMemo[events.MailSent](), observations: newMemo[events.ServiceChecked](),
 		maxDeliver: events.SenderConsumer(cfg.Site).MaxDeliver,
 	}, nil
 }
@@ -163,13 +164,14 @@ func (s *Sender) onScheduled(ctx context.Context, ev *events.TestScheduled) erro
 	return s.Handle(ctx, *ev, platform.Delivered(ctx))
 }
 
-// Handle runs one delivery (delivered counts from 1) of a scheduled test and
-// returns what the consumer should do: nil (ack: mail.sent or, for a
-// service check, check.result is stored; or the test is stale: the check
-// file in force no longer has its check, site or kind), an error marked fault.Permanent
-// (term: the test is for another site) or another error (redeliver later: a
-// temporary failure inside the send window, or the event could not be
-// published).
+// Handle runs one delivery (delivered counts from 1) of a scheduled test:
+// a round trip (roundTrip: build, sign and submit the probe, publish
+// mail.sent) or a service check (serviceCheck: run the prober, publish
+// service.checked). It returns what the consumer should do: nil (ack: the
+// event is stored, or the test is stale: the check file in force no longer
+// has its check, site or kind), an error marked fault.Permanent (term: the
+// test is for another site) or another error (redeliver later: a temporary
+// failure inside the send window, or the event could not be published).
 func (s *Sender) Handle(ctx context.Context, ev events.TestScheduled, delivered uint64) error {
 	log := s.log.With("test_id", ev.TestID, "check", ev.CheckID, "attempt", ev.Attempt)
 	if ev.Site != s.cfg.Site {
@@ -200,133 +202,19 @@ func (s *Sender) Handle(ctx context.Context, ev events.TestScheduled, delivered 
 	}
 	switch check.Kind {
 	case events.KindRoundTrip:
+		return s.roundTrip(ctx, log, ev, check, delivered)
 	case events.KindSMTP, events.KindIMAP, events.KindPOP3:
-		return s.handleService(ctx, log, ev, check)
-	default:
-		log.Error("test of a kind this sender does not run dropped", "kind", ev.Kind)
-		return fault.Permanent(fmt.Errorf("test %s: kind %q is not handled by the sender", ev.TestID, ev.Kind))
+		return s.serviceCheck(ctx, log, ev, check)
 	}
-
-	// An outcome decided by an earlier delivery whose mail.sent could not be
-	// published: publish it, never send a second probe.
-	if prev, ok := s.memo.get(ev.TestID); ok && prev.final {
-		return s.report(ctx, log, prev.ev)
-	}
-	notAfter := ev.NotAfter
-	if notAfter.IsZero() {
-		notAfter = ev.ScheduledAt.Add(check.SendWindow())
-	}
-	now := s.deps.Clock.Now()
-	if now.After(notAfter) {
-		if prev, ok := s.memo.get(ev.TestID); ok {
-			// A retry of a temporary failure came too late: report that
-			// failure, the real reason nothing was sent.
-			return s.final(ctx, log, prev.ev)
-		}
-		late := now.Sub(notAfter).Truncate(time.Millisecond)
-		log.Error("test picked up after its send window: no probe sent", "not_after", notAfter, "late", late.String())
-		return s.final(ctx, log, s.mailSent(ev, events.SentMonitorError, ClassStale,
-			fmt.Errorf("test picked up %s after its send window closed at %s; no probe was sent", late, notAfter.UTC().Format(time.RFC3339))))
-	}
-
-	key, err := s.deps.Keyring.SigningKey(check.Customer)
-	if err != nil {
-		log.Error("no probe signing key: no probe sent", "customer", check.Customer)
-		return s.final(ctx, log, s.mailSent(ev, events.SentMonitorError, ClassNoKey, err))
-	}
-	p := probemail.Probe{
-		KeyID: key.ID, TestID: ev.TestID, CheckID: ev.CheckID, Site: ev.Site, Attempt: ev.Attempt,
-		StartedAt: now.UTC().Truncate(time.Millisecond), ReturnTo: s.cfg.ReturnAddress,
-	}
-	raw, err := probemail.Build(p, check.Target, key, probemail.BuildOptions{CheckName: check.Name})
-	if err != nil {
-		log.Error("probe cannot be built: no probe sent", "error", err)
-		return s.final(ctx, log, s.mailSent(ev, events.SentMonitorError, ClassProbeBuild, err))
-	}
-
-	sctx, cancel := context.WithTimeout(ctx, s.cfg.SubmitTimeout)
-	t0 := time.Now()
-	out := s.deliver(sctx, raw, check.Target)
-	cancel()
-	s.metrics.submitSeconds.Observe(time.Since(t0).Seconds())
-	end := s.deps.Clock.Now()
-
-	sent := s.mailSent(ev, events.SentOK, "", nil)
-	sent.StartedAt = p.StartedAt
-	sent.MessageID = probemail.ProbeMessageID(p.TestID, p.ReturnTo)
-	sent.Hop = out.hop
-	sent.Reply = out.res.Reply
-	sent.Timings = out.res.Timings
-	if out.err == nil {
-		sent.SentAt = end.UTC()
-		s.metrics.submitted(s.cfg.Delivery, outcomeSent)
-		log.Info("probe sent", "hop", out.hop, "reply", sent.Reply.String(), "total_ms", sent.Timings.TotalMS)
-		return s.final(ctx, log, sent)
-	}
-	sent.Status, sent.ErrorClass, sent.Error = out.status, out.class, out.err.Error()
-	relay := s.cfg.Delivery == DeliveryRelay
-
-	// Retry a temporary failure while the retry can still start inside
-	// the send window and JetStream will deliver again.
-	retryAt := end.Add(platform.NakDelay(delivered, time.Minute))
-	if out.temporary && delivered < uint64(s.maxDeliver) && retryAt.Before(notAfter) {
-		s.metrics.submitted(s.cfg.Delivery, outcomeTemporary)
-		s.memo.put(ev.TestID, sent, false, end, notAfter.Add(events.DuplicateWindow))
-		if relay {
-			log.Error("probes cannot be submitted: temporary relay failure, retrying", "relay", out.hop,
-				"error_class", out.class, "reply", sent.Reply.String(), "error", sent.Error, "delivered", delivered)
-		} else {
-			log.Warn("temporary delivery failure, retrying", "hop", out.hop, "error_class", out.class,
-				"reply", sent.Reply.String(), "error", sent.Error, "delivered", delivered)
-		}
-		return fmt.Errorf("temporary submission failure (%s): %s", out.class, sent.Error)
-	}
-	if relay {
-		s.metrics.submitted(s.cfg.Delivery, outcomeMonitorError)
-		log.Error("probes cannot be submitted: relay failure", "relay", out.hop, "error_class", out.class,
-			"reply", sent.Reply.String(), "error", sent.Error)
-	} else {
-		s.metrics.submitted(s.cfg.Delivery, outcomeFailed)
-		log.Warn("probe delivery failed at the customer's side", "hop", out.hop, "error_class", out.class,
-			"reply", sent.Reply.String(), "error", sent.Error)
-	}
-	return s.final(ctx, log, sent)
+	log.Error("test of a kind this sender does not run dropped", "kind", ev.Kind)
+	return fault.Permanent(fmt.Errorf("test %s: kind %q is not handled by the sender", ev.TestID, ev.Kind))
 }
 
-// mailSent starts the mail.sent of ev with a status and, for failures, the
-// class and error.
-func (s *Sender) mailSent(ev events.TestScheduled, status, class string, err error) events.MailSent {
-	m := events.MailSent{
-		V: events.SchemaVersion, TestID: ev.TestID, CheckID: ev.CheckID, Site: ev.Site,
-		Attempt: ev.Attempt, Status: status, ErrorClass: class,
+// sendWindow returns the end of ev's send window: a test picked up later
+// runs nothing (the monitor was too slow; events.TestScheduled.NotAfter).
+func sendWindow(ev events.TestScheduled, check *checks.Check) time.Time {
+	if !ev.NotAfter.IsZero() {
+		return ev.NotAfter
 	}
-	if err != nil {
-		m.Error = err.Error()
-	}
-	return m
-}
-
-// final records the decided outcome of a test (so that a redelivery after
-// a failed publish republishes it instead of sending again) and reports it.
-func (s *Sender) final(ctx context.Context, log *slog.Logger, m events.MailSent) error {
-	now := s.deps.Clock.Now()
-	s.memo.put(m.TestID, m, true, now, now.Add(events.DuplicateWindow))
-	return s.report(ctx, log, m)
-}
-
-// report publishes mail.sent. A failure is temporary (the test is
-// redelivered and the recorded outcome published again).
-func (s *Sender) report(ctx context.Context, log *slog.Logger, m events.MailSent) error {
-	pctx, cancel := context.WithTimeout(ctx, 10*time.Second)
-	defer cancel()
-	dup, err := s.deps.Publisher.Publish(pctx, m)
-	if err != nil {
-		log.Warn("mail.sent not published; will retry", "status", m.Status, "error", err)
-		return fmt.Errorf("report test %s: %w", m.TestID, err)
-	}
-	s.memo.drop(m.TestID)
-	if !dup {
-		s.metrics.reported.WithLabelValues(m.Status, m.ErrorClass).Inc()
-	}
-	return nil
+	return ev.ScheduledAt.Add(check.SendWindow())
 }

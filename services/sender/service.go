@@ -10,10 +10,10 @@ import (
 
 	"github.com/emailscout/emailscout/pkg/checks"
 	"github.com/emailscout/emailscout/pkg/events"
-	"github.com/emailscout/emailscout/services/sender/internal/probe"
-	"github.com/emailscout/emailscout/services/sender/internal/probe/imapprobe"
-	"github.com/emailscout/emailscout/services/sender/internal/probe/pop3probe"
-	"github.com/emailscout/emailscout/services/sender/internal/probe/smtpprobe"
+	"github.com/emailscout/emailscout/pkg/probe"
+	"github.com/emailscout/emailscout/pkg/probe/imapprobe"
+	"github.com/emailscout/emailscout/pkg/probe/pop3probe"
+	"github.com/emailscout/emailscout/pkg/probe/smtpprobe"
 )
 
 // HostResolver looks up the addresses of a service check's host;
@@ -38,40 +38,40 @@ func proberFor(kind string) prober {
 	return nil
 }
 
-// handleService runs a service check (kind smtp, imap or pop3) and
-// publishes its check.result: exactly one per test (message id
-// result:<test>:1). A redelivered test republishes the result decided
-// before instead of probing again; a test picked up after its NotAfter,
-// or whose password variable is missing, is a monitor_error.
-func (s *Sender) handleService(ctx context.Context, log *slog.Logger, ev events.TestScheduled, check *checks.Check) error {
-	if prev, ok := s.results.get(ev.TestID); ok {
-		return s.reportResult(ctx, log, prev.ev)
+// serviceCheck runs one delivery of a service-check test (kind smtp, imap
+// or pop3): it runs the kind's prober within the check's timeout and
+// publishes what it observed as service.checked, exactly one per test
+// (message id checked:<test>); the evaluator makes the verdict. A
+// redelivered test publishes the observation made before instead of
+// probing again; a test picked up after its send window, or whose password
+// variable is missing, is observed as not run (probe.ClassStale,
+// ClassNoPassword, ClassBadTarget: the monitor's fault).
+func (s *Sender) serviceCheck(ctx context.Context, log *slog.Logger, ev events.TestScheduled, check *checks.Check) error {
+	if prev, ok := s.observations.get(ev.TestID); ok {
+		return s.reportChecked(ctx, log, prev.ev)
 	}
-	now := s.deps.Clock.Now()
-	base := events.CheckResult{
-		V: events.SchemaVersion, TestID: ev.TestID, CheckID: check.ID, Customer: check.Customer, Site: ev.Site,
-		Kind: check.Kind, Attempt: ev.Attempt, Reason: ev.Reason, OriginTestID: ev.OriginTestID, Revision: 1,
-		StartedAt: now.UTC(), FinishedAt: now.UTC(), Target: check.Service.Addr(),
+	now := s.deps.Clock.Now().UTC()
+	obs := events.ServiceChecked{
+		V: events.SchemaVersion, TestID: ev.TestID, CheckID: check.ID, Site: ev.Site, Kind: check.Kind,
+		Attempt: ev.Attempt, Reason: ev.Reason, OriginTestID: ev.OriginTestID,
+		StartedAt: now, FinishedAt: now, Target: check.Service.Addr(),
 	}
-	notAfter := ev.NotAfter
-	if notAfter.IsZero() {
-		notAfter = ev.ScheduledAt.Add(check.SendWindow())
-	}
+	notAfter := sendWindow(ev, check)
 	if now.After(notAfter) {
 		late := now.Sub(notAfter).Truncate(time.Millisecond)
 		log.Error("service check picked up after its send window: not run", "not_after", notAfter, "late", late.String())
-		return s.decided(ctx, log, monitorError(base, ClassStale,
+		return s.observed(ctx, log, notRun(obs, probe.ClassStale,
 			fmt.Errorf("test picked up %s after its send window closed at %s; the check was not run", late, notAfter.UTC().Format(time.RFC3339))))
 	}
 	target, err := probe.FromCheck(check, s.deps.LookupEnv)
 	if err != nil {
-		class := ClassProbeBuild
+		class := probe.ClassBadTarget
 		var missing *probe.MissingPasswordError
 		if errors.As(err, &missing) {
-			class = ClassNoPassword
+			class = probe.ClassNoPassword
 		}
 		log.Error("service check cannot run", "error_class", class, "error", err)
-		return s.decided(ctx, log, monitorError(base, class, err))
+		return s.observed(ctx, log, notRun(obs, class, err))
 	}
 	target.RootCAs = s.deps.ServiceRootCAs
 	target.HelloName = s.cfg.helo()
@@ -82,64 +82,66 @@ func (s *Sender) handleService(ctx context.Context, log *slog.Logger, ev events.
 	cancel()
 	s.metrics.serviceSeconds.WithLabelValues(check.Kind).Observe(res.Timings.TotalMS / 1000)
 
-	r := res.CheckResult(base)
-	r.FinishedAt = s.deps.Clock.Now().UTC()
-	applySlow(&r, check.Slow)
-	attrs := []any{"target", target, "status", r.Status, "total_ms", r.Timings.TotalMS}
-	if r.ErrorClass != "" {
-		attrs = append(attrs, "error_class", r.ErrorClass, "phase", r.Phase, "error", r.Error)
+	obs = withResult(obs, res)
+	obs.FinishedAt = s.deps.Clock.Now().UTC()
+	attrs := []any{"target", target, "total_ms", obs.Timings.TotalMS}
+	if obs.ErrorClass != "" {
+		attrs = append(attrs, "error_class", obs.ErrorClass, "phase", obs.Phase, "error", obs.Error)
 	}
-	if r.Reply != nil {
-		attrs = append(attrs, "reply", r.Reply.String())
+	if obs.Reply != nil {
+		attrs = append(attrs, "reply", obs.Reply.String())
 	}
-	switch r.Status {
-	case events.StatusOK:
-		log.Info("service check passed", attrs...)
-	case events.StatusMonitorError:
+	switch obs.ErrorClass {
+	case "":
+		log.Info("service check answered every phase", attrs...)
+	case probe.ClassMonitor:
 		log.Error("service check could not run", attrs...)
 	default:
-		log.Warn("service check did not pass", attrs...)
+		log.Warn("service check did not pass a phase", attrs...)
 	}
-	return s.decided(ctx, log, r)
+	return s.observed(ctx, log, obs)
 }
 
-// applySlow makes an ok result whose whole dialogue took slow or longer
-// "slow" (a warning, as a slow round trip is). Other statuses are kept: a
-// failure is worse and degraded already warns.
-func applySlow(r *events.CheckResult, slow time.Duration) {
-	if r.Status == events.StatusOK && slow > 0 && r.Timings.TotalMS >= float64(slow)/float64(time.Millisecond) {
-		r.Status = events.StatusSlow
+// withResult copies what a prober observed into obs.
+func withResult(obs events.ServiceChecked, r probe.Result) events.ServiceChecked {
+	obs.Target = r.Addr
+	obs.ErrorClass, obs.Phase, obs.Error = r.Class, r.Phase, ""
+	if r.Err != nil {
+		obs.Error = r.Err.Error()
 	}
+	obs.Reply, obs.Timings, obs.TLS = r.Reply, r.Timings, r.TLS
+	return obs
 }
 
-// monitorError is base as a monitor_error of class with err.
-func monitorError(base events.CheckResult, class string, err error) events.CheckResult {
-	base.Status, base.ErrorClass, base.Error = events.StatusMonitorError, class, err.Error()
-	return base
+// notRun is obs for a check the monitor could not run (class is one of the
+// probe package's monitor classes).
+func notRun(obs events.ServiceChecked, class string, err error) events.ServiceChecked {
+	obs.ErrorClass, obs.Error = class, err.Error()
+	return obs
 }
 
-// decided records the result of a test, so that a redelivery publishes it
-// again instead of probing again, and publishes it.
-func (s *Sender) decided(ctx context.Context, log *slog.Logger, r events.CheckResult) error {
+// observed records the observation of a test until the stream's
+// de-duplication window ends, so that a redelivery (a failed publish, a
+// lost ack) publishes it again instead of probing again, and publishes it.
+func (s *Sender) observed(ctx context.Context, log *slog.Logger, obs events.ServiceChecked) error {
 	now := s.deps.Clock.Now()
-	s.results.put(r.TestID, r, true, now, now.Add(events.DuplicateWindow))
-	s.metrics.serviceChecks.WithLabelValues(r.Kind, r.Status).Inc()
-	return s.reportResult(ctx, log, r)
+	s.observations.put(obs.TestID, obs, true, now, now.Add(events.DuplicateWindow))
+	return s.reportChecked(ctx, log, obs)
 }
 
-// reportResult publishes check.result. A failure is temporary (the test is
-// redelivered and the recorded result published again); JetStream stores
-// one copy whatever the number of publications.
-func (s *Sender) reportResult(ctx context.Context, log *slog.Logger, r events.CheckResult) error {
+// reportChecked publishes service.checked. A failure is temporary (the
+// test is redelivered and the recorded observation published again);
+// JetStream stores one copy whatever the number of publications.
+func (s *Sender) reportChecked(ctx context.Context, log *slog.Logger, obs events.ServiceChecked) error {
 	pctx, cancel := context.WithTimeout(ctx, 10*time.Second)
 	defer cancel()
-	dup, err := s.deps.Publisher.Publish(pctx, r)
+	dup, err := s.deps.Publisher.Publish(pctx, obs)
 	if err != nil {
-		log.Warn("check.result not published; will retry", "status", r.Status, "error", err)
-		return fmt.Errorf("report test %s: %w", r.TestID, err)
+		log.Warn("service.checked not published; will retry", "error_class", obs.ErrorClass, "error", err)
+		return fmt.Errorf("report test %s: %w", obs.TestID, err)
 	}
 	if !dup {
-		s.metrics.results.WithLabelValues(r.Kind, r.Status, r.ErrorClass).Inc()
+		s.metrics.serviceChecked.WithLabelValues(obs.Kind, obs.ErrorClass).Inc()
 	}
 	return nil
 }

@@ -16,9 +16,10 @@ import (
 	"github.com/emailscout/emailscout/internal/natstest"
 	"github.com/emailscout/emailscout/pkg/events"
 	"github.com/emailscout/emailscout/pkg/mailtest"
+	"github.com/emailscout/emailscout/pkg/probe"
+	"github.com/emailscout/emailscout/pkg/probe/probetest"
 	"github.com/emailscout/emailscout/services/evaluator"
 	"github.com/emailscout/emailscout/services/sender"
-	"github.com/emailscout/emailscout/services/sender/internal/probe/probetest"
 	"github.com/emersion/go-smtp"
 	"github.com/nats-io/nats.go/jetstream"
 )
@@ -44,36 +45,36 @@ func (e *env) scheduleTest(check, at string, attempt int, reason, origin string,
 	return ev
 }
 
-// storedResult is a check.result as JetStream stored it.
-type storedResult struct {
-	events.CheckResult
+// stored is a service.checked as JetStream stored it.
+type stored struct {
+	events.ServiceChecked
 	msgID string
 }
 
-// waitResults waits until n check.result events are stored and returns
-// them in stream order with their message ids.
-func (e *env) waitResults(n int) []storedResult {
+// waitObserved waits until n service.checked events are stored and
+// returns them in stream order with their message ids.
+func (e *env) waitObserved(n int) []stored {
 	e.t.Helper()
 	ctx := natstest.Context(e.t)
-	cons, err := e.js.OrderedConsumer(ctx, events.StreamName, jetstream.OrderedConsumerConfig{FilterSubjects: []string{events.SubjectCheckResult + ".>"}})
+	cons, err := e.js.OrderedConsumer(ctx, events.StreamName, jetstream.OrderedConsumerConfig{FilterSubjects: []string{events.SubjectServiceChecked + ".>"}})
 	if err != nil {
 		e.t.Fatal(err)
 	}
-	var out []storedResult
+	var out []stored
 	for len(out) < n {
 		batch, err := cons.Fetch(n-len(out), jetstream.FetchMaxWait(500*time.Millisecond))
 		if err != nil {
 			e.t.Fatal(err)
 		}
 		for msg := range batch.Messages() {
-			r, err := events.Decode[events.CheckResult](msg.Data())
+			r, err := events.Decode[events.ServiceChecked](msg.Data())
 			if err != nil {
 				e.t.Fatalf("%s: %v", msg.Subject(), err)
 			}
-			out = append(out, storedResult{r, msg.Headers().Get("Nats-Msg-Id")})
+			out = append(out, stored{r, msg.Headers().Get("Nats-Msg-Id")})
 		}
 		if ctx.Err() != nil {
-			e.t.Fatalf("%d of %d check.results before the deadline", len(out), n)
+			e.t.Fatalf("%d of %d service.checked before the deadline", len(out), n)
 		}
 	}
 	return out
@@ -163,8 +164,9 @@ func startPOP3(t testing.TB, cfg *tls.Config) *pop3Server {
 }
 
 // TestServiceCheckPerKind runs one service check of each kind against a
-// real server on loopback, over STARTTLS with a login: one check.result per
-// test, ok, with the test's routing fields, timings and TLS details.
+// real server on loopback, over STARTTLS with a login: one service.checked
+// per test, every phase passed, with the test's routing fields, timings and
+// TLS details. The verdict is the evaluator's (test/system).
 func TestServiceCheckPerKind(t *testing.T) {
 	type server struct {
 		host, port string
@@ -240,17 +242,17 @@ checks:
 				origin = newTestID(t)
 			}
 			test := e.scheduleTest(check, site, tc.attempt, tc.reason, origin, time.Minute)
-			res := e.waitResults(1)[0]
+			res := e.waitObserved(1)[0]
 
-			if res.Status != events.StatusOK || res.ErrorClass != "" || res.Phase != "" || res.Error != "" {
-				t.Fatalf("status %s class %q phase %q error %q, want ok", res.Status, res.ErrorClass, res.Phase, res.Error)
+			if res.ErrorClass != "" || res.Phase != "" || res.Error != "" {
+				t.Fatalf("class %q phase %q error %q, want every phase passed", res.ErrorClass, res.Phase, res.Error)
 			}
-			if res.msgID != "result:"+test.TestID+":1" || res.Revision != 1 {
-				t.Errorf("message id %q revision %d, want result:%s:1", res.msgID, res.Revision, test.TestID)
+			if res.msgID != "checked:"+test.TestID {
+				t.Errorf("message id %q, want checked:%s", res.msgID, test.TestID)
 			}
-			if res.TestID != test.TestID || res.CheckID != check || res.Site != site || res.Customer != "acme" || res.Kind != tc.kind ||
+			if res.TestID != test.TestID || res.CheckID != check || res.Site != site || res.Kind != tc.kind ||
 				res.Attempt != tc.attempt || res.Reason != tc.reason || res.OriginTestID != origin {
-				t.Errorf("result %+v does not repeat the test %+v", res.CheckResult, test)
+				t.Errorf("observation %+v does not repeat the test %+v", res.ServiceChecked, test)
 			}
 			if !res.StartedAt.Equal(start) || !res.FinishedAt.Equal(start) {
 				t.Errorf("started %v finished %v, want the clock's %v", res.StartedAt, res.FinishedAt, start)
@@ -268,8 +270,7 @@ checks:
 			if res.TLS == nil || !res.TLS.Verified || !res.TLS.HostnameMatch || res.TLS.Version != "TLS1.3" || tm.TLSVersion != "TLS1.3" {
 				t.Errorf("tls %+v, timings' version %q", res.TLS, tm.TLSVersion)
 			}
-			waitMetric(t, r.reg, "scout_sender_service_checks_total", map[string]string{"kind": tc.kind, "status": "ok"}, 1)
-			waitMetric(t, r.reg, "scout_sender_check_results_total", map[string]string{"kind": tc.kind, "status": "ok", "error_class": ""}, 1)
+			waitMetric(t, r.reg, "scout_sender_service_checked_total", map[string]string{"kind": tc.kind, "error_class": ""}, 1)
 			waitMetric(t, r.reg, "scout_sender_service_check_seconds", map[string]string{"kind": tc.kind}, 1)
 			if strings.Contains(r.logs.String(), tc.pw) {
 				t.Error("the password was logged")
@@ -341,10 +342,10 @@ checks:
 `, host, port, extra)
 }
 
-// TestServiceCheckMonitorErrors: a check that cannot run here is the
-// monitor's fault (monitor_error), never the customer's, and no connection
-// is made: a missing password variable, a test picked up after its
-// NotAfter.
+// TestServiceCheckMonitorErrors: a check that cannot run here is observed
+// with one of the monitor's classes (the evaluator's monitor_error), never
+// the customer's, and no connection is made: a missing password variable,
+// a test picked up after its NotAfter.
 func TestServiceCheckMonitorErrors(t *testing.T) {
 	srv := startCounting(t, 0)
 	host, port, _ := net.SplitHostPort(srv.addr)
@@ -373,38 +374,38 @@ checks:
 	}
 
 	noPW := e.scheduleTest("acme-imap", site, 1, events.ReasonInterval, "", time.Minute)
-	res := e.waitResults(1)[0]
-	if res.TestID != noPW.TestID || res.Status != events.StatusMonitorError || res.ErrorClass != sender.ClassNoPassword ||
+	res := e.waitObserved(1)[0]
+	if res.TestID != noPW.TestID || res.ErrorClass != probe.ClassNoPassword ||
 		!strings.Contains(res.Error, `check "acme-imap"`) || !strings.Contains(res.Error, "ACME_IMAP_PASSWORD") {
-		t.Errorf("result %+v, want monitor_error no_password naming the check and the variable", res.CheckResult)
+		t.Errorf("observation %+v, want no_password naming the check and the variable", res.ServiceChecked)
 	}
 
 	// Picked up a second after its send window closed (the sender was down).
 	stale := e.scheduleTest("acme-smtp", site, 1, events.ReasonInterval, "", -time.Second)
-	res = e.waitResults(2)[1]
-	if res.TestID != stale.TestID || res.Status != events.StatusMonitorError || res.ErrorClass != sender.ClassStale || res.Kind != events.KindSMTP {
-		t.Errorf("result %+v, want monitor_error stale", res.CheckResult)
+	res = e.waitObserved(2)[1]
+	if res.TestID != stale.TestID || res.ErrorClass != probe.ClassStale || res.Kind != events.KindSMTP {
+		t.Errorf("observation %+v, want stale", res.ServiceChecked)
 	}
 	if n := srv.conns.Load(); n != 0 {
 		t.Errorf("%d connections, want none", n)
 	}
-	waitMetric(t, r.reg, "scout_sender_service_checks_total", map[string]string{"kind": "imap", "status": "monitor_error"}, 1)
-	waitMetric(t, r.reg, "scout_sender_check_results_total", map[string]string{"kind": "smtp", "status": "monitor_error", "error_class": "stale"}, 1)
+	waitMetric(t, r.reg, "scout_sender_service_checked_total", map[string]string{"kind": "imap", "error_class": "no_password"}, 1)
+	waitMetric(t, r.reg, "scout_sender_service_checked_total", map[string]string{"kind": "smtp", "error_class": "stale"}, 1)
 }
 
-// TestServiceCheckRedelivery: the result cannot be published at first, so
-// the test is redelivered; the redelivery publishes the result decided
-// before without probing again, and a later duplicate delivery of the same
-// test changes nothing: one probe, one result.
+// TestServiceCheckRedelivery: the observation cannot be published at
+// first, so the test is redelivered; the redelivery publishes the
+// observation made before without probing again, and a later duplicate
+// delivery of the same test changes nothing: one probe, one observation.
 func TestServiceCheckRedelivery(t *testing.T) {
 	srv := startCounting(t, 0)
 	e := newServiceEnv(t, plainSMTPCheck(srv.addr, ""))
 	pub := &flakyPublisher{inner: e.publisherFor(), fail: 1}
 	r := e.start(serviceConfig(site), func(d *sender.Deps) { d.Publisher = pub })
 	test := e.scheduleTest("acme-smtp", site, 1, events.ReasonInterval, "", time.Minute)
-	res := e.waitResults(1)[0]
-	if res.Status != events.StatusOK || res.TestID != test.TestID {
-		t.Fatalf("result %+v", res.CheckResult)
+	res := e.waitObserved(1)[0]
+	if res.ErrorClass != "" || res.TestID != test.TestID {
+		t.Fatalf("observation %+v", res.ServiceChecked)
 	}
 	waitMetric(t, r.reg, "scout_consumer_messages_total", map[string]string{"outcome": "nak"}, 1)
 	waitMetric(t, r.reg, "scout_consumer_messages_total", map[string]string{"outcome": "ack"}, 1)
@@ -416,42 +417,31 @@ func TestServiceCheckRedelivery(t *testing.T) {
 	if n := srv.conns.Load(); n != 1 {
 		t.Errorf("%d probes, want 1", n)
 	}
-	if n := e.count(events.SubjectCheckResult + ".>"); n != 1 {
-		t.Errorf("%d check.results stored, want 1", n)
+	if n := e.count(events.SubjectServiceChecked + ".>"); n != 1 {
+		t.Errorf("%d service.checked stored, want 1", n)
 	}
 	if pub.calls() != 3 {
 		t.Errorf("%d publish calls, want 3 (a failure, the retry, the duplicate)", pub.calls())
 	}
-	waitMetric(t, r.reg, "scout_sender_service_checks_total", map[string]string{"kind": "smtp", "status": "ok"}, 1)
-	waitMetric(t, r.reg, "scout_sender_check_results_total", map[string]string{"kind": "smtp", "status": "ok"}, 1)
+	waitMetric(t, r.reg, "scout_sender_service_checked_total", map[string]string{"kind": "smtp", "error_class": ""}, 1)
 }
 
-// TestServiceCheckSlow: a check whose whole dialogue takes the check's
-// slow threshold or longer is "slow" (a warning); below it, "ok". The
-// server's greeting delay is a lower bound of the dialogue's time.
-func TestServiceCheckSlow(t *testing.T) {
-	for _, tc := range []struct {
-		name   string
-		delay  time.Duration
-		slow   string
-		status string
-	}{
-		{"above slow", 60 * time.Millisecond, "30ms", events.StatusSlow},
-		{"below slow", 0, "10s", events.StatusOK},
-	} {
-		t.Run(tc.name, func(t *testing.T) {
-			srv := startCounting(t, tc.delay)
-			e := newServiceEnv(t, plainSMTPCheck(srv.addr, "slow: "+tc.slow+"\n    timeout: 20s"))
-			e.start(serviceConfig(site), nil)
-			e.scheduleTest("acme-smtp", site, 1, events.ReasonInterval, "", time.Minute)
-			res := e.waitResults(1)[0]
-			if res.Status != tc.status || res.ErrorClass != "" {
-				t.Errorf("status %s class %q total_ms %v, want %s", res.Status, res.ErrorClass, res.Timings.TotalMS, tc.status)
-			}
-			if res.Timings.GreetingMS < float64(tc.delay.Milliseconds()) {
-				t.Errorf("greeting_ms %v below the server's delay %v", res.Timings.GreetingMS, tc.delay)
-			}
-		})
+// TestServiceCheckTimings: the dialogue's timings are what the server
+// made them: its greeting delay is a lower bound of greeting_ms and of the
+// whole dialogue's total_ms (the evaluator calls a check slow from
+// total_ms).
+func TestServiceCheckTimings(t *testing.T) {
+	delay := 60 * time.Millisecond
+	srv := startCounting(t, delay)
+	e := newServiceEnv(t, plainSMTPCheck(srv.addr, "slow: 30ms\n    timeout: 20s"))
+	e.start(serviceConfig(site), nil)
+	e.scheduleTest("acme-smtp", site, 1, events.ReasonInterval, "", time.Minute)
+	res := e.waitObserved(1)[0]
+	if res.ErrorClass != "" {
+		t.Fatalf("class %q: %s", res.ErrorClass, res.Error)
+	}
+	if res.Timings.GreetingMS < float64(delay.Milliseconds()) || res.Timings.TotalMS < res.Timings.GreetingMS {
+		t.Errorf("greeting_ms %v total_ms %v, want both at least the server's delay %v", res.Timings.GreetingMS, res.Timings.TotalMS, delay)
 	}
 }
 

@@ -50,7 +50,7 @@ import (
 
 	"github.com/emailscout/emailscout/pkg/checks"
 	"github.com/emailscout/emailscout/pkg/events"
-	"github.com/emailscout/emailscout/services/sender/internal/probe"
+	"github.com/emailscout/emailscout/pkg/probe"
 )
 
 // maxReplyLines bounds the lines of one reply (see also probe.MaxRead).

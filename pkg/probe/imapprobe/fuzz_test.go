@@ -5,8 +5,8 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/emailscout/emailscout/services/sender/internal/probe"
-	"github.com/emailscout/emailscout/services/sender/internal/probe/probetest"
+	"github.com/emailscout/emailscout/pkg/probe"
+	"github.com/emailscout/emailscout/pkg/probe/probetest"
 )
 
 // FuzzPlainDialogue feeds any bytes as a server's greeting and its answer

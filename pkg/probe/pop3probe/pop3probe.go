@@ -1,6 +1,6 @@
 // Package pop3probe checks a POP3 service (RFC 1939) with STLS (RFC 2595)
 // or implicit TLS (RFC 8314), using the strict client of package
-// services/sender/internal/pop3, and optionally logs in and reads the
+// pkg/probe/pop3, and optionally logs in and reads the
 // maildrop's size.
 //
 // The dialogue, phase by phase (probe.Phase*), on a fresh connection each
@@ -37,8 +37,8 @@ import (
 	"github.com/emailscout/emailscout/pkg/checks"
 	"github.com/emailscout/emailscout/pkg/events"
 	"github.com/emailscout/emailscout/pkg/fault"
-	"github.com/emailscout/emailscout/services/sender/internal/pop3"
-	"github.com/emailscout/emailscout/services/sender/internal/probe"
+	"github.com/emailscout/emailscout/pkg/probe"
+	"github.com/emailscout/emailscout/pkg/probe/pop3"
 )
 
 // Maildrop is the Mailbox.Name reported for the POP3 maildrop.

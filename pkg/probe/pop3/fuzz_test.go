@@ -5,7 +5,7 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/emailscout/emailscout/services/sender/internal/probe/probetest"
+	"github.com/emailscout/emailscout/pkg/probe/probetest"
 )
 
 // FuzzSession feeds any bytes as a server's side of a whole session

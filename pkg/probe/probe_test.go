@@ -15,13 +15,18 @@ import (
 	"github.com/emailscout/emailscout/pkg/mailtest"
 )
 
-func TestStatus(t *testing.T) {
+// TestStatusOf: the verdict table of the package documentation, the
+// monitor's own classes included.
+func TestStatusOf(t *testing.T) {
 	cases := map[string]string{
 		"":                events.StatusOK,
 		ClassCertExpiring: events.StatusDegraded,
 		ClassTemporary:    events.StatusDegraded,
 		ClassTimeout:      events.StatusTimeout,
 		ClassMonitor:      events.StatusMonitorError,
+		ClassStale:        events.StatusMonitorError,
+		ClassNoPassword:   events.StatusMonitorError,
+		ClassBadTarget:    events.StatusMonitorError,
 		ClassRefused:      events.StatusFailed,
 		ClassProtocol:     events.StatusFailed,
 		ClassTLS:          events.StatusFailed,
@@ -30,41 +35,13 @@ func TestStatus(t *testing.T) {
 	}
 	for class, want := range cases {
 		t.Run(class, func(t *testing.T) {
+			if got := StatusOf(class); got != want {
+				t.Errorf("StatusOf = %q, want %q", got, want)
+			}
 			if got := (Result{Class: class}).Status(); got != want {
-				t.Errorf("Status = %q, want %q", got, want)
+				t.Errorf("Result.Status = %q, want %q", got, want)
 			}
 		})
-	}
-}
-
-func TestCheckResult(t *testing.T) {
-	r := Result{
-		Protocol: events.KindSMTP,
-		Addr:     "mx.acme.example:25",
-		Timings:  events.Timings{ConnectMS: 1.5, GreetingMS: 2, TotalMS: 9},
-		TLS:      &events.TLSInfo{Version: "TLS1.3", DaysLeft: 40, Verified: true, HostnameMatch: true},
-		Reply:    &events.SMTPReply{Code: 554, Enhanced: "5.7.1", Text: "Service unavailable"},
-		Class:    ClassRefused,
-		Phase:    PhaseCapabilities,
-		Err:      errors.New(`capabilities: the server replied "554 5.7.1 Service unavailable"`),
-	}
-	base := events.CheckResult{V: 1, TestID: "t1", CheckID: "acme-mx", Site: "eu-west", Attempt: 1, Customer: "acme",
-		StartedAt: time.Unix(1000, 0), FinishedAt: time.Unix(1001, 0)}
-	cr := r.CheckResult(base)
-	if cr.Status != events.StatusFailed || cr.Phase != PhaseCapabilities || cr.ErrorClass != ClassRefused ||
-		cr.Reply != r.Reply || cr.TLS != r.TLS || cr.Timings != r.Timings || cr.Kind != events.KindSMTP ||
-		cr.Target != "mx.acme.example:25" || !strings.Contains(cr.Error, "554 5.7.1") {
-		t.Errorf("check result = %+v", cr)
-	}
-	if cr.TestID != "t1" || cr.Site != "eu-west" || cr.Customer != "acme" || !cr.StartedAt.Equal(base.StartedAt) {
-		t.Errorf("routing fields not kept: %+v", cr)
-	}
-	if err := cr.Validate(); err != nil {
-		t.Errorf("Validate: %v", err)
-	}
-	ok := Result{Protocol: events.KindIMAP}.CheckResult(events.CheckResult{Kind: events.KindIMAP, Error: "stale"})
-	if ok.Status != events.StatusOK || ok.Error != "" || ok.ErrorClass != "" {
-		t.Errorf("ok result = %+v", ok)
 	}
 }
 

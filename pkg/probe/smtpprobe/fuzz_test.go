@@ -6,8 +6,8 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/emailscout/emailscout/services/sender/internal/probe"
-	"github.com/emailscout/emailscout/services/sender/internal/probe/probetest"
+	"github.com/emailscout/emailscout/pkg/probe"
+	"github.com/emailscout/emailscout/pkg/probe/probetest"
 )
 
 // FuzzReadReply feeds any bytes as a server's replies (RFC 5321 section

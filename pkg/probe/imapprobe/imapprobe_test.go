@@ -17,8 +17,8 @@ import (
 	"github.com/emailscout/emailscout/pkg/checks"
 	"github.com/emailscout/emailscout/pkg/events"
 	"github.com/emailscout/emailscout/pkg/mailtest"
-	"github.com/emailscout/emailscout/services/sender/internal/probe"
-	"github.com/emailscout/emailscout/services/sender/internal/probe/probetest"
+	"github.com/emailscout/emailscout/pkg/probe"
+	"github.com/emailscout/emailscout/pkg/probe/probetest"
 )
 
 // script is a scripted IMAP server.

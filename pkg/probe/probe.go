@@ -40,6 +40,15 @@ const (
 	ClassMonitor      = "monitor"
 )
 
+// Classes of a service check the monitor could not run at all, decided by
+// the sender before any dialogue; like ClassMonitor they are
+// events.StatusMonitorError, never the customer's fault.
+const (
+	ClassStale      = "stale"       // picked up after its send window: not run
+	ClassNoPassword = "no_password" // the variable named by password_env is unset or empty
+	ClassBadTarget  = "probe_build" // the check's target cannot be probed
+)
+
 // Resolver looks host names up; *net.Resolver implements it.
 type Resolver interface {
 	LookupNetIP(ctx context.Context, network, host string) ([]netip.Addr, error)
@@ -177,40 +186,25 @@ const (
 	MaxReplyLen = 1024
 )
 
-// Status maps the result to events.StatusOK, StatusDegraded, StatusTimeout,
-// StatusFailed or StatusMonitorError (see the package documentation).
-func (r Result) Status() string {
-	switch r.Class {
+// Status is StatusOf(r.Class).
+func (r Result) Status() string { return StatusOf(r.Class) }
+
+// StatusOf maps an error class to the status of the attempt, before the
+// slow threshold (see the package documentation): "" is events.StatusOK,
+// cert_expiring and temporary StatusDegraded, timeout StatusTimeout, the
+// monitor's classes (monitor, stale, no_password, probe_build)
+// StatusMonitorError, any other class StatusFailed. It is the table the
+// evaluator makes service-check verdicts with, and `scout check` shows.
+func StatusOf(class string) string {
+	switch class {
 	case "":
 		return events.StatusOK
 	case ClassCertExpiring, ClassTemporary:
 		return events.StatusDegraded
 	case ClassTimeout:
 		return events.StatusTimeout
-	case ClassMonitor:
+	case ClassMonitor, ClassStale, ClassNoPassword, ClassBadTarget:
 		return events.StatusMonitorError
 	}
 	return events.StatusFailed
-}
-
-// CheckResult returns base (whose routing fields, test id, attempt and
-// times the caller fills) with the probe's Status, Phase, Timings, TLS,
-// Reply, ErrorClass, Error and Target set; Kind is set from the protocol
-// when base has none.
-func (r Result) CheckResult(base events.CheckResult) events.CheckResult {
-	base.Status = r.Status()
-	base.Phase = r.Phase
-	base.Timings = r.Timings
-	base.TLS = r.TLS
-	base.Reply = r.Reply
-	base.ErrorClass = r.Class
-	base.Error = ""
-	if r.Err != nil {
-		base.Error = r.Err.Error()
-	}
-	base.Target = r.Addr
-	if base.Kind == "" {
-		base.Kind = r.Protocol
-	}
-	return base
 }

@@ -15,7 +15,8 @@
 // connect, greeting, tls, capabilities, auth, mailbox, total), the TLS
 // session and peer certificate (events.TLSInfo; nil unless a handshake
 // completed), the server's replies in order, the phase that failed and an
-// error class. Result.Status maps the class to an events.Status* value:
+// error class. StatusOf maps the class to an events.Status* value (the
+// evaluator makes the verdict with it, adding the slow threshold):
 //
 //	""              ok        every phase answered as expected
 //	cert_expiring   degraded  the certificate verifies but expires within cert_warning_days
@@ -30,6 +31,6 @@
 //	cert_invalid    failed    the certificate does not verify or does not name the host
 //	auth            failed    the login was rejected or cannot be attempted safely
 //	monitor         monitor_error  the monitor could not run the probe (cancelled, bad target)
-//
-// Result.CheckResult copies a Result into an events.CheckResult.
+//	stale, no_password, probe_build
+//	                monitor_error  the sender could not run the check (ClassStale, ...)
 package probe

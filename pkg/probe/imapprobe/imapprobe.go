@@ -67,7 +67,7 @@ import (
 
 	"github.com/emailscout/emailscout/pkg/checks"
 	"github.com/emailscout/emailscout/pkg/events"
-	"github.com/emailscout/emailscout/services/sender/internal/probe"
+	"github.com/emailscout/emailscout/pkg/probe"
 	"github.com/emersion/go-imap/v2"
 	"github.com/emersion/go-imap/v2/imapclient"
 )

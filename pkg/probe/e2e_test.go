@@ -7,7 +7,7 @@
 // privileges to their own users) and the postfix, dovecot-imapd and
 // dovecot-pop3d packages:
 //
-//	go test -race -tags e2e -run E2E ./services/sender/internal/probe/
+//	go test -race -tags e2e -run E2E ./pkg/probe/
 package probe_test
 
 import (
@@ -30,11 +30,11 @@ import (
 	"github.com/emailscout/emailscout/pkg/checks"
 	"github.com/emailscout/emailscout/pkg/events"
 	"github.com/emailscout/emailscout/pkg/mailtest"
-	"github.com/emailscout/emailscout/services/sender/internal/probe"
-	"github.com/emailscout/emailscout/services/sender/internal/probe/imapprobe"
-	"github.com/emailscout/emailscout/services/sender/internal/probe/pop3probe"
-	"github.com/emailscout/emailscout/services/sender/internal/probe/probetest"
-	"github.com/emailscout/emailscout/services/sender/internal/probe/smtpprobe"
+	"github.com/emailscout/emailscout/pkg/probe"
+	"github.com/emailscout/emailscout/pkg/probe/imapprobe"
+	"github.com/emailscout/emailscout/pkg/probe/pop3probe"
+	"github.com/emailscout/emailscout/pkg/probe/probetest"
+	"github.com/emailscout/emailscout/pkg/probe/smtpprobe"
 )
 
 // dir makes a directory that the daemons' unprivileged users can enter.
