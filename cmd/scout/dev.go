@@ -193,7 +193,7 @@ func runDev(ctx context.Context, o devOptions, stdout io.Writer) error {
 	fmt.Fprintf(stdout, "Email Scout dev: %d checks at %d sites (%s); NATS %s; logs %s\n",
 		len(f.Checks), len(f.AllSites()), strings.Join(f.AllSites(), ", "), ns.ClientURL(), logPath)
 	for _, c := range f.Checks {
-		bound := c.Interval + c.Timeout + c.RetryDelay + c.Timeout
+		bound := c.DetectionBound()
 		where := c.Target
 		if c.Kind != events.KindRoundTrip {
 			where = c.Kind + " " + c.Where() + " (" + c.Service.TLS + ")"
@@ -334,10 +334,10 @@ func (w *devWorld) run(ctx context.Context) error {
 		if err != nil {
 			return err
 		}
-		r, err := receiver.New(receiver.Config{
-			Site: site, Mode: receiver.ModeSMTP, Listen: ln.Addr().String(), ReturnAddresses: []string{returnAddress(site)}, ProbeKeys: receiver.Secret(w.keys),
-			MaxBytes: 262144, MaxAge: 48 * time.Hour, Timeout: time.Minute, StoreTimeout: 10 * time.Second,
-		}, receiver.Deps{Checks: w.checks, Publisher: pub, Keyring: keyring, Listener: ln, Logger: w.log, Registerer: w.reg, Health: w.health})
+		rcfg := receiver.Defaults()
+		rcfg.Site, rcfg.Listen, rcfg.ReturnAddresses, rcfg.ProbeKeys = site, ln.Addr().String(), []string{returnAddress(site)}, receiver.Secret(w.keys)
+		rcfg.Timeout = time.Minute // the demo server's sessions
+		r, err := receiver.New(rcfg, receiver.Deps{Checks: w.checks, Publisher: pub, Keyring: keyring, Listener: ln, Logger: w.log, Registerer: w.reg, Health: w.health})
 		if err != nil {
 			return err
 		}
@@ -374,25 +374,29 @@ func (w *devWorld) run(ctx context.Context) error {
 			}
 			deps.LookupEnv, deps.ServiceRootCAs, deps.ServiceResolver = w.services.lookupEnv(getenv), w.services.pool, demoResolver{}
 		}
-		s, err := sender.New(sender.Config{
-			Site: site, ReturnAddress: returnAddress(site), ProbeKeys: sender.Secret(w.keys),
-			Delivery: sender.DeliveryRelay, RelayAddr: demo.addr(), RelayTLS: "none",
-			HeloName: site + ".scout.test", MXPort: 25, SubmitTimeout: 10 * time.Second, Workers: 8,
-		}, deps)
+		scfg := sender.Defaults()
+		scfg.Site, scfg.ReturnAddress, scfg.ProbeKeys = site, returnAddress(site), sender.Secret(w.keys)
+		scfg.RelayAddr, scfg.RelayTLS, scfg.HeloName = demo.addr(), "none", site+".scout.test" // the demo server on loopback
+		scfg.SubmitTimeout = 10 * time.Second
+		s, err := sender.New(scfg, deps)
 		if err != nil {
 			return err
 		}
 		g.Go(func() error { return s.Run(ctx) })
 	}
 	if !w.bench {
-		sch, err := scheduler.New(scheduler.Config{}, scheduler.Deps{Checks: w.checks, Publisher: pub, Logger: w.log,
+		sch, err := scheduler.New(scheduler.Defaults(), scheduler.Deps{Checks: w.checks, Publisher: pub, Logger: w.log,
 			Registerer: w.reg})
 		if err != nil {
 			return err
 		}
 		g.Go(func() error { return sch.Run(ctx) })
 	}
-	ev, err := evaluator.New(evaluator.Config{SubmitGrace: 5 * time.Second, Settle: 500 * time.Millisecond, Workers: 8, Failover: 5 * time.Second},
+	// Shorter than production: one process, so nothing is far away, and
+	// a restarted `scout dev` takes its consumer over sooner.
+	ecfg := evaluator.Defaults()
+	ecfg.SubmitGrace, ecfg.Settle, ecfg.Failover = 5*time.Second, 500*time.Millisecond, 5*time.Second
+	ev, err := evaluator.New(ecfg,
 		evaluator.Deps{Checks: w.checks, JS: w.js, Logger: w.log, Health: w.health,
 			Registerer: w.reg})
 	if err != nil {
@@ -400,8 +404,12 @@ func (w *devWorld) run(ctx context.Context) error {
 	}
 	g.Go(func() error { return ev.Run(ctx) })
 	if !w.bench {
-		nt, err := notifier.New(notifier.Config{Env: "dev", MaxAttempts: 3, RetryFor: time.Minute, RetryInitial: time.Second,
-			RetryMax: 5 * time.Second, SendTimeout: 5 * time.Second, Lease: time.Minute, OpenWait: 30 * time.Second, Workers: 2},
+		ncfg := notifier.Defaults()
+		ncfg.Env = notifier.EnvDev
+		// The log provider answers at once: short retries and waits.
+		ncfg.MaxAttempts, ncfg.RetryFor, ncfg.RetryInitial, ncfg.RetryMax = 3, time.Minute, time.Second, 5*time.Second
+		ncfg.SendTimeout, ncfg.Lease, ncfg.OpenWait, ncfg.Workers = 5*time.Second, time.Minute, 30*time.Second, 2
+		nt, err := notifier.New(ncfg,
 			notifier.Deps{Checks: w.checks, JS: w.js, Provider: notifier.NewLogProvider(w.out.smsWriter()), Logger: w.log,
 				Health: w.health, Registerer: w.reg})
 		if err != nil {

@@ -2,7 +2,6 @@ package main
 
 import (
 	"log/slog"
-	"time"
 
 	"github.com/emailscout/emailscout/internal/platform"
 	"github.com/emailscout/emailscout/services/recorder"
@@ -11,8 +10,9 @@ import (
 )
 
 // newDevRecorder runs the recorder in-process for --clickhouse, with its
-// defaults (batches of up to 1000 rows or 2s).
+// defaults (recorder.Defaults: batches of up to 1000 rows or 2s).
 func newDevRecorder(dsn string, js jetstream.JetStream, log *slog.Logger, reg prometheus.Registerer, h *platform.Health) (platform.Component, error) {
-	return recorder.New(recorder.Config{DSN: dsn, BatchSize: 1000, BatchWait: 2 * time.Second, TTLDays: 400, MaxBackoff: 30 * time.Second},
-		recorder.Deps{JS: js, Health: h, Logger: log, Registerer: reg})
+	cfg := recorder.Defaults()
+	cfg.DSN = dsn
+	return recorder.New(cfg, recorder.Deps{JS: js, Health: h, Logger: log, Registerer: reg})
 }

@@ -200,6 +200,17 @@ func (c *Check) SendWindow() time.Duration {
 	return min(max(c.Interval/4, time.Second), 2*time.Minute)
 }
 
+// DetectionBound is the longest an outage that begins right after a good
+// test stays untold (docs/evaluation.md, section 5): the next regular test
+// starts one interval later and times out, then each of the Retries
+// confirmations waits RetryDelay and times out in turn. The confirmation
+// fan-out keeps the bound with several sites; the evaluator's settle (1s
+// by default) comes on top. With the defaults: 20m + 10m + 1 × (30s +
+// 10m) = 40m30s.
+func (c *Check) DetectionBound() time.Duration {
+	return c.Interval + c.Timeout + time.Duration(c.Retries)*(c.RetryDelay+c.Timeout)
+}
+
 // Phase is the check's stable offset within its interval: tests of
 // different checks spread over the interval instead of all starting at :00.
 // It depends only on the check id (FNV-1a), so every scheduler replica

@@ -283,3 +283,27 @@ func TestLive(t *testing.T) {
 	default:
 	}
 }
+
+// TestDetectionBound: the defaults' 40m30s (docs/evaluation.md, section
+// 5), and the bound's parts.
+func TestDetectionBound(t *testing.T) {
+	f, err := Parse("checks.yaml", []byte(`
+sites: [a]
+checks:
+  - {id: defaults, customer: acme, kind: roundtrip, target: p@acme.example}
+  - {id: no-retry, customer: acme, kind: roundtrip, target: p@acme.example, retries: 0}
+  - {id: three, customer: acme, kind: roundtrip, target: p@acme.example, interval: 5m, timeout: 2m, slow: 1m, retry_delay: 10s, retries: 3}
+`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for id, want := range map[string]time.Duration{
+		"defaults": 40*time.Minute + 30*time.Second,
+		"no-retry": 30 * time.Minute,
+		"three":    5*time.Minute + 2*time.Minute + 3*(10*time.Second+2*time.Minute),
+	} {
+		if got := f.Lookup(id).DetectionBound(); got != want {
+			t.Errorf("%s: DetectionBound() = %v, want %v", id, got, want)
+		}
+	}
+}

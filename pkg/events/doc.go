@@ -13,14 +13,19 @@
 //	test.scheduled.<site>.<check>     scheduler, evaluator -> sender, evaluator
 //	mail.sent.<site>.<check>          sender   -> evaluator
 //	mail.returned.<site>.<check>      receiver -> evaluator
-//	check.timeout.<site>.<check>      evaluator -> recorder
-//	check.result.<site>.<check>       evaluator, sender -> evaluator, recorder
+//	service.checked.<site>.<check>    sender   -> evaluator
+//	check.timeout.<site>.<check>      evaluator -> evaluator
+//	check.result.<site>.<check>       evaluator -> recorder
 //	incident.open.<check>             evaluator -> notifier, recorder
 //	incident.resolved.<check>         evaluator -> notifier, recorder
 //	notification.sent.<check>         notifier -> recorder
 //	notification.failed.<check>       notifier -> recorder
 //	notification.suppressed.<check>   notifier -> recorder
-//	monitor.health.<site>             evaluator -> recorder, platform alerts
+//	monitor.health.<site>             evaluator -> stream only (metrics carry it to alerts)
+//
+// catalog.go lists every subject name with its routing; NamesOf gives the
+// names of an event type, which consumers' routers subscribe to
+// (docs/architecture.md, "Subjects").
 //
 // Site names and check ids are restricted to [a-z0-9_-] (see ValidToken) so
 // that they can never add or hide a subject token.

@@ -85,12 +85,9 @@ func SenderConsumer(site string) ConsumerDef {
 
 // EvaluatorConsumer is the evaluator's consumer: every event that moves an
 // attempt or a verdict. It is pinned to one evaluator replica at a time, so
-// that verdict state has one writer; pinnedTTL is the failover time (zero
-// means 30s).
+// that verdict state has one writer; pinnedTTL is the failover time
+// (SCOUT_EVALUATOR_FAILOVER, positive).
 func EvaluatorConsumer(pinnedTTL time.Duration) ConsumerDef {
-	if pinnedTTL <= 0 {
-		pinnedTTL = 30 * time.Second
-	}
 	return ConsumerDef{
 		PriorityGroup: "evaluator",
 		PinnedTTL:     pinnedTTL,

@@ -36,11 +36,11 @@ import (
 type Config struct {
 	// SubmitGrace: a test whose sender reported nothing this long after its
 	// send window closed (TestScheduled.NotAfter) is a monitor_error.
-	SubmitGrace time.Duration `env:"SCOUT_EVALUATOR_SUBMIT_GRACE" envDefault:"2m"`
+	SubmitGrace time.Duration `env:"SCOUT_EVALUATOR_SUBMIT_GRACE" envDefault:"2m" zero:"setting"`
 	// Settle: a return deadline fires this long after the timeout, so that
 	// a probe received just in time but still on its way into the stream is
 	// counted as returned.
-	Settle time.Duration `env:"SCOUT_EVALUATOR_SETTLE" envDefault:"1s"`
+	Settle time.Duration `env:"SCOUT_EVALUATOR_SETTLE" envDefault:"1s" zero:"setting"`
 	// Workers handle events in parallel, one check per worker at a time.
 	Workers int `env:"SCOUT_EVALUATOR_WORKERS" envDefault:"8"`
 	// Failover is how long a standby replica waits before it takes over
@@ -51,6 +51,10 @@ type Config struct {
 	AttemptTTL time.Duration `env:"SCOUT_EVALUATOR_ATTEMPT_TTL" envDefault:"48h"`
 }
 
+// Defaults is the configuration of an empty environment (the envDefault
+// tags above: the one place the defaults are written).
+func Defaults() Config { return platform.Defaults[Config]() }
+
 // Validate reports settings that can never work, naming their variables.
 func (c Config) Validate() error {
 	var errs []error
@@ -60,11 +64,14 @@ func (c Config) Validate() error {
 	if c.SubmitGrace < 0 {
 		errs = append(errs, fmt.Errorf("SCOUT_EVALUATOR_SUBMIT_GRACE=%v must not be negative", c.SubmitGrace))
 	}
-	if c.Failover < 0 {
-		errs = append(errs, fmt.Errorf("SCOUT_EVALUATOR_FAILOVER=%v must not be negative", c.Failover))
+	if c.Failover <= 0 {
+		errs = append(errs, fmt.Errorf("SCOUT_EVALUATOR_FAILOVER=%v must be positive", c.Failover))
 	}
-	if c.Workers < 0 {
-		errs = append(errs, fmt.Errorf("SCOUT_EVALUATOR_WORKERS=%d must not be negative", c.Workers))
+	if c.Workers < 1 {
+		errs = append(errs, fmt.Errorf("SCOUT_EVALUATOR_WORKERS=%d must be at least 1", c.Workers))
+	}
+	if c.AttemptTTL <= 0 {
+		errs = append(errs, fmt.Errorf("SCOUT_EVALUATOR_ATTEMPT_TTL=%v must be positive", c.AttemptTTL))
 	}
 	return errors.Join(errs...)
 }
@@ -95,7 +102,8 @@ type Evaluator struct {
 	timers *timers
 }
 
-// New validates cfg and deps. It does not touch NATS; Run does.
+// New fills cfg's zero fields with the defaults, validates cfg and deps.
+// It does not touch NATS; Run does.
 func New(cfg Config, deps Deps) (*Evaluator, error) {
 	if deps.Checks == nil || deps.JS == nil {
 		return nil, errors.New("evaluator: Checks and JS are required")
@@ -109,12 +117,7 @@ func New(cfg Config, deps Deps) (*Evaluator, error) {
 	if deps.Publisher == nil {
 		deps.Publisher = platform.JetStreamPublisher{JS: deps.JS}
 	}
-	if cfg.Workers <= 0 {
-		cfg.Workers = 8
-	}
-	if cfg.AttemptTTL <= 0 {
-		cfg.AttemptTTL = 48 * time.Hour
-	}
+	platform.FillDefaults(&cfg)
 	if err := cfg.Validate(); err != nil {
 		return nil, fmt.Errorf("evaluator: %w", err)
 	}
@@ -132,14 +135,8 @@ func New(cfg Config, deps Deps) (*Evaluator, error) {
 // Run binds the consumer, loads and watches the timers, and handles events
 // until ctx ends.
 func (e *Evaluator) Run(ctx context.Context) error {
-	r := platform.NewRouter()
-	platform.On(r, e.onScheduled)
-	platform.On(r, e.onSent)
-	platform.On(r, e.onReturned)
-	platform.On(r, e.onTimeout)
-	platform.On(r, e.onServiceChecked)
 	cons, err := platform.NewConsumer(platform.ConsumerConfig{
-		Def: events.EvaluatorConsumer(e.cfg.Failover), Router: r, Workers: e.cfg.Workers, Key: platform.KeyByCheck,
+		Def: events.EvaluatorConsumer(e.cfg.Failover), Router: e.router(), Workers: e.cfg.Workers, Key: platform.KeyByCheck,
 	}, platform.ConsumerDeps{JS: e.deps.JS, Logger: e.log, Registerer: e.deps.Registerer, Health: e.deps.Health})
 	if err != nil {
 		return err
@@ -188,6 +185,22 @@ func (e *Evaluator) Run(ctx context.Context) error {
 	g.Go(afterTimers(cons.Run))
 	return g.Wait()
 }
+
+// router routes every event that moves an attempt or a verdict to its
+// handler.
+func (e *Evaluator) router() *platform.Router {
+	r := platform.NewRouter()
+	platform.On(r, e.onScheduled)
+	platform.On(r, e.onSent)
+	platform.On(r, e.onReturned)
+	platform.On(r, e.onTimeout)
+	platform.On(r, e.onServiceChecked)
+	return r
+}
+
+// Consumes returns the subject names the evaluator consumes (its router's),
+// for the contract tests of test/contract.
+func Consumes() []string { return (&Evaluator{}).router().Names() }
 
 // NextTimer reports the earliest armed deadline or retest of this replica
 // (false when none is armed or Run has not loaded the timers yet).

@@ -3,11 +3,12 @@ package notifier
 import (
 	"errors"
 	"fmt"
-	"github.com/emailscout/emailscout/internal/platform"
 	"io"
 	"log/slog"
 	"net/http"
 	"time"
+
+	"github.com/emailscout/emailscout/internal/platform"
 
 	"github.com/emailscout/emailscout/services/notifier/internal/logsms"
 	"github.com/emailscout/emailscout/services/notifier/internal/twilio"
@@ -93,30 +94,9 @@ type Config struct {
 	Workers int `env:"SCOUT_NOTIFIER_WORKERS" envDefault:"4"`
 }
 
-// withDefaults fills zero values with the defaults above.
-func (c Config) withDefaults() Config {
-	def := func(v *time.Duration, d time.Duration) {
-		if *v == 0 {
-			*v = d
-		}
-	}
-	if c.Env == "" {
-		c.Env = EnvProduction
-	}
-	if c.MaxAttempts == 0 {
-		c.MaxAttempts = 5
-	}
-	if c.Workers == 0 {
-		c.Workers = 4
-	}
-	def(&c.RetryFor, 10*time.Minute)
-	def(&c.RetryInitial, 5*time.Second)
-	def(&c.RetryMax, 2*time.Minute)
-	def(&c.SendTimeout, 15*time.Second)
-	def(&c.Lease, 5*time.Minute)
-	def(&c.OpenWait, 10*time.Minute)
-	return c
-}
+// Defaults is the configuration of an empty environment (the envDefault
+// tags above: the one place the defaults are written).
+func Defaults() Config { return platform.Defaults[Config]() }
 
 // Validate reports every problem, naming the variable.
 func (c Config) Validate() error {
@@ -172,7 +152,7 @@ type ProviderDeps struct {
 //   - log: prints each message to d.Stdout; refused in production.
 //   - webhook: JSON POST to SCOUT_NOTIFIER_WEBHOOK_URL.
 func NewProvider(cfg Config, d ProviderDeps) (Provider, error) {
-	cfg = cfg.withDefaults()
+	platform.FillDefaults(&cfg)
 	if d.Logger == nil {
 		d.Logger = slog.New(slog.DiscardHandler)
 	}

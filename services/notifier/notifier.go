@@ -112,7 +112,7 @@ var errBusy = errors.New("busy")
 // New checks cfg and deps and returns a Notifier. Zero fields of cfg take
 // their defaults (see Config).
 func New(cfg Config, deps Deps) (*Notifier, error) {
-	cfg = cfg.withDefaults()
+	platform.FillDefaults(&cfg)
 	if err := cfg.Validate(); err != nil {
 		return nil, err
 	}
@@ -160,13 +160,23 @@ func New(cfg Config, deps Deps) (*Notifier, error) {
 	}
 	n := &Notifier{
 		cfg: cfg, deps: deps, metrics: m,
-		log:    deps.Logger.With("component", "notifier", "provider", deps.Provider.Name(), "replica", deps.ReplicaID),
-		router: platform.NewRouter(),
+		log: deps.Logger.With("component", "notifier", "provider", deps.Provider.Name(), "replica", deps.ReplicaID),
 	}
-	platform.On(n.router, n.onOpen)
-	platform.On(n.router, n.onResolved)
+	n.router = n.newRouter()
 	return n, nil
 }
+
+// newRouter routes incident transitions to their handlers.
+func (n *Notifier) newRouter() *platform.Router {
+	r := platform.NewRouter()
+	platform.On(r, n.onOpen)
+	platform.On(r, n.onResolved)
+	return r
+}
+
+// Consumes returns the subject names the notifier consumes (its router's),
+// for the contract tests of test/contract.
+func Consumes() []string { return (&Notifier{}).newRouter().Names() }
 
 // Run binds the notifier consumer and handles incident transitions until
 // ctx ends. A message waiting for a retry when ctx ends gives its receipt

@@ -258,7 +258,7 @@ func (h *harness) advanceUntil(what string, cond func() bool) {
 		}
 		wctx, cancel := context.WithTimeout(h.ctx, 20*time.Millisecond)
 		if h.clock.BlockUntilContext(wctx, 1) == nil {
-			h.clock.Advance(testConfig().withDefaults().RetryMax) // every backoff is at most RetryMax
+			h.clock.Advance(withDefaults(testConfig()).RetryMax) // every backoff is at most RetryMax
 		}
 		cancel()
 	}
@@ -864,4 +864,10 @@ func BenchmarkHandleOpen(b *testing.B) {
 	if got := len(fake.Created()); got != i {
 		b.Fatalf("%d SMS for %d incidents", got, i)
 	}
+}
+
+// withDefaults is cfg as New sees it.
+func withDefaults(cfg Config) Config {
+	platform.FillDefaults(&cfg)
+	return cfg
 }

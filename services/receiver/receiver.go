@@ -129,6 +129,7 @@ type Receiver struct {
 // Run; Run must be called to serve and release the listener. In IMAP mode
 // it prepares the mailbox watcher; Run connects.
 func New(cfg Config, deps Deps) (*Receiver, error) {
+	platform.FillDefaults(&cfg)
 	if err := cfg.Validate(); err != nil {
 		return nil, err
 	}

@@ -14,8 +14,9 @@ import (
 )
 
 // Config configures the recorder (environment variables in
-// docs/configuration.md). Zero values take the defaults shown in the
-// envDefault tags, so that `scout dev` can set DSN alone.
+// docs/configuration.md). New fills zero values with the defaults of the
+// envDefault tags (TTLDays 0 is a setting: keep everything), so that
+// `scout dev` can set DSN alone.
 type Config struct {
 	// DSN is the ClickHouse server, native protocol:
 	// clickhouse://user:password@host:9000/database (see ParseDSN). The
@@ -29,33 +30,15 @@ type Config struct {
 	BatchWait time.Duration `env:"SCOUT_RECORDER_BATCH_WAIT" envDefault:"2s"`
 	// TTLDays: monthly partitions whose every row is older than this many
 	// days are dropped (checked hourly); 0 keeps everything.
-	TTLDays int `env:"SCOUT_CLICKHOUSE_TTL_DAYS" envDefault:"400"`
+	TTLDays int `env:"SCOUT_CLICKHOUSE_TTL_DAYS" envDefault:"400" zero:"setting"`
 	// MaxBackoff caps the wait between retries of a failed insert or of
 	// the first connection (exponential from 250 ms).
 	MaxBackoff time.Duration `env:"SCOUT_RECORDER_MAX_BACKOFF" envDefault:"30s"`
 }
 
-// Defaults.
-const (
-	DefaultBatchSize  = 1000
-	DefaultBatchWait  = 2 * time.Second
-	DefaultTTLDays    = 400
-	DefaultMaxBackoff = 30 * time.Second
-)
-
-// withDefaults fills zero values.
-func (c Config) withDefaults() Config {
-	if c.BatchSize == 0 {
-		c.BatchSize = DefaultBatchSize
-	}
-	if c.BatchWait == 0 {
-		c.BatchWait = DefaultBatchWait
-	}
-	if c.MaxBackoff == 0 {
-		c.MaxBackoff = DefaultMaxBackoff
-	}
-	return c
-}
+// Defaults is the configuration of an empty environment (the envDefault
+// tags above: the one place the defaults are written).
+func Defaults() Config { return platform.Defaults[Config]() }
 
 // Validate reports every invalid setting, each naming its environment
 // variable.

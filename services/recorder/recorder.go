@@ -99,7 +99,7 @@ func newMetrics(reg prometheus.Registerer) (metrics, error) {
 // New validates cfg (after filling zero values with the defaults) and deps
 // and returns a Recorder. It does not connect to anything: Run does.
 func New(cfg Config, deps Deps) (*Recorder, error) {
-	cfg = cfg.withDefaults()
+	platform.FillDefaults(&cfg)
 	if err := cfg.Validate(); err != nil {
 		return nil, err
 	}
@@ -365,6 +365,10 @@ func (r *Recorder) add(b *batch, msg jetstream.Msg) bool {
 	r.m.pending.Set(float64(b.rows.Len()))
 	return true
 }
+
+// Consumes returns the subject names the recorder consumes (its router's),
+// for the contract tests of test/contract.
+func Consumes() []string { return (&Recorder{}).newRouter().Names() }
 
 // newRouter returns the recorder's router: one handler per recorded event
 // type, each appending its row to r.collecting (set by add, on the loop's

@@ -54,6 +54,10 @@ type metrics struct {
 	failures   prometheus.Counter
 }
 
+// Defaults is the configuration of an empty environment (the envDefault
+// tags above: the one place the defaults are written).
+func Defaults() Config { return platform.Defaults[Config]() }
+
 // New validates cfg and deps and returns a Scheduler.
 func New(cfg Config, deps Deps) (*Scheduler, error) {
 	if deps.Checks == nil || deps.Publisher == nil {
@@ -68,9 +72,7 @@ func New(cfg Config, deps Deps) (*Scheduler, error) {
 	if deps.Logger == nil {
 		deps.Logger = slog.New(slog.DiscardHandler)
 	}
-	if cfg.CatchUp <= 0 {
-		cfg.CatchUp = 2 * time.Minute
-	}
+	platform.FillDefaults(&cfg)
 	cfg.CatchUp = min(cfg.CatchUp, events.DuplicateWindow/2)
 	m := metrics{
 		published: prometheus.NewCounter(prometheus.CounterOpts{

@@ -64,6 +64,10 @@ type Config struct {
 // Secret is a value that is never logged (platform.Secret).
 type Secret = platform.Secret
 
+// Defaults is the configuration of an empty environment (the envDefault
+// tags above: the one place the defaults are written).
+func Defaults() Config { return platform.Defaults[Config]() }
+
 // Validate reports every setting that can never work, each naming its
 // environment variable. It does not parse the keys (see Keyring).
 func (c Config) Validate() error {

@@ -5,7 +5,6 @@ go 1.26.0
 require (
 	github.com/emailscout/emailscout/internal v0.0.0
 	github.com/emailscout/emailscout/pkg v0.0.0
-	github.com/emailscout/emailscout/services/evaluator v0.0.0
 	github.com/emersion/go-smtp v0.26.0
 	github.com/jonboulle/clockwork v0.5.0
 	github.com/nats-io/nats.go v1.55.0
@@ -45,6 +44,4 @@ require (
 replace (
 	github.com/emailscout/emailscout/internal => ../../internal
 	github.com/emailscout/emailscout/pkg => ../../pkg
-	github.com/emailscout/emailscout/services/evaluator => ../evaluator
-	github.com/emailscout/emailscout/services/scheduler => ../scheduler
 )

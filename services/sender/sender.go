@@ -97,6 +97,7 @@ type Sender struct {
 // New validates cfg and deps and returns a Sender. Registering the metrics
 // on deps.Registerer fails when another Sender registered there already.
 func New(cfg Config, deps Deps) (*Sender, error) {
+	platform.FillDefaults(&cfg)
 	if err := cfg.Validate(); err != nil {
 		return nil, err
 	}
@@ -147,10 +148,8 @@ func New(cfg Config, deps Deps) (*Sender, error) {
 // handles tests until ctx ends. Deliveries of one test go to the same
 // worker. It returns nil after ctx ends and in-flight submissions finish.
 func (s *Sender) Run(ctx context.Context) error {
-	r := platform.NewRouter()
-	platform.On(r, s.onScheduled)
 	cons, err := platform.NewConsumer(platform.ConsumerConfig{
-		Def: events.SenderConsumer(s.cfg.Site), Router: r, Workers: s.cfg.Workers, Key: platform.KeyByMsgID,
+		Def: events.SenderConsumer(s.cfg.Site), Router: s.router(), Workers: s.cfg.Workers, Key: platform.KeyByMsgID,
 		// A service check may run longer than the ack wait allows.
 		KeepAlive: true,
 	}, platform.ConsumerDeps{JS: s.deps.JetStream, Logger: s.log, Registerer: s.deps.Registerer, Health: s.deps.Health})
@@ -159,6 +158,17 @@ func (s *Sender) Run(ctx context.Context) error {
 	}
 	return cons.Run(ctx)
 }
+
+// router routes the site's scheduled tests to onScheduled.
+func (s *Sender) router() *platform.Router {
+	r := platform.NewRouter()
+	platform.On(r, s.onScheduled)
+	return r
+}
+
+// Consumes returns the subject names the sender consumes (its router's),
+// for the contract tests of test/contract.
+func Consumes() []string { return (&Sender{}).router().Names() }
 
 func (s *Sender) onScheduled(ctx context.Context, ev *events.TestScheduled) error {
 	return s.Handle(ctx, *ev, platform.Delivered(ctx))

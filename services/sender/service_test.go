@@ -18,9 +18,7 @@ import (
 	"github.com/emailscout/emailscout/pkg/mailtest"
 	"github.com/emailscout/emailscout/pkg/probe"
 	"github.com/emailscout/emailscout/pkg/probe/probetest"
-	"github.com/emailscout/emailscout/services/evaluator"
 	"github.com/emailscout/emailscout/services/sender"
-	"github.com/emersion/go-smtp"
 	"github.com/nats-io/nats.go/jetstream"
 )
 
@@ -442,124 +440,5 @@ func TestServiceCheckTimings(t *testing.T) {
 	}
 	if res.Timings.GreetingMS < float64(delay.Milliseconds()) || res.Timings.TotalMS < res.Timings.GreetingMS {
 		t.Errorf("greeting_ms %v total_ms %v, want both at least the server's delay %v", res.Timings.GreetingMS, res.Timings.TotalMS, delay)
-	}
-}
-
-// blockingSMTP is a go-smtp server that answers EHLO with 554 5.7.1 when
-// the client's EHLO name is one of blocked (the sites a customer's
-// firewall rejects), and a normal session otherwise.
-func blockingSMTP(t testing.TB, blocked ...string) string {
-	t.Helper()
-	srv := smtp.NewServer(smtp.BackendFunc(func(c *smtp.Conn) (smtp.Session, error) {
-		for _, b := range blocked {
-			if c.Hostname() == b {
-				return nil, &smtp.SMTPError{Code: 554, EnhancedCode: smtp.EnhancedCode{5, 7, 1}, Message: "Service unavailable; client host blocked"}
-			}
-		}
-		return &relaySession{r: &relay{}}, nil
-	}))
-	srv.Domain = "mx.acme.test"
-	srv.ReadTimeout, srv.WriteTimeout = 10*time.Second, 10*time.Second
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	go func() { _ = srv.Serve(l) }()
-	t.Cleanup(func() { _ = srv.Close() })
-	return l.Addr().String()
-}
-
-// TestServiceCheckIncident runs three senders (one per site) and the real
-// evaluator on one embedded NATS and one fake clock: the customer's SMTP
-// server answers EHLO with 554 at two of the three sites. The failures are
-// retested and confirmed, and exactly one incident opens, whose reason
-// names the protocol, the phase and the server's reply.
-func TestServiceCheckIncident(t *testing.T) {
-	sites := []string{"ap-south", "eu-west", "us-east"}
-	addr := blockingSMTP(t, "eu-west.monitor.example", "us-east.monitor.example")
-	host, port, _ := net.SplitHostPort(addr)
-	e := newServiceEnv(t, fmt.Sprintf(`
-sites: [ap-south, eu-west, us-east]
-checks:
-  - id: acme-smtp
-    customer: acme
-    name: ACME MX
-    kind: smtp
-    host: %s
-    port: %s
-    tls: none
-    interval: 5m
-    timeout: 10s
-    slow: 5s
-    retry_delay: 2s
-    retries: 1
-    quorum: 2
-`, host, port))
-	for _, at := range sites {
-		e.start(serviceConfig(at), nil)
-	}
-	ev, err := evaluator.New(evaluator.Config{SubmitGrace: 30 * time.Second, Settle: time.Second, Workers: 2, Failover: 5 * time.Second},
-		evaluator.Deps{Checks: e.checks, JS: e.js, Clock: e.clock})
-	if err != nil {
-		t.Fatal(err)
-	}
-	ctx, cancel := context.WithCancel(natstest.Context(t))
-	done := make(chan error, 1)
-	go func() { done <- ev.Run(ctx) }()
-	t.Cleanup(func() {
-		cancel()
-		if err := <-done; err != nil {
-			t.Errorf("evaluator: %v", err)
-		}
-	})
-
-	for _, at := range sites {
-		e.scheduleTest("acme-smtp", at, 1, events.ReasonInterval, "", 75*time.Second)
-	}
-	// Move the fake clock in small steps (the retests are due retry_delay
-	// after a failure) until the incident opens.
-	for e.count(events.SubjectIncidentOpen+".>") == 0 {
-		if ctx.Err() != nil {
-			t.Fatal("no incident before the deadline")
-		}
-		time.Sleep(50 * time.Millisecond)
-		e.clock.Advance(250 * time.Millisecond)
-	}
-	opens := readEvents[events.IncidentOpen](t, e.js, events.SubjectIncidentOpen+".>", 1)
-	inc := opens[0]
-	want := "SMTP capabilities failed at 2 of 3 sites: 554 5.7.1 Service unavailable; client host blocked; retest failed"
-	if inc.Reason != want || inc.Severity != events.SeverityCritical || inc.Kind != events.KindSMTP || inc.CheckID != "acme-smtp" {
-		t.Errorf("incident %s %s %s: %q, want critical smtp %q", inc.CheckID, inc.Kind, inc.Severity, inc.Reason, want)
-	}
-	var voters []string
-	for _, v := range inc.Sites {
-		voters = append(voters, v.Site)
-		for _, a := range v.Attempts {
-			if a.Status != events.StatusFailed || a.Phase != "capabilities" || a.Reply == nil || a.Reply.Code != 554 {
-				t.Errorf("site %s attempt %+v, want failed in capabilities with the 554", v.Site, a)
-			}
-		}
-	}
-	if strings.Join(voters, ",") != "eu-west,us-east" {
-		t.Errorf("voting sites %v, want eu-west and us-east", voters)
-	}
-	// Every result was the sender's; the healthy site stayed up.
-	results := readEvents[events.CheckResult](t, e.js, events.SubjectCheckResult+".>", e.count(events.SubjectCheckResult+".>"))
-	for _, r := range results {
-		want := events.StatusFailed
-		if r.Site == "ap-south" {
-			want = events.StatusOK
-		}
-		if r.Status != want || r.Kind != events.KindSMTP {
-			t.Errorf("%s attempt %d (%s): %s %s, want %s", r.Site, r.Attempt, r.Reason, r.Kind, r.Status, want)
-		}
-	}
-	// More time passes: the open incident is not opened again.
-	for range 8 {
-		time.Sleep(50 * time.Millisecond)
-		e.clock.Advance(time.Second)
-	}
-	if n := e.count(events.SubjectIncidentOpen + ".>"); n != 1 {
-		t.Errorf("%d incident.open stored, want 1", n)
 	}
 }

@@ -1,9 +1,11 @@
-package evaluator_test
+package system
 
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
+	"log/slog"
 	"math/rand/v2"
 	"sort"
 	"strings"
@@ -12,6 +14,7 @@ import (
 
 	"github.com/emailscout/emailscout/internal/natstest"
 	"github.com/emailscout/emailscout/internal/platform"
+	"github.com/emailscout/emailscout/internal/testkit"
 	"github.com/emailscout/emailscout/pkg/checks"
 	"github.com/emailscout/emailscout/pkg/events"
 	"github.com/emailscout/emailscout/services/evaluator"
@@ -57,6 +60,8 @@ type sim struct {
 	waiters int // clock waiters when the world is idle
 	evals   []*runningEval
 	start   time.Time
+	logs    *testkit.LogBuffer // the evaluators' logs, shown when a test fails
+	log     *slog.Logger
 }
 
 type delayed struct {
@@ -87,6 +92,13 @@ func newSim(t *testing.T, checkYAML string, behave behaviour) *sim {
 		checks: checks.NewLive(f), behave: behave, phase: map[string]time.Duration{}, ctx: ctx, cancel: cancel, start: start,
 		cfg: evaluator.Config{SubmitGrace: 2 * time.Minute, Settle: time.Second, Workers: 4, Failover: 2 * time.Second},
 	}
+	s.logs = &testkit.LogBuffer{}
+	s.log = slog.New(slog.NewJSONHandler(s.logs, &slog.HandlerOptions{Level: slog.LevelInfo}))
+	t.Cleanup(func() {
+		if t.Failed() {
+			t.Logf("evaluator logs:\n%s", s.logs.String())
+		}
+	})
 	s.sender, err = js.CreateOrUpdateConsumer(ctx, events.StreamName, jetstream.ConsumerConfig{
 		Durable: "sim-sender", FilterSubjects: []string{"test.scheduled.>"}, AckPolicy: jetstream.AckExplicitPolicy,
 	})
@@ -109,7 +121,7 @@ func (s *sim) run() {
 }
 
 func (s *sim) startEvaluator() *runningEval {
-	e, err := evaluator.New(s.cfg, evaluator.Deps{Checks: s.checks, JS: s.js, Clock: s.clock})
+	e, err := evaluator.New(s.cfg, evaluator.Deps{Checks: s.checks, JS: s.js, Clock: s.clock, Logger: s.log})
 	if err != nil {
 		s.t.Fatal(err)
 	}
@@ -213,7 +225,34 @@ func (s *sim) drained(consumer string) bool {
 	if err != nil {
 		s.t.Fatal(err)
 	}
-	return info.NumPending == 0 && info.NumAckPending == 0
+	if info.NumPending != 0 || info.NumAckPending != 0 {
+		return false
+	}
+	// The server updates a consumer's pending count asynchronously after a
+	// publish: under load it can read 0 for a message just stored. The
+	// last stored message the consumer's filter matches must have been
+	// delivered (and, with nothing ack-pending, handled).
+	st, err := s.js.Stream(s.ctx, events.StreamName)
+	if err != nil {
+		s.t.Fatal(err)
+	}
+	filters := info.Config.FilterSubjects
+	if info.Config.FilterSubject != "" {
+		filters = append(filters, info.Config.FilterSubject)
+	}
+	for _, f := range filters {
+		last, err := st.GetLastMsgForSubject(s.ctx, f)
+		if errors.Is(err, jetstream.ErrMsgNotFound) {
+			continue
+		}
+		if err != nil {
+			s.t.Fatal(err)
+		}
+		if last.Sequence > info.Delivered.Stream {
+			return false
+		}
+	}
+	return true
 }
 
 // playSender takes the scheduled tests and plans their sending.
