@@ -41,6 +41,28 @@
 // "Re:") were added. Only a verified header makes a return count; the other
 // sources identify a probe for clean-up and diagnostics.
 //
+// # VERP envelope senders
+//
+// Each probe is sent with an envelope sender (MAIL FROM) that names its
+// test, so that a bounce identifies the test even when it quotes nothing of
+// the probe (variable envelope return path, VERPAddress and ParseVERP). It
+// is the site's return address with a 36-character token after a '+':
+//
+//	<local>+<token>@<domain>          e.g. scout+<token>@eu-west.return.example
+//	token = <test id><hash><mac>      24 + 4 + 8 characters of a-z 2-7
+//
+// The test id is the 24-character id of events.NewTestID. The hash is the
+// first 20 bits of SHA-256("verp-check" NUL site NUL check), so that a
+// receiver can index its (site, check) pairs by VERPHash and find the
+// candidates a token may belong to; distinct pairs may share a hash, and the
+// mac decides. The mac is the first 40 bits of HMAC-SHA256 (RFC 2104) under
+// the customer's probe key over "verp" NUL test id NUL site NUL check. The
+// hash and the mac are lowercase base32 (the alphabet of test ids), and the
+// token is read case-insensitively, since some MTAs change the case of
+// addresses. The key id is not in the token: a receiver tries each key of
+// the check's customer. The local part stays within 64 octets (RFC 5321
+// section 4.5.3.1.1), which leaves at most 27 octets for <local>.
+//
 // Round-trip times use monitor clocks only (Measure); the legs through the
 // reflector's clock are reported for analysis with a skew estimate.
 package probemail

@@ -2,8 +2,11 @@ package probemail
 
 import (
 	"errors"
+	"strings"
 	"testing"
 	"time"
+
+	"github.com/emailscout/emailscout/pkg/events"
 )
 
 // FuzzParseHeader: any string either fails with a classified error or
@@ -57,6 +60,42 @@ func FuzzParseReturned(f *testing.F) {
 		}
 		if r.TestID != "" && r.MatchedBy == "" {
 			t.Fatalf("test id without a match source: %+v", r)
+		}
+	})
+}
+
+// FuzzParseVERP: any string either is not VERP or parses into a token whose
+// parts have the documented shapes; a parsed token never verifies for a
+// key that did not make it, and VERPAddress of what was parsed (lower case)
+// parses back to the same token.
+func FuzzParseVERP(f *testing.F) {
+	good, _ := VERPAddress("scout@eu-west.return.example", "abcdefghijklmnopqrstuvwx", "eu-west", "acme-roundtrip", testKey)
+	f.Add(good)
+	f.Add("<" + strings.ToUpper(good) + ">")
+	f.Add("scout-return+eu-west@monitor.example")
+	f.Add("postmaster@eu-west.return.example")
+	f.Add("+abcdefghijklmnopqrstuvwxyzabcdefghij@")
+	f.Fuzz(func(t *testing.T, addr string) {
+		tok, ok := ParseVERP(addr)
+		if !ok {
+			if tok != (VERPToken{}) {
+				t.Fatalf("not VERP but a non-zero token %+v", tok)
+			}
+			return
+		}
+		if !events.ValidTestID(tok.TestID) || len(tok.Hash) != 4 || !strings.Contains(tok.Return, "@") {
+			t.Fatalf("ParseVERP(%q) = %+v: malformed parts", addr, tok)
+		}
+		if tok.Verify("eu-west", "acme-roundtrip", otherKey) {
+			t.Fatalf("ParseVERP(%q) verified with a key that signs nothing here", addr)
+		}
+		again, err := VERPAddress(strings.ToLower(tok.Return), tok.TestID, "eu-west", "acme-roundtrip", testKey)
+		if err != nil {
+			return // the base may be no plain address (quotes, spaces, too long)
+		}
+		tok2, ok := ParseVERP(again)
+		if !ok || tok2.TestID != tok.TestID || !tok2.Verify("eu-west", "acme-roundtrip", testKey) {
+			t.Fatalf("rebuilt %q parses to %+v, %v", again, tok2, ok)
 		}
 	})
 }
