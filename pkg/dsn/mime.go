@@ -54,14 +54,14 @@ func ownHeader(h message.Header) Report {
 	if to, err := mh.AddressList("To"); err == nil && len(to) > 0 {
 		r.To = to[0].Address
 	}
-	r.Subject = oneLine(text(h, "Subject"))
+	r.Subject = oneLine(fieldText(h, "Subject"))
 	r.MessageID, _ = mh.MessageID()
 	return r
 }
 
-// text returns the decoded value of the header field k (RFC 2047), or its
+// fieldText returns the decoded value of the header field k (RFC 2047), or its
 // raw value when it does not decode.
-func text(h message.Header, k string) string {
+func fieldText(h message.Header, k string) string {
 	if v, err := h.Text(k); err == nil {
 		return strings.TrimSpace(v)
 	}

@@ -44,13 +44,13 @@ func parseStatus(body []byte, r *Report) error {
 // does not have yet.
 func perMessage(h message.Header, r *Report) {
 	if r.ReportingMTA == "" {
-		r.ReportingMTA = mtaName(text(h, "Reporting-MTA"))
+		r.ReportingMTA = mtaName(fieldText(h, "Reporting-MTA"))
 	}
 	if r.ArrivalDate.IsZero() {
-		r.ArrivalDate = date(text(h, "Arrival-Date"))
+		r.ArrivalDate = date(fieldText(h, "Arrival-Date"))
 	}
 	if r.OriginalEnvelopeID == "" {
-		r.OriginalEnvelopeID = text(h, "Original-Envelope-Id")
+		r.OriginalEnvelopeID = fieldText(h, "Original-Envelope-Id")
 	}
 }
 
@@ -88,15 +88,15 @@ func readFields(blk []byte) textproto.Header {
 // recipient reads the per-recipient fields of RFC 3464 section 2.3.
 func recipient(h message.Header) Recipient {
 	rc := Recipient{
-		FinalRecipient:    address(text(h, "Final-Recipient")),
-		OriginalRecipient: address(text(h, "Original-Recipient")),
-		Action:            action(text(h, "Action")),
-		Status:            status(text(h, "Status")),
-		RemoteMTA:         mtaName(text(h, "Remote-MTA")),
-		LastAttemptDate:   date(text(h, "Last-Attempt-Date")),
-		WillRetryUntil:    date(text(h, "Will-Retry-Until")),
+		FinalRecipient:    address(fieldText(h, "Final-Recipient")),
+		OriginalRecipient: address(fieldText(h, "Original-Recipient")),
+		Action:            action(fieldText(h, "Action")),
+		Status:            status(fieldText(h, "Status")),
+		RemoteMTA:         mtaName(fieldText(h, "Remote-MTA")),
+		LastAttemptDate:   date(fieldText(h, "Last-Attempt-Date")),
+		WillRetryUntil:    date(fieldText(h, "Will-Retry-Until")),
 	}
-	typ, diag := typed(text(h, "Diagnostic-Code"))
+	typ, diag := typed(fieldText(h, "Diagnostic-Code"))
 	rc.DiagnosticType, rc.Diagnostic = typ, diagnostic(diag)
 	rc.Code = smtpCode(rc.Diagnostic)
 	if rc.FinalRecipient == "" {
