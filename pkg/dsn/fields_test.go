@@ -58,6 +58,21 @@ func TestFieldReaders(t *testing.T) {
 	}
 }
 
+func TestTyped(t *testing.T) {
+	for _, tc := range []struct{ in, typ, val string }{
+		{"smtp; 550 5.1.1 x", "smtp", "550 5.1.1 x"},
+		{"X-Postfix; connect to x: timed out", "X-Postfix", "connect to x: timed out"},
+		{"smtp;550 5.1.10 RESOLVER.ADR.RecipientNotFound; not found", "smtp", "550 5.1.10 RESOLVER.ADR.RecipientNotFound; not found"},
+		{"550 5.1.1 no type; but a semicolon", "", "550 5.1.1 no type; but a semicolon"},
+		{"; empty type", "", "; empty type"},
+		{"no semicolon", "", "no semicolon"},
+	} {
+		if typ, val := typed(tc.in); typ != tc.typ || val != tc.val {
+			t.Errorf("typed(%q) = %q, %q; want %q, %q", tc.in, typ, val, tc.typ, tc.val)
+		}
+	}
+}
+
 // Multi-line replies as MTAs put them in Diagnostic-Code once unfolded
 // (RFC 5321 section 4.2.1).
 func TestDiagnostic(t *testing.T) {

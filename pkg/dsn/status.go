@@ -106,15 +106,19 @@ func recipient(h message.Header) Recipient {
 }
 
 // typed splits "type; value" (RFC 3464 section 2.1.2: address-type,
-// diagnostic-type, mta-name-type) into its trimmed parts; a value without
-// ";" has no type.
+// diagnostic-type, mta-name-type) into its trimmed parts. A value whose
+// text before the first ";" is not an atom (RFC 5322 section 3.2.3), such
+// as "550 5.1.1 x; y", has no type.
 func typed(v string) (typ, val string) {
 	typ, val, ok := strings.Cut(v, ";")
-	if !ok {
+	typ = strings.TrimSpace(typ)
+	if !ok || !typePattern.MatchString(typ) {
 		return "", strings.TrimSpace(v)
 	}
-	return strings.TrimSpace(typ), strings.TrimSpace(val)
+	return typ, strings.TrimSpace(val)
 }
+
+var typePattern = regexp.MustCompile(`^[A-Za-z][A-Za-z0-9._-]{0,63}$`)
 
 // address returns the address of an address field ("rfc822; <a@b>" gives
 // "a@b").
