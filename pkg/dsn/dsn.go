@@ -105,8 +105,9 @@ type Recipient struct {
 	// OriginalRecipient is the address given in RCPT TO, when reported
 	// (section 2.3.1).
 	OriginalRecipient string
-	// Action is one of the Action constants, lower case (section 2.3.3).
-	// Non-standard notices give ActionFailed or ActionDelayed.
+	// Action is one of the Action constants (section 2.3.3), or empty when
+	// absent or none of them. Non-standard notices give ActionFailed or
+	// ActionDelayed.
 	Action string
 	// Status is the RFC 3463 status "class.subject.detail", e.g. "5.1.1"
 	// (section 2.3.4); empty when absent or not of that shape.
@@ -125,7 +126,8 @@ type Recipient struct {
 	// RemoteMTA is the name of the MTA that gave the diagnostic, without
 	// its type or comments (section 2.3.5).
 	RemoteMTA string
-	// LastAttemptDate (section 2.3.7) and WillRetryUntil (section 2.3.8).
+	// LastAttemptDate (section 2.3.7) and WillRetryUntil (section 2.3.8),
+	// in UTC; zero when absent or unreadable.
 	LastAttemptDate, WillRetryUntil time.Time
 }
 

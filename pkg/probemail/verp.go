@@ -47,7 +47,7 @@ type VERPToken struct {
 
 // VERPAddress returns the envelope sender for the probe of testID at site for
 // check, signed with key: returnAddr with "+<token>" appended to its local
-// part (see the format above). It returns an error wrapping ErrVERP when
+// part (see "VERP envelope senders" in the package documentation). It returns an error wrapping ErrVERP when
 // returnAddr is not a plain address, testID is not an events.NewTestID id,
 // site or check is not an events.ValidToken, key.Secret is shorter than
 // MinSecretLen, or the result would exceed 64 octets of local part or 254
@@ -126,7 +126,8 @@ func ParseVERP(addr string) (VERPToken, bool) {
 
 // Verify reports whether the token was made by VERPAddress for its test id,
 // site and check with key. The comparison is constant-time. A zero
-// VERPToken never verifies.
+// VERPToken, or a key shorter than MinSecretLen, never verifies. A token
+// does not expire: a caller trusts a bounce only for a test still in flight.
 func (t VERPToken) Verify(site, check string, key Key) bool {
 	if len(t.mac) != verpMACLen || len(key.Secret) < MinSecretLen {
 		return false
