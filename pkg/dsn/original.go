@@ -60,21 +60,18 @@ func headerBlock(b []byte) ([]byte, bool) {
 	return b, true
 }
 
-// originalMarkers introduce the copy of the original in non-standard
-// notices.
-var originalMarkers = []string{
-	"--- Below this line is a copy of the message.",                           // qmail
-	"--- Enclosed are the original headers of the message.",                   // qmail, headers only
-	"------ This is a copy of the message, including all the headers. ------", // Exim
-	"------ This is a copy of the message's headers. ------",                  // Exim, headers only
-	"Original message headers:",                                               // Exchange
-}
-
 // quotedOriginal finds the copy of the original a notice's text quotes
-// after one of originalMarkers and reads its header; nil when there is none.
+// and reads its header; nil when there is none.
 func quotedOriginal(text []byte) *Original {
+	markers := [...]string{
+		"--- Below this line is a copy of the message.",                           // qmail
+		"--- Enclosed are the original headers of the message.",                   // qmail, headers only
+		"------ This is a copy of the message, including all the headers. ------", // Exim
+		"------ This is a copy of the message's headers. ------",                  // Exim, headers only
+		"Original message headers:",                                               // Exchange
+	}
 	at := -1
-	for _, m := range originalMarkers {
+	for _, m := range markers {
 		if i := bytes.Index(text, []byte(m)); i >= 0 && (at < 0 || i < at) {
 			at = i
 		}
