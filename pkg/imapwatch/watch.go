@@ -30,7 +30,17 @@
 //     Config.IdleRefresh (the RFC asks clients to re-issue within 29
 //     minutes, and some servers and NAT boxes drop idle connections much
 //     sooner), or by NOOP every Config.PollInterval when the server does
-//     not offer IDLE.
+//     not offer IDLE. IDLE alone is not trusted: servers exist whose IDLE
+//     stays open but stops announcing new mail, so the watcher also ends
+//     IDLE every Config.PollInterval, asks with NOOP, scans and idles
+//     again.
+//   - The login is LOGIN with Config.Username and Config.Password, or,
+//     with Config.Auth, AUTHENTICATE (RFC 3501 section 6.2.2) with the
+//     SASL client Auth gives for each session: XOAUTH2 or OAUTHBEARER
+//     (RFC 7628) with a fresh OAuth token from pkg/mailauth. With
+//     Config.RenewBeforeExpiry the session is ended and a new one logged
+//     in before the token expires (Exchange Online drops a session whose
+//     token expired).
 //   - A lost connection is re-established with exponential backoff
 //     (cenkalti/backoff/v5); the watcher's state survives it.
 package imapwatch
@@ -52,9 +62,11 @@ import (
 	"time"
 
 	"github.com/cenkalti/backoff/v5"
+	"github.com/emailscout/emailscout/pkg/fault"
 	"github.com/emersion/go-imap/v2"
 	"github.com/emersion/go-imap/v2/imapclient"
 	"github.com/emersion/go-message/charset"
+	"github.com/emersion/go-sasl"
 	"github.com/jonboulle/clockwork"
 )
 
@@ -65,19 +77,40 @@ const (
 	TLSNone     = "none"     // plain text; for loopback servers only
 )
 
+// Authenticator gives the SASL client of one login (pkg/mailauth.Login
+// is one): called before each session, so that every session logs in
+// with a valid token. expiry is when the credential expires (zero: not
+// known). An error marked permanent (pkg/fault) is a configuration
+// error; any other is retried like a lost connection.
+type Authenticator interface {
+	SASL(ctx context.Context) (c sasl.Client, expiry time.Time, err error)
+}
+
 // Config says which folder to watch and how.
 type Config struct {
 	Addr      string      // host:port
 	TLS       string      // one of the TLS modes
 	TLSConfig *tls.Config // nil: ServerName from Addr, system roots
-	Username  string
+	Username  string      // LOGIN user, when Auth is nil; also named in errors
 	Password  string
-	Folder    string // "INBOX" when empty
+	// Auth, when not nil, logs in with AUTHENTICATE and the SASL client it
+	// gives (OAuth: XOAUTH2 or OAUTHBEARER) instead of LOGIN.
+	Auth Authenticator
+	// RenewBeforeExpiry, when positive, ends the session (LOGOUT) this long
+	// before the expiry Auth gave and logs in again at once with a new
+	// credential. Choose it shorter than the token cache's renewal margin
+	// (pkg/mailauth.Cache: 12 min for a 1 h token), so that the new session
+	// gets a new token; a session whose token is already that close to
+	// expiry is not renewed early. Zero: sessions are not renewed.
+	RenewBeforeExpiry time.Duration
+	Folder            string // "INBOX" when empty
 	// IdleRefresh is how long one IDLE runs before it is re-issued (and the
 	// folder scanned again). Zero means 9 minutes.
 	IdleRefresh time.Duration
-	// PollInterval is the scan interval when IDLE is not offered. Zero
-	// means 1 minute.
+	// PollInterval is the scan interval: with NOOP when IDLE is not
+	// offered, and while IDLE runs too (IDLE is ended, NOOP asks for news,
+	// the folder is scanned, IDLE is issued again), for servers whose IDLE
+	// stops announcing new mail. Zero means 1 minute.
 	PollInterval time.Duration
 	// RetryInterval bounds the wait before a message the handler answered
 	// Retry is handed over again. Zero means 30 seconds.
@@ -177,8 +210,13 @@ type Sweeper interface {
 }
 
 // ErrRejected is wrapped by Run's error when the server refused the login
-// or the folder before any session succeeded: a configuration error.
+// or the folder, or the token endpoint refused the credential (an error
+// marked permanent), before any session succeeded: a configuration error.
+// Such errors are marked permanent (pkg/fault).
 var ErrRejected = errors.New("IMAP server refused")
+
+// errRenew ends a session whose credential is about to expire.
+var errRenew = errors.New("session renewed before its credential expires")
 
 // Watcher watches one folder. Its state (the folder's UIDVALIDITY, the
 // next UID to look at, messages waiting for a retry) lives as long as the
@@ -255,9 +293,11 @@ func (w *Watcher) setStatus(err error) {
 }
 
 // Run watches until ctx ends, reconnecting with backoff, and then returns
-// nil. It returns early only with an error wrapping ErrRejected, when the
-// very first session's LOGIN or SELECT is refused (wrong password, no such
-// folder); later refusals are retried like any failure.
+// nil. It returns early only with an error wrapping ErrRejected (marked
+// permanent), when the very first session's login or SELECT is refused
+// (wrong password, refused token, a token endpoint's permanent refusal
+// such as a revoked client secret, no such folder), naming the server's
+// text; later refusals are retried like any failure.
 func (w *Watcher) Run(ctx context.Context) error {
 	b := backoff.NewExponentialBackOff()
 	b.InitialInterval = w.cfg.MinBackoff
@@ -267,6 +307,10 @@ func (w *Watcher) Run(ctx context.Context) error {
 		err := w.session(ctx, b)
 		if ctx.Err() != nil {
 			return nil
+		}
+		if errors.Is(err, errRenew) {
+			w.log.Info("logging in again before the token expires")
+			continue
 		}
 		w.setStatus(fmt.Errorf("IMAP session ended: %w", err))
 		if errors.Is(err, ErrRejected) && !w.connected {
@@ -292,6 +336,20 @@ func (w *Watcher) session(ctx context.Context, b backoff.BackOff) error {
 		default:
 		}
 	}
+	var (
+		sc     sasl.Client
+		expiry time.Time
+	)
+	if w.cfg.Auth != nil {
+		var err error
+		sc, expiry, err = w.cfg.Auth.SASL(ctx)
+		if err != nil {
+			if fault.MarkedPermanent(err) {
+				return fault.Permanent(fmt.Errorf("%w the login as %s: %w", ErrRejected, w.cfg.Username, err))
+			}
+			return fmt.Errorf("login as %s: %w", w.cfg.Username, err)
+		}
+	}
 	c, err := w.dial(&imapclient.Options{
 		WordDecoder: &mime.WordDecoder{CharsetReader: charset.Reader},
 		Dialer:      &net.Dialer{Timeout: w.cfg.DialTimeout},
@@ -313,11 +371,17 @@ func (w *Watcher) session(ctx context.Context, b backoff.BackOff) error {
 	if err := c.WaitGreeting(); err != nil {
 		return fmt.Errorf("greeting: %w", err)
 	}
-	if c.Caps().Has(imap.CapLoginDisabled) {
-		return fmt.Errorf("%w the login: LOGINDISABLED (use TLS)", ErrRejected)
-	}
-	if err := c.Login(w.cfg.Username, w.cfg.Password).Wait(); err != nil {
-		return rejected("login as "+w.cfg.Username, err)
+	if sc != nil {
+		if err := w.authenticate(c, sc); err != nil {
+			return err
+		}
+	} else {
+		if c.Caps().Has(imap.CapLoginDisabled) {
+			return fault.Permanent(fmt.Errorf("%w the login: LOGINDISABLED (use TLS)", ErrRejected))
+		}
+		if err := c.Login(w.cfg.Username, w.cfg.Password).Wait(); err != nil {
+			return rejected("login as "+w.cfg.Username, err)
+		}
 	}
 	caps, err := c.Capability().Wait()
 	if err != nil {
@@ -340,6 +404,15 @@ func (w *Watcher) session(ctx context.Context, b backoff.BackOff) error {
 	w.connected = true
 	w.setStatus(nil)
 	b.Reset()
+	var renewAt time.Time
+	if w.cfg.RenewBeforeExpiry > 0 && !expiry.IsZero() {
+		if at := expiry.Add(-w.cfg.RenewBeforeExpiry); at.After(w.clock.Now()) {
+			renewAt = at
+		} else {
+			w.log.Warn("the token expires sooner than RenewBeforeExpiry: this session is not renewed early",
+				"expiry", expiry, "renew_before", w.cfg.RenewBeforeExpiry)
+		}
+	}
 	idle, uidplus := caps.Has(imap.CapIdle), caps.Has(imap.CapUIDPlus)
 	w.log.Info("watching", "server", w.cfg.Addr, "folder", w.cfg.Folder, "messages", sel.NumMessages,
 		"uidvalidity", sel.UIDValidity, "idle", idle, "uidplus", uidplus)
@@ -366,9 +439,12 @@ func (w *Watcher) session(ctx context.Context, b backoff.BackOff) error {
 		empty = false
 		wait := w.cfg.PollInterval
 		if idle {
-			wait = w.cfg.IdleRefresh
+			wait = min(w.cfg.IdleRefresh, w.cfg.PollInterval)
 		}
 		now := w.clock.Now()
+		if !renewAt.IsZero() {
+			wait = min(wait, max(renewAt.Sub(now), time.Millisecond))
+		}
 		if !w.retryAt.IsZero() {
 			wait = min(wait, max(w.retryAt.Sub(now), time.Millisecond))
 		}
@@ -383,7 +459,32 @@ func (w *Watcher) session(ctx context.Context, b backoff.BackOff) error {
 		if err != nil {
 			return err
 		}
+		if !renewAt.IsZero() && !w.clock.Now().Before(renewAt) {
+			if err := c.Logout().Wait(); err != nil {
+				w.log.Debug("logout before renewal", "err", err)
+			}
+			return errRenew
+		}
 	}
+}
+
+// authenticate runs AUTHENTICATE with sc. A refusal names the server's
+// text and, when the SASL client kept one, its error challenge (RFC 7628
+// section 3.2.2); it is marked permanent.
+func (w *Watcher) authenticate(c *imapclient.Client, sc sasl.Client) error {
+	mech, _, err := sc.Start()
+	if err != nil {
+		return fmt.Errorf("authenticate: %w", err)
+	}
+	err = c.Authenticate(sc)
+	if err == nil {
+		return nil
+	}
+	what := "authenticate " + mech + " as " + w.cfg.Username
+	if f, ok := sc.(interface{ Failure() error }); ok && f.Failure() != nil {
+		err = fmt.Errorf("%w (%w)", err, f.Failure())
+	}
+	return rejected(what, err)
 }
 
 func (w *Watcher) dial(opts *imapclient.Options) (*imapclient.Client, error) {
@@ -402,16 +503,19 @@ func (w *Watcher) dial(opts *imapclient.Options) (*imapclient.Client, error) {
 	return imapclient.DialInsecure(w.cfg.Addr, opts)
 }
 
-// rejected classifies a refused command (a tagged NO or BAD) as ErrRejected.
+// rejected classifies a refused command (a tagged NO or BAD) as
+// ErrRejected, marked permanent.
 func rejected(what string, err error) error {
 	var ie *imap.Error
 	if errors.As(err, &ie) {
-		return fmt.Errorf("%w %s: %w", ErrRejected, what, err)
+		return fault.Permanent(fmt.Errorf("%w %s: %w", ErrRejected, what, err))
 	}
 	return fmt.Errorf("%s: %w", what, err)
 }
 
-// idle waits in IDLE for new mail, for d, or for the end.
+// idle waits in IDLE for new mail, for d, or for the end. When d ran out,
+// it asks for news with NOOP after IDLE ended: a server whose IDLE stopped
+// announcing new mail reports it then (RFC 3501 section 6.1.2).
 func (w *Watcher) idle(ctx context.Context, c *imapclient.Client, updates <-chan struct{}, d time.Duration) error {
 	cmd, err := c.Idle()
 	if err != nil {
@@ -419,9 +523,11 @@ func (w *Watcher) idle(ctx context.Context, c *imapclient.Client, updates <-chan
 	}
 	t := w.clock.NewTimer(d)
 	defer t.Stop()
+	timedOut := false
 	select {
 	case <-updates:
 	case <-t.Chan():
+		timedOut = true
 	case <-ctx.Done():
 		return ctx.Err()
 	case <-c.Closed():
@@ -432,6 +538,11 @@ func (w *Watcher) idle(ctx context.Context, c *imapclient.Client, updates <-chan
 	}
 	if err := cmd.Wait(); err != nil {
 		return fmt.Errorf("idle: %w", err)
+	}
+	if timedOut {
+		if err := c.Noop().Wait(); err != nil {
+			return fmt.Errorf("noop: %w", err)
+		}
 	}
 	return nil
 }

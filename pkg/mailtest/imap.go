@@ -16,6 +16,7 @@ import (
 	"github.com/emersion/go-imap/v2/imapclient"
 	"github.com/emersion/go-imap/v2/imapserver"
 	"github.com/emersion/go-imap/v2/imapserver/imapmemserver"
+	"github.com/emersion/go-sasl"
 )
 
 // IMAP user of an IMAPServer.
@@ -36,9 +37,13 @@ type IMAPServer struct {
 	user *imapmemserver.User
 	caps imap.CapSet
 
-	mu   sync.Mutex
-	srv  *imapserver.Server
-	wire bytes.Buffer
+	mu         sync.Mutex
+	srv        *imapserver.Server
+	wire       bytes.Buffer
+	log        *imapLogger
+	tokens     map[string]bool // bearer tokens accepted for IMAPUser
+	used       []string        // tokens of successful logins, in order
+	silentIdle bool
 }
 
 // NewIMAPServer starts a server offering caps (nil: IMAP4rev1 only; the
@@ -49,13 +54,15 @@ func NewIMAPServer(t testing.TB, caps imap.CapSet) *IMAPServer {
 	if caps == nil {
 		caps = imap.CapSet{imap.CapIMAP4rev1: {}}
 	}
-	s := &IMAPServer{t: t, mem: imapmemserver.New(), user: imapmemserver.NewUser(IMAPUser, IMAPPassword), caps: caps}
+	s := &IMAPServer{t: t, mem: imapmemserver.New(), user: imapmemserver.NewUser(IMAPUser, IMAPPassword), caps: caps,
+		log: &imapLogger{t: t}}
 	if err := s.user.Create("INBOX", nil); err != nil {
 		t.Fatal(err)
 	}
 	s.mem.AddUser(s.user)
 	s.serve("127.0.0.1:0")
 	t.Cleanup(func() {
+		s.log.close()
 		s.mu.Lock()
 		defer s.mu.Unlock()
 		_ = s.srv.Close()
@@ -91,12 +98,12 @@ func (s *IMAPServer) serve(addr string) {
 	s.t.Helper()
 	srv := imapserver.New(&imapserver.Options{
 		NewSession: func(*imapserver.Conn) (imapserver.Session, *imapserver.GreetingData, error) {
-			return idleSession{s.mem.NewSession()}, nil, nil
+			return &imapSession{Session: s.mem.NewSession(), s: s}, nil, nil
 		},
 		Caps:         s.caps,
 		InsecureAuth: true,
 		DebugWriter:  s,
-		Logger:       imapLogger{s.t},
+		Logger:       s.log,
 	})
 	l, err := net.Listen("tcp", addr)
 	if err != nil {
@@ -219,18 +226,73 @@ func IMAPHideCapability(t testing.TB, backend, capability string) string {
 	})
 }
 
-// idleSession reports mailbox changes during IDLE by checking every few
-// milliseconds, as Dovecot does. imapmemserver's own IDLE reports only
-// changes made after it registered, so a message delivered just as the
-// client entered IDLE would wait for the next command.
-type idleSession struct{ imapserver.Session }
+// AllowToken makes the server accept token as a bearer token of IMAPUser
+// (AUTHENTICATE XOAUTH2 and OAUTHBEARER).
+func (s *IMAPServer) AllowToken(token string) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.tokens == nil {
+		s.tokens = map[string]bool{}
+	}
+	s.tokens[token] = true
+}
 
-func (s idleSession) Idle(w *imapserver.UpdateWriter, stop <-chan struct{}) error {
+// RevokeToken makes the server refuse token from now on.
+func (s *IMAPServer) RevokeToken(token string) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	delete(s.tokens, token)
+}
+
+// TokensUsed lists the bearer tokens of the successful logins, in order.
+func (s *IMAPServer) TokensUsed() []string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return slices.Clone(s.used)
+}
+
+// SilentIdle makes IDLE announce nothing (as some servers do, whose IDLE
+// stays open but stops reporting new mail): changes are reported only in
+// answer to other commands (NOOP, FETCH, ...).
+func (s *IMAPServer) SilentIdle(silent bool) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.silentIdle = silent
+}
+
+func (s *IMAPServer) token(user, token string) bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if user != IMAPUser || !s.tokens[token] {
+		return false
+	}
+	s.used = append(s.used, token)
+	return true
+}
+
+// imapSession adds SASL (PLAIN, XOAUTH2, OAUTHBEARER) and a polling IDLE to
+// an imapmemserver session.
+type imapSession struct {
+	imapserver.Session
+	s *IMAPServer
+}
+
+// Idle reports mailbox changes during IDLE by checking every few
+// milliseconds, as Dovecot does (unless SilentIdle). imapmemserver's own
+// IDLE reports only changes made after it registered, so a message
+// delivered just as the client entered IDLE would wait for the next
+// command.
+func (x *imapSession) Idle(w *imapserver.UpdateWriter, stop <-chan struct{}) error {
 	tick := time.NewTicker(5 * time.Millisecond)
 	defer tick.Stop()
 	for {
-		if err := s.Poll(w, true); err != nil {
-			return err
+		x.s.mu.Lock()
+		silent := x.s.silentIdle
+		x.s.mu.Unlock()
+		if !silent {
+			if err := x.Poll(w, true); err != nil {
+				return err
+			}
 		}
 		select {
 		case <-stop:
@@ -240,6 +302,103 @@ func (s idleSession) Idle(w *imapserver.UpdateWriter, stop <-chan struct{}) erro
 	}
 }
 
-type imapLogger struct{ t testing.TB }
+func (x *imapSession) AuthenticateMechanisms() []string {
+	return []string{sasl.Plain, "XOAUTH2", sasl.OAuthBearer}
+}
 
-func (l imapLogger) Printf(format string, args ...any) { l.t.Logf("imapserver: "+format, args...) }
+var authFailed = &imap.Error{Type: imap.StatusResponseTypeNo, Code: imap.ResponseCodeAuthenticationFailed,
+	Text: "Authentication failed (token refused)"}
+
+func (x *imapSession) Authenticate(mech string) (sasl.Server, error) {
+	login := func() error { return x.Login(IMAPUser, IMAPPassword) }
+	switch mech {
+	case sasl.Plain:
+		return sasl.NewPlainServer(func(_, user, pass string) error { return x.Login(user, pass) }), nil
+	case "XOAUTH2":
+		return &xoauth2Server{check: func(user, token string) error {
+			if !x.s.token(user, token) {
+				return authFailed
+			}
+			return login()
+		}}, nil
+	case sasl.OAuthBearer:
+		return imapFailure{sasl.NewOAuthBearerServer(func(o sasl.OAuthBearerOptions) *sasl.OAuthBearerError {
+			if !x.s.token(o.Username, o.Token) || login() != nil {
+				return &sasl.OAuthBearerError{Status: "invalid_token", Schemes: "bearer"}
+			}
+			return nil
+		})}, nil
+	}
+	return nil, &imap.Error{Type: imap.StatusResponseTypeNo, Text: "SASL mechanism not supported"}
+}
+
+// imapFailure turns the errors of go-sasl's servers into the tagged NO
+// [AUTHENTICATIONFAILED] that a real server sends.
+type imapFailure struct{ sasl.Server }
+
+func (f imapFailure) Next(resp []byte) ([]byte, bool, error) {
+	c, done, err := f.Server.Next(resp)
+	if err != nil {
+		return nil, true, authFailed
+	}
+	return c, done, nil
+}
+
+// xoauth2Server is the server side of XOAUTH2 as Google documents it:
+// "user=" u ^A "auth=Bearer " t ^A ^A; a refused token gets a JSON
+// challenge, and the client's (empty) answer to it the failure.
+type xoauth2Server struct {
+	check  func(user, token string) error
+	failed error
+	step   int
+}
+
+func (x *xoauth2Server) Next(resp []byte) ([]byte, bool, error) {
+	x.step++
+	switch {
+	case x.step == 1 && resp == nil:
+		x.step = 0
+		return []byte{}, false, nil // ask for the initial response
+	case x.step == 1:
+		var user, token string
+		for _, kv := range strings.Split(string(resp), "\x01") {
+			if v, ok := strings.CutPrefix(kv, "user="); ok {
+				user = v
+			}
+			if v, ok := strings.CutPrefix(kv, "auth=Bearer "); ok {
+				token = v
+			}
+		}
+		if err := x.check(user, token); err != nil {
+			x.failed = err
+			return []byte(`{"status":"401","schemes":"bearer","scope":"https://mail.google.com/"}`), false, nil
+		}
+		return nil, true, nil
+	case x.step == 2 && x.failed != nil:
+		return nil, true, x.failed
+	}
+	return nil, true, authFailed
+}
+
+// imapLogger logs to the test until it ends: imapserver's connection
+// goroutines may still log after Close, and testing forbids (and the race
+// detector flags) a Logf after the test completed.
+type imapLogger struct {
+	t      testing.TB
+	mu     sync.Mutex
+	closed bool
+}
+
+func (l *imapLogger) Printf(format string, args ...any) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if !l.closed {
+		l.t.Logf("imapserver: "+format, args...)
+	}
+}
+
+func (l *imapLogger) close() {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	l.closed = true
+}
