@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"bytes"
 	"context"
+	"errors"
 	"io"
 	"net"
 	"slices"
@@ -344,9 +345,10 @@ func (f imapFailure) Next(resp []byte) ([]byte, bool, error) {
 	return c, done, nil
 }
 
-// xoauth2Server is the server side of XOAUTH2 as Google documents it:
-// "user=" u ^A "auth=Bearer " t ^A ^A; a refused token gets a JSON
-// challenge, and the client's (empty) answer to it the failure.
+// xoauth2Server is the server side of XOAUTH2 as Google documents it
+// (for the IMAP and the SMTP server): "user=" u ^A "auth=Bearer " t ^A
+// ^A; a refused token gets a JSON challenge, and the client's (empty)
+// answer to it the error of check.
 type xoauth2Server struct {
 	check  func(user, token string) error
 	failed error
@@ -377,7 +379,7 @@ func (x *xoauth2Server) Next(resp []byte) ([]byte, bool, error) {
 	case x.step == 2 && x.failed != nil:
 		return nil, true, x.failed
 	}
-	return nil, true, authFailed
+	return nil, true, errors.New("unexpected XOAUTH2 response")
 }
 
 // imapLogger logs to the test until it ends: imapserver's connection

@@ -43,6 +43,11 @@ type Options struct {
 	// Auth, when not nil, offers AUTH PLAIN and accepts these user/password
 	// pairs; MAIL is refused without it.
 	Auth map[string]string
+	// Tokens, when not nil, offers AUTH XOAUTH2 and OAUTHBEARER and accepts
+	// these bearer tokens, each for its user (token -> user); MAIL is
+	// refused without a login. A refusal is 535 5.7.8, after the error
+	// challenge of RFC 7628 section 3.2.2.
+	Tokens map[string]string
 	// Rcpt decides on each recipient; nil accepts all. Return an
 	// *smtp.SMTPError to choose the reply.
 	Rcpt func(to string) error
@@ -125,13 +130,38 @@ type session struct {
 }
 
 func (x *session) AuthMechanisms() []string {
-	if x.s.opts.Auth == nil {
+	var m []string
+	if x.s.opts.Auth != nil {
+		m = append(m, sasl.Plain)
+	}
+	if x.s.opts.Tokens != nil {
+		m = append(m, "XOAUTH2", sasl.OAuthBearer)
+	}
+	return m
+}
+
+var smtpAuthFailed = &smtp.SMTPError{Code: 535, EnhancedCode: smtp.EnhancedCode{5, 7, 8}, Message: "authentication failed"}
+
+func (x *session) token(user, token string) error {
+	if u, ok := x.s.opts.Tokens[token]; ok && u == user {
+		x.authed = true
 		return nil
 	}
-	return []string{sasl.Plain}
+	return smtpAuthFailed
 }
 
 func (x *session) Auth(mech string) (sasl.Server, error) {
+	switch mech {
+	case "XOAUTH2":
+		return &xoauth2Server{check: x.token}, nil
+	case sasl.OAuthBearer:
+		return smtpFailure{sasl.NewOAuthBearerServer(func(o sasl.OAuthBearerOptions) *sasl.OAuthBearerError {
+			if x.token(o.Username, o.Token) != nil {
+				return &sasl.OAuthBearerError{Status: "invalid_token", Schemes: "bearer"}
+			}
+			return nil
+		})}, nil
+	}
 	return sasl.NewPlainServer(func(identity, user, pass string) error {
 		if want, ok := x.s.opts.Auth[user]; ok && want == pass {
 			x.authed = true
@@ -142,7 +172,7 @@ func (x *session) Auth(mech string) (sasl.Server, error) {
 }
 
 func (x *session) Mail(from string, _ *smtp.MailOptions) error {
-	if x.s.opts.Auth != nil && !x.authed {
+	if (x.s.opts.Auth != nil || x.s.opts.Tokens != nil) && !x.authed {
 		return &smtp.SMTPError{Code: 530, EnhancedCode: smtp.EnhancedCode{5, 7, 0}, Message: "authentication required"}
 	}
 	x.from = from
@@ -182,6 +212,17 @@ func (x *session) Data(r io.Reader) error {
 
 func (x *session) Reset()        { x.from, x.to = "", nil }
 func (x *session) Logout() error { return nil }
+
+// smtpFailure turns the errors of go-sasl's servers into 535 5.7.8.
+type smtpFailure struct{ sasl.Server }
+
+func (f smtpFailure) Next(resp []byte) ([]byte, bool, error) {
+	c, done, err := f.Server.Next(resp)
+	if err != nil {
+		return nil, true, smtpAuthFailed
+	}
+	return c, done, nil
+}
 
 // Certificate returns a leaf certificate for hosts (IP addresses or names),
 // valid from an hour ago for a day, signed by a fresh CA, and a pool that

@@ -7,8 +7,10 @@
 //
 // The timeout comes only from the context: each SMTP command and the whole
 // dialogue end when ctx does. TLS modes follow RFC 3207 (STARTTLS) and
-// RFC 8314 (implicit TLS); AUTH PLAIN follows RFC 4616 and is only sent over
-// TLS (or to a loopback server, for tests and local relays).
+// RFC 8314 (implicit TLS); AUTH PLAIN follows RFC 4616, AUTH XOAUTH2 and
+// OAUTHBEARER (RFC 7628, with OAuth tokens from pkg/mailauth) go through
+// Config.Auth; credentials are only sent over TLS (or to a loopback
+// server, for tests and local relays).
 package submit
 
 import (
@@ -22,6 +24,7 @@ import (
 	"time"
 
 	"github.com/emailscout/emailscout/pkg/events"
+	"github.com/emailscout/emailscout/pkg/fault"
 	"github.com/emersion/go-sasl"
 	"github.com/emersion/go-smtp"
 )
@@ -45,13 +48,25 @@ const (
 	PhaseData     = "data"
 )
 
+// Authenticator gives the SASL client of one login (pkg/mailauth.Login
+// is one: XOAUTH2 or OAUTHBEARER with a valid OAuth token), called once
+// per submission. The expiry it returns is not used here. Its errors keep
+// their pkg/fault mark: a token endpoint's 5xx is temporary, a revoked
+// secret permanent.
+type Authenticator interface {
+	SASL(ctx context.Context) (c sasl.Client, expiry time.Time, err error)
+}
+
 // Config says where and how to submit.
 type Config struct {
 	Addr      string      // host:port
 	TLS       string      // one of the TLS modes; empty means opportunistic
 	TLSConfig *tls.Config // nil: ServerName from Addr, system roots
-	Username  string      // AUTH PLAIN when not empty
+	Username  string      // AUTH PLAIN when not empty (and Auth is nil)
 	Password  string
+	// Auth, when not nil, logs in with AUTH and the SASL client it gives
+	// (RFC 4954) instead of AUTH PLAIN with Username and Password.
+	Auth Authenticator
 	// HelloName is sent in EHLO; empty means "localhost".
 	HelloName string
 }
@@ -67,8 +82,11 @@ func (c Config) Validate() error {
 	default:
 		errs = append(errs, fmt.Errorf("tls mode %q is not none, opportunistic, starttls or implicit", c.TLS))
 	}
-	if c.Username != "" && c.Password == "" {
+	if c.Auth == nil && c.Username != "" && c.Password == "" {
 		errs = append(errs, errors.New("a username is set but no password"))
+	}
+	if c.Auth != nil && c.Password != "" {
+		errs = append(errs, errors.New("give a password or an OAuth login, not both"))
 	}
 	return errors.Join(errs...)
 }
@@ -85,24 +103,39 @@ type Error struct {
 	Phase string            // where it failed (Phase* constants)
 	Reply *events.SMTPReply // the server's refusal; nil for network and TLS errors
 	Err   error
+	// Challenge is, for a refused OAuth login, what the server's error
+	// challenge said (RFC 7628 section 3.2.2: status, schemes, scope);
+	// nil when it sent none.
+	Challenge error
 }
 
 func (e *Error) Error() string {
+	s := fmt.Sprintf("smtp %s: %v", e.Phase, e.Err)
 	if e.Reply != nil {
-		return fmt.Sprintf("smtp %s: %s", e.Phase, e.Reply)
+		s = fmt.Sprintf("smtp %s: %s", e.Phase, e.Reply)
 	}
-	return fmt.Sprintf("smtp %s: %v", e.Phase, e.Err)
+	if e.Challenge != nil {
+		s += " (" + e.Challenge.Error() + ")"
+	}
+	return s
 }
 
 func (e *Error) Unwrap() error { return e.Err }
 
 // Temporary reports whether trying again later may succeed: a 4xx reply, a
-// network error or a timeout. 5xx replies and TLS failures are permanent.
+// network error or a timeout. 5xx replies (535: credentials refused) and
+// TLS failures are permanent. In the auth phase without a reply, the
+// error's own pkg/fault mark decides (a token endpoint's 5xx or a network
+// error is temporary, a revoked client secret permanent; unmarked is
+// permanent).
 func (e *Error) Temporary() bool {
 	if e.Reply != nil {
 		return e.Reply.Code/100 == 4
 	}
-	return e.Phase != PhaseTLS && e.Phase != PhaseAuth
+	if e.Phase == PhaseAuth {
+		return fault.MarkedTemporary(e.Err)
+	}
+	return e.Phase != PhaseTLS
 }
 
 // Refused reports whether the server answered and said no (a reply was
@@ -230,14 +263,25 @@ func send(ctx context.Context, cfg Config, from string, to []string, msg []byte,
 		res.Timings.GreetingMS = ms(time.Since(t0))
 	}
 
-	if cfg.Username != "" {
+	if cfg.Username != "" || cfg.Auth != nil {
 		_, isTLS := c.TLSConnectionState()
 		if !isTLS && !isLoopback(conn.RemoteAddr()) {
 			return fail(PhaseAuth, errors.New("refusing to send credentials without TLS"))
 		}
 		t0 := time.Now()
-		if err := c.Auth(sasl.NewPlainClient("", cfg.Username, cfg.Password)); err != nil {
-			return fail(PhaseAuth, err)
+		sc := sasl.NewPlainClient("", cfg.Username, cfg.Password)
+		if cfg.Auth != nil {
+			if sc, _, err = cfg.Auth.SASL(ctx); err != nil {
+				return fail(PhaseAuth, err)
+			}
+		}
+		if err := c.Auth(sc); err != nil {
+			res, err := fail(PhaseAuth, err)
+			var se *Error
+			if f, ok := sc.(interface{ Failure() error }); ok && errors.As(err, &se) {
+				se.Challenge = f.Failure()
+			}
+			return res, err
 		}
 		res.Timings.AuthMS = ms(time.Since(t0))
 	}
