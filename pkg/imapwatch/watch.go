@@ -476,7 +476,7 @@ func (w *Watcher) authenticate(c *imapclient.Client, sc sasl.Client) error {
 	if err != nil {
 		return fmt.Errorf("authenticate: %w", err)
 	}
-	err = c.Authenticate(sc)
+	err = c.Authenticate(dummyResponse{sc})
 	if err == nil {
 		return nil
 	}
@@ -485,6 +485,22 @@ func (w *Watcher) authenticate(c *imapclient.Client, sc sasl.Client) error {
 		err = fmt.Errorf("%w (%w)", err, f.Failure())
 	}
 	return rejected(what, err)
+}
+
+// dummyResponse sends the empty response that XOAUTH2 gives to an error
+// challenge as the one byte 0x01, the dummy response of RFC 7628 section
+// 3.2.3. imapclient writes an empty response as "=" (RFC 4959's notation
+// for an empty initial response), which Dovecot 2.3 refuses in a continued
+// response with "BAD Invalid base64 data in continued response", hiding
+// its real refusal; after 0x01 it sends its tagged NO [AUTHENTICATIONFAILED].
+type dummyResponse struct{ sasl.Client }
+
+func (d dummyResponse) Next(challenge []byte) ([]byte, error) {
+	resp, err := d.Client.Next(challenge)
+	if err == nil && len(resp) == 0 {
+		resp = []byte{0x01}
+	}
+	return resp, err
 }
 
 func (w *Watcher) dial(opts *imapclient.Options) (*imapclient.Client, error) {
