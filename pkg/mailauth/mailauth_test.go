@@ -26,6 +26,7 @@ import (
 	"github.com/emailscout/emailscout/pkg/fault"
 	"github.com/emailscout/emailscout/pkg/mailauth"
 	"github.com/jonboulle/clockwork"
+	"go.yaml.in/yaml/v3"
 )
 
 const (
@@ -561,4 +562,32 @@ func TestNoSecretInLogsOrStrings(t *testing.T) {
 	buf.Reset()
 	log.Info("login", "login", login)
 	noSecret(t, "login log", buf.String())
+}
+
+// TestConfigYAML: the YAML keys are the documented ones, decoded strictly.
+func TestConfigYAML(t *testing.T) {
+	doc := `
+provider: microsoft
+tenant: contoso.onmicrosoft.com
+client_id: 11111111-2222-3333-4444-555555555555
+client_secret_file: /run/secrets/scout-imap-client-secret
+mechanism: oauthbearer
+`
+	dec := yaml.NewDecoder(strings.NewReader(doc))
+	dec.KnownFields(true)
+	var cfg mailauth.Config
+	if err := dec.Decode(&cfg); err != nil {
+		t.Fatal(err)
+	}
+	if err := cfg.Validate(); err != nil {
+		t.Errorf("Validate: %v", err)
+	}
+	if cfg.ClientSecretFile != "/run/secrets/scout-imap-client-secret" || cfg.Mechanism != "oauthbearer" {
+		t.Errorf("decoded %+v", cfg)
+	}
+	dec = yaml.NewDecoder(strings.NewReader("provider: google\nsubjekt: x@example.com\n"))
+	dec.KnownFields(true)
+	if err := dec.Decode(&cfg); err == nil || !strings.Contains(err.Error(), "subjekt") {
+		t.Errorf("unknown key: %v", err)
+	}
 }

@@ -9,8 +9,12 @@
 // receiver and evaluator in this process on an embedded JetStream (wired
 // as `scout dev` wires them) against the same Postfix: the SMTP return
 // path, the IMAP return path through Dovecot, the receiver's port down and
-// up again (a late return), and a forged probe. The suite takes about
-// 30 seconds once the packages are installed.
+// up again (a late return), and a forged probe. oauth_test.go serves an
+// OAuth token endpoint and Dovecot's introspection endpoint on loopback and
+// logs in to Dovecot (IMAP) and Postfix (SMTP AUTH) with XOAUTH2 and
+// OAUTHBEARER through pkg/mailauth, including a token that expires
+// mid-run and a revoked client secret. The suite takes about 75 seconds
+// once the packages are installed.
 //
 // TestMain runs `scripts/mailstack.sh start` itself (it installs the
 // packages when missing and is idempotent) and `scripts/mailstack.sh stop`
