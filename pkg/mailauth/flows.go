@@ -305,3 +305,6 @@ type staticToken Secret
 func (s staticToken) Token(context.Context) (*oauth2.Token, error) {
 	return &oauth2.Token{AccessToken: string(s), TokenType: "Bearer"}, nil
 }
+
+// String redacts the token.
+func (s staticToken) String() string { return Secret(s).String() }

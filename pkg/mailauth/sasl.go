@@ -89,6 +89,9 @@ func (c *xoauth2Client) Next(challenge []byte) ([]byte, error) {
 
 func (c *xoauth2Client) Failure() error { return c.failure }
 
+// String names the mechanism and user, not the token.
+func (c *xoauth2Client) String() string { return MechXOAuth2 + " client for " + c.user }
+
 // oauthBearerClient is go-sasl's OAUTHBEARER client, except that it
 // answers an error challenge with the ^A dummy response that RFC 7628
 // section 3.2.3 asks for (go-sasl returns an error instead, which leaves
@@ -113,6 +116,9 @@ func (c *oauthBearerClient) Next(challenge []byte) ([]byte, error) {
 }
 
 func (c *oauthBearerClient) Failure() error { return c.failure }
+
+// String names the mechanism, not the token.
+func (c *oauthBearerClient) String() string { return MechOAuthBearer + " client" }
 
 // challengeError decodes the JSON of an error challenge; one that is not
 // JSON is quoted (at most 200 bytes).

@@ -2,6 +2,7 @@ package mailauth_test
 
 import (
 	"context"
+	"fmt"
 	"strings"
 	"testing"
 
@@ -31,6 +32,12 @@ func TestXOAUTH2(t *testing.T) {
 	}
 	if _, err := c.Next([]byte("{}")); err == nil {
 		t.Error("a second challenge was answered")
+	}
+	for _, mech := range []string{"xoauth2", "oauthbearer"} {
+		c, _ := mailauth.NewClient(mech, "box@example.com", "tok-secret")
+		if s := fmt.Sprintf("%v %+v %s", c, c, c); strings.Contains(s, "tok-secret") {
+			t.Errorf("%s client prints its token: %s", mech, s)
+		}
 	}
 	if _, err := mailauth.NewClient("xoauth2", "a\x01b", "t"); err == nil {
 		t.Error("a user name with ^A was accepted")
