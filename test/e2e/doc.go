@@ -13,7 +13,8 @@
 // OAuth token endpoint and Dovecot's introspection endpoint on loopback and
 // logs in to Dovecot (IMAP) and Postfix (SMTP AUTH) with XOAUTH2 and
 // OAUTHBEARER through pkg/mailauth, including a token that expires
-// mid-run and a revoked client secret. The suite takes about 75 seconds
+// mid-run (renewed before expiry, and dropped by the server after it)
+// and a revoked client secret. The suite takes about 90 seconds
 // once the packages are installed.
 //
 // TestMain runs `scripts/mailstack.sh start` itself (it installs the

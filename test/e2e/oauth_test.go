@@ -316,6 +316,39 @@ func TestOAuthTokenExpiresMidRun(t *testing.T) {
 	}
 }
 
+// TestOAuthSessionDroppedAfterExpiry: as Exchange Online does, the server
+// drops the session once its token expired (here doveadm kick, 1 s after
+// a 10 s token's expiry); the watcher reconnects with a fresh token, never
+// the expired one, and handles the message delivered while it was away.
+func TestOAuthSessionDroppedAfterExpiry(t *testing.T) {
+	e := setup(t)
+	p := startIDP(t, 10*time.Second)
+	login, err := mailauth.New(oauthConfig(p, mailauth.OAuthBearer), oauthUser, mailauth.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	h := &marked{prefix: "dropped", got: make(chan string, 10)}
+	t0 := time.Now()
+	_, done := watchWith(t, e, login, 0, h)
+	first := fmt.Sprintf("dropped first %d", t0.UnixNano())
+	e.submit(imapBox, mailTo(first))
+	h.wait(e.ctx, t, first)
+	time.Sleep(time.Until(t0.Add(11 * time.Second)))
+	run(t, "doveadm", "-c", filepath.Join(stackDir, "dovecot.conf"), "kick", oauthUser)
+	meanwhile := fmt.Sprintf("dropped meanwhile %d", t0.UnixNano())
+	e.submit(imapBox, mailTo(meanwhile))
+	h.wait(e.ctx, t, meanwhile)
+	tokens, expired := p.logins()
+	if len(tokens) < 2 || expired > 0 {
+		t.Errorf("logins with %d distinct tokens, %d expired ones shown; want a fresh token after the drop, never an expired one", len(tokens), expired)
+	}
+	select {
+	case err := <-done:
+		t.Fatalf("Run returned %v", err)
+	default:
+	}
+}
+
 // TestOAuthRevokedSecret: a revoked client secret fails the first login
 // with the provider's AADSTS7000215, marked permanent, and Dovecot is
 // never asked.
@@ -343,8 +376,9 @@ func TestOAuthRevokedSecret(t *testing.T) {
 }
 
 // TestOAuthSMTPSubmission: Postfix's SMTP AUTH (through Dovecot's auth
-// service) accepts XOAUTH2 after STARTTLS on 127.0.0.1:25, and logs the
-// mechanism and user.
+// service) accepts XOAUTH2 and OAUTHBEARER after STARTTLS on
+// 127.0.0.1:25, logs the mechanism and user, and relays the messages; an
+// unknown token gets a permanent 535.
 func TestOAuthSMTPSubmission(t *testing.T) {
 	e := setup(t)
 	p := startIDP(t, time.Hour)
@@ -354,7 +388,7 @@ func TestOAuthSMTPSubmission(t *testing.T) {
 			t.Fatal(err)
 		}
 		res, err := submit.Send(e.ctx, submit.Config{Addr: "127.0.0.1:25", TLS: submit.TLSStartTLS, TLSConfig: tlsFor(e.cas), Auth: login},
-			bounceAddr, []string{imapBox}, mailTo("oauth smtp "+mech))
+			bounceAddr, []string{returnAddr}, mailTo("oauth smtp "+mech))
 		if err != nil {
 			t.Fatalf("%s: submit to Postfix: %v", mech, err)
 		}
@@ -365,6 +399,12 @@ func TestOAuthSMTPSubmission(t *testing.T) {
 		line := e.maillog(m[1], "client=")
 		if want := "sasl_method=" + strings.ToUpper(mech) + ", sasl_username=" + oauthUser; !strings.Contains(line, want) {
 			t.Errorf("%s: maillog %q lacks %q", mech, line, want)
+		}
+	}
+	// Both were relayed on to the return domain's server.
+	for _, m := range e.ret.wait(e.ctx, t, 2) {
+		if !strings.Contains(string(m.Data), "Subject: oauth smtp ") {
+			t.Errorf("the return server got %q", m.Data)
 		}
 	}
 	// A token Dovecot does not know is refused with 535, permanently.
