@@ -215,6 +215,15 @@ type Sweeper interface {
 // Such errors are marked permanent (pkg/fault).
 var ErrRejected = errors.New("IMAP server refused")
 
+// credentialRefused is ErrRejected for a credential refused before the
+// server was asked (by the token endpoint): its text is the cause's, not
+// "IMAP server refused".
+type credentialRefused struct{ err error }
+
+func (c credentialRefused) Error() string        { return c.err.Error() }
+func (c credentialRefused) Unwrap() error        { return c.err }
+func (c credentialRefused) Is(target error) bool { return target == ErrRejected }
+
 // errRenew ends a session whose credential is about to expire.
 var errRenew = errors.New("session renewed before its credential expires")
 
@@ -345,7 +354,7 @@ func (w *Watcher) session(ctx context.Context, b backoff.BackOff) error {
 		sc, expiry, err = w.cfg.Auth.SASL(ctx)
 		if err != nil {
 			if fault.MarkedPermanent(err) {
-				return fault.Permanent(fmt.Errorf("%w the login as %s: %w", ErrRejected, w.cfg.Username, err))
+				return fault.Permanent(credentialRefused{fmt.Errorf("login as %s: %w", w.cfg.Username, err)})
 			}
 			return fmt.Errorf("login as %s: %w", w.cfg.Username, err)
 		}
