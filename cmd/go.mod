@@ -5,13 +5,14 @@ go 1.26.0
 require (
 	github.com/cenkalti/backoff/v5 v5.0.3
 	github.com/emailscout/emailscout/internal v0.0.0
+	github.com/emailscout/emailscout/internal/stack v0.0.0
 	github.com/emailscout/emailscout/pkg v0.0.0
 	github.com/emailscout/emailscout/services/evaluator v0.0.0
-	github.com/emailscout/emailscout/services/notifier v0.0.0-00010101000000-000000000000
-	github.com/emailscout/emailscout/services/receiver v0.0.0-00010101000000-000000000000
+	github.com/emailscout/emailscout/services/notifier v0.0.0
+	github.com/emailscout/emailscout/services/receiver v0.0.0
 	github.com/emailscout/emailscout/services/recorder v0.0.0
 	github.com/emailscout/emailscout/services/scheduler v0.0.0
-	github.com/emailscout/emailscout/services/sender v0.0.0-00010101000000-000000000000
+	github.com/emailscout/emailscout/services/sender v0.0.0
 	github.com/emersion/go-imap/v2 v2.0.0-beta.8
 	github.com/emersion/go-message v0.18.2
 	github.com/emersion/go-sasl v0.0.0-20241020182733-b788ff22d5a6
@@ -68,6 +69,7 @@ require (
 
 replace (
 	github.com/emailscout/emailscout/internal => ../internal
+	github.com/emailscout/emailscout/internal/stack => ../internal/stack
 	github.com/emailscout/emailscout/pkg => ../pkg
 	github.com/emailscout/emailscout/services/evaluator => ../services/evaluator
 	github.com/emailscout/emailscout/services/notifier => ../services/notifier

@@ -20,7 +20,21 @@ for t in "${targets[@]}"; do
   dir=${t% *} name=${t#* }
   [[ $name =~ $filter ]] || continue
   printf '%-60s ' "./$dir $name"
+  corpus="$dir/testdata/fuzz/$name"
+  before=$(ls "$corpus" 2>/dev/null | sort)
   if ! out=$(go test -run '^$' -fuzz "^${name}\$" -fuzztime "$fuzztime" "./$dir" 2>&1); then
+    after=$(ls "$corpus" 2>/dev/null | sort)
+    # Go 1.26's fuzz coordinator can fail a target at the -fuzztime
+    # deadline with a bare "context deadline exceeded" when a worker is
+    # starved of CPU (golang/go#75804, fixed in Go 1.27): no input failed
+    # and none was written. Anything else, or a new file in the corpus,
+    # is a real failure.
+    if [ "$before" = "$after" ] && ! grep -qE 'panic:|Failing input|fuzz_test.go:[0-9]+:' <<<"$out" &&
+      grep -q 'context deadline exceeded' <<<"$out" && go test -count=1 -run "^${name}\$" "./$dir" >/dev/null 2>&1; then
+      echo "$out" | grep -E '^fuzz: elapsed' | tail -1 | sed -E 's/^fuzz: //; s/$/ (stopped by the coordinator deadline race golang\/go#75804; no failing input, seeds pass)/'
+      ran=$((ran + 1))
+      continue
+    fi
     echo FAILED; echo "$out" >&2; exit 1
   fi
   echo "$out" | grep -E '^fuzz: elapsed' | tail -1 | sed -E 's/^fuzz: //'

@@ -4,11 +4,12 @@ go 1.26.0
 
 require (
 	github.com/emailscout/emailscout/internal v0.0.0
+	github.com/emailscout/emailscout/internal/stack v0.0.0
 	github.com/emailscout/emailscout/pkg v0.0.0
 	github.com/emailscout/emailscout/services/evaluator v0.0.0
-	github.com/emailscout/emailscout/services/notifier v0.0.0-00010101000000-000000000000
+	github.com/emailscout/emailscout/services/notifier v0.0.0
 	github.com/emailscout/emailscout/services/receiver v0.0.0
-	github.com/emailscout/emailscout/services/recorder v0.0.0-00010101000000-000000000000
+	github.com/emailscout/emailscout/services/recorder v0.0.0
 	github.com/emailscout/emailscout/services/scheduler v0.0.0
 	github.com/emailscout/emailscout/services/sender v0.0.0
 	github.com/emersion/go-smtp v0.26.0
@@ -66,6 +67,7 @@ require (
 
 replace (
 	github.com/emailscout/emailscout/internal => ../internal
+	github.com/emailscout/emailscout/internal/stack => ../internal/stack
 	github.com/emailscout/emailscout/pkg => ../pkg
 	github.com/emailscout/emailscout/services/evaluator => ../services/evaluator
 	github.com/emailscout/emailscout/services/notifier => ../services/notifier

@@ -19,6 +19,7 @@ import (
 	"time"
 
 	"github.com/emailscout/emailscout/internal/platform"
+	"github.com/emailscout/emailscout/internal/stack"
 	"github.com/emailscout/emailscout/pkg/checks"
 	"github.com/emailscout/emailscout/pkg/events"
 	"github.com/emersion/go-smtp"
@@ -206,7 +207,7 @@ func (discardSession) Mail(string, *smtp.MailOptions) error { return nil }
 func (discardSession) Rcpt(string, *smtp.RcptOptions) error { return nil }
 func (discardSession) Data(r io.Reader) error               { _, err := io.Copy(io.Discard, r); return err }
 
-// pipeline runs the dev world without scheduler and notifier, publishes
+// pipeline runs the demo stack without scheduler and notifier, publishes
 // the tests at once and waits for their results.
 func pipeline(ctx context.Context, o benchOptions, fig *benchFigures) error {
 	dir := o.dataDir
@@ -257,11 +258,18 @@ func pipeline(ctx context.Context, o benchOptions, fig *benchFigures) error {
 		return err
 	}
 	log, _ := platform.NewLogger(io.Discard, "error")
-	w := &devWorld{bench: true, checks: f, js: js, nc: nc, log: log, keys: keys, reg: prometheus.NewRegistry(), health: platform.NewHealth()}
+	// The monitor without scheduler and notifier: the benchmark publishes
+	// the tests itself and reads the results from the stream.
+	demo, st, err := newDemoStack(demoStackConfig(keys), stack.Deps{Checks: f, JS: js, Logger: log,
+		Registerer: prometheus.NewRegistry(), Health: platform.NewHealth()}, nil, log)
+	if err != nil {
+		return err
+	}
 	wctx, stop := context.WithCancel(ctx)
 	defer stop()
-	werr := make(chan error, 1)
-	go func() { werr <- w.run(wctx) }()
+	werr := make(chan error, 2)
+	go func() { werr <- demo.run(wctx) }()
+	go func() { werr <- st.Run(wctx) }()
 
 	// Read results as they are stored.
 	results := make(chan jetstream.Msg, o.tests)
@@ -328,6 +336,7 @@ func pipeline(ctx context.Context, o benchOptions, fig *benchFigures) error {
 	fig.LatencyP50MS, fig.LatencyP99MS = percentile(latencies, 0.5), percentile(latencies, 0.99)
 	fig.RoundTripP50MS, fig.RoundTripP99MS = percentile(rtts, 0.5), percentile(rtts, 0.99)
 	stop()
+	<-werr
 	<-werr
 	return nil
 }

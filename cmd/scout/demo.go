@@ -68,6 +68,9 @@ func newDemoServer(f *checks.File, keySpec string, routes map[string]string, bre
 
 func (d *demoServer) addr() string { return d.ln.Addr().String() }
 
+// close releases the listener of a server that will not run.
+func (d *demoServer) close() { _ = d.ln.Close() }
+
 func (d *demoServer) unbreak() {
 	d.mu.Lock()
 	defer d.mu.Unlock()

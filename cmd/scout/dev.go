@@ -13,12 +13,11 @@ import (
 	"time"
 
 	"github.com/emailscout/emailscout/internal/platform"
+	"github.com/emailscout/emailscout/internal/stack"
 	"github.com/emailscout/emailscout/pkg/checks"
 	"github.com/emailscout/emailscout/pkg/events"
-	"github.com/emailscout/emailscout/pkg/probemail"
-	"github.com/emailscout/emailscout/services/evaluator"
 	"github.com/emailscout/emailscout/services/notifier"
-	"github.com/emailscout/emailscout/services/receiver"
+	"github.com/emailscout/emailscout/services/recorder"
 	"github.com/emailscout/emailscout/services/scheduler"
 	"github.com/emailscout/emailscout/services/sender"
 	"github.com/nats-io/nats-server/v2/server"
@@ -186,7 +185,7 @@ func runDev(ctx context.Context, o devOptions, stdout io.Writer) error {
 	if reg == nil {
 		reg = prometheus.NewRegistry()
 	}
-	w := &devWorld{opts: o, checks: f, js: js, nc: nc, log: log, keys: keys, reg: reg, health: platform.NewHealth(), out: pr,
+	w := &devWorld{opts: o, checks: f, js: js, log: log, keys: keys, reg: reg, health: platform.NewHealth(), out: pr,
 		services: services, httpLn: httpLn}
 	w.reg.MustRegister(collectors.NewGoCollector(), platform.BuildInfoCollector())
 
@@ -265,20 +264,16 @@ func startNATS(dir string, port int) (*server.Server, error) {
 
 // devWorld holds everything `scout dev` runs.
 type devWorld struct {
-	opts devOptions
-	// bench leaves out the scheduler, the notifier and the printer: the
-	// benchmark publishes tests itself and reads results from the stream.
-	bench  bool
+	opts   devOptions
 	checks *checks.File
 	js     jetstream.JetStream
-	nc     *nats.Conn
 	log    *slog.Logger
 	keys   string // SCOUT_PROBE_KEYS format
 	reg    *prometheus.Registry
 	health *platform.Health
 	out    *printer
 	// services are the demo server's SMTP, IMAP and POP3 sides for service
-	// checks (nil in the benchmark).
+	// checks.
 	services *demoServices
 	// httpLn serves /metrics, /healthz and /readyz (nil: none).
 	httpLn net.Listener
@@ -309,126 +304,68 @@ func breakEndNote(f *checks.File, breaks []string) string {
 	return strings.Join(parts, "; ")
 }
 
-// returnAddress is the return address of a site in dev (.test is reserved
-// for testing, RFC 2606).
-func returnAddress(site string) string { return "scout@" + site + ".return.test" }
+// stackConfig is the whole monitor as `scout dev` runs it: every service,
+// each from its defaults, with shorter waits where one process on one
+// machine has nothing far away.
+func (w *devWorld) stackConfig() stack.Config {
+	cfg := demoStackConfig(w.keys)
+	sch := scheduler.Defaults()
+	cfg.Scheduler = &sch
+	// A restarted `scout dev` takes its evaluator consumer over sooner.
+	cfg.Evaluator.Failover = 5 * time.Second
+	ncfg := notifier.Defaults()
+	ncfg.Env = notifier.EnvDev
+	// The log provider answers at once: short retries and waits.
+	ncfg.MaxAttempts, ncfg.RetryFor, ncfg.RetryInitial, ncfg.RetryMax = 3, time.Minute, time.Second, 5*time.Second
+	ncfg.SendTimeout, ncfg.Lease, ncfg.OpenWait, ncfg.Workers = 5*time.Second, time.Minute, 30*time.Second, 2
+	cfg.Notifier = &ncfg
+	if w.opts.clickhouse != "" {
+		rcfg := recorder.Defaults()
+		rcfg.DSN = w.opts.clickhouse
+		cfg.Recorder = &rcfg
+	}
+	return cfg
+}
 
 func (w *devWorld) run(ctx context.Context) error {
 	ctx, cancel := context.WithCancel(ctx) // an early error return stops what already runs
 	defer cancel()
+	getenv := w.opts.getenv
+	if getenv == nil {
+		getenv = func(string) string { return "" }
+	}
+	deps := stack.Deps{Checks: w.checks, JS: w.js, Logger: w.log, Registerer: w.reg, Health: w.health,
+		Provider: notifier.NewLogProvider(w.out.smsWriter()),
+		// Service checks on demo.scout.test reach the demo listeners and
+		// trust their certificate; SCOUT_DEMO_PASSWORD is the demo's.
+		SenderDeps: func(_ string, d *sender.Deps) {
+			d.LookupEnv, d.ServiceRootCAs, d.ServiceResolver = w.services.lookupEnv(getenv), w.services.pool, demoResolver{}
+		}}
+	demo, st, err := newDemoStack(w.stackConfig(), deps, w.opts.breaks, w.log)
+	if err != nil {
+		return err
+	}
 	g, ctx := errgroup.WithContext(ctx)
-	pub := platform.JetStreamPublisher{JS: w.js}
-	sites := w.checks.AllSites()
-	if w.services != nil {
-		g.Go(func() error { return w.services.run(ctx) })
-	}
-	keyring, err := probemail.ParseKeys(w.keys)
-	if err != nil {
-		return err
-	}
-
-	// Receivers first: the demo server needs their addresses.
-	routes := map[string]string{}
-	for _, site := range sites {
-		ln, err := net.Listen("tcp", "127.0.0.1:0")
-		if err != nil {
-			return err
-		}
-		rcfg := receiver.Defaults()
-		rcfg.Site, rcfg.Listen, rcfg.ReturnAddresses, rcfg.ProbeKeys = site, ln.Addr().String(), []string{returnAddress(site)}, receiver.Secret(w.keys)
-		rcfg.Timeout = time.Minute // the demo server's sessions
-		r, err := receiver.New(rcfg, receiver.Deps{Checks: w.checks, Publisher: pub, Keyring: keyring, Listener: ln, Logger: w.log, Registerer: w.reg, Health: w.health})
-		if err != nil {
-			return err
-		}
-		routes[returnAddress(site)] = r.Addr().String()
-		g.Go(func() error { return r.Run(ctx) })
-	}
-	demo, err := newDemoServer(w.checks, w.keys, routes, w.opts.breaks, w.log)
-	if err != nil {
-		return err
-	}
+	g.Go(func() error { return w.services.run(ctx) })
 	g.Go(func() error { return demo.run(ctx) })
+	g.Go(func() error { return st.Run(ctx) })
 	if w.opts.breakFor > 0 && len(w.opts.breaks) > 0 {
 		g.Go(func() error {
 			select {
 			case <-ctx.Done():
 			case <-time.After(w.opts.breakFor):
 				demo.unbreak()
-				if w.services != nil {
-					w.services.unbreak()
-				}
+				w.services.unbreak()
 				w.out.note("demo server: %s", breakEndNote(w.checks, w.opts.breaks))
 			}
 			return nil
 		})
 	}
-	for _, site := range sites {
-		deps := sender.Deps{Checks: w.checks, JetStream: w.js, Publisher: pub, Keyring: keyring, Logger: w.log, Registerer: w.reg, Health: w.health}
-		if w.services != nil {
-			// Service checks on demo.scout.test reach the demo listeners and
-			// trust their certificate; SCOUT_DEMO_PASSWORD is the demo's.
-			getenv := w.opts.getenv
-			if getenv == nil {
-				getenv = func(string) string { return "" }
-			}
-			deps.LookupEnv, deps.ServiceRootCAs, deps.ServiceResolver = w.services.lookupEnv(getenv), w.services.pool, demoResolver{}
-		}
-		scfg := sender.Defaults()
-		scfg.Site, scfg.ReturnAddress, scfg.ProbeKeys = site, returnAddress(site), sender.Secret(w.keys)
-		scfg.RelayAddr, scfg.RelayTLS, scfg.HeloName = demo.addr(), "none", site+".scout.test" // the demo server on loopback
-		scfg.SubmitTimeout = 10 * time.Second
-		s, err := sender.New(scfg, deps)
-		if err != nil {
-			return err
-		}
-		g.Go(func() error { return s.Run(ctx) })
-	}
-	if !w.bench {
-		sch, err := scheduler.New(scheduler.Defaults(), scheduler.Deps{Checks: w.checks, Publisher: pub, Logger: w.log,
-			Registerer: w.reg})
-		if err != nil {
-			return err
-		}
-		g.Go(func() error { return sch.Run(ctx) })
-	}
-	// Shorter than production: one process, so nothing is far away, and
-	// a restarted `scout dev` takes its consumer over sooner.
-	ecfg := evaluator.Defaults()
-	ecfg.SubmitGrace, ecfg.Settle, ecfg.Failover = 5*time.Second, 500*time.Millisecond, 5*time.Second
-	ev, err := evaluator.New(ecfg,
-		evaluator.Deps{Checks: w.checks, JS: w.js, Logger: w.log, Health: w.health,
-			Registerer: w.reg})
-	if err != nil {
-		return err
-	}
-	g.Go(func() error { return ev.Run(ctx) })
-	if !w.bench {
-		ncfg := notifier.Defaults()
-		ncfg.Env = notifier.EnvDev
-		// The log provider answers at once: short retries and waits.
-		ncfg.MaxAttempts, ncfg.RetryFor, ncfg.RetryInitial, ncfg.RetryMax = 3, time.Minute, time.Second, 5*time.Second
-		ncfg.SendTimeout, ncfg.Lease, ncfg.OpenWait, ncfg.Workers = 5*time.Second, time.Minute, 30*time.Second, 2
-		nt, err := notifier.New(ncfg,
-			notifier.Deps{Checks: w.checks, JS: w.js, Provider: notifier.NewLogProvider(w.out.smsWriter()), Logger: w.log,
-				Health: w.health, Registerer: w.reg})
-		if err != nil {
-			return err
-		}
-		g.Go(func() error { return nt.Run(ctx) })
-		if w.opts.clickhouse != "" {
-			rec, err := newDevRecorder(w.opts.clickhouse, w.js, w.log, w.reg, w.health)
-			if err != nil {
-				return err
-			}
-			g.Go(func() error { return rec.Run(ctx) })
-		}
-		g.Go(func() error { return w.out.follow(ctx, w.js) })
-		if w.httpLn != nil {
-			g.Go(func() error {
-				return platform.ServeListener(ctx, w.httpLn, platform.HTTPHandler(w.health, w.reg), 5*time.Second, w.log)
-			})
-		}
+	g.Go(func() error { return w.out.follow(ctx, w.js) })
+	if w.httpLn != nil {
+		g.Go(func() error {
+			return platform.ServeListener(ctx, w.httpLn, platform.HTTPHandler(w.health, w.reg), 5*time.Second, w.log)
+		})
 	}
 	err = g.Wait()
 	if errors.Is(err, context.Canceled) || errors.Is(err, context.DeadlineExceeded) {

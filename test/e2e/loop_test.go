@@ -22,6 +22,7 @@ import (
 
 	"github.com/emailscout/emailscout/internal/natstest"
 	"github.com/emailscout/emailscout/internal/platform"
+	"github.com/emailscout/emailscout/internal/stack"
 	"github.com/emailscout/emailscout/internal/testkit"
 	"github.com/emailscout/emailscout/pkg/checks"
 	"github.com/emailscout/emailscout/pkg/events"
@@ -117,22 +118,19 @@ func startLoop(t *testing.T, e *env, ret string) *loop {
 	t.Cleanup(func() { cancel(); l.wg.Wait() })
 
 	l.pub = platform.JetStreamPublisher{JS: l.js}
-	ev, err := evaluator.New(evaluator.Config{SubmitGrace: 10 * time.Second, Settle: 500 * time.Millisecond, Workers: 4,
-		Failover: 5 * time.Second, AttemptTTL: 48 * time.Hour},
-		evaluator.Deps{Checks: f, JS: l.js, Logger: l.log, Registerer: l.reg})
+	// The monitor as `scout dev` composes it (internal/stack), without
+	// receivers: each test starts its own (SMTP or IMAP mode), and stops it.
+	cfg := stack.Config{Sites: []string{site}, ProbeKeys: l.keySpec, ReturnAddress: func(string) string { return ret },
+		Sender: sender.Defaults(), Evaluator: evaluator.Defaults()}
+	cfg.Sender.RelayAddr, cfg.Sender.RelayTLS, cfg.Sender.HeloName = "127.0.0.1:25", "starttls", "scout.monitor.example"
+	cfg.Sender.SubmitTimeout, cfg.Sender.Workers = 30*time.Second, 2
+	cfg.Evaluator.SubmitGrace, cfg.Evaluator.Settle, cfg.Evaluator.Workers, cfg.Evaluator.Failover = 10*time.Second, 500*time.Millisecond, 4, 5*time.Second
+	st, err := stack.New(cfg, stack.Deps{Checks: f, JS: l.js, Logger: l.log, Registerer: l.reg,
+		SenderDeps: func(_ string, d *sender.Deps) { d.RelayTLS = tlsFor(e.cas) }})
 	if err != nil {
 		t.Fatal(err)
 	}
-	l.run("evaluator", ev.Run)
-	s, err := sender.New(sender.Config{Site: site, ReturnAddress: ret, ProbeKeys: sender.Secret(l.keySpec),
-		Delivery: sender.DeliveryRelay, RelayAddr: "127.0.0.1:25", RelayTLS: "starttls", HeloName: "scout.monitor.example",
-		MXPort: 25, SubmitTimeout: 30 * time.Second, Workers: 2},
-		sender.Deps{Checks: f, JetStream: l.js, Publisher: l.pub, Keyring: l.keyring, RelayTLS: tlsFor(e.cas),
-			Logger: l.log, Registerer: l.reg})
-	if err != nil {
-		t.Fatal(err)
-	}
-	l.run("sender", s.Run)
+	l.run("stack", st.Run)
 	l.run("results", l.follow)
 	return l
 }
