@@ -7,8 +7,9 @@
 #      taken from Debian's prometheus package by scripts/promtool.sh)
 #   4. bounded fuzzing: every native Go fuzz target for 10 s
 #      (scripts/fuzz.sh; SCOUT_FUZZTIME changes the time)
-#   5. the integration suite: the recorder and `scout provision` against a real
-#      clickhouse-server, and provisioning a three-node JetStream cluster
+#   5. the integration suite: the recorder, the notifier -> recorder path and
+#      `scout provision` against a real clickhouse-server, and provisioning a
+#      three-node JetStream cluster
 #      (installs Debian's clickhouse-server when missing)
 #   6. the Postfix + Dovecot suites: scout-reflector and the whole loop on
 #      a real mail stack, and the SMTP/IMAP/POP3 probers against real servers
@@ -57,6 +58,7 @@ if want clickhouse; then
   step "integration suite (recorder and provisioning against Debian's clickhouse-server; a three-node NATS cluster)"
   ./scripts/clickhouse.sh install
   go test -race -count=1 -tags integration -timeout 10m ./services/recorder/...
+  go test -race -count=1 -tags integration -run ClickHouse ./test/system/
   go test -race -count=1 -tags integration -run ProvisionClickHouse ./cmd/scout/
   go test -count=1 -tags integration -run ProvisionThreeNodeCluster ./cmd/scout/
 fi

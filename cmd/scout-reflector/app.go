@@ -72,8 +72,8 @@ func exitCode(err error) int {
 	// What is left are usage errors (an unknown subcommand, a missing
 	// argument): a broken command line is a broken configuration. A
 	// permanent failure to send a reflection never gets here: the modes log
-	// it and return nil, as it must not bounce the probe (DESIGN, "Reflector
-	// rules").
+	// it and return nil, as it must not bounce the probe
+	// (docs/reflector.md).
 	return exitConfig
 }
 

@@ -46,7 +46,7 @@ func watchIMAP(ctx context.Context, cfg *resolved, e env, clock clockwork.Clock,
 	}
 	err = w.Run(ctx)
 	if errors.Is(err, imapwatch.ErrRejected) {
-		log.Error("configuration error; exit 78", "err", err)
+		log.Error("configuration error; exit 78", "error", err)
 		return logged{configError{err}}
 	}
 	return err
@@ -89,10 +89,10 @@ func (h imapReflector) Handle(ctx context.Context, m *imapwatch.Message, msg []b
 	attrs := append([]any{"uid", m.UID, "action", d.Action}, probeAttrs(d)...)
 	switch {
 	case err != nil && fault.MarkedTemporary(err):
-		h.log.Warn("reflection not sent; trying again later", append(attrs, "err", err)...)
+		h.log.Warn("reflection not sent; trying again later", append(attrs, "error", err)...)
 		return imapwatch.Retry
 	case err != nil:
-		h.log.Error("reflection not sent (permanent failure); the probe is left in the folder", append(attrs, "err", err)...)
+		h.log.Error("reflection not sent (permanent failure); the probe is left in the folder", append(attrs, "error", err)...)
 		return imapwatch.Keep
 	case d.Action == reflector.ActionReflect:
 		h.log.Info("reflected", attrs...)

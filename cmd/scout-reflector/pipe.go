@@ -37,7 +37,7 @@ func runMessage(ctx context.Context, cfg *resolved, e env, path string) error {
 		return nil
 	}
 	if err != nil {
-		log.Error("cannot read the message; exit 75 so that the MTA retries", "err", err)
+		log.Error("cannot read the message; exit 75 so that the MTA retries", "error", err)
 		return logged{fault.Temporary(err)}
 	}
 	sender := reflector.UnknownSender
@@ -58,13 +58,13 @@ func runMessage(ctx context.Context, cfg *resolved, e env, path string) error {
 		log.Info("ignored", attrs...)
 		return nil
 	case errors.As(err, &ce):
-		log.Error("configuration error; exit 78", append(attrs, "err", err)...)
+		log.Error("configuration error; exit 78", append(attrs, "error", err)...)
 		return logged{err}
 	case fault.MarkedTemporary(err):
-		log.Error("reflection not sent; exit 75 so that the MTA retries", append(attrs, "err", err)...)
+		log.Error("reflection not sent; exit 75 so that the MTA retries", append(attrs, "error", err)...)
 		return logged{err}
 	}
-	log.Error("reflection not sent and not retried (permanent failure); the monitor will record a timeout", append(attrs, "err", err)...)
+	log.Error("reflection not sent and not retried (permanent failure); the monitor will record a timeout", append(attrs, "error", err)...)
 	return nil
 }
 

@@ -3,6 +3,7 @@ package platform
 import (
 	"context"
 	"errors"
+	"fmt"
 	"hash/fnv"
 	"log/slog"
 	"math/rand/v2"
@@ -45,7 +46,7 @@ type consumeMetrics struct {
 	duration prometheus.Histogram
 }
 
-func newConsumeMetrics(reg prometheus.Registerer, name string) *consumeMetrics {
+func newConsumeMetrics(reg prometheus.Registerer, name string) (*consumeMetrics, error) {
 	m := &consumeMetrics{
 		handled: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name:        "scout_consumer_messages_total",
@@ -65,10 +66,10 @@ func newConsumeMetrics(reg prometheus.Registerer, name string) *consumeMetrics {
 	for _, outcome := range []string{"ack", "nak", "term"} {
 		m.handled.WithLabelValues(outcome)
 	}
-	if reg != nil {
-		reg.MustRegister(m.handled, m.duration)
+	if err := Register(reg, m.handled, m.duration); err != nil {
+		return nil, fmt.Errorf("consumer %s: metrics: %w", name, err)
 	}
-	return m
+	return m, nil
 }
 
 // Consume pulls from cons until ctx ends, hands each message to h and acks
@@ -87,7 +88,10 @@ func Consume(ctx context.Context, cons jetstream.Consumer, h Handler, o ConsumeO
 	if maxDelay <= 0 {
 		maxDelay = time.Minute
 	}
-	m := newConsumeMetrics(o.Registerer, o.Name)
+	m, err := newConsumeMetrics(o.Registerer, o.Name)
+	if err != nil {
+		return err
+	}
 	pullOpts := []jetstream.PullMessagesOpt{jetstream.PullMaxMessages(max(64, 4*workers))}
 	if o.PriorityGroup != "" {
 		// Pull often enough that the pin does not lapse while we are alive.

@@ -4,8 +4,8 @@
 // The file is YAML (in Kubernetes, a ConfigMap). Decoding is strict: an
 // unknown key is an error, so a typo never silently turns a setting off.
 // Defaults come from three layers, first match wins: the check itself, the
-// file's "defaults" block, then the built-in defaults of DESIGN.md
-// (DefaultRoundTrip, DefaultService). Every field is documented in
+// file's "defaults" block, then the built-in defaults (DefaultRoundTrip,
+// DefaultService; docs/configuration.md, "The check file"). Every field is documented in
 // docs/configuration.md.
 //
 // Load reports every problem at once, each naming the file, the line, the
@@ -52,8 +52,8 @@ type Settings struct {
 	Quorum int
 }
 
-// DefaultRoundTrip are the defaults of a round-trip check (DESIGN.md,
-// "Defaults").
+// DefaultRoundTrip are the defaults of a round-trip check
+// (docs/configuration.md, "The check file"; docs/evaluation.md, section 5).
 var DefaultRoundTrip = Settings{
 	Interval:   20 * time.Minute,
 	Timeout:    10 * time.Minute,

@@ -24,7 +24,7 @@ func TestLoadGood(t *testing.T) {
 	want := Settings{Interval: 20 * time.Minute, Timeout: 10 * time.Minute, Slow: 2 * time.Minute,
 		RetryDelay: 45 * time.Second, Retries: 1, Quorum: 2}
 	if acme.Settings != want {
-		t.Errorf("acme settings = %+v, want DESIGN defaults with the file's retry_delay %+v", acme.Settings, want)
+		t.Errorf("acme settings = %+v, want the built-in defaults with the file's retry_delay %+v", acme.Settings, want)
 	}
 	if acme.Name != "acme-roundtrip" {
 		t.Errorf("name defaults to id, got %q", acme.Name)

@@ -4,7 +4,7 @@
 // delete it) and the receiver's IMAP mode (store each returned probe, then
 // delete it).
 //
-// Rules (shared/cases c10, DESIGN "Reflector rules"):
+// Rules (docs/field-cases.md, c10, docs/reflector.md):
 //
 //   - Messages are found by UID, never by date or a server-side SEARCH:
 //     each scan fetches UIDs from the next one not yet handled
@@ -326,7 +326,7 @@ func (w *Watcher) Run(ctx context.Context) error {
 			return err
 		}
 		wait := b.NextBackOff()
-		w.log.Warn("IMAP session ended; reconnecting", "err", err, "in", wait)
+		w.log.Warn("IMAP session ended; reconnecting", "error", err, "in", wait)
 		select {
 		case <-ctx.Done():
 			return nil
@@ -470,7 +470,7 @@ func (w *Watcher) session(ctx context.Context, b backoff.BackOff) error {
 		}
 		if !renewAt.IsZero() && !w.clock.Now().Before(renewAt) {
 			if err := c.Logout().Wait(); err != nil {
-				w.log.Debug("logout before renewal", "err", err)
+				w.log.Debug("logout before renewal", "error", err)
 			}
 			return errRenew
 		}
@@ -677,7 +677,7 @@ func (w *Watcher) handle(ctx context.Context, c *imapclient.Client, m *Message) 
 	body := &imap.FetchItemBodySection{Peek: true}
 	full, err := c.Fetch(imap.UIDSetNum(m.UID), &imap.FetchOptions{UID: true, BodySection: []*imap.FetchItemBodySection{body}}).Collect()
 	if err != nil || len(full) != 1 {
-		w.log.Warn("cannot fetch the message; trying again later", "uid", m.UID, "err", err)
+		w.log.Warn("cannot fetch the message; trying again later", "uid", m.UID, "error", err)
 		return Retry
 	}
 	return w.h.Handle(ctx, m, full[0].FindBodySection(body))

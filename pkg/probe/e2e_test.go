@@ -135,8 +135,8 @@ type dovecot struct {
 
 // startDovecot runs a private Dovecot with one user, webscout/s3cret, whose
 // INBOX holds one message. Plain-text logins are disabled, so IMAP
-// advertises LOGINDISABLED until STARTTLS (shared/cases c07); POP3
-// sessions lock the maildrop (shared/cases c14).
+// advertises LOGINDISABLED until STARTTLS (docs/field-cases.md, c07); POP3
+// sessions lock the maildrop (docs/field-cases.md, c14).
 func startDovecot(t *testing.T) dovecot {
 	t.Helper()
 	d := dir(t)
@@ -224,7 +224,7 @@ type postfix struct {
 // TLS on another, and a postscreen port with the pregreet test: it sends
 // "220-", waits 2 s (postscreen_greet_wait) and drops a client that talks
 // in the meantime with 521; else smtpd sends the final "220 ". That is
-// shared/cases c03 server A and c04's paused multi-line greeting, for real.
+// docs/field-cases.md, c03 server A and c04's paused multi-line greeting, for real.
 func startPostfix(t *testing.T) postfix {
 	t.Helper()
 	d := dir(t)

@@ -230,7 +230,7 @@ func (s *Session) resolve() ([]netip.Addr, error) {
 //
 // It fails with ClassTLS when the handshake does not complete (an error, or
 // the context's deadline: a server that accepted STARTTLS and then never
-// handshakes, shared/cases c06), leaving Result.TLS nil. It fails with
+// handshakes, docs/field-cases.md, c06), leaving Result.TLS nil. It fails with
 // ClassCertInvalid when the chain does not verify against Target.RootCAs or
 // the certificate does not name Target.Host; the returned *tls.Conn is then
 // usable, so that the prober can end the dialogue politely, but it must not

@@ -216,7 +216,7 @@ func TestStripMboxFrom(t *testing.T) {
 	}
 }
 
-// TestCaseC08 is shared/cases/c08: the test id is recovered from a returned
+// TestCaseC08 is docs/field-cases.md, c08: the test id is recovered from a returned
 // probe whose Subject was re-encoded, split mid-character, prefixed or
 // whose signed header was lost, in the documented order of trust.
 func TestCaseC08(t *testing.T) {
@@ -264,7 +264,7 @@ func TestCaseC08(t *testing.T) {
 	}
 }
 
-// TestCaseC11 is shared/cases/c11: the reflector's clock is five hours
+// TestCaseC11 is docs/field-cases.md, c11: the reflector's clock is five hours
 // ahead; rtt comes from monitor clocks only, the legs are stored as they are
 // and the skew is estimated and flagged.
 func TestCaseC11(t *testing.T) {

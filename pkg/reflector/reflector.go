@@ -3,7 +3,7 @@
 // signed return address. It is the library behind the scout-reflector
 // command and the demo mail server of `scout dev`.
 //
-// The rules (DESIGN.md, "Reflector rules"):
+// The rules (docs/reflector.md):
 //
 //   - Unsigned, badly signed or foreign mail is ignored: no reply, no error.
 //   - A reflected message, a bounce (empty envelope sender, MAILER-DAEMON)

@@ -208,7 +208,7 @@ func send(ctx context.Context, cfg Config, from string, to []string, msg []byte,
 
 	// When STARTTLS may be used, the banner, EHLO and STARTTLS are spoken
 	// here, so that each phase is timed and a STARTTLS that never upgrades
-	// fails in the TLS phase (shared/cases c06); go-smtp then takes over the
+	// fails in the TLS phase (docs/field-cases.md, c06); go-smtp then takes over the
 	// session with a second EHLO, as RFC 3207 requires after the handshake.
 	// Without TLS (and with implicit TLS) go-smtp reads the banner itself.
 	preDialogue := cfg.TLS != TLSImplicit && cfg.TLS != TLSNone

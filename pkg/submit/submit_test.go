@@ -109,7 +109,7 @@ func TestSendRefusals(t *testing.T) {
 	}
 }
 
-// TestStartTLSNeverUpgraded is shared/cases c06 on the submission path: the
+// TestStartTLSNeverUpgraded is docs/field-cases.md, c06 on the submission path: the
 // server says "220 Ready to start TLS" and keeps talking plain text; the
 // submission fails in the TLS phase and nothing is sent.
 func TestStartTLSNeverUpgraded(t *testing.T) {

@@ -36,7 +36,7 @@ func freshFor(c *checks.Check) time.Duration {
 	return c.Interval + 2*c.Timeout + c.RetryDelay + time.Minute
 }
 
-// decide applies the quorum rule (DESIGN.md, docs/evaluation.md) to check c:
+// decide applies the quorum rule (docs/evaluation.md, section 3) to check c:
 //   - eligible sites are those whose monitor is healthy (eligible(site));
 //     the quorum is c.Quorum capped at their number;
 //   - an incident opens when at least quorum eligible sites have a fresh

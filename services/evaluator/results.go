@@ -89,7 +89,7 @@ func (e *Evaluator) planRetest(ctx context.Context, c *checks.Check, st *SiteSta
 }
 
 // fanOut asks every other site of c that is not failing already for a
-// confirmation now (DESIGN.md, "Confirmation fan-out"), so that the quorum
+// confirmation now (docs/evaluation.md, section 5), so that the quorum
 // forms within one timeout instead of waiting for each site's next slot.
 func (e *Evaluator) fanOut(ctx context.Context, c *checks.Check, r *events.CheckResult, now time.Time) error {
 	for _, site := range c.Sites {

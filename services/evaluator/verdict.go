@@ -80,7 +80,7 @@ func newSiteState(check, site string) *SiteState {
 // applyResult moves st by one result of check c at st.Site and returns the
 // retest to schedule for this site (nil: none) and whether the other sites
 // should be asked for a confirmation now (the first failure of a series).
-// A monitor_error never moves the verdict (DESIGN.md: monitor faults are not
+// A monitor_error never moves the verdict (docs/evaluation.md, section 4: monitor faults are not
 // customer outages); a result older than the verdict's newest attempt does
 // not move it back (events may arrive in any order).
 func applyResult(st *SiteState, r *events.CheckResult, c *checks.Check, now time.Time) (retest *plannedTest, fanOut bool) {

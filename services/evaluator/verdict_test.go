@@ -24,7 +24,7 @@ func res(site, id string, attempt int, status string, started time.Duration) *ev
 		Attempt: attempt, Status: status, StartedAt: t0.Add(started), Revision: 1}
 }
 
-// TestCaseC12 is shared/cases/c12 for one site with the defaults: attempt 1
+// TestCaseC12 is docs/field-cases.md, c12 for one site with the defaults: attempt 1
 // sent at t=0 times out at t=600; attempt 2 is a new probe at t >= 630; if it
 // returns fine, the site is up and nothing is told to anyone.
 func TestCaseC12(t *testing.T) {

@@ -37,7 +37,7 @@
 // over IMAP (SCOUT_RECEIVER_MODE=imap) with pkg/imapwatch, the watcher that
 // scout-reflector's imap mode uses too: messages are found by UID with
 // UIDVALIDITY tracking, never by date or a server-side SEARCH
-// (shared/cases c10); IDLE (RFC 2177) is re-issued every 9 minutes
+// (docs/field-cases.md, c10); IDLE (RFC 2177) is re-issued every 9 minutes
 // (SCOUT_RECEIVER_IMAP_IDLE_REFRESH), a server without IDLE is polled; a
 // lost connection is re-established with exponential backoff.
 //
@@ -58,7 +58,7 @@
 // another clock and in whole seconds, so it is only logged. SMTP mode is
 // therefore the precise one.
 //
-// Clean-up (shared/cases c01): a message that carries a verified probe of
+// Clean-up (docs/field-cases.md, c01): a message that carries a verified probe of
 // this site but could not be taken (a replay, a check this receiver does
 // not know, a null-sender copy) is deleted once the probe's signed start is
 // older than the longest check timeout plus SCOUT_RECEIVER_IMAP_CLEANUP_MARGIN,

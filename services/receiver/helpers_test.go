@@ -62,7 +62,7 @@ func testID(t testing.TB) string {
 }
 
 // probe returns a probe of acme-roundtrip from site us-east, started 4s
-// before now (shared/cases c11: true start 14:00:00Z, return 14:00:04Z).
+// before now (docs/field-cases.md, c11: true start 14:00:00Z, return 14:00:04Z).
 func probe(t testing.TB) probemail.Probe {
 	return probemail.Probe{
 		KeyID: acmeKey.ID, TestID: testID(t), CheckID: "acme-roundtrip", Site: "us-east", Attempt: 2,

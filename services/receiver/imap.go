@@ -75,7 +75,7 @@ func (r *Receiver) ownProbe(p probemail.Probe) bool {
 // staleOwnProbe reports whether header carries a probe of this receiver
 // (ownProbe) whose signature verifies and whose signed start is more than
 // the clean-up age before now. Ages come from the signed start, never from
-// IMAP dates (shared/cases c10).
+// IMAP dates (docs/field-cases.md, c10).
 func (r *Receiver) staleOwnProbe(header []byte, now time.Time) (probemail.Probe, bool) {
 	ret, err := probemail.ParseReturned(header)
 	if err != nil || ret.HeaderErr != nil {

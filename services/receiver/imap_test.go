@@ -149,7 +149,7 @@ func TestIMAPTakesReturnsAndLeavesTheRest(t *testing.T) {
 	}
 }
 
-// TestIMAPFastReturnsAndCleanup is shared/cases c01 in IMAP mode: probes
+// TestIMAPFastReturnsAndCleanup is docs/field-cases.md, c01 in IMAP mode: probes
 // that return in 0.4 s and 0.5 s are taken (never mistaken for orphans);
 // the clean-up deletes only this site's probes that could not be taken
 // and whose signed start is older than the longest timeout plus the

@@ -26,7 +26,7 @@ import (
 // TestVerifiedReturnStored: a reflected probe is answered 250 only with its
 // mail.returned in the stream, on the probe's own site and check, with the
 // monitor-clock received_at and the reflector's stamp stored as-is (here
-// 5 h ahead, shared/cases c11).
+// 5 h ahead, docs/field-cases.md, c11).
 func TestVerifiedReturnStored(t *testing.T) {
 	e := newEnv(t)
 	r := e.start(config())

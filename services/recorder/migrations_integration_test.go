@@ -8,7 +8,7 @@ import (
 
 	"github.com/emailscout/emailscout/internal/natstest"
 	"github.com/emailscout/emailscout/services/recorder"
-	"github.com/emailscout/emailscout/services/recorder/internal/chtest"
+	"github.com/emailscout/emailscout/internal/chtest"
 )
 
 // TestMigrationWidensNotifications: a database at version 3 (before

@@ -14,7 +14,7 @@ import (
 	"github.com/emailscout/emailscout/internal/natstest"
 	"github.com/emailscout/emailscout/pkg/events"
 	"github.com/emailscout/emailscout/services/recorder"
-	"github.com/emailscout/emailscout/services/recorder/internal/chtest"
+	"github.com/emailscout/emailscout/internal/chtest"
 )
 
 // dataset is a known set of attempts: two sites, five hours across a day

@@ -14,7 +14,7 @@ import (
 	"github.com/emailscout/emailscout/internal/testkit"
 	"github.com/emailscout/emailscout/pkg/events"
 	"github.com/emailscout/emailscout/services/recorder"
-	"github.com/emailscout/emailscout/services/recorder/internal/chtest"
+	"github.com/emailscout/emailscout/internal/chtest"
 	"github.com/prometheus/client_golang/prometheus"
 )
 

@@ -82,8 +82,8 @@ func New(cfg Config, deps Deps) (*Scheduler, error) {
 		failures: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "scout_scheduler_publish_failures_total", Help: "Tests that could not be published (retried until the slot ends)."}),
 	}
-	if deps.Registerer != nil {
-		deps.Registerer.MustRegister(m.published, m.duplicates, m.failures)
+	if err := platform.Register(deps.Registerer, m.published, m.duplicates, m.failures); err != nil {
+		return nil, fmt.Errorf("scheduler: metrics: %w", err)
 	}
 	return &Scheduler{cfg: cfg, deps: deps, log: deps.Logger.With("component", "scheduler"), metrics: m}, nil
 }

@@ -52,7 +52,7 @@ func (s *Sender) deliverRelay(ctx context.Context, msg []byte, to string) delive
 	return d
 }
 
-// classifyRelay names a relay failure (shared/cases c02).
+// classifyRelay names a relay failure (docs/field-cases.md, c02).
 func classifyRelay(err error) (class string, temporary bool) {
 	var se *submit.Error
 	if !errors.As(err, &se) {

@@ -16,7 +16,7 @@
 //	               unreachable, the test was picked up too late, no signing key, ...
 //
 // In relay delivery every failure is the relay's, hence the monitor's
-// (shared/cases c02): a refusing relay never turns into a customer outage.
+// (docs/field-cases.md, c02): a refusing relay never turns into a customer outage.
 // In mx delivery a 5xx from the customer's MX, a 4xx that persists until
 // the send window closes, an unreachable MX and a DNS failure are the
 // customer's (failed).

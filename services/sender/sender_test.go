@@ -75,7 +75,7 @@ func TestProbeSentThroughRelay(t *testing.T) {
 	}
 }
 
-// TestRelayFailuresAreMonitorErrors is shared/cases c02 by kind of relay
+// TestRelayFailuresAreMonitorErrors is docs/field-cases.md, c02 by kind of relay
 // failure: each is monitor_error (never failed, never sent), with the
 // relay's reply, the submission_up gauge at 0 and an error-level log.
 func TestRelayFailuresAreMonitorErrors(t *testing.T) {
@@ -145,7 +145,7 @@ func TestRelayFailuresAreMonitorErrors(t *testing.T) {
 	}
 }
 
-// TestCaseC02RelayRefusedAcrossRestart is shared/cases c02: after a good
+// TestCaseC02RelayRefusedAcrossRestart is docs/field-cases.md, c02: after a good
 // probe, our relay refuses connections at t=600s, 1200s and 1800s, and the
 // sender restarts between the second and third attempt. Every attempt is a
 // monitor_error in the stream, the gauge never shows the old success, and

@@ -593,7 +593,7 @@ func countStatus(rs []events.CheckResult, status string) int {
 	return n
 }
 
-// TestSimRecovery is shared/cases/c12 across sites: resolved once, only
+// TestSimRecovery is docs/field-cases.md, c12 across sites: resolved once, only
 // after the open, never while a confirmation is pending.
 func TestSimRecovery(t *testing.T) {
 	start := time.Date(2026, 11, 29, 9, 0, 0, 0, time.UTC)

@@ -19,8 +19,8 @@
 //     certificate data). A PREAUTH greeting on a plain connection fails:
 //     STARTTLS is impossible once authenticated. After the handshake the
 //     capabilities are read again with CAPABILITY (RFC 9051 section 6.2.1).
-//   - auth (Target.Username set): LOGINDISABLED must be gone (shared/cases
-//     c07: it is advertised until STARTTLS); the probe never sends LOGIN
+//   - auth (Target.Username set): LOGINDISABLED must be gone
+//     (docs/field-cases.md, c07: it is advertised until STARTTLS); the probe never sends LOGIN
 //     while it is advertised. LOGIN OK passes; NO [UNAVAILABLE] or [INUSE]
 //     (RFC 5530) is temporary; other NOs fail with class auth.
 //   - mailbox (after LOGIN or PREAUTH): EXAMINE INBOX (SELECT read-only, so

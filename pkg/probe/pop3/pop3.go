@@ -18,7 +18,7 @@
 //
 // A POP3 session sees a snapshot of the maildrop taken at login and holds
 // an exclusive lock on it until QUIT (RFC 1939 section 8): a poller must use
-// a fresh session each time and always QUIT (shared/cases c14). The client
+// a fresh session each time and always QUIT (docs/field-cases.md, c14). The client
 // does not reconnect or keep sessions.
 //
 // Deadlines are the caller's: close the connection (or set its deadline)

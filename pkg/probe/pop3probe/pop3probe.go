@@ -5,7 +5,7 @@
 //
 // The dialogue, phase by phase (probe.Phase*), on a fresh connection each
 // time (a POP3 session is a snapshot of the maildrop, locked until QUIT:
-// shared/cases c14):
+// docs/field-cases.md, c14):
 //
 //   - dns, connect (and tls for implicit TLS).
 //   - greeting: "+OK" continues; "-ERR" is a refusal, or temporary with a

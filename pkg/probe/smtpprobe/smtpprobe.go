@@ -8,7 +8,7 @@
 //     the handshake: phase tls).
 //   - greeting: read the WHOLE greeting, every line of a multi-line 220,
 //     before writing a byte (RFC 5321 section 4.3.1; servers such as
-//     Postfix's postscreen reject clients that talk first, shared/cases c03;
+//     Postfix's postscreen reject clients that talk first, docs/field-cases.md, c03;
 //     a greeting may pause between lines, c04). 220 continues; 554 is a
 //     refusal (failed); 4xx is temporary (degraded). Target.ExpectGreeting
 //     must match the greeting's text.
