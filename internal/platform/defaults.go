@@ -69,7 +69,9 @@ type Variable struct {
 // the tag's default, so that a Config built in code (tests, `scout dev`)
 // needs only the fields it cares about. A field whose zero is a setting of
 // its own (SCOUT_CLICKHOUSE_TTL_DAYS=0 keeps everything) is tagged
-// `zero:"setting"` and left alone. cfg must be a pointer to a struct.
+// `zero:"setting"` and left alone, as is every bool (false is always a
+// choice: start from Defaults() to get a bool's default). cfg must be a
+// pointer to a struct.
 func FillDefaults[T any](cfg *T) {
 	def := Defaults[T]()
 	fill(reflect.ValueOf(cfg).Elem(), reflect.ValueOf(def))
@@ -87,7 +89,7 @@ func fill(dst, def reflect.Value) {
 			fill(v, d)
 			continue
 		}
-		if f.Tag.Get("envDefault") == "" || f.Tag.Get("zero") == "setting" || !v.IsZero() {
+		if f.Tag.Get("envDefault") == "" || f.Tag.Get("zero") == "setting" || f.Type.Kind() == reflect.Bool || !v.IsZero() {
 			continue
 		}
 		if name, _, _ := strings.Cut(f.Tag.Get("env"), ","); name != "" {

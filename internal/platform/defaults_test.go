@@ -13,6 +13,7 @@ type sampleConfig struct {
 	Wait     time.Duration `env:"X_WAIT" envDefault:"2m"`
 	KeepDays int           `env:"X_KEEP_DAYS" envDefault:"400" zero:"setting"`
 	Mode     string        `env:"X_MODE" envDefault:"relay"`
+	On       bool          `env:"X_ON" envDefault:"true"`
 	NoDef    string        `env:"X_NODEF"`
 	Nested   struct {
 		Port int `env:"PORT" envDefault:"25"`
@@ -21,7 +22,7 @@ type sampleConfig struct {
 
 func TestDefaultsFromTags(t *testing.T) {
 	d := platform.Defaults[sampleConfig]()
-	if d.Name != "" || d.Workers != 8 || d.Wait != 2*time.Minute || d.KeepDays != 400 || d.Mode != "relay" || d.NoDef != "" || d.Nested.Port != 25 {
+	if d.Name != "" || d.Workers != 8 || d.Wait != 2*time.Minute || d.KeepDays != 400 || d.Mode != "relay" || !d.On || d.NoDef != "" || d.Nested.Port != 25 {
 		t.Errorf("Defaults = %+v", d)
 	}
 	vars := platform.Variables[sampleConfig]()
@@ -37,11 +38,11 @@ func TestDefaultsFromTags(t *testing.T) {
 }
 
 // TestFillDefaults: zero fields take the tag's default, set fields stay,
-// and a field whose zero is a setting keeps its zero.
+// and a field whose zero is a setting (or a bool) keeps its zero.
 func TestFillDefaults(t *testing.T) {
 	c := sampleConfig{Name: "a", Workers: 2, KeepDays: 0}
 	platform.FillDefaults(&c)
-	if c.Name != "a" || c.Workers != 2 || c.Wait != 2*time.Minute || c.KeepDays != 0 || c.Mode != "relay" || c.Nested.Port != 25 {
+	if c.Name != "a" || c.Workers != 2 || c.Wait != 2*time.Minute || c.KeepDays != 0 || c.Mode != "relay" || c.On || c.Nested.Port != 25 {
 		t.Errorf("FillDefaults = %+v", c)
 	}
 }

@@ -21,6 +21,7 @@ var routingOf = map[string]Routing{
 	SubjectTestScheduled:          RoutedBySiteAndCheck,
 	SubjectMailSent:               RoutedBySiteAndCheck,
 	SubjectMailReturned:           RoutedBySiteAndCheck,
+	SubjectMailBounced:            RoutedBySiteAndCheck,
 	SubjectCheckTimeout:           RoutedBySiteAndCheck,
 	SubjectCheckResult:            RoutedBySiteAndCheck,
 	SubjectServiceChecked:         RoutedBySiteAndCheck,
@@ -64,6 +65,7 @@ func NamesOf[T any, P interface {
 func (TestScheduled) names() []string      { return []string{SubjectTestScheduled} }
 func (MailSent) names() []string           { return []string{SubjectMailSent} }
 func (MailReturned) names() []string       { return []string{SubjectMailReturned} }
+func (MailBounced) names() []string        { return []string{SubjectMailBounced} }
 func (CheckTimeout) names() []string       { return []string{SubjectCheckTimeout} }
 func (CheckResult) names() []string        { return []string{SubjectCheckResult} }
 func (ServiceChecked) names() []string     { return []string{SubjectServiceChecked} }

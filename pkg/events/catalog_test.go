@@ -20,6 +20,7 @@ func samples() map[string]struct {
 		"TestScheduled":  {TestScheduled{V: 1, TestID: "t1", CheckID: "c", Site: "s", Kind: KindRoundTrip, Attempt: 1, Reason: ReasonInterval, ScheduledAt: now}, NamesOf[TestScheduled]()},
 		"MailSent":       {MailSent{V: 1, TestID: "t1", CheckID: "c", Site: "s", Status: SentOK, StartedAt: now}, NamesOf[MailSent]()},
 		"MailReturned":   {MailReturned{V: 1, TestID: "t1", CheckID: "c", Site: "s", StartedAt: now, ReceivedAt: now}, NamesOf[MailReturned]()},
+		"MailBounced":    {MailBounced{V: 1, TestID: "t1", CheckID: "c", Site: "s", Action: BounceFailed, ReceivedAt: now}, NamesOf[MailBounced]()},
 		"CheckTimeout":   {CheckTimeout{V: 1, TestID: "t1", CheckID: "c", Site: "s", Deadline: DeadlineReturn}, NamesOf[CheckTimeout]()},
 		"ServiceChecked": {ServiceChecked{V: 1, TestID: "t1", CheckID: "c", Site: "s", Kind: KindSMTP, Attempt: 1, StartedAt: now}, NamesOf[ServiceChecked]()},
 		"CheckResult":    {CheckResult{V: 1, TestID: "t1", CheckID: "c", Site: "s", Kind: KindRoundTrip, Attempt: 1, Status: StatusOK}, NamesOf[CheckResult]()},

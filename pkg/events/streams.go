@@ -79,7 +79,7 @@ func SenderConsumer(site string) ConsumerDef {
 		Site:          site,
 		AckWait:       2 * time.Minute,
 		MaxAckPending: 256,
-		MaxDeliver:    5,
+		MaxDeliver:    20, // a probe the customer's MX defers is retried until its timeout (about 12 min of redeliveries)
 	}
 }
 

@@ -18,6 +18,7 @@ const (
 	SubjectNotificationFailed = "notification.failed"
 	SubjectMonitorHealth      = "monitor.health"
 	SubjectServiceChecked     = "service.checked"
+	SubjectMailBounced        = "mail.bounced"
 )
 
 // SubjectNotificationSuppressed: a notification recorded but deliberately

@@ -45,8 +45,13 @@ const (
 // Outcomes of a probe submission (MailSent.Status).
 const (
 	SentOK           = "sent"          // the first hop answered 250 to the DATA
-	SentFailed       = "failed"        // the customer's MX refused the probe
+	SentFailed       = "failed"        // the customer's MX refused the probe (5xx)
 	SentMonitorError = "monitor_error" // our relay refused, or we could not reach it
+	// SentDeferred: the customer's MX answered 4xx (greylisting,
+	// throttling); the sender keeps retrying the same probe until the
+	// attempt's timeout, as an MTA would (RFC 5321 section 4.5.4.1). Not a
+	// failure: the attempt keeps its timeout.
+	SentDeferred = "deferred"
 )
 
 // Reasons for a TestScheduled.
@@ -225,7 +230,7 @@ type MailSent struct {
 	CheckID string `json:"check_id"`
 	Site    string `json:"site"`
 	Attempt int    `json:"attempt"`
-	Status  string `json:"status"` // SentOK, SentFailed, SentMonitorError
+	Status  string `json:"status"` // SentOK, SentFailed, SentMonitorError, SentDeferred
 	// StartedAt is the probe's signed start time (the t= field), the origin
 	// of the round-trip time.
 	StartedAt time.Time `json:"started_at"`
@@ -238,21 +243,30 @@ type MailSent struct {
 	ErrorClass string     `json:"error_class,omitempty"`
 	Error      string     `json:"error,omitempty"`
 	Timings    Timings    `json:"timings"`
+	// Evidence.Submission: the dialogue, the queue id, the first hop's
+	// name; Evidence.Deferred: the 4xx of a deferral.
+	Evidence *Evidence `json:"evidence,omitempty"`
 }
 
 // Subject implements Event.
 func (e MailSent) Subject() string { return SiteCheckSubject(SubjectMailSent, e.Site, e.CheckID) }
 
-// MsgID implements Event.
-func (e MailSent) MsgID() string { return "sent:" + e.TestID }
+// MsgID implements Event: one outcome per test, and one deferral notice
+// before it.
+func (e MailSent) MsgID() string {
+	if e.Status == SentDeferred {
+		return "deferred:" + e.TestID
+	}
+	return "sent:" + e.TestID
+}
 
 // Validate implements Event.
 func (e MailSent) Validate() error {
 	errs := routing(e.TestID, e.Site, e.CheckID)
 	switch e.Status {
-	case SentOK, SentFailed, SentMonitorError:
+	case SentOK, SentFailed, SentMonitorError, SentDeferred:
 	default:
-		errs = append(errs, fmt.Errorf("status %q is not sent, failed or monitor_error", e.Status))
+		errs = append(errs, fmt.Errorf("status %q is not sent, failed, deferred or monitor_error", e.Status))
 	}
 	if e.Status != SentMonitorError && e.StartedAt.IsZero() {
 		errs = append(errs, errors.New("started_at is required"))
@@ -280,6 +294,9 @@ type MailReturned struct {
 	Via        string    `json:"via"`                  // "smtp" or "imap"
 	Hops       int       `json:"hops"`                 // Received: header fields in the returned message
 	MatchedBy  string    `json:"matched_by,omitempty"` // how the test id was found (probemail.Match*)
+	// Evidence.Hops: the Received: fields with per-hop delays (remote
+	// clocks).
+	Evidence *Evidence `json:"evidence,omitempty"`
 }
 
 // Subject implements Event.
@@ -300,6 +317,56 @@ func (e MailReturned) Validate() error {
 		errs = append(errs, errors.New("received_at is required"))
 	}
 	return joinEventErrors("mail.returned", errs)
+}
+
+// Bounce actions (MailBounced.Action), RFC 3464 section 2.3.3.
+const (
+	BounceFailed  = "failed"  // the probe will not be delivered: the attempt failed
+	BounceDelayed = "delayed" // a warning; delivery goes on
+)
+
+// MailBounced reports a bounce (a delivery status notification, RFC 3464,
+// or a non-standard one) of a probe, taken in by the receiver of the
+// probe's site: identified by the VERP envelope sender the bounce was sent
+// to (probemail.ParseVERP), or by the probe header it quotes. Published on
+// mail.bounced.<site>.<check>.
+type MailBounced struct {
+	V       int    `json:"v"`
+	TestID  string `json:"test_id"`
+	CheckID string `json:"check_id"`
+	Site    string `json:"site"`
+	Action  string `json:"action"` // BounceFailed, BounceDelayed
+	Bounce  Bounce `json:"bounce"`
+	// ReceivedAt is when the receiver had the whole bounce (monitor clock).
+	ReceivedAt time.Time `json:"received_at"`
+	MatchedBy  string    `json:"matched_by"` // "verp" or "quoted_probe"
+	Via        string    `json:"via"`        // "smtp" or "imap"
+}
+
+// Bounce matches (MailBounced.MatchedBy).
+const (
+	MatchedVERP        = "verp"         // the VERP envelope sender's signed token
+	MatchedQuotedProbe = "quoted_probe" // the signed probe header the bounce quotes
+)
+
+// Subject implements Event.
+func (e MailBounced) Subject() string {
+	return SiteCheckSubject(SubjectMailBounced, e.Site, e.CheckID)
+}
+
+// MsgID implements Event: one failure and one delay warning per test.
+func (e MailBounced) MsgID() string { return "bounced:" + e.TestID + ":" + e.Action }
+
+// Validate implements Event.
+func (e MailBounced) Validate() error {
+	errs := routing(e.TestID, e.Site, e.CheckID)
+	if e.Action != BounceFailed && e.Action != BounceDelayed {
+		errs = append(errs, fmt.Errorf("action %q is not failed or delayed", e.Action))
+	}
+	if e.ReceivedAt.IsZero() {
+		errs = append(errs, errors.New("received_at is required"))
+	}
+	return joinEventErrors("mail.bounced", errs)
 }
 
 // CheckTimeout says that a deadline of one attempt passed. Published on
@@ -471,6 +538,13 @@ type CheckResult struct {
 	Timings Timings  `json:"timings"`
 	TLS     *TLSInfo `json:"tls,omitempty"`
 	Target  string   `json:"target,omitempty"` // address or host:port checked
+	// Evidence is what the attempt showed (submission, bounce, hops);
+	// Summary says it in one line (Evidence.Line), empty for an ok attempt.
+	Evidence *Evidence `json:"evidence,omitempty"`
+	Summary  string    `json:"summary,omitempty"`
+	// Warnings are what did not fail the attempt but is worth knowing: a
+	// delayed DSN, a deferral that passed.
+	Warnings []string `json:"warnings,omitempty"`
 }
 
 // Subject implements Event.
@@ -515,6 +589,7 @@ type AttemptRef struct {
 	Reply      *SMTPReply `json:"smtp_reply,omitempty"`
 	ErrorClass string     `json:"error_class,omitempty"`
 	Phase      string     `json:"phase,omitempty"`
+	Summary    string     `json:"summary,omitempty"` // CheckResult.Summary
 }
 
 // IncidentOpen says that a quorum of sites agrees a check is down (critical)
@@ -756,6 +831,7 @@ func (e TestScheduled) version() int      { return e.V }
 func (e MailSent) version() int           { return e.V }
 func (e MailReturned) version() int       { return e.V }
 func (e CheckTimeout) version() int       { return e.V }
+func (e MailBounced) version() int        { return e.V }
 func (e CheckResult) version() int        { return e.V }
 func (e ServiceChecked) version() int     { return e.V }
 func (e IncidentOpen) version() int       { return e.V }

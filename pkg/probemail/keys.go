@@ -119,6 +119,19 @@ func (k *Keyring) SigningKey(customer string) (Key, error) {
 	return k.byID[id], nil
 }
 
+// KeysOf returns every key of customer, the signing key first: what a
+// verifier tries when the key id is not given (a VERP token,
+// VERPToken.Verify).
+func (k *Keyring) KeysOf(customer string) []Key {
+	var out []Key
+	for _, id := range k.order {
+		if key := k.byID[id]; key.Customer == customer {
+			out = append(out, key)
+		}
+	}
+	return out
+}
+
 // IDs returns the key ids in the order given.
 func (k *Keyring) IDs() []string { return append([]string(nil), k.order...) }
 

@@ -319,3 +319,17 @@ func TestParseReturnedLimits(t *testing.T) {
 		t.Errorf("ReadMessage oversized: %v", err)
 	}
 }
+
+func TestKeysOf(t *testing.T) {
+	k, err := ParseKeys("acme:a2:" + strings.Repeat("QUJD", 11) + ";globex:g1:" + strings.Repeat("REVG", 11) + ";acme:a1:" + strings.Repeat("R0hJ", 11))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var ids []string
+	for _, key := range k.KeysOf("acme") {
+		ids = append(ids, key.ID)
+	}
+	if strings.Join(ids, ",") != "a2,a1" || len(k.KeysOf("nobody")) != 0 {
+		t.Errorf("KeysOf(acme) = %v, want a2,a1 (the signing key first)", ids)
+	}
+}

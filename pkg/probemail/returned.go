@@ -8,6 +8,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/emailscout/emailscout/pkg/events"
 	"github.com/emersion/go-message"
 	"github.com/emersion/go-message/mail"
 	"github.com/emersion/go-message/textproto"
@@ -47,6 +48,8 @@ type Returned struct {
 	From          string   // first From address, lower case
 	To            []string // the To addresses, lower case (the probe's recipient: its signature covers it)
 	Hops          int      // Received: fields
+	// Received are those fields read as hops, oldest first (Hops).
+	Received []events.Hop
 }
 
 // Reflected reports whether the message carries a reflection stamp.
@@ -100,6 +103,7 @@ func ParseReturned(msg []byte) (*Returned, error) {
 		}
 	}
 	r.Hops = len(h.Values("Received"))
+	r.Received = Hops(h.Values("Received"))
 
 	if v := strings.TrimSpace(unfold(h.Get(HeaderReflectedAt))); v != "" {
 		if t, err := time.Parse(time.RFC3339Nano, v); err == nil {

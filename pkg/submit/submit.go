@@ -96,6 +96,12 @@ type Result struct {
 	Timings events.Timings
 	// Reply is the last server reply: the 250 to the DATA, or the refusal.
 	Reply *events.SMTPReply
+	// Transcript is the dialogue, credentials masked and the message left
+	// out (see transcript); Server is the name in the server's 220
+	// greeting; QueueID is the queue id of the 250 to DATA (QueueID).
+	Transcript []string
+	Server     string
+	QueueID    string
 }
 
 // Error is a failed submission.
@@ -151,8 +157,7 @@ func Send(ctx context.Context, cfg Config, from string, to []string, msg []byte)
 	return res, err
 }
 
-func send(ctx context.Context, cfg Config, from string, to []string, msg []byte, start time.Time) (Result, error) {
-	var res Result
+func send(ctx context.Context, cfg Config, from string, to []string, msg []byte, start time.Time) (res Result, err error) {
 	host, _, err := net.SplitHostPort(cfg.Addr)
 	if err != nil {
 		return res, &Error{Phase: PhaseConnect, Err: err}
@@ -166,24 +171,29 @@ func send(ctx context.Context, cfg Config, from string, to []string, msg []byte,
 	}
 
 	var d net.Dialer
-	conn, err := d.DialContext(ctx, "tcp", cfg.Addr)
+	raw, err := d.DialContext(ctx, "tcp", cfg.Addr)
 	res.Timings.ConnectMS = ms(time.Since(start))
 	if err != nil {
 		return res, &Error{Phase: PhaseConnect, Err: err}
 	}
-	defer func() { _ = conn.Close() }()
-	res.Timings.PeerAddress = conn.RemoteAddr().String()
-	stop := context.AfterFunc(ctx, func() { _ = conn.Close() })
+	defer func() { _ = raw.Close() }()
+	res.Timings.PeerAddress = raw.RemoteAddr().String()
+	stop := context.AfterFunc(ctx, func() { _ = raw.Close() })
 	defer stop()
+	// The dialogue is recorded in plain text: on the TCP connection, then
+	// on the TLS connection that wraps it.
+	tr := &transcript{}
+	defer func() { res.Transcript, res.Server = tr.Lines(), greetingName(tr.Lines()) }()
+	var conn net.Conn = &recordingConn{Conn: raw, t: tr}
 	if cfg.TLS == TLSImplicit {
 		t0 := time.Now()
-		tc := tls.Client(conn, tlsConfig)
+		tc := tls.Client(raw, tlsConfig)
 		if err := tc.HandshakeContext(ctx); err != nil {
 			return res, &Error{Phase: PhaseTLS, Err: err}
 		}
 		res.Timings.TLSMS = ms(time.Since(t0))
 		res.Timings.TLSVersion = events.TLSVersionName(tc.ConnectionState().Version)
-		conn = tc
+		conn = &recordingConn{Conn: tc, t: tr}
 	}
 	fail := func(phase string, err error) (Result, error) {
 		if ctx.Err() != nil {
@@ -235,13 +245,13 @@ func send(ctx context.Context, cfg Config, from string, to []string, msg []byte,
 			if _, _, err := tp.ReadResponse(220); err != nil {
 				return fail(PhaseTLS, err)
 			}
-			tc := tls.Client(conn, tlsConfig)
+			tc := tls.Client(raw, tlsConfig)
 			if err := tc.HandshakeContext(ctx); err != nil {
 				return fail(PhaseTLS, err)
 			}
 			res.Timings.TLSMS = ms(time.Since(t0))
 			res.Timings.TLSVersion = events.TLSVersionName(tc.ConnectionState().Version)
-			conn = tc
+			conn = &recordingConn{Conn: tc, t: tr}
 		}
 	}
 	var c *smtp.Client
@@ -264,8 +274,9 @@ func send(ctx context.Context, cfg Config, from string, to []string, msg []byte,
 	}
 
 	if cfg.Username != "" || cfg.Auth != nil {
-		_, isTLS := c.TLSConnectionState()
-		if !isTLS && !isLoopback(conn.RemoteAddr()) {
+		// go-smtp cannot see the TLS under the connection wrappers
+		// (greetedConn, the transcript's): the handshake above is the truth.
+		if res.Timings.TLSVersion == "" && !isLoopback(conn.RemoteAddr()) {
 			return fail(PhaseAuth, errors.New("refusing to send credentials without TLS"))
 		}
 		t0 := time.Now()
@@ -308,6 +319,7 @@ func send(ctx context.Context, cfg Config, from string, to []string, msg []byte,
 	}
 	res.Timings.TransferMS = ms(time.Since(t0))
 	res.Reply = parseOK(resp.StatusText)
+	res.QueueID = QueueID(res.Reply)
 	_ = c.Quit()
 	return res, nil
 }

@@ -3,6 +3,9 @@ package evaluator
 import (
 	"context"
 	"fmt"
+	"slices"
+	"strconv"
+	"strings"
 	"time"
 
 	"github.com/emailscout/emailscout/pkg/checks"
@@ -34,6 +37,10 @@ type Attempt struct {
 	// LateRecorded: a probe that came back after its timeout was recorded
 	// (CheckResult revision 2).
 	LateRecorded bool `json:"late_recorded,omitempty"`
+	// Evidence gathered so far (the submission, a deferral, a bounce) and
+	// the warnings (a delay notice): they go into the result.
+	Evidence *events.Evidence `json:"evidence,omitempty"`
+	Warnings []string         `json:"warnings,omitempty"`
 }
 
 func attemptKey(testID string) string { return prefixAttempt + testID }
@@ -135,11 +142,24 @@ func (e *Evaluator) onSent(ctx context.Context, ev *events.MailSent) error {
 	if a.Done {
 		return nil
 	}
+	a.withEvidence(ev.Evidence)
 	switch ev.Status {
 	case events.SentOK:
 		a.StartedAt = ev.StartedAt
 		sent := ev.SentAt
 		a.SentAt = &sent
+		a.Deadline, a.DeadlineKind = ev.StartedAt.Add(c.Timeout+e.cfg.Settle), events.DeadlineReturn
+		if a.Evidence != nil && a.Evidence.Deferred != nil {
+			a.warn("deferred by the customer's MX before it took the probe: " + a.Evidence.Deferred.String())
+		}
+		return e.saveAttempt(ctx, a, rev)
+	case events.SentDeferred:
+		// The customer's MX said "later" (4xx): not a failure. The sender
+		// retries the same probe; the attempt keeps its timeout.
+		if a.DeadlineKind == events.DeadlineReturn {
+			return e.saveAttempt(ctx, a, rev) // the probe was taken meanwhile
+		}
+		a.StartedAt = ev.StartedAt
 		a.Deadline, a.DeadlineKind = ev.StartedAt.Add(c.Timeout+e.cfg.Settle), events.DeadlineReturn
 		return e.saveAttempt(ctx, a, rev)
 	}
@@ -210,6 +230,14 @@ func (e *Evaluator) onReturned(ctx context.Context, ev *events.MailReturned) err
 }
 
 func withReturn(r *events.CheckResult, ev *events.MailReturned, rt probemail.RoundTrip) {
+	if ev.Evidence != nil && len(ev.Evidence.Hops) > 0 {
+		merged := events.Evidence{}
+		if r.Evidence != nil {
+			merged = *r.Evidence
+		}
+		merged.Hops = ev.Evidence.Hops
+		r.Evidence = &merged
+	}
 	recv := ev.ReceivedAt
 	r.ReceivedAt = &recv
 	r.ReflectedAt = ev.ReflectedAt
@@ -263,6 +291,109 @@ func applySlow(status string, totalMS float64, slow time.Duration) string {
 	return status
 }
 
+// onBounced applies a bounce of a probe (docs/evaluation.md, "Hard
+// failures"): a failed DSN ends the attempt at once as failed, with the
+// bounce as its evidence, which starts the confirmation fan-out at once; a
+// delay notice is a warning on the attempt, never a failure. A bounce of an
+// attempt this evaluator does not know (its record expired, or a replayed
+// or forged old bounce) or of one already finished is dropped.
+func (e *Evaluator) onBounced(ctx context.Context, ev *events.MailBounced) error {
+	c := e.check(ev.CheckID, ev.Subject())
+	if c == nil {
+		return nil
+	}
+	var a Attempt
+	rev, found, err := e.state.get(ctx, attemptKey(ev.TestID), &a)
+	if err != nil {
+		return err
+	}
+	if !found || a.Done || a.Site != ev.Site || a.CheckID != ev.CheckID {
+		e.m.droppedBounces.Inc()
+		e.log.Info("bounce of an attempt that is unknown or finished: dropped", "test_id", ev.TestID, "check", ev.CheckID,
+			"site", ev.Site, "known", found, "done", a.Done, "action", ev.Action)
+		return nil
+	}
+	b := ev.Bounce
+	a.withEvidence(&events.Evidence{Bounce: &b})
+	if ev.Action == events.BounceDelayed {
+		a.warn("delivery delayed: " + b.Summary)
+		return e.saveAttempt(ctx, &a, rev)
+	}
+	if a.StartedAt.IsZero() {
+		a.StartedAt = a.ScheduledAt
+	}
+	r := e.result(c, &a, events.StatusFailed)
+	r.ErrorClass, r.Error, r.Reply = "bounced", b.Summary, bounceReply(b)
+	return e.finish(ctx, &a, rev, r)
+}
+
+// bounceReply reads a bounce's diagnostic as the SMTP reply it quotes
+// ("550 5.1.1 <x>: ...", RFC 3464 section 2.3.6), or builds one from its
+// status; nil when it has neither.
+func bounceReply(b events.Bounce) *events.SMTPReply {
+	d := strings.TrimSpace(b.Diagnostic)
+	if len(d) >= 4 && d[3] == ' ' {
+		if code, err := strconv.Atoi(d[:3]); err == nil && code >= 400 && code < 600 {
+			r := &events.SMTPReply{Code: code, Text: strings.TrimSpace(d[4:])}
+			if enh, rest, ok := strings.Cut(r.Text, " "); ok && looksEnhanced(enh) {
+				r.Enhanced, r.Text = enh, rest
+			}
+			return r
+		}
+	}
+	if looksEnhanced(b.Status) {
+		code := 550
+		if b.Status[0] == '4' {
+			code = 450
+		}
+		return &events.SMTPReply{Code: code, Enhanced: b.Status, Text: d}
+	}
+	return nil
+}
+
+// looksEnhanced reports whether s is an RFC 3463 status code (x.y.z).
+func looksEnhanced(s string) bool {
+	parts := strings.Split(s, ".")
+	if len(parts) != 3 || (parts[0] != "2" && parts[0] != "4" && parts[0] != "5") {
+		return false
+	}
+	for _, p := range parts[1:] {
+		if _, err := strconv.Atoi(p); err != nil || len(p) > 3 {
+			return false
+		}
+	}
+	return true
+}
+
+// withEvidence merges what an event showed into the attempt's evidence.
+func (a *Attempt) withEvidence(ev *events.Evidence) {
+	if ev == nil {
+		return
+	}
+	if a.Evidence == nil {
+		a.Evidence = &events.Evidence{}
+	}
+	if ev.Submission != nil {
+		a.Evidence.Submission = ev.Submission
+	}
+	if ev.Deferred != nil {
+		a.Evidence.Deferred = ev.Deferred
+	}
+	if ev.Bounce != nil {
+		a.Evidence.Bounce = ev.Bounce
+	}
+	if len(ev.Hops) > 0 {
+		a.Evidence.Hops = ev.Hops
+	}
+}
+
+// warn adds a warning once.
+func (a *Attempt) warn(w string) {
+	if !slices.Contains(a.Warnings, w) {
+		a.Warnings = append(a.Warnings, w)
+	}
+}
+
 // onTimeout applies a deadline that fired, unless the attempt moved on in
 // the meantime (done, or a newer deadline).
 func (e *Evaluator) onTimeout(ctx context.Context, ev *events.CheckTimeout) error {
@@ -307,7 +438,7 @@ func (e *Evaluator) result(c *checks.Check, a *Attempt, status string) *events.C
 		V: events.SchemaVersion, TestID: a.TestID, CheckID: a.CheckID, Customer: c.Customer,
 		Site: a.Site, Kind: c.Kind, Attempt: max(a.Attempt, 1), Reason: a.Reason, OriginTestID: a.OriginTestID,
 		Status: status, Revision: 1, StartedAt: a.StartedAt, SentAt: a.SentAt,
-		FinishedAt: e.deps.Clock.Now(), Target: c.Target,
+		FinishedAt: e.deps.Clock.Now(), Target: c.Target, Evidence: a.Evidence, Warnings: a.Warnings,
 	}
 }
 
@@ -316,6 +447,9 @@ func (e *Evaluator) result(c *checks.Check, a *Attempt, status string) *events.C
 // process dies in between, the event is handled again, the same result id
 // is published (JetStream keeps one) and applying it again changes nothing.
 func (e *Evaluator) finish(ctx context.Context, a *Attempt, rev uint64, r *events.CheckResult) error {
+	if r.Summary == "" {
+		r.Summary = r.Evidence.Line(r.Status, r.Reply)
+	}
 	if _, err := e.pub.Publish(ctx, r); err != nil {
 		return err
 	}

@@ -193,6 +193,7 @@ func (e *Evaluator) router() *platform.Router {
 	platform.On(r, e.onScheduled)
 	platform.On(r, e.onSent)
 	platform.On(r, e.onReturned)
+	platform.On(r, e.onBounced)
 	platform.On(r, e.onTimeout)
 	platform.On(r, e.onServiceChecked)
 	return r

@@ -15,6 +15,7 @@ type metrics struct {
 	timersFired      *prometheus.CounterVec
 	lateReturns      prometheus.Counter
 	duplicateReturns prometheus.Counter
+	droppedBounces   prometheus.Counter
 	unknownCheck     prometheus.Counter
 	monitorLatency   prometheus.Histogram
 	siteHealthy      *prometheus.GaugeVec
@@ -38,6 +39,8 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 			Name: "scout_evaluator_late_returns_total", Help: "Probes that came back after their timeout (recorded, verdict kept)."}),
 		duplicateReturns: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "scout_evaluator_duplicate_returns_total", Help: "Returns of attempts already finished (ignored)."}),
+		droppedBounces: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "scout_evaluator_dropped_bounces_total", Help: "Bounces of attempts unknown (expired, replayed, forged) or already finished (ignored)."}),
 		unknownCheck: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "scout_evaluator_unknown_check_events_total", Help: "Events of checks no longer in the check file (ignored)."}),
 		monitorLatency: prometheus.NewHistogram(prometheus.HistogramOpts{
@@ -49,7 +52,7 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 			Name: "scout_evaluator_site_last_result_timestamp_seconds", Help: "Unix time of the last result from a site that was not a monitor_error."}, []string{"site"}),
 	}
 	if err := platform.Register(reg, m.results, m.opened, m.resolved, m.retests, m.timersFired, m.lateReturns,
-		m.duplicateReturns, m.unknownCheck, m.monitorLatency, m.siteHealthy, m.siteLastGood); err != nil {
+		m.duplicateReturns, m.droppedBounces, m.unknownCheck, m.monitorLatency, m.siteHealthy, m.siteLastGood); err != nil {
 		return nil, fmt.Errorf("evaluator: metrics: %w", err)
 	}
 	return m, nil

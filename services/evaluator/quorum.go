@@ -216,6 +216,10 @@ func reasonFor(c *checks.Check, votes []events.SiteVote, eligible int, severity 
 	switch {
 	case c.Kind == events.KindRoundTrip && failed == 0:
 		return "no return from " + of + suffix
+	case c.Kind == events.KindRoundTrip && last.Summary != "":
+		// The evidence says who refused and how: "mx1.acme.example refused
+		// the probe: 550 5.1.1 ... (2 of 3 sites)".
+		return fmt.Sprintf("%s (%s%s)", last.Summary, of, suffix)
 	case c.Kind == events.KindRoundTrip:
 		return fmt.Sprintf("probe refused at %s: %s%s", of, what, suffix)
 	case last != nil && last.Phase != "":

@@ -173,7 +173,7 @@ func fanOutTo(st *SiteState, c *checks.Check, now time.Time) bool {
 func attemptRef(r *events.CheckResult) events.AttemptRef {
 	return events.AttemptRef{
 		TestID: r.TestID, Attempt: r.Attempt, Status: r.Status, StartedAt: r.StartedAt,
-		RTTMS: r.RTTMS, Reply: r.Reply, ErrorClass: r.ErrorClass, Phase: r.Phase,
+		RTTMS: r.RTTMS, Reply: r.Reply, ErrorClass: r.ErrorClass, Phase: r.Phase, Summary: r.Summary,
 	}
 }
 

@@ -10,7 +10,8 @@ import (
 type metrics struct {
 	returns       prometheus.Counter
 	duplicates    prometheus.Counter
-	bounces       prometheus.Counter
+	bounces       *prometheus.CounterVec
+	postmaster    prometheus.Counter
 	storeFailures prometheus.Counter
 	rejected      *prometheus.CounterVec
 	imapDeleted   *prometheus.CounterVec
@@ -26,8 +27,12 @@ func newMetrics(reg prometheus.Registerer, site string) (*metrics, error) {
 			Name: "scout_receiver_returns_total", ConstLabels: siteLabel, Help: "Verified returns stored as mail.returned."}),
 		duplicates: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "scout_receiver_duplicates_total", ConstLabels: siteLabel, Help: "Verified returns JetStream already held (accepted and ignored)."}),
-		bounces: prometheus.NewCounter(prometheus.CounterOpts{
-			Name: "scout_receiver_bounces_total", ConstLabels: siteLabel, Help: "Messages from the null sender (bounces, DSNs) accepted and dropped."}),
+		bounces: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "scout_receiver_bounces_total", ConstLabels: siteLabel,
+			Help: "Messages from the null sender (bounces, DSNs) accepted, by outcome: failed and delayed (stored as mail.bounced), unmatched, not_a_bounce, other (dropped)."},
+			[]string{"outcome"}),
+		postmaster: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "scout_receiver_postmaster_total", ConstLabels: siteLabel, Help: "Messages to postmaster accepted and logged (RFC 5321 section 4.5.1)."}),
 		storeFailures: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "scout_receiver_store_failures_total", ConstLabels: siteLabel, Help: "Verified returns answered 451 because JetStream did not acknowledge them."}),
 		rejected: prometheus.NewCounterVec(prometheus.CounterOpts{
@@ -39,12 +44,15 @@ func newMetrics(reg prometheus.Registerer, site string) (*metrics, error) {
 			Buckets: prometheus.ExponentialBuckets(0.0005, 3, 10)}),
 	}
 	for _, r := range []string{ReasonRecipient, ReasonMalformed, ReasonUnsigned, ReasonUnknownCheck, ReasonUnknownKey,
-		ReasonBadSignature, ReasonWrongCustomer, ReasonReplay, ReasonFuture, ReasonTooLarge} {
+		ReasonBadSignature, ReasonWrongCustomer, ReasonReplay, ReasonFuture, ReasonTooLarge, ReasonVERPSender, ReasonVERPForged} {
 		m.rejected.WithLabelValues(r)
+	}
+	for _, o := range []string{BounceFailed, BounceDelayed, BounceUnmatched, BounceNotBounce, BounceOther} {
+		m.bounces.WithLabelValues(o)
 	}
 	m.imapDeleted.WithLabelValues(DeletedTaken)
 	m.imapDeleted.WithLabelValues(DeletedCleanup)
-	if err := platform.Register(reg, m.returns, m.duplicates, m.bounces, m.storeFailures, m.rejected, m.imapDeleted, m.storeSeconds); err != nil {
+	if err := platform.Register(reg, m.returns, m.duplicates, m.bounces, m.postmaster, m.storeFailures, m.rejected, m.imapDeleted, m.storeSeconds); err != nil {
 		return nil, fmt.Errorf("receiver metrics: %w", err)
 	}
 	return m, nil

@@ -85,7 +85,7 @@ type Envelope struct {
 const (
 	OutcomeStored    = "stored"    // a new mail.returned is in the stream
 	OutcomeDuplicate = "duplicate" // the stream already held this test's return
-	OutcomeBounce    = "bounce"    // null sender: accepted and dropped
+	OutcomeBounce    = "bounce"    // null sender: a bounce stored as mail.bounced, or accepted and dropped
 )
 
 // Deps are the receiver's collaborators.
@@ -112,6 +112,8 @@ type Receiver struct {
 	log     *slog.Logger
 	metrics *metrics
 	returns map[string]bool    // lower-case return addresses
+	domains map[string]bool    // their lower-case domains (postmaster@)
+	verp    verpIndex          // VERP hashes of the check file's (site, check)
 	ln      net.Listener       // SMTP mode
 	srv     *smtp.Server       // SMTP mode
 	watcher *imapwatch.Watcher // IMAP mode
@@ -146,11 +148,15 @@ func New(cfg Config, deps Deps) (*Receiver, error) {
 		deps.Health = platform.NewHealth()
 	}
 	r := &Receiver{
-		cfg: cfg, deps: deps, returns: map[string]bool{},
+		cfg: cfg, deps: deps, returns: map[string]bool{}, domains: map[string]bool{},
 		log: deps.Logger.With("component", "receiver", "site", cfg.Site),
 	}
 	for _, a := range cfg.ReturnAddresses {
-		r.returns[strings.ToLower(strings.TrimSpace(a))] = true
+		a = strings.ToLower(strings.TrimSpace(a))
+		r.returns[a] = true
+		if i := strings.LastIndexByte(a, '@'); i >= 0 {
+			r.domains[a[i+1:]] = true
+		}
 	}
 	m, err := newMetrics(deps.Registerer, cfg.Site)
 	if err != nil {
@@ -263,7 +269,13 @@ func (r *Receiver) Take(ctx context.Context, msg []byte, env Envelope) (string, 
 	// bounce becomes a double bounce. It is dropped and reported.
 	nullSender := env.From == ""
 	dropBounce := func(why string) (string, error) {
-		r.metrics.bounces.Inc()
+		// A bounce sent to the plain return address (VERP off, or a system
+		// that bounces to the header From) still counts when it quotes a
+		// probe whose signature verifies.
+		if rep, t := r.quotedProbeBounce(msg); t != nil {
+			return r.storeBounce(ctx, log.With("test_id", t.testID, "check", t.check, "probe_site", t.site), rep, *t, events.MatchedQuotedProbe, env)
+		}
+		r.metrics.bounces.WithLabelValues(BounceUnmatched).Inc()
 		attrs := []any{"test_id", bounceTestID(msg, ret)}
 		if ret != nil {
 			attrs = append(attrs, "subject", ret.Subject)
@@ -332,6 +344,9 @@ func (r *Receiver) Take(ctx context.Context, msg []byte, env Envelope) (string, 
 		V: events.SchemaVersion, TestID: p.TestID, CheckID: p.CheckID, Site: p.Site, Attempt: p.Attempt,
 		KeyID: key.ID, StartedAt: p.StartedAt, ReflectedAt: ret.ReflectedAt, ReceivedAt: env.ReceivedAt.UTC(),
 		Via: env.Via, Hops: ret.Hops, MatchedBy: ret.MatchedBy,
+	}
+	if len(ret.Received) > 0 {
+		ev.Evidence = &events.Evidence{Hops: ret.Received}
 	}
 	log = log.With("test_id", p.TestID, "check", p.CheckID, "probe_site", p.Site, "attempt", p.Attempt)
 	pctx, cancel := context.WithTimeout(ctx, r.cfg.StoreTimeout)

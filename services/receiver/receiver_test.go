@@ -55,6 +55,12 @@ func TestVerifiedReturnStored(t *testing.T) {
 		t.Errorf("started %v received %v, want %v %v", got.StartedAt, got.ReceivedAt, want.StartedAt, want.ReceivedAt)
 	}
 	got.StartedAt, got.ReceivedAt = want.StartedAt, want.ReceivedAt
+	// The Received: fields are the evidence, oldest first.
+	if got.Evidence == nil || len(got.Evidence.Hops) != 2 || got.Evidence.Hops[0].By != "mx.acme.example" ||
+		got.Evidence.Hops[1].By != "relay.acme.example" || got.Evidence.Hops[1].DelayMS == nil || *got.Evidence.Hops[1].DelayMS != 0 {
+		t.Errorf("hops evidence %+v", got.Evidence)
+	}
+	got.Evidence = nil
 	if got != want {
 		t.Errorf("mail.returned\n got %+v\nwant %+v", got, want)
 	}
@@ -276,42 +282,26 @@ func TestRestartKeepsAcknowledgedReturn(t *testing.T) {
 	}
 }
 
-// TestBounceAcceptedAndDropped: a DSN from the null sender about a probe is
-// answered 250 (never 5xx: no double bounce), not published, counted, and
-// logged with the probe's test id.
-func TestBounceAcceptedAndDropped(t *testing.T) {
+// TestBounceToTheReturnAddress: bounces sent to the plain return address
+// (VERP off, or a system that bounces to the header From) are answered 250
+// (never 5xx: no double bounce). One that quotes a probe whose signature
+// verifies is stored as mail.bounced of that probe; one that names no probe,
+// and a forged reflection from the null sender, are dropped and counted.
+func TestBounceToTheReturnAddress(t *testing.T) {
 	e := newEnv(t)
 	r := e.start(config())
 	p := probe(t)
-	probeMsg, err := probemail.Build(p, target, acmeKey, probemail.BuildOptions{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	headers, _, _ := bytes.Cut(probeMsg, []byte("\r\n\r\n"))
-	dsn := fmt.Sprintf("From: MAILER-DAEMON@mx.acme.example (Mail Delivery System)\r\nTo: %s\r\n"+
-		"Subject: Undelivered Mail Returned to Sender\r\nAuto-Submitted: auto-replied\r\nMIME-Version: 1.0\r\n"+
-		"Content-Type: multipart/report; report-type=delivery-status; boundary=\"b1\"\r\n\r\n"+
-		"--b1\r\nContent-Type: text/plain\r\n\r\nI'm sorry to have to inform you that your message could not be delivered.\r\n"+
-		"--b1\r\nContent-Type: message/delivery-status\r\n\r\nReporting-MTA: dns; mx.acme.example\r\n\r\nFinal-Recipient: rfc822; %s\r\nAction: failed\r\nStatus: 5.2.2\r\n"+
-		"--b1\r\nContent-Type: text/rfc822-headers\r\n\r\n%s\r\n--b1--\r\n", returnAddr, target, headers)
-	reply, _ := send(t, r.addr, "", returnAddr, []byte(dsn))
+	reply, _ := send(t, r.addr, "", returnAddr, dsnOf(t, p, returnAddr, "failed", "5.2.2", "smtp; 552 5.2.2 <webscout@acme.example>: mailbox full"))
 	if reply.Code != 250 {
 		t.Fatalf("bounce answered %v, want 250", reply)
 	}
+	b := e.bounced(1)[0]
+	if b.TestID != p.TestID || b.CheckID != "acme-roundtrip" || b.Site != "us-east" || b.Action != events.BounceFailed ||
+		b.MatchedBy != events.MatchedQuotedProbe || b.Bounce.Status != "5.2.2" || !strings.Contains(b.Bounce.Diagnostic, "mailbox full") {
+		t.Errorf("mail.bounced %+v", b)
+	}
 	if n := e.count(); n != 0 {
 		t.Errorf("%d mail.returned for a bounce", n)
-	}
-	if v := testkit.MustMetric(t, r.reg, "scout_receiver_bounces_total", nil); v != 1 {
-		t.Errorf("bounces_total %v", v)
-	}
-	var line string
-	for _, l := range strings.Split(r.logs.String(), "\n") {
-		if strings.Contains(l, "bounce from the null sender dropped") {
-			line = l
-		}
-	}
-	if !strings.Contains(line, `"test_id":"`+p.TestID+`"`) {
-		t.Errorf("bounce log without the probe's test id %s: %q", p.TestID, line)
 	}
 	// A bounce that names no probe, and a forged reflection from the null
 	// sender, are accepted and dropped as well: never a 5xx to <>.
@@ -327,8 +317,11 @@ func TestBounceAcceptedAndDropped(t *testing.T) {
 	if n := e.count(); n != 0 {
 		t.Errorf("%d mail.returned for bounces", n)
 	}
-	if v := testkit.MustMetric(t, r.reg, "scout_receiver_bounces_total", nil); v != 3 {
-		t.Errorf("bounces_total %v, want 3", v)
+	if v := testkit.MustMetric(t, r.reg, "scout_receiver_bounces_total", map[string]string{"outcome": "unmatched"}); v != 2 {
+		t.Errorf("unmatched bounces %v, want 2", v)
+	}
+	if v := testkit.MustMetric(t, r.reg, "scout_receiver_bounces_total", map[string]string{"outcome": "failed"}); v != 1 {
+		t.Errorf("failed bounces %v, want 1", v)
 	}
 }
 
@@ -345,8 +338,10 @@ func TestReflectionFromNullSender(t *testing.T) {
 	if evs, _ := e.returned(1); evs[0].TestID != p.TestID {
 		t.Errorf("stored %+v", evs[0])
 	}
-	if v := testkit.MustMetric(t, r.reg, "scout_receiver_bounces_total", nil); v != 0 {
-		t.Errorf("bounces_total %v, want 0", v)
+	for _, o := range []string{"failed", "delayed", "unmatched", "not_a_bounce", "other"} {
+		if v := testkit.MustMetric(t, r.reg, "scout_receiver_bounces_total", map[string]string{"outcome": o}); v != 0 {
+			t.Errorf("bounces_total{outcome=%s} %v, want 0", o, v)
+		}
 	}
 }
 

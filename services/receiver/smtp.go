@@ -26,25 +26,53 @@ func (r *Receiver) newServer(tlsConfig *tls.Config) *smtp.Server {
 	return srv
 }
 
-// session is one SMTP connection's transaction state (go-smtp Session).
+// session is one SMTP connection's transaction state (go-smtp Session):
+// the envelope sender and what the recipients are (return addresses,
+// verified VERP addresses, postmaster).
 type session struct {
-	r      *Receiver
-	remote string
-	from   string
-	rcpts  int
+	r          *Receiver
+	remote     string
+	from       string
+	rcpts      int
+	returns    bool           // a return address is among the recipients
+	bounces    []bounceTarget // the tests named by VERP recipients
+	postmaster bool
 }
 
 var _ smtp.Session = (*session)(nil)
 
 // Mail implements smtp.Session: any envelope sender, the null sender too.
 func (s *session) Mail(from string, _ *smtp.MailOptions) error {
-	s.from, s.rcpts = from, 0
+	s.Reset()
+	s.from = from
 	return nil
 }
 
-// Rcpt implements smtp.Session: only return addresses (not an open relay).
+// Rcpt implements smtp.Session. It takes the return addresses, the VERP
+// addresses of our probes (from the null sender only, with a token that
+// verifies: bounces) and postmaster (RFC 5321 section 4.5.1); every other
+// recipient gets 550 (not an open relay).
 func (s *session) Rcpt(to string, _ *smtp.RcptOptions) error {
-	if !s.r.acceptsRecipient(to) {
+	target, verr := s.r.verpTarget(to)
+	switch {
+	case s.r.acceptsRecipient(to):
+		s.returns = true
+	case target != nil && s.from == "", verr != nil && s.from == "":
+		if verr != nil {
+			s.r.metrics.rejected.WithLabelValues(ReasonVERPForged).Inc()
+			s.r.log.Warn("bounce address refused: its token does not verify", "remote", s.remote, "rcpt", to)
+			return &smtp.SMTPError{Code: 550, EnhancedCode: smtp.EnhancedCode{5, 1, 1},
+				Message: fmt.Sprintf("<%s>: no such bounce address here", to)}
+		}
+		s.bounces = append(s.bounces, *target)
+	case target != nil || verr != nil:
+		s.r.metrics.rejected.WithLabelValues(ReasonVERPSender).Inc()
+		s.r.log.Info("bounce address refused to a non-null sender", "remote", s.remote, "mail_from", s.from, "rcpt", to)
+		return &smtp.SMTPError{Code: 550, EnhancedCode: smtp.EnhancedCode{5, 7, 1},
+			Message: fmt.Sprintf("<%s>: this address takes bounces (the null sender) only", to)}
+	case s.r.isPostmaster(to):
+		s.postmaster = true
+	default:
 		s.r.metrics.rejected.WithLabelValues(ReasonRecipient).Inc()
 		s.r.log.Info("recipient refused", "remote", s.remote, "mail_from", s.from, "rcpt", to)
 		return &smtp.SMTPError{Code: 550, EnhancedCode: smtp.EnhancedCode{5, 1, 1},
@@ -68,7 +96,19 @@ func (s *session) Data(rd io.Reader) error {
 		return &smtp.SMTPError{Code: 421, EnhancedCode: smtp.EnhancedCode{4, 3, 2}, Message: "shutting down, try again later"}
 	}
 	defer s.r.inflight.Done()
-	_, err = s.r.Take(context.Background(), msg, Envelope{From: s.from, Via: ModeSMTP, ReceivedAt: receivedAt, Remote: s.remote})
+	env := Envelope{From: s.from, Via: ModeSMTP, ReceivedAt: receivedAt, Remote: s.remote}
+	if s.postmaster {
+		s.r.takePostmaster(msg, env)
+	}
+	for _, t := range s.bounces {
+		if _, err := s.r.TakeBounce(context.Background(), msg, t, env); err != nil {
+			return &smtp.SMTPError{Code: 451, EnhancedCode: smtp.EnhancedCode{4, 3, 0}, Message: "cannot store the bounce right now, try again later"}
+		}
+	}
+	if !s.returns {
+		return nil
+	}
+	_, err = s.r.Take(context.Background(), msg, env)
 	var rej *Rejection
 	var serr *StoreError
 	switch {
@@ -88,7 +128,9 @@ func (s *session) Data(rd io.Reader) error {
 }
 
 // Reset implements smtp.Session.
-func (s *session) Reset() { s.from, s.rcpts = "", 0 }
+func (s *session) Reset() {
+	s.from, s.rcpts, s.returns, s.bounces, s.postmaster = "", 0, false, nil, false
+}
 
 // Logout implements smtp.Session.
 func (s *session) Logout() error { return nil }

@@ -34,6 +34,11 @@ type Config struct {
 	// ReturnAddress is the signed r= address of every probe and its
 	// envelope sender (MAIL FROM), e.g. scout-return+eu-west@monitor.example.
 	ReturnAddress string `env:"SCOUT_RETURN_ADDRESS,required"`
+	// VERP: each probe's envelope sender is the return address with a
+	// signed token that names the test (probemail.VERPAddress), so that a
+	// bounce identifies its test even when it quotes none of the probe.
+	// The site's receiver must take the VERP addresses (it does).
+	VERP bool `env:"SCOUT_VERP" envDefault:"true"`
 	// ProbeKeys is the key list in probemail.ParseKeys format
 	// ("customer:keyid:base64-secret", separated by ';', ',' or new lines).
 	ProbeKeys Secret `env:"SCOUT_PROBE_KEYS,required"`

@@ -26,7 +26,7 @@ func TestConfigDefaults(t *testing.T) {
 		t.Fatal(err)
 	}
 	want := sender.Config{
-		Site: "eu-west", ReturnAddress: returnAddr, ProbeKeys: keySpec, Delivery: "relay",
+		Site: "eu-west", ReturnAddress: returnAddr, VERP: true, ProbeKeys: keySpec, Delivery: "relay",
 		RelayAddr: "relay.monitor.example:587", RelayTLS: "starttls", MXPort: 25,
 		SubmitTimeout: 60 * time.Second, Workers: 8,
 	}

@@ -31,18 +31,20 @@ type delivery struct {
 	temporary bool   // trying again later may succeed
 }
 
-func (s *Sender) deliver(ctx context.Context, msg []byte, to string) delivery {
+// deliver submits msg from the envelope sender from to to, by the
+// configured delivery.
+func (s *Sender) deliver(ctx context.Context, msg []byte, from, to string) delivery {
 	if s.cfg.Delivery == DeliveryMX {
-		return s.deliverMX(ctx, msg, to)
+		return s.deliverMX(ctx, msg, from, to)
 	}
-	return s.deliverRelay(ctx, msg, to)
+	return s.deliverRelay(ctx, msg, from, to)
 }
 
 // deliverRelay submits to our relay. Every failure is the monitor's.
-func (s *Sender) deliverRelay(ctx context.Context, msg []byte, to string) delivery {
+func (s *Sender) deliverRelay(ctx context.Context, msg []byte, from, to string) delivery {
 	cfg := s.cfg.relayConfig()
 	cfg.TLSConfig = s.deps.RelayTLS
-	res, err := submit.Send(ctx, cfg, s.cfg.ReturnAddress, []string{to}, msg)
+	res, err := submit.Send(ctx, cfg, from, []string{to}, msg)
 	d := delivery{res: res, hop: cfg.Addr}
 	if err == nil {
 		return d
@@ -93,7 +95,7 @@ type mxTarget struct {
 // skipped for the next one; a host that answers decides. STARTTLS is used
 // when offered, without certificate verification, as MTAs do without
 // MTA-STS or DANE. Every failure is the customer's (failed).
-func (s *Sender) deliverMX(ctx context.Context, msg []byte, to string) delivery {
+func (s *Sender) deliverMX(ctx context.Context, msg []byte, from, to string) delivery {
 	t0 := time.Now()
 	domain := domainOf(to)
 	targets, d := s.resolveMX(ctx, domain)
@@ -113,7 +115,7 @@ func (s *Sender) deliverMX(ctx context.Context, msg []byte, to string) delivery 
 			TLSConfig: &tls.Config{ServerName: tg.host, InsecureSkipVerify: true},
 			HelloName: s.cfg.helo(),
 		}
-		res, err := submit.Send(ctx, cfg, s.cfg.ReturnAddress, []string{to}, msg)
+		res, err := submit.Send(ctx, cfg, from, []string{to}, msg)
 		last = delivery{res: res, hop: net.JoinHostPort(tg.host, strconv.Itoa(s.cfg.MXPort))}
 		if err == nil {
 			break

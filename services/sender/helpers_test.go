@@ -87,7 +87,7 @@ func newServiceEnv(t testing.TB, checkYAML string) *env {
 
 func relayConfig(addr string) sender.Config {
 	return sender.Config{
-		Site: site, ReturnAddress: returnAddr, ProbeKeys: keySpec,
+		Site: site, ReturnAddress: returnAddr, VERP: true, ProbeKeys: keySpec,
 		Delivery: sender.DeliveryRelay, RelayAddr: addr, RelayTLS: "none",
 		MXPort: 25, SubmitTimeout: 10 * time.Second, Workers: 2,
 	}

@@ -12,6 +12,7 @@ import (
 const (
 	outcomeSent         = "sent"          // 250 to the DATA
 	outcomeTemporary    = "temporary"     // a temporary failure that will be retried
+	outcomeDeferred     = "deferred"      // the customer's MX answered 4xx: retried until the attempt's timeout
 	outcomeFailed       = "failed"        // the customer's side refused (mx delivery)
 	outcomeMonitorError = "monitor_error" // our relay refused or was unreachable
 )
@@ -49,7 +50,7 @@ func newMetrics(reg prometheus.Registerer, site string) (*metrics, error) {
 		}, []string{"delivery"}),
 		submissions: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "scout_sender_submissions_total", ConstLabels: siteLabel,
-			Help: "Probe submission attempts by outcome (sent, temporary, failed, monitor_error).",
+			Help: "Probe submission attempts by outcome (sent, temporary, deferred, failed, monitor_error).",
 		}, []string{"outcome"}),
 		submitSeconds: prometheus.NewHistogram(prometheus.HistogramOpts{
 			Name: "scout_sender_submit_seconds", ConstLabels: siteLabel,
@@ -77,7 +78,7 @@ func newMetrics(reg prometheus.Registerer, site string) (*metrics, error) {
 	for _, r := range []string{staleUnknownCheck, staleSiteRemoved, staleKindChanged} {
 		m.stale.WithLabelValues(r)
 	}
-	for _, o := range []string{outcomeSent, outcomeTemporary, outcomeFailed, outcomeMonitorError} {
+	for _, o := range []string{outcomeSent, outcomeTemporary, outcomeDeferred, outcomeFailed, outcomeMonitorError} {
 		m.submissions.WithLabelValues(o)
 	}
 	for _, k := range []string{events.KindSMTP, events.KindIMAP, events.KindPOP3} {

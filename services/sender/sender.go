@@ -35,7 +35,8 @@ const (
 	ClassRelayUnreachable = "relay_unreachable"  // no connection / no answer from our relay
 	ClassRelayTLS         = "relay_tls"          // STARTTLS or implicit TLS with our relay failed
 	ClassRelayAuth        = "relay_auth"         // our relay refused our credentials
-	ClassMXRefused        = "mx_refused"         // the customer's MX answered 5xx (or 4xx until the window closed)
+	ClassMXRefused        = "mx_refused"         // the customer's MX answered 5xx
+	ClassMXDeferred       = "mx_deferred"        // the customer's MX answered 4xx: retried until the attempt's timeout (mail.sent "deferred")
 	ClassMXUnreachable    = "mx_unreachable"     // no MX host of the customer answered
 	ClassMXTLS            = "mx_tls"             // every reachable MX broke the TLS handshake
 	ClassNoMX             = "no_mx"              // DNS: no MX and no address, a null MX (RFC 7505), or a lookup failure
@@ -87,6 +88,8 @@ type Sender struct {
 	log     *slog.Logger
 	metrics *metrics
 	memo    *memo[events.MailSent]
+	// probes: round trips, the probe built at a test's first delivery
+	probes *memo[builtProbe]
 	// observations: service checks, the observation of a test
 	observations *memo[events.ServiceChecked]
 	// maxDeliver is the consumer's delivery bound: the last delivery must
@@ -139,7 +142,7 @@ func New(cfg Config, deps Deps) (*Sender, error) {
 		return nil, err
 	}
 	return &Sender{
-		cfg: cfg, deps: deps, log: log, metrics: m, memo: newMemo[events.MailSent](), observations: newMemo[events.ServiceChecked](),
+		cfg: cfg, deps: deps, log: log, metrics: m, memo: newMemo[events.MailSent](), probes: newMemo[builtProbe](), observations: newMemo[events.ServiceChecked](),
 		maxDeliver: events.SenderConsumer(cfg.Site).MaxDeliver,
 	}, nil
 }

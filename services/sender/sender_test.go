@@ -37,8 +37,8 @@ func TestProbeSentThroughRelay(t *testing.T) {
 		t.Fatalf("relay got %d messages, want 1", len(msgs))
 	}
 	m := msgs[0]
-	if m.From != returnAddr || len(m.To) != 1 || m.To[0] != "webscout@acme.example" {
-		t.Errorf("envelope MAIL FROM %q RCPT %v, want %s -> webscout@acme.example", m.From, m.To, returnAddr)
+	if len(m.To) != 1 || m.To[0] != "webscout@acme.example" {
+		t.Errorf("envelope RCPT %v, want webscout@acme.example", m.To)
 	}
 	ret, err := probemail.ParseReturned(m.Data)
 	if err != nil {
@@ -47,6 +47,12 @@ func TestProbeSentThroughRelay(t *testing.T) {
 	p, key, err := probemail.Verify(ret.HeaderValue, "webscout@acme.example", e.keys)
 	if err != nil {
 		t.Fatalf("the submitted probe does not verify: %v", err)
+	}
+	// The envelope sender is the VERP address of the test: the return
+	// address with a token that names the test, site and check.
+	verp, ok := probemail.ParseVERP(m.From)
+	if !ok || verp.Return != returnAddr || verp.TestID != test.TestID || !verp.Verify(site, "acme-roundtrip", key) {
+		t.Errorf("envelope MAIL FROM %q is not the test's VERP address on %s", m.From, returnAddr)
 	}
 	wantStart := start.Add(time.Millisecond)
 	if key.Customer != "acme" || p.TestID != test.TestID || p.ReturnTo != returnAddr || !p.StartedAt.Equal(wantStart) {
@@ -478,4 +484,106 @@ func (p *flakyPublisher) calls() int {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	return p.n
+}
+
+// mxOn routes acme.example to srv in mx delivery.
+func mxOn(t *testing.T, srv *mailtest.Server) (sender.Config, *resolver) {
+	t.Helper()
+	_, p, _ := net.SplitHostPort(srv.Addr)
+	cfg := relayConfig("")
+	cfg.Delivery, cfg.MXPort = sender.DeliveryMX, atoi(t, p)
+	return cfg, &resolver{mx: map[string][]*net.MX{"acme.example": {{Host: "mx1.acme.example.", Pref: 10}}},
+		hosts: map[string][]string{"mx1.acme.example": {"127.0.0.1"}}}
+}
+
+// TestMXDeferralRetriedUntilAccepted: the customer's MX greylists the probe
+// (451) twice, then takes it. A 4xx is not a failure (RFC 5321 section
+// 4.5.4.1): mail.sent "deferred" tells the evaluator once, the same probe
+// (same bytes, its first start time) is retried, and mail.sent "sent"
+// follows with the deferral and the acceptance as evidence.
+func TestMXDeferralRetriedUntilAccepted(t *testing.T) {
+	e := newEnv(t)
+	var rcpts atomic.Int32
+	srv := mailtest.NewServer(t, mailtest.Options{Domain: "mx1.acme.example", Rcpt: func(string) error {
+		if rcpts.Add(1) <= 2 {
+			return &smtp.SMTPError{Code: 451, EnhancedCode: smtp.EnhancedCode{4, 7, 1}, Message: "greylisted, try again later"}
+		}
+		return nil
+	}})
+	cfg, res := mxOn(t, srv)
+	r := e.start(cfg, func(d *sender.Deps) { d.Resolver = res })
+	test := e.schedule("acme-roundtrip", site, 300*time.Millisecond)
+	sent := e.waitSent(2)
+	deferred, ok := sent[0], sent[1]
+	if deferred.Status != events.SentDeferred || deferred.ErrorClass != sender.ClassMXDeferred || deferred.Evidence == nil ||
+		deferred.Evidence.Deferred == nil || deferred.Evidence.Deferred.Code != 451 {
+		t.Fatalf("first mail.sent %+v, want deferred with the 451", deferred)
+	}
+	if ok.Status != events.SentOK || ok.TestID != test.TestID || !ok.StartedAt.Equal(deferred.StartedAt) {
+		t.Fatalf("second mail.sent %+v, want sent with the deferral's start %v", ok, deferred.StartedAt)
+	}
+	if ok.Evidence == nil || ok.Evidence.Deferred == nil || ok.Evidence.Submission == nil || ok.Evidence.Submission.Server != "mx1.acme.example" {
+		t.Errorf("evidence %+v, want the deferral and mx1.acme.example's acceptance", ok.Evidence)
+	}
+	if n := rcpts.Load(); n != 3 || len(srv.Messages()) != 1 {
+		t.Errorf("%d RCPTs, %d messages; want 3 and 1", n, len(srv.Messages()))
+	}
+	if n := e.count(events.SubjectMailSent + ".>"); n != 2 {
+		t.Errorf("%d mail.sent, want the deferral and the outcome", n)
+	}
+	waitMetric(t, r.reg, "scout_sender_submissions_total", map[string]string{"outcome": "deferred"}, 2)
+}
+
+// TestMXDeferredUntilTimeout: an MX that answers 451 for good gets the
+// probe retried until the attempt's timeout and no failure is reported:
+// the evaluator's deadline makes it a timeout with the deferral as its
+// evidence.
+func TestMXDeferredUntilTimeout(t *testing.T) {
+	e := newServiceEnv(t, `
+sites: [eu-west]
+checks:
+  - {id: acme-roundtrip, customer: acme, kind: roundtrip, target: webscout@acme.example, timeout: 3s, slow: 1s}
+`)
+	var rcpts atomic.Int32
+	srv := mailtest.NewServer(t, mailtest.Options{Domain: "mx1.acme.example", Rcpt: func(string) error {
+		rcpts.Add(1)
+		return &smtp.SMTPError{Code: 421, EnhancedCode: smtp.EnhancedCode{4, 7, 0}, Message: "too many connections, slow down"}
+	}})
+	cfg, res := mxOn(t, srv)
+	r := e.start(cfg, func(d *sender.Deps) { d.Resolver = res })
+	e.schedule("acme-roundtrip", site, 300*time.Millisecond)
+	deferred := e.waitSent(1)[0]
+	if deferred.Status != events.SentDeferred {
+		t.Fatalf("mail.sent %+v, want deferred", deferred)
+	}
+	waitMetric(t, r.reg, "scout_consumer_messages_total", map[string]string{"outcome": "nak"}, 1)
+	// The attempt's timeout passes; the next retry gives up.
+	e.clock.Advance(4 * time.Second)
+	waitMetric(t, r.reg, "scout_consumer_messages_total", map[string]string{"outcome": "ack"}, 1)
+	if n := e.count(events.SubjectMailSent + ".>"); n != 1 {
+		t.Errorf("%d mail.sent, want the deferral only (no failure: the attempt times out)", n)
+	}
+	if len(srv.Messages()) != 0 {
+		t.Error("the MX holds a message")
+	}
+}
+
+// TestSubmissionEvidenceAndPlainSender: mail.sent carries who took the
+// probe (the greeting's name), the TLS version, the queue id and the
+// dialogue; with VERP off the envelope sender is the plain return address.
+func TestSubmissionEvidenceAndPlainSender(t *testing.T) {
+	e := newEnv(t)
+	relay := mailtest.NewServer(t, mailtest.Options{TLS: true, Domain: "relay.monitor.example"})
+	cfg := relayConfig(relay.Addr)
+	cfg.RelayTLS, cfg.VERP = "starttls", false
+	e.start(cfg, func(d *sender.Deps) { d.RelayTLS = &tls.Config{RootCAs: relay.RootCAs} })
+	e.schedule("acme-roundtrip", site, time.Minute)
+	got := e.waitSent(1)[0]
+	sub := got.Evidence.Submission
+	if sub == nil || sub.Server != "relay.monitor.example" || sub.TLSVersion != "TLS1.3" || sub.AcceptedAt.IsZero() || len(sub.Transcript) < 8 {
+		t.Fatalf("submission evidence %+v", sub)
+	}
+	if m := relay.Wait(1, 10*time.Second); len(m) != 1 || m[0].From != returnAddr {
+		t.Errorf("envelope sender %q, want the plain %s", m[0].From, returnAddr)
+	}
 }

@@ -36,6 +36,14 @@ type outcome struct {
 	rtt    time.Duration // round trip; negative: the probe never returns
 	reply  *events.SMTPReply
 	reflDt time.Duration // reflector clock offset
+	// bounce, when set, comes back bounceAfter the send instead of the
+	// probe (mail.bounced, as the receiver publishes it).
+	bounce      *events.Bounce
+	bounceAfter time.Duration
+	// deferFor: the customer's MX answers 4xx for this long (mail.sent
+	// "deferred" at once), then takes the probe; the round trip counts
+	// from the first attempt.
+	deferFor time.Duration
 }
 
 type behaviour func(site string, ts events.TestScheduled, now time.Time) outcome
@@ -290,12 +298,26 @@ func (s *sim) send(ts events.TestScheduled, now time.Time) {
 	sent := events.MailSent{V: 1, TestID: ts.TestID, CheckID: ts.CheckID, Site: ts.Site, Attempt: ts.Attempt,
 		Status: o.sent, StartedAt: started, Reply: o.reply}
 	if o.sent == events.SentOK {
-		sent.SentAt = started.Add(50 * time.Millisecond)
+		sent.SentAt = started.Add(50*time.Millisecond + o.deferFor)
 	}
 	if o.sent == events.SentMonitorError {
 		sent.ErrorClass = "relay_unreachable"
 	}
-	s.publish(sent)
+	if o.deferFor > 0 && o.sent == events.SentOK {
+		deferred := sent
+		deferred.Status, deferred.ErrorClass, deferred.SentAt = events.SentDeferred, "mx_deferred", time.Time{}
+		deferred.Evidence = &events.Evidence{Deferred: &events.SMTPReply{Code: 451, Enhanced: "4.7.1", Text: "greylisted, try again later"}}
+		s.publish(deferred)
+		s.pending = append(s.pending, delayed{at: sent.SentAt, run: func(time.Time) { s.publish(sent) }})
+	} else {
+		s.publish(sent)
+	}
+	if o.bounce != nil && o.sent == events.SentOK {
+		b := events.MailBounced{V: 1, TestID: ts.TestID, CheckID: ts.CheckID, Site: ts.Site, Action: o.bounce.Action,
+			Bounce: *o.bounce, ReceivedAt: started.Add(o.bounceAfter), MatchedBy: events.MatchedVERP, Via: "smtp"}
+		s.pending = append(s.pending, delayed{at: b.ReceivedAt, run: func(time.Time) { s.publish(b) }})
+		return
+	}
 	if o.sent != events.SentOK || o.rtt < 0 {
 		return
 	}
