@@ -28,7 +28,7 @@ type Submission struct {
 	Server     string    `json:"server,omitempty"`
 	TLSVersion string    `json:"tls_version,omitempty"` // "TLS1.3"; empty: plain text
 	QueueID    string    `json:"queue_id,omitempty"`    // from the 250 reply to DATA
-	AcceptedAt time.Time `json:"accepted_at,omitempty"` // monitor clock
+	AcceptedAt time.Time `json:"accepted_at,omitzero"` // monitor clock
 	// Transcript is the dialogue: "C: " lines sent, "S: " lines received,
 	// credentials masked, the message itself left out. At most
 	// MaxTranscriptLines lines of MaxTranscriptLine bytes.
@@ -62,7 +62,7 @@ type Hop struct {
 	By   string    `json:"by,omitempty"`
 	With string    `json:"with,omitempty"`
 	ID   string    `json:"id,omitempty"`
-	At   time.Time `json:"at,omitempty"` // the field's date (remote clock)
+	At   time.Time `json:"at,omitzero"` // the field's date (remote clock)
 	// DelayMS is At minus the previous hop's At (remote clocks: a wrong
 	// clock makes it wrong, even negative); nil for the first hop or
 	// without dates.

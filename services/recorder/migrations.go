@@ -142,5 +142,22 @@ ORDER BY (check_id, incident_id, transition, contact, address)`}},
 			{Table: "notifications", Name: "outcome", Type: "Enum8('sent' = 1, 'failed' = 2, 'suppressed' = 3)"},
 			{Table: "notifications", Name: "reason", Type: "String"},
 		}},
+		{Version: 5, Name: "evidence", Columns: []Column{
+			// What each attempt showed (docs/evaluation.md, "Hard failures
+			// told in minutes"; docs/analytics.md, "Evidence").
+			{Table: "check_results", Name: "summary", Type: "String"},
+			{Table: "check_results", Name: "warnings", Type: "Array(String)"},
+			{Table: "check_results", Name: "first_hop", Type: "String"},
+			{Table: "check_results", Name: "queue_id", Type: "String"},
+			{Table: "check_results", Name: "transcript", Type: "Array(String)"},
+			{Table: "check_results", Name: "deferred_reply", Type: "String"},
+			{Table: "check_results", Name: "bounce_action", Type: "String"},
+			{Table: "check_results", Name: "bounce_status", Type: "String"},
+			{Table: "check_results", Name: "bounce_diagnostic", Type: "String"},
+			{Table: "check_results", Name: "bounce_remote_mta", Type: "String"},
+			{Table: "check_results", Name: "bounce_reporting_mta", Type: "String"},
+			{Table: "check_results", Name: "hops", Type: "String"},
+			{Table: "incidents", Name: "site_summaries", Type: "Array(String)"},
+		}},
 	}
 }

@@ -30,11 +30,13 @@ const (
 	QueryCertificates  = "certificates"
 	// The incidents of a check as Grafana annotations (time, timeEnd, text).
 	QueryIncidentAnnotations = "incident_annotations"
+	// Failed and timed-out attempts with their evidence (migration 5).
+	QueryFailedAttempts = "failed_attempts"
 )
 
 // QueryNames lists every documented query.
 var QueryNames = []string{QueryHourlyRTT, QueryDailySlowShare, QueryMonthlyIncidents, QuerySkewOutliers, QueryChecks,
-	QueryHourlyService, QueryCertificates, QueryIncidentAnnotations}
+	QueryHourlyService, QueryCertificates, QueryIncidentAnnotations, QueryFailedAttempts}
 
 // QueryText returns the text of a documented query, with its placeholders
 // (see Expand).

@@ -1,6 +1,7 @@
 package recorder
 
 import (
+	"encoding/json"
 	"time"
 
 	"github.com/emailscout/emailscout/pkg/events"
@@ -66,6 +67,21 @@ type ResultRow struct {
 	TLSVerified      *uint8     `ch:"tls_verified"`
 	TLSPeerSubject   string     `ch:"tls_peer_subject"`
 	TLSVerifyError   string     `ch:"tls_verify_error"`
+	// Evidence (migration 5): the summary line, warnings, the
+	// submission's first hop, queue id and dialogue, a deferral's reply, a
+	// bounce's fields, and the return's hops as JSON (events.Hop).
+	Summary            string   `ch:"summary"`
+	Warnings           []string `ch:"warnings"`
+	FirstHop           string   `ch:"first_hop"`
+	QueueID            string   `ch:"queue_id"`
+	Transcript         []string `ch:"transcript"`
+	DeferredReply      string   `ch:"deferred_reply"`
+	BounceAction       string   `ch:"bounce_action"`
+	BounceStatus       string   `ch:"bounce_status"`
+	BounceDiagnostic   string   `ch:"bounce_diagnostic"`
+	BounceRemoteMTA    string   `ch:"bounce_remote_mta"`
+	BounceReportingMTA string   `ch:"bounce_reporting_mta"`
+	Hops               string   `ch:"hops"`
 }
 
 // IncidentRow is one row of incidents: one transition ("open" or
@@ -93,7 +109,10 @@ type IncidentRow struct {
 	Quorum       uint16     `ch:"quorum"`
 	Eligible     uint16     `ch:"eligible"`
 	Notify       uint8      `ch:"notify"`
-	Silenced     string     `ch:"silenced"`
+	// SiteSummaries is parallel to Sites: the newest attempt's evidence
+	// line of each site that voted (migration 5).
+	SiteSummaries []string `ch:"site_summaries"`
+	Silenced      string   `ch:"silenced"`
 }
 
 // NotificationRow is one row of notifications: one message to one contact
@@ -168,7 +187,43 @@ func ResultRowFrom(e events.CheckResult) ResultRow {
 		r.TLSDaysLeft, r.TLSHostnameMatch, r.TLSVerified = &days, &match, &verified
 		r.TLSPeerSubject, r.TLSVerifyError = t.PeerSubject, t.VerifyError
 	}
+	withEvidence(&r, e)
 	return r
+}
+
+// withEvidence fills the evidence columns of r from e (empty arrays, not
+// NULL, when there is none: the columns are not Nullable).
+func withEvidence(r *ResultRow, e events.CheckResult) {
+	r.Summary, r.Warnings, r.Transcript = e.Summary, nonNil(e.Warnings), []string{}
+	ev := e.Evidence
+	if ev == nil {
+		return
+	}
+	if s := ev.Submission; s != nil {
+		r.FirstHop, r.QueueID, r.Transcript = s.Server, s.QueueID, nonNil(s.Transcript)
+		if r.FirstHop == "" {
+			r.FirstHop = s.Hop
+		}
+	}
+	if ev.Deferred != nil {
+		r.DeferredReply = ev.Deferred.String()
+	}
+	if b := ev.Bounce; b != nil {
+		r.BounceAction, r.BounceStatus, r.BounceDiagnostic = b.Action, b.Status, b.Diagnostic
+		r.BounceRemoteMTA, r.BounceReportingMTA = b.RemoteMTA, b.ReportingMTA
+	}
+	if len(ev.Hops) > 0 {
+		if data, err := json.Marshal(ev.Hops); err == nil {
+			r.Hops = string(data)
+		}
+	}
+}
+
+func nonNil(s []string) []string {
+	if s == nil {
+		return []string{}
+	}
+	return s
 }
 
 // IncidentOpenRow maps an incident.open event to its "open" row.
@@ -180,11 +235,18 @@ func IncidentOpenRow(e events.IncidentOpen) IncidentRow {
 		OpenedAt: seconds(e.OpenedAt), OpenedAtMS: unixMS(e.OpenedAt),
 		Reason: e.Reason, Quorum: clampU16(e.Quorum), Eligible: clampU16(e.Eligible),
 		Notify: flag(e.Notify), Silenced: e.Silenced,
-		Sites: []string{}, SiteVerdicts: []string{},
+		Sites: []string{}, SiteVerdicts: []string{}, SiteSummaries: []string{},
 	}
 	for _, v := range e.Sites {
 		r.Sites = append(r.Sites, v.Site)
 		r.SiteVerdicts = append(r.SiteVerdicts, v.Verdict)
+		summary := ""
+		for _, a := range v.Attempts { // oldest first: the newest with a summary wins
+			if a.Summary != "" {
+				summary = a.Summary
+			}
+		}
+		r.SiteSummaries = append(r.SiteSummaries, summary)
 	}
 	return r
 }

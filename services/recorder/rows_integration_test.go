@@ -6,15 +6,17 @@ import (
 	"context"
 	"fmt"
 	"reflect"
+	"slices"
+	"strings"
 	"testing"
 	"time"
 
+	"github.com/emailscout/emailscout/internal/chtest"
 	"github.com/emailscout/emailscout/internal/natstest"
 	"github.com/emailscout/emailscout/internal/platform"
 	"github.com/emailscout/emailscout/internal/testkit"
 	"github.com/emailscout/emailscout/pkg/events"
 	"github.com/emailscout/emailscout/services/recorder"
-	"github.com/emailscout/emailscout/internal/chtest"
 	"github.com/prometheus/client_golang/prometheus"
 )
 
@@ -62,6 +64,9 @@ func TestRowsLand(t *testing.T) {
 		ErrorClass: "timeout", Error: "no return within 10m0s",
 		Timings: events.Timings{ConnectMS: 12.5, TransferMS: 80.25, TotalMS: 100.75, PeerAddress: "127.0.0.1:25"},
 		Target:  "webscout@acme.example",
+		Summary: "accepted by relay.monitor.example as 4XyZ at 12:00:01Z; no return and no bounce",
+		Evidence: &events.Evidence{Submission: &events.Submission{Hop: "127.0.0.1:25", Server: "relay.monitor.example", QueueID: "4XyZ",
+			Transcript: []string{"S: 220 relay.monitor.example ESMTP", "C: EHLO scout.monitor.example"}}},
 	}
 	rev2 := rev1
 	rev2.Revision, rev2.Late = 2, true
@@ -138,6 +143,9 @@ func TestRowsLand(t *testing.T) {
 		SkewSuspect: 0, SMTPCode: ptr(uint16(250)), SMTPEnhanced: "2.0.0", SMTPText: "OK queued as 4XyZ",
 		ErrorClass: "timeout", Error: "returned 2m30.127s after the timeout", Target: "webscout@acme.example",
 		ConnectMS: 12.5, TransferMS: 80.25, TotalMS: 100.75, PeerAddress: "127.0.0.1:25",
+		Summary:  "accepted by relay.monitor.example as 4XyZ at 12:00:01Z; no return and no bounce",
+		Warnings: []string{}, FirstHop: "relay.monitor.example", QueueID: "4XyZ",
+		Transcript: []string{"S: 220 relay.monitor.example ESMTP", "C: EHLO scout.monitor.example"},
 	}
 	wantSvc := recorder.ResultRow{
 		TestID: "sv000000000000000000000b", CheckID: "acme-smtp", Customer: "acme", Site: "us-east",
@@ -151,6 +159,7 @@ func TestRowsLand(t *testing.T) {
 		TLSPeerNotAfter: ptr(time.Date(2026, 12, 9, 0, 0, 0, 0, time.UTC)), TLSDaysLeft: ptr(int32(9)),
 		TLSHostnameMatch: ptr(uint8(1)), TLSVerified: ptr(uint8(0)),
 		TLSPeerSubject: "CN=mx.acme.example", TLSVerifyError: "x509: certificate signed by unknown authority",
+		Warnings: []string{}, Transcript: []string{},
 	}
 	for _, want := range []recorder.ResultRow{wantRT, wantSvc} {
 		var got recorder.ResultRow
@@ -169,14 +178,14 @@ func TestRowsLand(t *testing.T) {
 		Since: time.Date(2026, 11, 29, 11, 40, 0, 0, time.UTC), SinceMS: 1795952400000,
 		OpenedAt: time.Date(2026, 11, 29, 12, 20, 30, 0, time.UTC), OpenedAtMS: 1795954830500,
 		Reason: "no return from 2 of 3 sites; retest failed",
-		Sites:  []string{"eu-west", "us-east"}, SiteVerdicts: []string{"down", "down"}, Quorum: 2, Eligible: 3, Notify: 1,
+		Sites:  []string{"eu-west", "us-east"}, SiteVerdicts: []string{"down", "down"}, SiteSummaries: []string{"", ""}, Quorum: 2, Eligible: 3, Notify: 1,
 	}, {
 		IncidentID: "inc-1", Transition: "resolved", CheckID: "acme-roundtrip", CheckName: "ACME mail round trip", Customer: "acme",
 		Kind: "roundtrip", Severity: "critical",
 		Since: time.Date(2026, 11, 29, 11, 40, 0, 0, time.UTC), SinceMS: 1795952400000,
 		OpenedAt: time.Date(2026, 11, 29, 12, 20, 30, 0, time.UTC), OpenedAtMS: 1795954830500,
 		ResolvedAt: ptr(time.Date(2026, 11, 29, 13, 5, 0, 0, time.UTC)), ResolvedAtMS: ptr(uint64(1795957500250)),
-		Reason: "returns again from 3 of 3 sites", Sites: []string{}, SiteVerdicts: []string{}, Notify: 1,
+		Reason: "returns again from 3 of 3 sites", Sites: []string{}, SiteVerdicts: []string{}, SiteSummaries: []string{}, Notify: 1,
 	}}
 	rows, err := conn.Query(ctx, "SELECT * FROM "+db+".incidents FINAL ORDER BY transition")
 	if err != nil {
@@ -209,6 +218,35 @@ func TestRowsLand(t *testing.T) {
 		t.Fatal(err)
 	}
 	compareRow(t, "notification", wantNote, gotNote)
+
+	// The documented query of failed attempts finds the timeout with the
+	// first hop that took it and its queue id.
+	text, err := recorder.QueryText(recorder.QueryFailedAttempts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	q, err := recorder.Expand(text, recorder.QueryParams{From: utc(11, 0, 0, 0), To: utc(13, 0, 0, 0)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	frows, err := rawConn(t, ch, db).Query(ctx, q)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var failedAttempts []string
+	for frows.Next() {
+		var started time.Time
+		var check, site, status, summary, firstHop, queueID, bounceStatus, bounceMTA string
+		if err := frows.Scan(&started, &check, &site, &status, &summary, &firstHop, &queueID, &bounceStatus, &bounceMTA); err != nil {
+			t.Fatal(err)
+		}
+		failedAttempts = append(failedAttempts, strings.Join([]string{check, site, status, summary, firstHop, queueID}, "|"))
+	}
+	frows.Close()
+	wantFailed := "acme-roundtrip|eu-west|timeout|accepted by relay.monitor.example as 4XyZ at 12:00:01Z; no return and no bounce|relay.monitor.example|4XyZ"
+	if !slices.Contains(failedAttempts, wantFailed) {
+		t.Errorf("failed attempts query: %q, want a row %q", failedAttempts, wantFailed)
+	}
 
 	if got := testkit.MustMetric(t, reg, "scout_recorder_events_malformed_total", nil); got != 2 {
 		t.Errorf("malformed events counted: %v, want 2", got)

@@ -59,9 +59,39 @@ func TestResultRowFrom(t *testing.T) {
 		want: recorder.ResultRow{TestID: "t4", CheckID: "c", Site: "s", Kind: "imap", Attempt: 1, Status: "monitor_error", Revision: 1,
 			StartedAt: time.Unix(0, 0).UTC(), FinishedAt: time.Unix(0, 0).UTC()},
 	}}
+	// An evidence-bearing attempt: a bounce after a submission, with hops.
+	tests = append(tests, struct {
+		name string
+		ev   events.CheckResult
+		want recorder.ResultRow
+	}{
+		name: "failed with evidence",
+		ev: events.CheckResult{V: 1, TestID: "t5", CheckID: "c", Site: "s", Kind: "roundtrip", Attempt: 1, Status: "failed",
+			StartedAt: start, FinishedAt: start, Summary: "mx1 refused the probe: 550 5.1.1 no", Warnings: []string{"w"},
+			Evidence: &events.Evidence{
+				Submission: &events.Submission{Hop: "relay:25", Server: "relay.example", QueueID: "4XyZ", Transcript: []string{"S: 220 relay.example", "C: EHLO x"}},
+				Deferred:   &events.SMTPReply{Code: 451, Enhanced: "4.7.1", Text: "later"},
+				Bounce:     &events.Bounce{Action: "failed", Status: "5.1.1", Diagnostic: "550 5.1.1 no", RemoteMTA: "mx1", ReportingMTA: "relay.example"},
+				Hops:       []events.Hop{{By: "mx1", ID: "A"}},
+			}},
+		want: recorder.ResultRow{TestID: "t5", CheckID: "c", Site: "s", Kind: "roundtrip", Attempt: 1, Status: "failed", Revision: 1,
+			StartedAt: time.Date(2026, 11, 29, 12, 0, 0, 0, time.UTC), StartedAtMS: 1795953600999,
+			FinishedAt: time.Date(2026, 11, 29, 12, 0, 0, 0, time.UTC), FinishedAtMS: 1795953600999,
+			Summary: "mx1 refused the probe: 550 5.1.1 no", Warnings: []string{"w"}, FirstHop: "relay.example", QueueID: "4XyZ",
+			Transcript: []string{"S: 220 relay.example", "C: EHLO x"}, DeferredReply: "451 4.7.1 later",
+			BounceAction: "failed", BounceStatus: "5.1.1", BounceDiagnostic: "550 5.1.1 no", BounceRemoteMTA: "mx1", BounceReportingMTA: "relay.example",
+			Hops: `[{"by":"mx1","id":"A"}]`},
+	})
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			got := recorder.ResultRowFrom(tt.ev)
+			// Arrays are never NULL: empty when the event had none.
+			if tt.want.Warnings == nil {
+				tt.want.Warnings = []string{}
+			}
+			if tt.want.Transcript == nil {
+				tt.want.Transcript = []string{}
+			}
 			if !reflect.DeepEqual(got, tt.want) {
 				t.Errorf("ResultRowFrom:\n got %+v\nwant %+v", got, tt.want)
 			}
@@ -77,8 +107,8 @@ func TestIncidentAndNotificationRows(t *testing.T) {
 	wantOpen := recorder.IncidentRow{IncidentID: "i1", Transition: "open", CheckID: "c", Customer: "cu", Kind: "roundtrip", Severity: "warning",
 		Since: time.Date(2026, 10, 5, 7, 30, 0, 0, time.UTC), SinceMS: 1791185400250,
 		OpenedAt: time.Date(2026, 10, 5, 8, 30, 0, 0, time.UTC), OpenedAtMS: 1791189000250,
-		Reason: "slow at 2 of 2 sites", Sites: []string{"a", "b"}, SiteVerdicts: []string{"slow", "slow"}, Quorum: 2, Eligible: 2,
-		Silenced: "warnings are recorded only"}
+		Reason: "slow at 2 of 2 sites", Sites: []string{"a", "b"}, SiteVerdicts: []string{"slow", "slow"}, SiteSummaries: []string{"", ""},
+		Quorum: 2, Eligible: 2, Silenced: "warnings are recorded only"}
 	if !reflect.DeepEqual(open, wantOpen) {
 		t.Errorf("open row:\n got %+v\nwant %+v", open, wantOpen)
 	}
