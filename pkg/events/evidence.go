@@ -28,7 +28,7 @@ type Submission struct {
 	Server     string    `json:"server,omitempty"`
 	TLSVersion string    `json:"tls_version,omitempty"` // "TLS1.3"; empty: plain text
 	QueueID    string    `json:"queue_id,omitempty"`    // from the 250 reply to DATA
-	AcceptedAt time.Time `json:"accepted_at,omitzero"` // monitor clock
+	AcceptedAt time.Time `json:"accepted_at,omitzero"`  // monitor clock
 	// Transcript is the dialogue: "C: " lines sent, "S: " lines received,
 	// credentials masked, the message itself left out. At most
 	// MaxTranscriptLines lines of MaxTranscriptLine bytes.

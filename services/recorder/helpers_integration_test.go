@@ -11,9 +11,9 @@ import (
 
 	"github.com/ClickHouse/clickhouse-go/v2"
 	"github.com/ClickHouse/clickhouse-go/v2/lib/driver"
+	"github.com/emailscout/emailscout/internal/chtest"
 	"github.com/emailscout/emailscout/internal/natstest"
 	"github.com/emailscout/emailscout/services/recorder"
-	"github.com/emailscout/emailscout/internal/chtest"
 )
 
 // openStore creates database db on srv, migrates it and returns the store.

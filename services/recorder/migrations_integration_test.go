@@ -6,9 +6,9 @@ import (
 	"testing"
 	"time"
 
+	"github.com/emailscout/emailscout/internal/chtest"
 	"github.com/emailscout/emailscout/internal/natstest"
 	"github.com/emailscout/emailscout/services/recorder"
-	"github.com/emailscout/emailscout/internal/chtest"
 )
 
 // TestMigrationWidensNotifications: a database at version 3 (before

@@ -9,12 +9,12 @@ import (
 	"testing"
 	"time"
 
+	"github.com/emailscout/emailscout/internal/chtest"
 	"github.com/emailscout/emailscout/internal/natstest"
 	"github.com/emailscout/emailscout/internal/platform"
 	"github.com/emailscout/emailscout/internal/testkit"
 	"github.com/emailscout/emailscout/pkg/events"
 	"github.com/emailscout/emailscout/services/recorder"
-	"github.com/emailscout/emailscout/internal/chtest"
 	"github.com/prometheus/client_golang/prometheus"
 )
 

@@ -11,10 +11,10 @@ import (
 	"testing"
 	"time"
 
+	"github.com/emailscout/emailscout/internal/chtest"
 	"github.com/emailscout/emailscout/internal/natstest"
 	"github.com/emailscout/emailscout/pkg/events"
 	"github.com/emailscout/emailscout/services/recorder"
-	"github.com/emailscout/emailscout/internal/chtest"
 )
 
 // dataset is a known set of attempts: two sites, five hours across a day

@@ -10,10 +10,10 @@ import (
 	"testing"
 	"time"
 
+	"github.com/emailscout/emailscout/internal/chtest"
 	"github.com/emailscout/emailscout/internal/natstest"
 	"github.com/emailscout/emailscout/pkg/events"
 	"github.com/emailscout/emailscout/services/recorder"
-	"github.com/emailscout/emailscout/internal/chtest"
 )
 
 // TestServiceAndIncidentQueries runs the documented service-check,
