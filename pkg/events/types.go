@@ -297,6 +297,10 @@ type MailReturned struct {
 	// Evidence.Hops: the Received: fields with per-hop delays (remote
 	// clocks).
 	Evidence *Evidence `json:"evidence,omitempty"`
+	// DKIM says whether the return arrived DKIM-signed for the domain of
+	// its From (probemail.VerifyDKIM: "pass", "pass_unaligned", "fail",
+	// "none", "temperror"); empty when not checked.
+	DKIM string `json:"dkim,omitempty"`
 }
 
 // Subject implements Event.
@@ -545,6 +549,8 @@ type CheckResult struct {
 	// Warnings are what did not fail the attempt but is worth knowing: a
 	// delayed DSN, a deferral that passed.
 	Warnings []string `json:"warnings,omitempty"`
+	// DKIM is the return's DKIM result (MailReturned.DKIM).
+	DKIM string `json:"dkim,omitempty"`
 }
 
 // Subject implements Event.

@@ -240,6 +240,7 @@ func withReturn(r *events.CheckResult, ev *events.MailReturned, rt probemail.Rou
 	}
 	recv := ev.ReceivedAt
 	r.ReceivedAt = &recv
+	r.DKIM = ev.DKIM
 	r.ReflectedAt = ev.ReflectedAt
 	r.RTTMS = ms(rt.RTT)
 	if rt.Outgoing != nil {

@@ -97,6 +97,11 @@ type Config struct {
 	// deleted once the probe's signed start is older than the longest
 	// check timeout plus this margin; younger ones are kept.
 	IMAPCleanupMargin time.Duration `env:"SCOUT_RECEIVER_IMAP_CLEANUP_MARGIN" envDefault:"1h"`
+	// DKIM: read each return's DKIM signatures and record whether one is
+	// valid and aligned with its From (DNS TXT lookups, at most
+	// DKIMTimeout); false: not checked.
+	DKIM        bool          `env:"SCOUT_RECEIVER_DKIM" envDefault:"true"`
+	DKIMTimeout time.Duration `env:"SCOUT_RECEIVER_DKIM_TIMEOUT" envDefault:"2s"`
 }
 
 // Secret is a value that is never logged (platform.Secret).

@@ -5,6 +5,7 @@ import (
 	"context"
 	"crypto/rand"
 	"errors"
+	"fmt"
 	"log/slog"
 	"net"
 	"strings"
@@ -112,6 +113,7 @@ type env struct {
 	clock  *clockwork.FakeClock
 	checks *checks.File
 	keys   *probemail.Keyring
+	txt    dnsTXT // DKIM keys the receiver finds in "DNS"
 }
 
 func newEnv(t testing.TB) *env {
@@ -141,6 +143,17 @@ func config() receiver.Config {
 	}
 }
 
+// dnsTXT serves TXT records to the receiver (Deps.LookupTXT) in tests that
+// set env.txt.
+type dnsTXT map[string]string
+
+func (d dnsTXT) lookup(name string) ([]string, error) {
+	if r, ok := d[name]; ok {
+		return []string{r}, nil
+	}
+	return nil, fmt.Errorf("no TXT record for %s", name)
+}
+
 type running struct {
 	r      *receiver.Receiver
 	addr   string
@@ -166,7 +179,7 @@ func (e *env) start(cfg receiver.Config) *running {
 	health := platform.NewHealth()
 	r, err := receiver.New(cfg, receiver.Deps{
 		Checks: e.checks, Publisher: platform.JetStreamPublisher{JS: e.js}, Keyring: e.keys,
-		Listener: l, Clock: e.clock, Registerer: reg, Health: health,
+		Listener: l, Clock: e.clock, Registerer: reg, Health: health, LookupTXT: e.txt.lookup,
 		Logger: slog.New(slog.NewJSONHandler(logs, &slog.HandlerOptions{Level: slog.LevelDebug})),
 	})
 	if err != nil {

@@ -93,6 +93,9 @@ type Deps struct {
 	Checks    checks.Source      // read per return: a reload applies from the next one
 	Publisher platform.Publisher // must wait for JetStream's ack (platform.JetStreamPublisher)
 	Keyring   *probemail.Keyring // verifies probes (Config.Keyring)
+	// LookupTXT fetches DKIM keys (Config.DKIM); nil means the system
+	// resolver, bounded by Config.DKIMTimeout.
+	LookupTXT func(name string) ([]string, error)
 	// Listener, when set, is served instead of listening on Config.Listen
 	// (`scout dev` and tests pass 127.0.0.1:0). Run closes it. SMTP mode.
 	Listener net.Listener
@@ -241,6 +244,17 @@ func (r *Receiver) Run(ctx context.Context) error {
 	return err
 }
 
+// lookupTXT is Deps.LookupTXT, or the system resolver bounded by
+// Config.DKIMTimeout.
+func (r *Receiver) lookupTXT(name string) ([]string, error) {
+	if r.deps.LookupTXT != nil {
+		return r.deps.LookupTXT(name)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), r.cfg.DKIMTimeout)
+	defer cancel()
+	return net.DefaultResolver.LookupTXT(ctx, name)
+}
+
 // begin registers a message being handled; false once shutting down.
 func (r *Receiver) begin() bool {
 	r.mu.Lock()
@@ -347,6 +361,9 @@ func (r *Receiver) Take(ctx context.Context, msg []byte, env Envelope) (string, 
 	}
 	if len(ret.Received) > 0 {
 		ev.Evidence = &events.Evidence{Hops: ret.Received}
+	}
+	if r.cfg.DKIM {
+		ev.DKIM = probemail.VerifyDKIM(msg, r.lookupTXT)
 	}
 	log = log.With("test_id", p.TestID, "check", p.CheckID, "probe_site", p.Site, "attempt", p.Attempt)
 	pctx, cancel := context.WithTimeout(ctx, r.cfg.StoreTimeout)

@@ -3,8 +3,11 @@ package receiver_test
 import (
 	"bytes"
 	"context"
+	"crypto/ed25519"
+	"crypto/rand"
 	"crypto/tls"
 	"crypto/x509"
+	"encoding/base64"
 	"encoding/pem"
 	"fmt"
 	"os"
@@ -435,3 +438,39 @@ func waitConnected(t *testing.T, nc *nats.Conn) {
 type nopPublisher struct{}
 
 func (nopPublisher) Publish(context.Context, events.Event) (bool, error) { return false, nil }
+
+// TestReturnDKIM: with SCOUT_RECEIVER_DKIM on, a return signed by the
+// customer's outgoing server for the domain of its From (the probe
+// mailbox) is "pass"; one signed for another domain "pass_unaligned"; an
+// unsigned one "none". The verdict does not depend on it: it is recorded.
+func TestReturnDKIM(t *testing.T) {
+	e := newEnv(t)
+	_, key, _ := ed25519.GenerateKey(rand.Reader)
+	e.txt = dnsTXT{
+		"mx2026._domainkey.acme.example":  "v=DKIM1; k=ed25519; p=" + base64.StdEncoding.EncodeToString(key.Public().(ed25519.PublicKey)),
+		"mx2026._domainkey.other.example": "v=DKIM1; k=ed25519; p=" + base64.StdEncoding.EncodeToString(key.Public().(ed25519.PublicKey)),
+	}
+	cfg := config()
+	cfg.DKIM = true
+	r := e.start(cfg)
+	cases := []struct {
+		domain string
+		want   string
+	}{{"acme.example", probemail.DKIMAligned}, {"other.example", probemail.DKIMUnaligned}, {"", probemail.DKIMNone}}
+	for i, tc := range cases {
+		msg := reflection(t, probe(t), acmeKey, target, now.Add(-time.Second))
+		if tc.domain != "" {
+			signed, err := probemail.DKIMSigner{Domain: tc.domain, Selector: "mx2026", Key: key}.Sign(msg)
+			if err != nil {
+				t.Fatal(err)
+			}
+			msg = signed
+		}
+		if reply, _ := send(t, r.addr, target, returnAddr, msg); reply.Code != 250 {
+			t.Fatalf("%s: %v", tc.want, reply)
+		}
+		if got, _ := e.returned(i + 1); got[i].DKIM != tc.want {
+			t.Errorf("signed for %q: dkim %q, want %q", tc.domain, got[i].DKIM, tc.want)
+		}
+	}
+}

@@ -82,6 +82,7 @@ type ResultRow struct {
 	BounceRemoteMTA    string   `ch:"bounce_remote_mta"`
 	BounceReportingMTA string   `ch:"bounce_reporting_mta"`
 	Hops               string   `ch:"hops"`
+	DKIM               string   `ch:"dkim"` // the return's DKIM result (probemail.VerifyDKIM)
 }
 
 // IncidentRow is one row of incidents: one transition ("open" or
@@ -194,7 +195,7 @@ func ResultRowFrom(e events.CheckResult) ResultRow {
 // withEvidence fills the evidence columns of r from e (empty arrays, not
 // NULL, when there is none: the columns are not Nullable).
 func withEvidence(r *ResultRow, e events.CheckResult) {
-	r.Summary, r.Warnings, r.Transcript = e.Summary, nonNil(e.Warnings), []string{}
+	r.Summary, r.Warnings, r.Transcript, r.DKIM = e.Summary, nonNil(e.Warnings), []string{}, e.DKIM
 	ev := e.Evidence
 	if ev == nil {
 		return

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"net"
 	"net/mail"
+	"os"
 	"strings"
 	"time"
 
@@ -64,10 +65,41 @@ type Config struct {
 	SubmitTimeout time.Duration `env:"SCOUT_SUBMIT_TIMEOUT" envDefault:"60s"`
 	// Workers submit in parallel (tests of one test id go to one worker).
 	Workers int `env:"SCOUT_SENDER_WORKERS" envDefault:"8"`
+	// DKIMKeyFile is a PEM private key (RSA 2048+ or Ed25519; a Kubernetes
+	// Secret mounted as a file) that DKIM-signs every probe (RFC 6376), so
+	// that the customer's filters do not junk it; empty: probes are not
+	// signed. DKIMSelector names its public key's record
+	// (<selector>._domainkey.<domain>); DKIMDomain is d=, by default the
+	// return address's domain, which aligns with the probe's From (DMARC).
+	DKIMKeyFile  string `env:"SCOUT_DKIM_KEY_FILE"`
+	DKIMSelector string `env:"SCOUT_DKIM_SELECTOR"`
+	DKIMDomain   string `env:"SCOUT_DKIM_DOMAIN"`
 }
 
 // Secret is a value that is never logged (platform.Secret).
 type Secret = platform.Secret
+
+// DKIM returns the probes' DKIM signer (nil when SCOUT_DKIM_KEY_FILE is
+// not set), reading the key file; its errors name the variable, never the
+// key.
+func (c Config) DKIM() (*probemail.DKIMSigner, error) {
+	if c.DKIMKeyFile == "" {
+		return nil, nil
+	}
+	data, err := os.ReadFile(c.DKIMKeyFile)
+	if err != nil {
+		return nil, fmt.Errorf("SCOUT_DKIM_KEY_FILE=%q: %w", c.DKIMKeyFile, err)
+	}
+	key, err := probemail.ParseDKIMKey(data)
+	if err != nil {
+		return nil, fmt.Errorf("SCOUT_DKIM_KEY_FILE=%q: %w", c.DKIMKeyFile, err)
+	}
+	domain := c.DKIMDomain
+	if domain == "" {
+		domain = domainOf(c.ReturnAddress)
+	}
+	return &probemail.DKIMSigner{Domain: domain, Selector: c.DKIMSelector, Key: key}, nil
+}
 
 // Defaults is the configuration of an empty environment (the envDefault
 // tags above: the one place the defaults are written).
@@ -85,6 +117,9 @@ func (c Config) Validate() error {
 	}
 	if strings.TrimSpace(string(c.ProbeKeys)) == "" {
 		errs = append(errs, errors.New("SCOUT_PROBE_KEYS: is empty"))
+	}
+	if (c.DKIMKeyFile == "") != (c.DKIMSelector == "") {
+		errs = append(errs, fmt.Errorf("SCOUT_DKIM_KEY_FILE=%q and SCOUT_DKIM_SELECTOR=%q: set both (DKIM-signed probes) or neither", c.DKIMKeyFile, c.DKIMSelector))
 	}
 	switch c.Delivery {
 	case DeliveryRelay:

@@ -166,6 +166,9 @@ func (s *Sender) build(log *slog.Logger, ev events.TestScheduled, check *checks.
 		StartedAt: now.UTC().Truncate(time.Millisecond), ReturnTo: s.cfg.ReturnAddress,
 	}
 	raw, err := probemail.Build(p, check.Target, key, probemail.BuildOptions{CheckName: check.Name})
+	if err == nil && s.dkim != nil {
+		raw, err = s.dkim.Sign(raw)
+	}
 	if err != nil {
 		log.Error("probe cannot be built: no probe sent", "error", err)
 		sent := s.mailSent(ev, events.SentMonitorError, ClassProbeBuild, err)

@@ -92,6 +92,7 @@ type Sender struct {
 	probes *memo[builtProbe]
 	// observations: service checks, the observation of a test
 	observations *memo[events.ServiceChecked]
+	dkim         *probemail.DKIMSigner // nil: probes are not DKIM-signed
 	// maxDeliver is the consumer's delivery bound: the last delivery must
 	// report, since JetStream will not deliver again.
 	maxDeliver int
@@ -141,9 +142,13 @@ func New(cfg Config, deps Deps) (*Sender, error) {
 	if err != nil {
 		return nil, err
 	}
+	dkimSigner, err := cfg.DKIM()
+	if err != nil {
+		return nil, err
+	}
 	return &Sender{
 		cfg: cfg, deps: deps, log: log, metrics: m, memo: newMemo[events.MailSent](), probes: newMemo[builtProbe](), observations: newMemo[events.ServiceChecked](),
-		maxDeliver: events.SenderConsumer(cfg.Site).MaxDeliver,
+		maxDeliver: events.SenderConsumer(cfg.Site).MaxDeliver, dkim: dkimSigner,
 	}, nil
 }
 

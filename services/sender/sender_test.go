@@ -2,9 +2,17 @@ package sender_test
 
 import (
 	"context"
+	"crypto/ed25519"
+	"crypto/rand"
 	"crypto/tls"
+	"crypto/x509"
+	"encoding/base64"
+	"encoding/pem"
 	"errors"
+	"fmt"
 	"net"
+	"os"
+	"path/filepath"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -585,5 +593,44 @@ func TestSubmissionEvidenceAndPlainSender(t *testing.T) {
 	}
 	if m := relay.Wait(1, 10*time.Second); len(m) != 1 || m[0].From != returnAddr {
 		t.Errorf("envelope sender %q, want the plain %s", m[0].From, returnAddr)
+	}
+}
+
+// TestProbesDKIMSigned: with SCOUT_DKIM_KEY_FILE and SCOUT_DKIM_SELECTOR
+// every probe carries a DKIM signature for the return address's domain
+// that verifies against the published key (RFC 6376) and aligns with the
+// probe's From.
+func TestProbesDKIMSigned(t *testing.T) {
+	e := newEnv(t)
+	_, key, _ := ed25519.GenerateKey(rand.Reader)
+	der, _ := x509.MarshalPKCS8PrivateKey(key)
+	keyFile := filepath.Join(t.TempDir(), "dkim.pem")
+	if err := os.WriteFile(keyFile, pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: der}), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	relay := mailtest.NewServer(t, mailtest.Options{})
+	cfg := relayConfig(relay.Addr)
+	cfg.DKIMKeyFile, cfg.DKIMSelector = keyFile, "scout2026"
+	e.start(cfg, nil)
+	e.schedule("acme-roundtrip", site, time.Minute)
+	if got := e.waitSent(1)[0]; got.Status != events.SentOK {
+		t.Fatalf("mail.sent %+v", got)
+	}
+	m := relay.Wait(1, 10*time.Second)[0]
+	txt := "v=DKIM1; k=ed25519; p=" + base64.StdEncoding.EncodeToString(key.Public().(ed25519.PublicKey))
+	lookup := func(name string) ([]string, error) {
+		if name == "scout2026._domainkey.monitor.example" {
+			return []string{txt}, nil
+		}
+		return nil, fmt.Errorf("no TXT for %s", name)
+	}
+	if got := probemail.VerifyDKIM(m.Data, lookup); got != probemail.DKIMAligned {
+		t.Errorf("probe DKIM %s, want %s:\n%s", got, probemail.DKIMAligned, m.Data)
+	}
+
+	bad := relayConfig(relay.Addr)
+	bad.DKIMKeyFile = keyFile
+	if err := bad.Validate(); err == nil || !strings.Contains(err.Error(), "SCOUT_DKIM_SELECTOR") {
+		t.Errorf("a key without a selector: %v", err)
 	}
 }
