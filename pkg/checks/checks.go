@@ -73,6 +73,12 @@ var DefaultService = Settings{
 	Quorum:     2,
 }
 
+// Return paths of a round-trip check (Check.Return, the file's "return").
+const (
+	ReturnReflector = "reflector" // scout-reflector stamps the probe and mails it back
+	ReturnForward   = "forward"   // a forwarding rule sends the probe itself back (docs/reflector.md)
+)
+
 // TLS modes of a service check (Service.TLS).
 const (
 	// TLSNone: plain text from start to end; STARTTLS is not attempted even
@@ -166,6 +172,11 @@ type Check struct {
 	Contacts []Contact
 	// NotifyWarnings sends SMS for warning incidents (slow / degraded) too.
 	NotifyWarnings bool
+	// Return is how the probe comes back (roundtrip only): ReturnReflector
+	// (scout-reflector stamps and mails it back, the default) or
+	// ReturnForward (a forwarding rule sends the probe itself to the site's
+	// return address: nothing installed at the customer, no legs).
+	Return string
 	// Canary marks a check of the monitor's own infrastructure (a mailbox
 	// the operator controls). It never opens a customer incident; a site
 	// whose canary is down does not vote in other checks' quorums.
@@ -468,6 +479,7 @@ type rawCheck struct {
 	Contacts       []Contact `yaml:"contacts"`
 	NotifyWarnings bool      `yaml:"notify_warnings"`
 	Canary         bool      `yaml:"canary"`
+	Return         string    `yaml:"return"`
 	rawSettings    `yaml:",inline"`
 	rawService     `yaml:",inline"`
 
@@ -558,7 +570,7 @@ func (rc *rawCheck) resolve(name string, index int, file *rawFile, pos positions
 	}
 	c := &Check{
 		ID: rc.ID, Customer: rc.Customer, Name: rc.Name, Kind: rc.Kind, Target: rc.Target,
-		Contacts: rc.Contacts, NotifyWarnings: rc.NotifyWarnings, Canary: rc.Canary, Line: rc.line,
+		Contacts: rc.Contacts, NotifyWarnings: rc.NotifyWarnings, Canary: rc.Canary, Line: rc.line, Return: rc.Return,
 	}
 	if c.Name == "" {
 		c.Name = c.ID
@@ -580,7 +592,17 @@ func (rc *rawCheck) resolve(name string, index int, file *rawFile, pos positions
 			add(0, "target", "%q is not a plain email address", c.Target)
 		}
 		rc.noService(add)
+		switch c.Return {
+		case "":
+			c.Return = ReturnReflector
+		case ReturnReflector, ReturnForward:
+		default:
+			add(0, "return", "%q is not reflector or forward", c.Return)
+		}
 	case events.KindSMTP, events.KindIMAP, events.KindPOP3:
+		if c.Return != "" {
+			add(0, "return", "is only for roundtrip checks")
+		}
 		if c.Target != "" {
 			add(0, "target", "is only for roundtrip checks; %s checks use host and port", c.Kind)
 		}

@@ -307,3 +307,32 @@ checks:
 		}
 	}
 }
+
+// TestReturnPath: a round trip's "return" is reflector (the default) or
+// forward; anything else, or a return on a service check, is an error
+// naming the file, line, check and field.
+func TestReturnPath(t *testing.T) {
+	f, err := Parse("checks.yaml", []byte(`
+sites: [a]
+checks:
+  - {id: reflected, customer: acme, kind: roundtrip, target: p@acme.example}
+  - {id: forwarded, customer: acme, kind: roundtrip, target: q@acme.example, return: forward}
+`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if f.Lookup("reflected").Return != ReturnReflector || f.Lookup("forwarded").Return != ReturnForward {
+		t.Errorf("returns %q %q", f.Lookup("reflected").Return, f.Lookup("forwarded").Return)
+	}
+	_, err = Parse("checks.yaml", []byte(`
+sites: [a]
+checks:
+  - {id: bad, customer: acme, kind: roundtrip, target: p@acme.example, return: pigeon}
+  - {id: svc, customer: acme, kind: smtp, host: mx.acme.example, return: forward}
+`))
+	for _, want := range []string{`checks.yaml:4: check "bad": return: "pigeon" is not reflector or forward`, `checks.yaml:5: check "svc": return: is only for roundtrip checks`} {
+		if err == nil || !strings.Contains(err.Error(), want) {
+			t.Errorf("err = %v, want %q", err, want)
+		}
+	}
+}

@@ -301,6 +301,10 @@ type MailReturned struct {
 	// its From (probemail.VerifyDKIM: "pass", "pass_unaligned", "fail",
 	// "none", "temperror"); empty when not checked.
 	DKIM string `json:"dkim,omitempty"`
+	// Path is how the probe came back: "reflector" (stamped), "forward"
+	// (a forwarding rule: the probe itself, no legs) or
+	// "forward_attachment" (probemail.Path*).
+	Path string `json:"path,omitempty"`
 }
 
 // Subject implements Event.
@@ -549,8 +553,10 @@ type CheckResult struct {
 	// Warnings are what did not fail the attempt but is worth knowing: a
 	// delayed DSN, a deferral that passed.
 	Warnings []string `json:"warnings,omitempty"`
-	// DKIM is the return's DKIM result (MailReturned.DKIM).
-	DKIM string `json:"dkim,omitempty"`
+	// DKIM is the return's DKIM result (MailReturned.DKIM); ReturnPath
+	// how it came back (MailReturned.Path).
+	DKIM       string `json:"dkim,omitempty"`
+	ReturnPath string `json:"return_path,omitempty"`
 }
 
 // Subject implements Event.

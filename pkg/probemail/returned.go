@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"bytes"
 	"fmt"
+	"io"
 	"regexp"
 	"strings"
 	"time"
@@ -50,7 +51,20 @@ type Returned struct {
 	Hops          int      // Received: fields
 	// Received are those fields read as hops, oldest first (Hops).
 	Received []events.Hop
+	// Path is how the probe came back: PathReflector (stamped by
+	// scout-reflector), PathForward (a forwarding rule: the probe itself,
+	// no stamp) or PathForwardAttachment (forwarded as an attached
+	// message/rfc822, whose header carries the probe's); empty when no
+	// probe header was found.
+	Path string
 }
+
+// Return paths (Returned.Path, events.MailReturned.Path).
+const (
+	PathReflector         = "reflector"
+	PathForward           = "forward"
+	PathForwardAttachment = "forward_attachment"
+)
 
 // Reflected reports whether the message carries a reflection stamp.
 func (r *Returned) Reflected() bool { return r.ReflectedAt != nil }
@@ -78,6 +92,13 @@ func ParseReturned(msg []byte) (*Returned, error) {
 	r := &Returned{}
 
 	r.HeaderValue = unfold(h.Get(HeaderProbe))
+	attached := false
+	if r.HeaderValue == "" {
+		// Forwarded as an attachment: the probe is a message/rfc822 part.
+		if inner, ok := attachedProbe(msg); ok {
+			r.HeaderValue, attached = unfold(inner.Get(HeaderProbe)), true
+		}
+	}
 	if r.HeaderValue != "" {
 		r.Probe, _, r.HeaderErr = ParseHeader(r.HeaderValue)
 	} else {
@@ -121,6 +142,15 @@ func ParseReturned(msg []byte) (*Returned, error) {
 	}
 
 	switch {
+	case r.HeaderValue == "":
+	case attached:
+		r.Path = PathForwardAttachment
+	case r.ReflectedAt != nil:
+		r.Path = PathReflector
+	default:
+		r.Path = PathForward
+	}
+	switch {
 	case r.HeaderErr == nil:
 		r.TestID, r.MatchedBy = r.Probe.TestID, MatchHeader
 	case matchMsgID(r.MessageID) != "":
@@ -145,6 +175,51 @@ func ParseReturned(msg []byte) (*Returned, error) {
 		}
 	}
 	return r, nil
+}
+
+// maxAttachDepth bounds the MIME nesting searched for an attached probe.
+const maxAttachDepth = 3
+
+// attachedProbe finds, in a message forwarded as an attachment, the first
+// message/rfc822 (or message/global, RFC 6532) part whose header has an
+// X-Scout-Probe field, at most maxAttachDepth multiparts deep, and returns
+// that header.
+func attachedProbe(msg []byte) (message.Header, bool) {
+	e, err := message.Read(bytes.NewReader(StripMboxFrom(msg)))
+	if err != nil && !message.IsUnknownCharset(err) && !message.IsUnknownEncoding(err) {
+		return message.Header{}, false
+	}
+	return findAttached(e, 0)
+}
+
+func findAttached(e *message.Entity, depth int) (message.Header, bool) {
+	mr := e.MultipartReader()
+	if mr == nil || depth >= maxAttachDepth {
+		return message.Header{}, false
+	}
+	for {
+		p, err := mr.NextPart()
+		if err != nil {
+			return message.Header{}, false
+		}
+		ct, _, _ := p.Header.ContentType()
+		switch strings.ToLower(ct) {
+		case "message/rfc822", "message/global":
+			th, err := textproto.ReadHeader(bufio.NewReader(io.LimitReader(p.Body, MaxMessageBytes)))
+			if err != nil {
+				continue
+			}
+			if h := messageHeader(th); h.Get(HeaderProbe) != "" {
+				return h, true
+			}
+		default:
+			if strings.HasPrefix(strings.ToLower(ct), "multipart/") {
+				if h, ok := findAttached(p, depth+1); ok {
+					return h, true
+				}
+			}
+		}
+	}
 }
 
 func matchMsgID(id string) string {

@@ -225,8 +225,26 @@ func (e *Evaluator) onReturned(ctx context.Context, ev *events.MailReturned) err
 		r.Late = true
 		a.LateRecorded = true
 	}
+	if w := pathWarning(c, ev.Path); w != "" {
+		r.Warnings = append(slices.Clone(r.Warnings), w)
+	}
 	e.m.monitorLatency.Observe(e.deps.Clock.Since(ev.ReceivedAt).Seconds())
 	return e.finish(ctx, a, rev, r)
+}
+
+// pathWarning says when a probe came back another way than its check
+// expects (a forwarding rule where a reflector was meant, or the other way
+// round): the round trip counts, but what it measures differs (a forward
+// has no legs).
+func pathWarning(c *checks.Check, path string) string {
+	got := path
+	if got == probemail.PathForwardAttachment {
+		got = probemail.PathForward
+	}
+	if c.Return == "" || got == "" || got == c.Return {
+		return ""
+	}
+	return fmt.Sprintf("came back by %s, the check expects %s (return: %s)", path, c.Return, c.Return)
 }
 
 func withReturn(r *events.CheckResult, ev *events.MailReturned, rt probemail.RoundTrip) {
@@ -240,7 +258,7 @@ func withReturn(r *events.CheckResult, ev *events.MailReturned, rt probemail.Rou
 	}
 	recv := ev.ReceivedAt
 	r.ReceivedAt = &recv
-	r.DKIM = ev.DKIM
+	r.DKIM, r.ReturnPath = ev.DKIM, ev.Path
 	r.ReflectedAt = ev.ReflectedAt
 	r.RTTMS = ms(rt.RTT)
 	if rt.Outgoing != nil {

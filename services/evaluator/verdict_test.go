@@ -1,11 +1,13 @@
 package evaluator
 
 import (
+	"strings"
 	"testing"
 	"time"
 
 	"github.com/emailscout/emailscout/pkg/checks"
 	"github.com/emailscout/emailscout/pkg/events"
+	"github.com/emailscout/emailscout/pkg/probemail"
 )
 
 func testCheck(t *testing.T, extra string) *checks.Check {
@@ -289,5 +291,27 @@ func TestReasons(t *testing.T) {
 	mixed := []events.SiteVote{{Site: "a", Verdict: VerdictSlow}, {Site: "b", Verdict: VerdictDegraded}}
 	if got := reasonFor(smtp, mixed, 3, events.SeverityWarning); got != "SMTP check degraded at 2 of 3 sites" {
 		t.Errorf("degraded: %q", got)
+	}
+}
+
+// TestPathWarning: a probe that came back another way than its check
+// expects is a warning (the round trip counts; a forward has no legs).
+func TestPathWarning(t *testing.T) {
+	reflector := &checks.Check{ID: "a", Return: checks.ReturnReflector}
+	forward := &checks.Check{ID: "b", Return: checks.ReturnForward}
+	for _, tc := range []struct {
+		c    *checks.Check
+		path string
+		warn bool
+	}{
+		{reflector, probemail.PathReflector, false},
+		{reflector, probemail.PathForward, true},
+		{forward, probemail.PathForwardAttachment, false},
+		{forward, probemail.PathReflector, true},
+		{forward, "", false},
+	} {
+		if got := pathWarning(tc.c, tc.path); (got != "") != tc.warn || tc.warn && !strings.Contains(got, tc.path) {
+			t.Errorf("check expects %s, came by %q: warning %q", tc.c.Return, tc.path, got)
+		}
 	}
 }

@@ -357,7 +357,7 @@ func (r *Receiver) Take(ctx context.Context, msg []byte, env Envelope) (string, 
 	ev := events.MailReturned{
 		V: events.SchemaVersion, TestID: p.TestID, CheckID: p.CheckID, Site: p.Site, Attempt: p.Attempt,
 		KeyID: key.ID, StartedAt: p.StartedAt, ReflectedAt: ret.ReflectedAt, ReceivedAt: env.ReceivedAt.UTC(),
-		Via: env.Via, Hops: ret.Hops, MatchedBy: ret.MatchedBy,
+		Via: env.Via, Hops: ret.Hops, MatchedBy: ret.MatchedBy, Path: ret.Path,
 	}
 	if len(ret.Received) > 0 {
 		ev.Evidence = &events.Evidence{Hops: ret.Received}

@@ -48,7 +48,7 @@ func TestVerifiedReturnStored(t *testing.T) {
 	got := evs[0]
 	want := events.MailReturned{
 		V: 1, TestID: p.TestID, CheckID: "acme-roundtrip", Site: "us-east", Attempt: 2, KeyID: "acme-2026a",
-		StartedAt: p.StartedAt, ReflectedAt: &reflectedAt, ReceivedAt: now, Via: "smtp", Hops: 2, MatchedBy: probemail.MatchHeader,
+		StartedAt: p.StartedAt, ReflectedAt: &reflectedAt, ReceivedAt: now, Via: "smtp", Hops: 2, MatchedBy: probemail.MatchHeader, Path: probemail.PathReflector,
 	}
 	if got.ReflectedAt == nil || !got.ReflectedAt.Equal(reflectedAt) {
 		t.Errorf("reflected_at %v, want %v as stamped", got.ReflectedAt, reflectedAt)
@@ -472,5 +472,66 @@ func TestReturnDKIM(t *testing.T) {
 		if got, _ := e.returned(i + 1); got[i].DKIM != tc.want {
 			t.Errorf("signed for %q: dkim %q, want %q", tc.domain, got[i].DKIM, tc.want)
 		}
+	}
+}
+
+// TestForwardedProbeStored: forward mode, nothing installed at the
+// customer: a forwarding rule sends the probe itself back, its envelope
+// sender SRS-rewritten and a "FW:" subject; or forwards it as an
+// attachment. Either is a verified return without a reflector stamp (no
+// legs), stored once; a replay of the same probe is a duplicate; a
+// forwarded probe whose signature broke on the way is refused.
+func TestForwardedProbeStored(t *testing.T) {
+	e := newEnv(t)
+	r := e.start(config())
+	p := probe(t)
+	msg, err := probemail.Build(p, target, acmeKey, probemail.BuildOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	fw := append([]byte("Received: from mx.acme.example by forwarder.acme.example; Fri, 1 May 2026 14:00:03 +0000\r\n"), bytes.Replace(msg, []byte("Subject: "), []byte("Subject: FW: "), 1)...)
+	srs := "SRS0=HHH=TT=monitor.example=scout-return+eu-west@acme.example"
+	if reply, _ := send(t, r.addr, srs, returnAddr, fw); reply.Code != 250 {
+		t.Fatalf("forwarded probe: %v", reply)
+	}
+	got, _ := e.returned(1)
+	if got[0].TestID != p.TestID || got[0].Path != probemail.PathForward || got[0].ReflectedAt != nil {
+		t.Errorf("mail.returned %+v, want a forward without a stamp", got[0])
+	}
+	// The same probe forwarded again (a replay, or a second rule).
+	if reply, _ := send(t, r.addr, srs, returnAddr, fw); reply.Code != 250 {
+		t.Fatalf("replayed probe: %v", reply)
+	}
+	if n := e.count(); n != 1 {
+		t.Errorf("%d mail.returned after a replay, want 1", n)
+	}
+	if v := testkit.MustMetric(t, r.reg, "scout_receiver_duplicates_total", nil); v != 1 {
+		t.Errorf("duplicates %v, want 1", v)
+	}
+
+	// Forwarded as an attachment (Outlook "Forward as attachment").
+	p2 := probe(t)
+	msg2, err := probemail.Build(p2, target, acmeKey, probemail.BuildOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	att := []byte("From: webscout@acme.example\r\nTo: " + returnAddr + "\r\nSubject: FW: Email Scout probe\r\nMIME-Version: 1.0\r\n" +
+		"Content-Type: multipart/mixed; boundary=\"fw\"\r\n\r\n--fw\r\nContent-Type: text/plain\r\n\r\nforwarded\r\n--fw\r\n" +
+		"Content-Type: message/rfc822\r\n\r\n" + string(msg2) + "\r\n--fw--\r\n")
+	if reply, _ := send(t, r.addr, srs, returnAddr, att); reply.Code != 250 {
+		t.Fatalf("forwarded as an attachment: %v", reply)
+	}
+	got, _ = e.returned(2)
+	if got[1].TestID != p2.TestID || got[1].Path != probemail.PathForwardAttachment {
+		t.Errorf("mail.returned %+v, want forward_attachment", got[1])
+	}
+
+	// A forwarder that rewrote the probe header breaks its signature.
+	broken := bytes.Replace(msg2, []byte("; a=2;"), []byte("; a=3;"), 1)
+	if bytes.Equal(broken, msg2) {
+		t.Fatal("the test did not change the signed header")
+	}
+	if reply, _ := send(t, r.addr, srs, returnAddr, broken); reply.Code != 550 {
+		t.Errorf("forward with a broken signature: %v, want 550", reply)
 	}
 }

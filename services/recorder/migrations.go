@@ -158,6 +158,7 @@ ORDER BY (check_id, incident_id, transition, contact, address)`}},
 			{Table: "check_results", Name: "bounce_reporting_mta", Type: "String"},
 			{Table: "check_results", Name: "hops", Type: "String"},
 			{Table: "check_results", Name: "dkim", Type: "String"},
+			{Table: "check_results", Name: "return_path", Type: "String"},
 			{Table: "incidents", Name: "site_summaries", Type: "Array(String)"},
 		}},
 	}

@@ -82,7 +82,8 @@ type ResultRow struct {
 	BounceRemoteMTA    string   `ch:"bounce_remote_mta"`
 	BounceReportingMTA string   `ch:"bounce_reporting_mta"`
 	Hops               string   `ch:"hops"`
-	DKIM               string   `ch:"dkim"` // the return's DKIM result (probemail.VerifyDKIM)
+	DKIM               string   `ch:"dkim"`        // the return's DKIM result (probemail.VerifyDKIM)
+	ReturnPath         string   `ch:"return_path"` // reflector, forward, forward_attachment
 }
 
 // IncidentRow is one row of incidents: one transition ("open" or
@@ -195,7 +196,7 @@ func ResultRowFrom(e events.CheckResult) ResultRow {
 // withEvidence fills the evidence columns of r from e (empty arrays, not
 // NULL, when there is none: the columns are not Nullable).
 func withEvidence(r *ResultRow, e events.CheckResult) {
-	r.Summary, r.Warnings, r.Transcript, r.DKIM = e.Summary, nonNil(e.Warnings), []string{}, e.DKIM
+	r.Summary, r.Warnings, r.Transcript, r.DKIM, r.ReturnPath = e.Summary, nonNil(e.Warnings), []string{}, e.DKIM, e.ReturnPath
 	ev := e.Evidence
 	if ev == nil {
 		return
