@@ -12,6 +12,7 @@ require (
 	github.com/emailscout/emailscout/services/recorder v0.0.0
 	github.com/emailscout/emailscout/services/scheduler v0.0.0
 	github.com/emailscout/emailscout/services/sender v0.0.0
+	github.com/emailscout/emailscout/services/web v0.0.0-00010101000000-000000000000
 	github.com/emersion/go-smtp v0.26.0
 	github.com/jonboulle/clockwork v0.5.0
 	github.com/nats-io/nats.go v1.55.0
@@ -76,4 +77,5 @@ replace (
 	github.com/emailscout/emailscout/services/recorder => ../services/recorder
 	github.com/emailscout/emailscout/services/scheduler => ../services/scheduler
 	github.com/emailscout/emailscout/services/sender => ../services/sender
+	github.com/emailscout/emailscout/services/web => ../services/web
 )

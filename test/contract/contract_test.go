@@ -24,6 +24,7 @@ import (
 	"github.com/emailscout/emailscout/services/recorder"
 	"github.com/emailscout/emailscout/services/scheduler"
 	"github.com/emailscout/emailscout/services/sender"
+	"github.com/emailscout/emailscout/services/web"
 )
 
 // root is the repository root, from test/contract.
@@ -37,6 +38,7 @@ func consumers() map[string][]string {
 		"evaluator": evaluator.Consumes(),
 		"notifier":  notifier.Consumes(),
 		"recorder":  recorder.Consumes(),
+		"web":       web.Consumes(),
 	}
 }
 
@@ -181,7 +183,7 @@ func TestNoServiceRequiresAnother(t *testing.T) {
 }
 
 // docVariables reads the variable tables of the services' sections of
-// docs/configuration.md ("## Common service variables" to "## recorder"):
+// docs/configuration.md ("## Common service variables" to "## web"):
 // every row that starts with a variable ("| `SCOUT_X` | default | ..."),
 // variable -> default cell.
 func docVariables(t *testing.T) map[string]string {
@@ -191,7 +193,7 @@ func docVariables(t *testing.T) map[string]string {
 		t.Fatal(err)
 	}
 	sections := map[string]bool{"Common service variables": true, "scheduler": true, "sender": true, "receiver": true,
-		"evaluator": true, "notifier": true, "recorder": true}
+		"evaluator": true, "notifier": true, "recorder": true, "web": true}
 	row := regexp.MustCompile("^\\| `([A-Z][A-Z0-9_]+)` \\|\\s*([^|]*?)\\s*\\|")
 	out := map[string]string{}
 	in := false
@@ -224,6 +226,7 @@ func TestConfigReference(t *testing.T) {
 		"evaluator.Config": platform.Variables[evaluator.Config](),
 		"notifier.Config":  platform.Variables[notifier.Config](),
 		"recorder.Config":  platform.Variables[recorder.Config](),
+		"web.Config":       platform.Variables[web.Config](),
 	}
 	checked := 0
 	for cfg, vars := range configs {
