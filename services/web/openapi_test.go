@@ -15,7 +15,7 @@ import (
 type apiDoc struct {
 	Paths map[string]map[string]struct {
 		Responses map[string]struct {
-			Ref     string                            `yaml:"$ref"`
+			Ref     string                             `yaml:"$ref"`
 			Content map[string]struct{ Schema schema } `yaml:"content"`
 		} `yaml:"responses"`
 	} `yaml:"paths"`
