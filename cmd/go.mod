@@ -13,6 +13,7 @@ require (
 	github.com/emailscout/emailscout/services/recorder v0.0.0
 	github.com/emailscout/emailscout/services/scheduler v0.0.0
 	github.com/emailscout/emailscout/services/sender v0.0.0
+	github.com/emailscout/emailscout/services/web v0.0.0
 	github.com/emersion/go-imap/v2 v2.0.0-beta.8
 	github.com/emersion/go-message v0.18.2
 	github.com/emersion/go-sasl v0.0.0-20241020182733-b788ff22d5a6
@@ -78,4 +79,5 @@ replace (
 	github.com/emailscout/emailscout/services/recorder => ../services/recorder
 	github.com/emailscout/emailscout/services/scheduler => ../services/scheduler
 	github.com/emailscout/emailscout/services/sender => ../services/sender
+	github.com/emailscout/emailscout/services/web => ../services/web
 )

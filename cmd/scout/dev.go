@@ -221,6 +221,7 @@ func runDev(ctx context.Context, o devOptions, stdout io.Writer) error {
 	}
 	if httpLn != nil {
 		fmt.Fprintf(stdout, "  /metrics, /healthz and /readyz on http://%s\n", httpLn.Addr())
+		fmt.Fprintf(stdout, "  status pages on http://%s/ (JSON API: /api/v1/overview)\n", httpLn.Addr())
 	}
 	if o.clickhouse == "" {
 		fmt.Fprintln(stdout, "  history is off (no --clickhouse): results are not recorded")
@@ -363,9 +364,9 @@ func (w *devWorld) run(ctx context.Context) error {
 	}
 	g.Go(func() error { return w.out.follow(ctx, w.js) })
 	if w.httpLn != nil {
-		g.Go(func() error {
-			return platform.ServeListener(ctx, w.httpLn, platform.HTTPHandler(w.health, w.reg), 5*time.Second, w.log)
-		})
+		if err := w.serveHTTP(ctx, g); err != nil { // devweb.go: /metrics, /healthz, /readyz and the web pages
+			return err
+		}
 	}
 	err = g.Wait()
 	if errors.Is(err, context.Canceled) || errors.Is(err, context.DeadlineExceeded) {
