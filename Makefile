@@ -29,7 +29,7 @@ build:
 	mkdir -p bin
 	CGO_ENABLED=0 $(GO) build -trimpath -ldflags "-s -w -X github.com/emailscout/emailscout/pkg/buildinfo.version=$(VERSION) -X github.com/emailscout/emailscout/pkg/buildinfo.revision=$(REVISION)" -o bin/ ./cmd/scout ./cmd/scout-reflector ./services/scheduler/cmd/scheduler \
 		./services/sender/cmd/sender ./services/receiver/cmd/receiver ./services/evaluator/cmd/evaluator \
-		./services/notifier/cmd/notifier ./services/recorder/cmd/recorder
+		./services/notifier/cmd/notifier ./services/recorder/cmd/recorder ./services/web/cmd/web
 
 vet:
 	$(GO) vet work

@@ -21,7 +21,7 @@ import (
 
 // imageServices are the values of the Dockerfile's SERVICE argument: every
 // service, and the operator CLI that the provisioning Job runs.
-var imageServices = []string{"scheduler", "sender", "receiver", "evaluator", "notifier", "recorder", "scout"}
+var imageServices = []string{"scheduler", "sender", "receiver", "evaluator", "notifier", "recorder", "web", "scout"}
 
 const (
 	dockerfile   = "docker/Dockerfile"

@@ -14,7 +14,7 @@
 # show them.
 set -eu
 
-services="scheduler sender receiver evaluator notifier recorder scout"
+services="scheduler sender receiver evaluator notifier recorder web scout"
 
 usage() {
   echo "usage: build.sh SERVICE OUTDIR (SERVICE: $services)" >&2
@@ -25,7 +25,7 @@ usage() {
 service=$1
 out=$2
 case "$service" in
-  scheduler|sender|receiver|evaluator|notifier|recorder) module=services/$service pkg=./cmd/$service ;;
+  scheduler|sender|receiver|evaluator|notifier|recorder|web) module=services/$service pkg=./cmd/$service ;;
   scout) module=cmd pkg=./scout ;;
   *) echo "build.sh: unknown SERVICE '$service'" >&2; usage ;;
 esac
