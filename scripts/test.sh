@@ -14,13 +14,16 @@
 #   6. the Postfix + Dovecot suites: scout-reflector and the whole loop on
 #      a real mail stack, and the SMTP/IMAP/POP3 probers against real servers
 #      (installs Debian's postfix, dovecot-imapd, dovecot-pop3d when missing)
-# Steps 5 and 6 install packages and configure local daemons on loopback:
+#   7. the browser suite: the web service's pages in a headless Chromium
+#      (chromedp; installs Debian's chromium when missing); screenshots go to
+#      $SCOUT_ARTIFACTS (default: a new temporary directory, printed)
+# Steps 5 to 7 install packages and configure local daemons on loopback:
 # run them as root on a Debian machine (as CI does). SCOUT_TEST_STEPS limits
 # the steps, e.g. SCOUT_TEST_STEPS="vet unit" for a machine without root.
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 
-steps=${SCOUT_TEST_STEPS:-"vet unit alerts fuzz clickhouse e2e"}
+steps=${SCOUT_TEST_STEPS:-"vet unit alerts fuzz clickhouse e2e browser"}
 want() { [[ " $steps " == *" $1 "* ]]; }
 step() { printf '\n==> %s (%s)\n' "$1" "$(date -u +%H:%M:%S)"; }
 need_root() {
@@ -34,7 +37,7 @@ need_root() {
 start=$(date +%s)
 if want vet; then
   step "go vet (all modules, with the integration and e2e files)"
-  go vet -tags 'integration e2e promtool' work
+  go vet -tags 'integration e2e promtool browser' work
   unformatted=$(gofmt -l $(git ls-files '*.go' 2>/dev/null || find . -name '*.go'))
   if [ -n "$unformatted" ]; then
     echo "gofmt would change:" >&2; echo "$unformatted" >&2; exit 1
@@ -67,5 +70,14 @@ if want e2e; then
   step "Postfix + Dovecot suites (scout-reflector, the whole loop, the service probers)"
   go test -count=1 -tags e2e -timeout 10m -v ./test/e2e/
   go test -race -count=1 -tags e2e -timeout 10m -run E2E ./pkg/probe/
+fi
+if want browser; then
+  if ! command -v chromium >/dev/null; then
+    need_root "browser"
+    step "installing Debian's chromium"
+    flock /tmp/scout-apt.lock sh -c 'apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null'
+  fi
+  step "browser suite (the web pages in headless Chromium)"
+  go test -count=1 -tags browser -timeout 5m -run Browser -v ./services/web/
 fi
 printf '\nall steps passed (%s) in %ss\n' "$steps" "$(( $(date +%s) - start ))"

@@ -42,9 +42,13 @@ func plotSVG(label string, ss []series, from, to time.Time, tick time.Duration, 
 	top := niceCeil(maxMS)
 	y := func(ms float64) float64 { return plotTop + innerH*(1-ms/top) }
 
-	// Grid and y labels.
-	for i := 0; i <= 4; i++ {
-		v := top * float64(i) / 4
+	// Grid and y labels, at round steps: 1 and 5 × 10^k in 5 steps, 2 × 10^k in 4.
+	steps := 5
+	if lead := top / math.Pow(10, math.Floor(math.Log10(top))); math.Round(lead) == 2 {
+		steps = 4
+	}
+	for i := 0; i <= steps; i++ {
+		v := top * float64(i) / float64(steps)
 		fmt.Fprintf(&b, `<line class="grid" x1="%.1f" x2="%.1f" y1="%.1f" y2="%.1f"/>`, plotLeft, plotW-plotRight, y(v), y(v))
 		fmt.Fprintf(&b, `<text class="axis" x="%.1f" y="%.1f" text-anchor="end">%s</text>`, plotLeft-6, y(v)+4, axisMS(v, top))
 	}
