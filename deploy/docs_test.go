@@ -266,8 +266,9 @@ func TestExampleSecretsCoverEveryKindOfSecret(t *testing.T) {
 	}
 	slices.Sort(got)
 	// Twilio, probe keys, relay credentials and ClickHouse (the brief of
-	// issue 8); a new Secret must be added to the example and the doc.
-	if want := []string{"scout-clickhouse", "scout-probe-keys", "scout-relay", "scout-twilio"}; !slices.Equal(got, want) {
+	// issue 8), the web service's token; a new Secret must be added to the
+	// example and the doc.
+	if want := []string{"scout-clickhouse", "scout-probe-keys", "scout-relay", "scout-twilio", "scout-web"}; !slices.Equal(got, want) {
 		t.Errorf("example Secrets %v, want %v", got, want)
 	}
 }

@@ -41,7 +41,7 @@ var overlayWant = map[string]struct {
 
 // Email Scout's services: one Deployment each, or one per site.
 var (
-	siteIndependent = []string{"scheduler", "evaluator", "notifier", "recorder"}
+	siteIndependent = []string{"scheduler", "evaluator", "notifier", "recorder", "web"}
 	perSite         = []string{"sender", "receiver"}
 )
 
@@ -456,7 +456,8 @@ func scoutPods(r rendering) map[string]map[string]string {
 }
 
 // checkNetworkPolicies: a default deny for every Email Scout pod; ingress
-// from outside the namespace only to the receivers' SMTP port (and to
+// from outside the namespace only to the receivers' SMTP port, to the web
+// service's http port from the ingress controller's namespace (and to
 // /metrics from the monitoring namespace); the egress every component
 // needs.
 func checkNetworkPolicies(t *testing.T, r rendering) {
@@ -489,13 +490,29 @@ func checkNetworkPolicies(t *testing.T, r rendering) {
 			if !outside {
 				continue
 			}
+			// The receiver's SMTP port from anywhere; the web service's
+			// http port from the ingress controller's namespace only.
 			for name, l := range pods {
-				if selects(&p.Spec.PodSelector, l) && l[labelComponent] != "receiver" {
-					t.Errorf("NetworkPolicy %s admits traffic from outside the namespace to %s: only the receiver may", p.Name, name)
+				if !selects(&p.Spec.PodSelector, l) {
+					continue
 				}
-			}
-			if len(rule.Ports) != 1 || rule.Ports[0].Port == nil || *rule.Ports[0].Port != intstr.FromString("smtp") {
-				t.Errorf("NetworkPolicy %s admits outside traffic to ports other than the receiver's smtp port", p.Name)
+				switch c := l[labelComponent]; {
+				case c == "receiver":
+					if len(rule.Ports) != 1 || rule.Ports[0].Port == nil || *rule.Ports[0].Port != intstr.FromString("smtp") {
+						t.Errorf("NetworkPolicy %s admits outside traffic to %s on ports other than its smtp port", p.Name, name)
+					}
+				case c == "web":
+					fromIngress := len(rule.From) > 0
+					for _, peer := range rule.From {
+						fromIngress = fromIngress && peer.IPBlock == nil && peer.PodSelector == nil && peer.NamespaceSelector != nil &&
+							peer.NamespaceSelector.MatchLabels["kubernetes.io/metadata.name"] == "ingress-nginx"
+					}
+					if !fromIngress || len(rule.Ports) != 1 || rule.Ports[0].Port == nil || *rule.Ports[0].Port != intstr.FromString("http") {
+						t.Errorf("NetworkPolicy %s admits outside traffic to %s other than the ingress controller's to its http port", p.Name, name)
+					}
+				default:
+					t.Errorf("NetworkPolicy %s admits traffic from outside the namespace to %s: only the receiver and the web service may", p.Name, name)
+				}
 			}
 		}
 	}
@@ -551,6 +568,11 @@ func checkNetworkPolicies(t *testing.T, r rendering) {
 			need["SMTP to the MX"], need["submission to the relay"] = egress(25, corev1.ProtocolTCP), egress(587, corev1.ProtocolTCP)
 		case "notifier":
 			need["HTTPS to Twilio"] = egress(443, corev1.ProtocolTCP)
+		case "web":
+			need["ClickHouse's HTTP interface"] = egress(8123, corev1.ProtocolTCP)
+			need["http ingress"] = func(l map[string]string) bool {
+				return allows(l, networkingv1.PolicyTypeIngress, intstr.FromString("http"), corev1.ProtocolTCP)
+			}
 		case "receiver":
 			need["SMTP ingress"] = func(l map[string]string) bool {
 				return allows(l, networkingv1.PolicyTypeIngress, intstr.FromString("smtp"), corev1.ProtocolTCP)
