@@ -168,10 +168,13 @@ func pageURL(f filter, n int) string {
 	return "/?" + q.Encode()
 }
 
+// customers returns the customers of f's checks, sorted, each once.
 func customers(f *checks.File) []string {
+	seen := map[string]bool{}
 	var out []string
 	for _, c := range f.Checks {
-		if !slices.Contains(out, c.Customer) {
+		if !seen[c.Customer] {
+			seen[c.Customer] = true
 			out = append(out, c.Customer)
 		}
 	}
@@ -402,7 +405,5 @@ func (w *Web) apiIncidents(rw http.ResponseWriter, _ *http.Request) {
 func writeJSON(rw http.ResponseWriter, status int, v any) {
 	rw.Header().Set("Content-Type", "application/json")
 	rw.WriteHeader(status)
-	enc := json.NewEncoder(rw)
-	enc.SetIndent("", "  ")
-	_ = enc.Encode(v) // the client went away
+	_ = json.NewEncoder(rw).Encode(v) // an error: the client went away
 }

@@ -272,8 +272,8 @@ type siteSnap struct {
 	last    *events.CheckResult
 }
 
-// get returns a copy of check id's state (its recent results only when
-// withRecent), and whether anything is known of it.
+// get returns a copy of check id's state (its recent results and past
+// incidents only when withRecent), and whether anything is known of it.
 func (s *store) get(id string, withRecent bool) (snapshot, map[string][]attempt, bool) {
 	s.mu.RLock()
 	defer s.mu.RUnlock()
@@ -281,7 +281,10 @@ func (s *store) get(id string, withRecent bool) (snapshot, map[string][]attempt,
 	if c == nil {
 		return snapshot{}, nil, false
 	}
-	snap := snapshot{sites: make(map[string]siteSnap, len(c.sites)), open: c.open, past: slices.Clone(c.past)}
+	snap := snapshot{sites: make(map[string]siteSnap, len(c.sites)), open: c.open}
+	if withRecent {
+		snap.past = slices.Clone(c.past)
+	}
 	var recent map[string][]attempt
 	if withRecent {
 		recent = make(map[string][]attempt, len(c.sites))

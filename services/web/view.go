@@ -231,6 +231,9 @@ func stateRank(s string) int {
 func (w *Web) overview(f *checks.File, keep filter) Overview {
 	out := Overview{GeneratedAt: w.clock.Now().UTC(), Checks: make([]CheckSummary, 0, len(f.Checks))}
 	for _, c := range f.Checks {
+		if keep.Customer != "" && c.Customer != keep.Customer {
+			continue
+		}
 		snap, _, _ := w.store.get(c.ID, false)
 		s := summarize(c, snap)
 		if !keep.keeps(&s) {
@@ -287,7 +290,7 @@ func (w *Web) detail(c *checks.Check) CheckDetail {
 func (w *Web) incidents(f *checks.File) IncidentList {
 	out := IncidentList{Open: []Incident{}, Recent: []Incident{}}
 	for _, c := range f.Checks {
-		snap, _, _ := w.store.get(c.ID, false)
+		snap, _, _ := w.store.get(c.ID, true)
 		if snap.open != nil {
 			out.Open = append(out.Open, apiIncident(openIncident(snap.open)))
 		}
