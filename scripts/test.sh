@@ -7,9 +7,9 @@
 #      taken from Debian's prometheus package by scripts/promtool.sh)
 #   4. bounded fuzzing: every native Go fuzz target for 10 s
 #      (scripts/fuzz.sh; SCOUT_FUZZTIME changes the time)
-#   5. the integration suite: the recorder, the notifier -> recorder path and
-#      `scout provision` against a real clickhouse-server, and provisioning a
-#      three-node JetStream cluster
+#   5. the integration suite: the recorder, the notifier -> recorder path,
+#      the web service's plots and `scout provision` against a real
+#      clickhouse-server, and provisioning a three-node JetStream cluster
 #      (installs Debian's clickhouse-server when missing)
 #   6. the Postfix + Dovecot suites: scout-reflector and the whole loop on
 #      a real mail stack, and the SMTP/IMAP/POP3 probers against real servers

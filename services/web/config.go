@@ -42,7 +42,7 @@ type Config struct {
 	Recent int `env:"SCOUT_WEB_RECENT_RESULTS" envDefault:"50"`
 	// Replay is how far back the stream is read at start (results and
 	// incidents); it is capped by the stream's own age.
-	Replay time.Duration `env:"SCOUT_WEB_REPLAY" envDefault:"24h"`
+	Replay time.Duration `env:"SCOUT_WEB_REPLAY" envDefault:"24h" zero:"setting"`
 	// Flush is how often changed rows are pushed to open pages (SSE).
 	Flush time.Duration `env:"SCOUT_WEB_FLUSH_INTERVAL" envDefault:"1s"`
 	// ClickHouseURL is ClickHouse's HTTP interface with the database as a

@@ -76,7 +76,8 @@ func newStack(t testing.TB, file string) *stack {
 }
 
 // start runs the web service with cfg (the token set unless cfg has
-// one) until the test ends and waits until its replay caught up.
+// one, the default replay unless cfg has one) until the test ends and
+// waits until its replay caught up.
 func (s *stack) start(cfg Config, open bool) {
 	s.t.Helper()
 	if cfg.Token == "" && cfg.AuthHeader == "" && !open {
@@ -84,6 +85,9 @@ func (s *stack) start(cfg Config, open bool) {
 	}
 	if cfg.Flush == 0 {
 		cfg.Flush = 50 * time.Millisecond
+	}
+	if cfg.Replay == 0 {
+		cfg.Replay = Defaults().Replay // zero is a setting: no replay
 	}
 	cfg.Listen = "" // served by httptest below
 	h := platform.NewHealth()

@@ -128,7 +128,7 @@ func (c *clickHouse) series(ctx context.Context, check, kind string, from, to ti
 		col, cond = "total_ms", "total_ms > 0 AND status != 'monitor_error'"
 	}
 	b := max(int64(bucket/time.Second), 1)
-	sql := fmt.Sprintf(`SELECT site, toUInt32(intDiv(toUInt32(started_at), %d) * %d) AS t, toFloat64(quantile(0.5)(%s)) AS ms
+	sql := fmt.Sprintf(`SELECT site, toUInt32(intDiv(toUInt32(started_at), %d) * %d) AS t, toFloat64(quantile(0.5)(%s)) AS median_ms
 FROM (SELECT site, started_at, status, rtt_ms, total_ms FROM check_results FINAL
       WHERE check_id = '%s' AND started_at >= toDateTime(%d) AND started_at < toDateTime(%d))
 WHERE %s
@@ -136,7 +136,7 @@ GROUP BY site, t ORDER BY site, t`, b, b, col, check, from.Unix(), to.Unix(), co
 	var rows []struct {
 		Site string  `json:"site"`
 		T    int64   `json:"t"`
-		MS   float64 `json:"ms"`
+		MS   float64 `json:"median_ms"`
 	}
 	if err := c.query(ctx, sql, &rows); err != nil {
 		return nil, err
@@ -156,23 +156,25 @@ func (c *clickHouse) incidents(ctx context.Context, check string, limit int) ([]
 	if !events.ValidToken(check) {
 		return nil, fmt.Errorf("check id %q is not a valid token", check)
 	}
-	sql := fmt.Sprintf(`SELECT incident_id, toString(any(severity)) AS severity, any(customer) AS customer,
-    anyIf(reason, transition = 'open') AS reason, anyIf(reason, transition = 'resolved') AS resolution,
-    toFloat64(any(since_ms)) AS since_ms, toFloat64(any(opened_at_ms)) AS opened_at_ms,
-    toFloat64(maxIf(resolved_at_ms, transition = 'resolved')) AS resolved_at_ms,
-    toUInt8(countIf(transition = 'resolved') > 0) AS resolved
+	// The aliases differ from the column names: ClickHouse 18.16 would
+	// read a column name in a later expression as the alias.
+	sql := fmt.Sprintf(`SELECT incident_id, toString(any(severity)) AS sev, any(customer) AS cust,
+    anyIf(reason, transition = 'open') AS open_reason, anyIf(reason, transition = 'resolved') AS close_reason,
+    toFloat64(any(since_ms)) AS since_t, toFloat64(any(opened_at_ms)) AS opened_t,
+    toFloat64(maxIf(resolved_at_ms, transition = 'resolved')) AS resolved_t,
+    toUInt8(countIf(transition = 'resolved') > 0) AS is_resolved
 FROM incidents FINAL WHERE check_id = '%s'
-GROUP BY incident_id ORDER BY opened_at_ms DESC LIMIT %d`, check, max(limit, 1))
+GROUP BY incident_id ORDER BY opened_t DESC LIMIT %d`, check, max(limit, 1))
 	var rows []struct {
 		ID         string   `json:"incident_id"`
-		Severity   string   `json:"severity"`
-		Customer   string   `json:"customer"`
-		Reason     string   `json:"reason"`
-		Resolution string   `json:"resolution"`
-		SinceMS    float64  `json:"since_ms"`
-		OpenedMS   float64  `json:"opened_at_ms"`
-		ResolvedMS *float64 `json:"resolved_at_ms"`
-		Resolved   int      `json:"resolved"`
+		Severity   string   `json:"sev"`
+		Customer   string   `json:"cust"`
+		Reason     string   `json:"open_reason"`
+		Resolution string   `json:"close_reason"`
+		SinceMS    float64  `json:"since_t"`
+		OpenedMS   float64  `json:"opened_t"`
+		ResolvedMS *float64 `json:"resolved_t"`
+		Resolved   int      `json:"is_resolved"`
 	}
 	if err := c.query(ctx, sql, &rows); err != nil {
 		return nil, err
