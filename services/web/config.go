@@ -88,8 +88,8 @@ func (c Config) Validate(open bool) error {
 	if c.ClickHouseURL != "" {
 		u, err := url.Parse(c.ClickHouseURL)
 		switch {
-		case err != nil:
-			errs = append(errs, fmt.Errorf("SCOUT_CLICKHOUSE_HTTP_URL: %w", err))
+		case err != nil: // not err itself: it quotes the URL, which may hold a password
+			errs = append(errs, errors.New("SCOUT_CLICKHOUSE_HTTP_URL is not a URL (http://user@host:8123/?database=scout)"))
 		case u.Scheme != "http" && u.Scheme != "https":
 			errs = append(errs, fmt.Errorf("SCOUT_CLICKHOUSE_HTTP_URL: scheme %q is not http or https (ClickHouse's HTTP interface, port 8123)", u.Scheme))
 		default:

@@ -69,8 +69,8 @@ type clickHouse struct {
 
 func newClickHouse(raw string, password Secret, client *http.Client) (*clickHouse, error) {
 	u, err := url.Parse(raw)
-	if err != nil {
-		return nil, fmt.Errorf("SCOUT_CLICKHOUSE_HTTP_URL: %w", err)
+	if err != nil { // not err itself: it quotes the URL
+		return nil, errors.New("SCOUT_CLICKHOUSE_HTTP_URL is not a URL")
 	}
 	return &clickHouse{base: u, password: password, client: client}, nil
 }
