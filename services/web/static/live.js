@@ -26,6 +26,7 @@
 
   // Filters apply as soon as they change (the Apply button works without script).
   var filters = document.getElementById("filters");
+  var stateFilter = document.getElementById("f-state");
   if (filters) {
     var selects = filters.querySelectorAll("select");
     for (var i = 0; i < selects.length; i++) {
@@ -38,6 +39,8 @@
     for (var i = 0; i < rows.length; i++) {
       var old = document.getElementById("row-" + rows[i].id);
       if (!old) continue; // not on this page, or filtered out
+      var wanted = stateFilter ? stateFilter.value : "";
+      if (wanted && rows[i].state !== wanted) { old.remove(); continue; } // left the state filter
       var tpl = document.createElement("template");
       tpl.innerHTML = rows[i].html.trim();
       var row = tpl.content.firstElementChild;
@@ -79,9 +82,15 @@
   }
 
   if (!window.EventSource) { say("Live updates: not supported by this browser; reload to update."); return; }
+  // After a lost connection the page may have missed updates: it reloads
+  // once the stream is back.
+  var lost = false;
   var es = new EventSource("/events");
-  es.addEventListener("open", function () { say("Live updates: on"); });
-  es.addEventListener("error", function () { say("Live updates: reconnecting…"); });
+  es.addEventListener("open", function () {
+    if (lost) { location.reload(); return; }
+    say("Live updates: on");
+  });
+  es.addEventListener("error", function () { lost = true; say("Live updates: reconnecting…"); });
   es.addEventListener("reload", function () { es.close(); location.reload(); });
   es.addEventListener("update", function (ev) {
     var u;
