@@ -122,6 +122,9 @@ func printDecision(out io.Writer, cfg *resolved, d reflector.Decision, msg []byt
 }
 
 func authNote(cfg *resolved) string {
+	if cfg.smtpLogin != nil {
+		return ", AUTH " + strings.ToUpper(cfg.smtpLogin.Mechanism) + " (OAuth) as " + cfg.SMTP.Username
+	}
 	if cfg.SMTP.Username == "" {
 		return ""
 	}

@@ -17,6 +17,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/emailscout/emailscout/pkg/mailauth"
 	"github.com/emailscout/emailscout/pkg/probemail"
 	"github.com/emailscout/emailscout/pkg/reflector"
 	"github.com/emailscout/emailscout/pkg/submit"
@@ -31,6 +32,12 @@ const (
 	modeFile  = "file"
 	modeIMAP  = "imap"
 	modeCheck = "check"
+	// modeCheckLogin: check-login, a trial login to the IMAP mailbox and
+	// the SMTP output.
+	modeCheckLogin = "check-login"
+	// modeLogin: login, the one-time delegated login that writes the
+	// refresh token file of provider refresh_token.
+	modeLogin = "login"
 )
 
 // Outputs.
@@ -45,7 +52,11 @@ const (
 	envKeys         = "SCOUT_REFLECTOR_KEYS"
 	envSMTPPassword = "SCOUT_REFLECTOR_SMTP_PASSWORD"
 	envIMAPPassword = "SCOUT_REFLECTOR_IMAP_PASSWORD"
-	envSender       = "SENDER" // set by Postfix local(8) and Exim; empty for a bounce
+	// The OAuth client secret of imap.oauth and smtp.oauth, when the block
+	// names neither client_secret nor client_secret_file.
+	envIMAPClientSecret = "SCOUT_REFLECTOR_IMAP_CLIENT_SECRET"
+	envSMTPClientSecret = "SCOUT_REFLECTOR_SMTP_CLIENT_SECRET"
+	envSender           = "SENDER" // set by Postfix local(8) and Exim; empty for a bounce
 )
 
 // Config is the reflector's configuration: the optional YAML file
@@ -99,6 +110,11 @@ type SMTPConfig struct {
 	Password     string `yaml:"password"`      // prefer PasswordFile or $SCOUT_REFLECTOR_SMTP_PASSWORD
 	PasswordFile string `yaml:"password_file"` // must not be accessible by group or others
 	Helo         string `yaml:"helo"`          // EHLO name (default: the host name)
+	// OAuth, when set, logs in with AUTH XOAUTH2 or OAUTHBEARER (RFC 7628)
+	// and an OAuth 2.0 token from pkg/mailauth instead of a password, as
+	// Username. In imap mode without a username of its own, the SMTP output
+	// shares the IMAP login, OAuth included.
+	OAuth *mailauth.Config `yaml:"oauth"`
 }
 
 // IMAPConfig is imap mode's mailbox.
@@ -111,6 +127,18 @@ type IMAPConfig struct {
 	Folder       string        `yaml:"folder"`        // default INBOX
 	IdleRefresh  time.Duration `yaml:"idle_refresh"`  // IDLE is re-issued this often (default 9m; RFC 2177: under 29m)
 	PollInterval time.Duration `yaml:"poll_interval"` // scan interval when IDLE is not offered (default 1m)
+	// OAuth, when set, logs in with AUTHENTICATE XOAUTH2 or OAUTHBEARER
+	// and an OAuth 2.0 token from pkg/mailauth instead of LOGIN with a
+	// password (Microsoft 365, Google Workspace). Secrets come from files
+	// or environment variables; inline ones (client_secret, access_token)
+	// make the configuration file a secret file (mode 0600).
+	OAuth *mailauth.Config `yaml:"oauth"`
+	// RenewBeforeExpiry: with OAuth, a session logs out and in again with
+	// a new token this long before its token expires (Exchange Online ends
+	// sessions whose token expired). Default 1m; keep it below the token
+	// cache's renewal margin (12 min for 1 h tokens, see mailauth.Cache).
+	// 0 turns it off.
+	RenewBeforeExpiry time.Duration `yaml:"renew_before_expiry"`
 }
 
 func defaultConfig() Config {
@@ -118,7 +146,7 @@ func defaultConfig() Config {
 		MaxAge:   reflector.DefaultMaxAge,
 		Sendmail: "/usr/sbin/sendmail",
 		Timeout:  2 * time.Minute,
-		IMAP:     IMAPConfig{Folder: "INBOX", IdleRefresh: 9 * time.Minute, PollInterval: time.Minute},
+		IMAP:     IMAPConfig{Folder: "INBOX", IdleRefresh: 9 * time.Minute, PollInterval: time.Minute, RenewBeforeExpiry: time.Minute},
 	}
 }
 
@@ -185,6 +213,11 @@ type resolved struct {
 	smtpPassword string
 	imapPassword string
 	rootCAs      *x509.CertPool // nil: system roots
+	// imapLogin and smtpLogin are the OAuth logins of imap.oauth and
+	// smtp.oauth (nil without); in imap mode the SMTP output may share the
+	// IMAP one (the same token cache).
+	imapLogin *mailauth.Login
+	smtpLogin *mailauth.Login
 }
 
 // resolve merges defaults, the config file and the flags, validates the
@@ -370,8 +403,26 @@ func (r *resolved) completeSMTP(e env, src source) []error {
 	if s.Username == "" && r.mode == modeIMAP {
 		s.Username = r.IMAP.Username
 		r.smtpPassword = r.imapPassword
+		if s.OAuth == nil {
+			r.smtpLogin = r.imapLogin
+		}
 	}
-	if s.Username != "" {
+	switch {
+	case s.OAuth != nil:
+		if s.Password != "" || s.PasswordFile != "" {
+			errs = append(errs, fmt.Errorf("%s: give a password or an oauth block, not both", src.where("smtp.oauth")))
+		}
+		r.smtpPassword = ""
+		if s.Username == "" {
+			errs = append(errs, fmt.Errorf("%s: OAuth needs the mailbox's user name: smtp.username (--smtp-user)", src.where("smtp.oauth")))
+			break
+		}
+		login, oerrs := r.completeOAuth(e, src, "smtp", s.OAuth, s.Username, envSMTPClientSecret)
+		errs = append(errs, oerrs...)
+		r.smtpLogin = login
+	case r.smtpLogin != nil:
+		// the IMAP login's OAuth
+	case s.Username != "":
 		pw, err := password(s.Password, s.PasswordFile, e.getenv(envSMTPPassword), src, "smtp")
 		if err != nil {
 			errs = append(errs, err)
@@ -387,7 +438,7 @@ func (r *resolved) completeSMTP(e env, src source) []error {
 		switch {
 		case port == "465":
 			s.TLS = submit.TLSImplicit
-		case s.Username != "":
+		case s.Username != "" || s.OAuth != nil || r.smtpLogin != nil:
 			s.TLS = submit.TLSStartTLS
 		default:
 			s.TLS = submit.TLSOpportunistic
@@ -439,13 +490,27 @@ func (r *resolved) completeIMAP(e env, src source) []error {
 	if m.Username == "" {
 		errs = append(errs, fmt.Errorf("%s: imap mode needs the mailbox's user name (--imap-user)", src.where("imap.username")))
 	}
-	pw, err := password(m.Password, m.PasswordFile, e.getenv(envIMAPPassword), src, "imap")
-	if err != nil {
-		errs = append(errs, err)
-	} else if pw == "" {
-		errs = append(errs, fmt.Errorf("%s: imap mode needs a password: imap.password_file (--imap-password-file) or $%s", src.where("imap.password_file"), envIMAPPassword))
+	if m.OAuth != nil {
+		if m.Password != "" || m.PasswordFile != "" {
+			errs = append(errs, fmt.Errorf("%s: give a password or an oauth block, not both", src.where("imap.oauth")))
+		}
+		if m.Username != "" {
+			login, oerrs := r.completeOAuth(e, src, "imap", m.OAuth, m.Username, envIMAPClientSecret)
+			errs = append(errs, oerrs...)
+			r.imapLogin = login
+		}
+		if m.RenewBeforeExpiry < 0 || m.RenewBeforeExpiry >= 29*time.Minute {
+			errs = append(errs, fmt.Errorf("%s: %v is not between 0 and 29m", src.where("imap.renew_before_expiry"), m.RenewBeforeExpiry))
+		}
+	} else {
+		pw, err := password(m.Password, m.PasswordFile, e.getenv(envIMAPPassword), src, "imap")
+		if err != nil {
+			errs = append(errs, err)
+		} else if pw == "" {
+			errs = append(errs, fmt.Errorf("%s: imap mode needs a password (imap.password_file, --imap-password-file or $%s) or an oauth block (imap.oauth)", src.where("imap.password_file"), envIMAPPassword))
+		}
+		r.imapPassword = pw
 	}
-	r.imapPassword = pw
 	if m.Folder == "" {
 		errs = append(errs, fmt.Errorf("%s: is empty", src.where("imap.folder")))
 	}
@@ -544,6 +609,11 @@ func checkPrivate(path, what string) error {
 	return nil
 }
 
+// inlineSecrets are the keys whose presence makes the configuration file
+// a secret file, which must then be mode 0600.
+var inlineSecrets = []string{"keys", "smtp.password", "imap.password",
+	"imap.oauth.client_secret", "imap.oauth.access_token", "smtp.oauth.client_secret", "smtp.oauth.access_token"}
+
 // loadConfigFile decodes the YAML file at path onto cfg, refusing unknown
 // keys. It returns each key's line (for messages) and whether the file holds
 // secrets (keys or passwords), which must then be private.
@@ -558,19 +628,22 @@ func loadConfigFile(path string, cfg *Config) (map[string]int, bool, error) {
 		if errors.Is(err, io.EOF) {
 			return map[string]int{}, false, nil
 		}
-		return nil, false, yamlError(path, err)
+		return nil, false, yamlError(path, err, nil)
 	}
 	lines := map[string]int{}
 	keyLines(&doc, "", lines)
 	strict := yaml.NewDecoder(bytes.NewReader(data))
 	strict.KnownFields(true)
 	if err := strict.Decode(cfg); err != nil && !errors.Is(err, io.EOF) {
-		return nil, false, yamlError(path, err)
+		return nil, false, yamlError(path, err, lines)
 	}
-	_, k := lines["keys"]
-	_, sp := lines["smtp.password"]
-	_, ip := lines["imap.password"]
-	return lines, k || sp || ip, nil
+	secrets := false
+	for _, k := range inlineSecrets {
+		if _, ok := lines[k]; ok {
+			secrets = true
+		}
+	}
+	return lines, secrets, nil
 }
 
 // keyLines records the line of each mapping key, as a dotted path.
@@ -591,13 +664,14 @@ func keyLines(n *yaml.Node, prefix string, out map[string]int) {
 
 var (
 	yamlLine    = regexp.MustCompile(`^line (\d+): (.*)$`)
-	yamlUnknown = regexp.MustCompile(`^field (\S+) not found in type main\.(\w+)$`)
+	yamlUnknown = regexp.MustCompile(`^field (\S+) not found in type (main|mailauth)\.(\w+)$`)
 	yamlType    = regexp.MustCompile("^cannot unmarshal !!\\w+ `(.*)` into (\\S+)$")
 )
 
 // yamlError rewrites yaml.v3's messages as "file:line: message", naming
-// unknown keys with their section.
-func yamlError(path string, err error) error {
+// unknown keys with their section (lines, the key paths by line, tells
+// imap.oauth from smtp.oauth; nil when unknown).
+func yamlError(path string, err error, lines map[string]int) error {
 	var msgs []string
 	var te *yaml.TypeError
 	if errors.As(err, &te) {
@@ -607,16 +681,25 @@ func yamlError(path string, err error) error {
 	}
 	var errs []error
 	for _, m := range msgs {
-		where := path
+		where, line := path, 0
 		if g := yamlLine.FindStringSubmatch(m); g != nil {
 			where, m = path+":"+g[1], g[2]
+			line, _ = strconv.Atoi(g[1])
 		}
 		if g := yamlUnknown.FindStringSubmatch(m); g != nil {
-			section := map[string]string{"SMTPConfig": "smtp.", "IMAPConfig": "imap."}[g[2]]
-			m = fmt.Sprintf("unknown key %q", section+g[1])
+			key := map[string]string{"SMTPConfig": "smtp.", "IMAPConfig": "imap.", "Config": "oauth."}[g[3]] + g[1]
+			if g[2] == "mailauth" {
+				for k, l := range lines {
+					if l == line && strings.HasSuffix(k, ".oauth."+g[1]) {
+						key = k
+					}
+				}
+			}
+			m = fmt.Sprintf("unknown key %q", key)
 		} else if g := yamlType.FindStringSubmatch(m); g != nil {
 			want := map[string]string{"time.Duration": "a duration such as 90s or 10m", "bool": "true or false",
-				"string": "a string", "[]string": "a list of strings"}[g[2]]
+				"string": "a string", "[]string": "a list of strings", "mailauth.Secret": "a string",
+				"mailauth.Config": "an oauth block (provider, tenant, client_id, ...)"}[g[2]]
 			if want == "" {
 				want = g[2]
 			}

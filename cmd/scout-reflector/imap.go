@@ -32,18 +32,23 @@ func watchIMAP(ctx context.Context, cfg *resolved, e env, clock clockwork.Clock,
 	}
 	r := reflector.New(reflectorConfig(cfg), timeoutSender{newSender(cfg), cfg}, seen, e.now)
 	w, err := imapwatch.New(imapwatch.Config{
-		Addr:         cfg.IMAP.Addr,
-		TLS:          cfg.IMAP.TLS,
-		TLSConfig:    cfg.tlsConfig(host),
-		Username:     cfg.IMAP.Username,
-		Password:     cfg.imapPassword,
-		Folder:       cfg.IMAP.Folder,
-		IdleRefresh:  cfg.IMAP.IdleRefresh,
-		PollInterval: cfg.IMAP.PollInterval,
+		Addr:      cfg.IMAP.Addr,
+		TLS:       cfg.IMAP.TLS,
+		TLSConfig: cfg.tlsConfig(host),
+		Username:  cfg.IMAP.Username,
+		Password:  cfg.imapPassword,
+		Auth:      cfg.imapAuth(),
+		// With OAuth: a new session, with a new token, before the token
+		// expires (Exchange Online ends sessions whose token expired).
+		RenewBeforeExpiry: cfg.renewBeforeExpiry(),
+		Folder:            cfg.IMAP.Folder,
+		IdleRefresh:       cfg.IMAP.IdleRefresh,
+		PollInterval:      cfg.IMAP.PollInterval,
 	}, imapReflector{r: r, log: log}, clock, log)
 	if err != nil {
 		return configError{err}
 	}
+	logLogins(log, cfg)
 	err = w.Run(ctx)
 	if errors.Is(err, imapwatch.ErrRejected) {
 		log.Error("configuration error; exit 78", "error", err)

@@ -112,6 +112,7 @@ func newSender(cfg *resolved) reflector.Sender {
 		TLSConfig: cfg.tlsConfig(host),
 		Username:  cfg.SMTP.Username,
 		Password:  cfg.smtpPassword,
+		Auth:      cfg.smtpAuth(),
 		HelloName: helo,
 	}}
 }
