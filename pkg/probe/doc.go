@@ -29,8 +29,12 @@
 //	                          code, unsolicited lines, a greeting that does not match
 //	tls             failed    STARTTLS not offered or refused, or no completed handshake
 //	cert_invalid    failed    the certificate does not verify or does not name the host
-//	auth            failed    the login was rejected or cannot be attempted safely
+//	auth            failed    the login was rejected (a password, or an OAuth token the
+//	                          endpoint issued) or cannot be attempted safely
 //	monitor         monitor_error  the monitor could not run the probe (cancelled, bad target)
+//	credentials     monitor_error  no OAuth token: the token endpoint refused the monitor's
+//	                          credential (e.g. AADSTS7000215) or could not be reached;
+//	                          the server was not contacted
 //	stale, no_password, probe_build
 //	                monitor_error  the sender could not run the check (ClassStale, ...)
 package probe

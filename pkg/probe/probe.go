@@ -10,9 +10,11 @@ import (
 	"net/netip"
 	"regexp"
 	"strconv"
+	"time"
 
 	"github.com/emailscout/emailscout/pkg/checks"
 	"github.com/emailscout/emailscout/pkg/events"
+	"github.com/emersion/go-sasl"
 )
 
 // Phases of a service-check dialogue (Result.Phase, events.CheckResult.Phase).
@@ -22,7 +24,7 @@ const (
 	PhaseGreeting     = "greeting"     // the server's banner (SMTP 220, IMAP * OK, POP3 +OK)
 	PhaseTLS          = "tls"          // STARTTLS/STLS and the handshake, or implicit TLS
 	PhaseCapabilities = "capabilities" // SMTP EHLO/HELO, IMAP CAPABILITY, POP3 CAPA
-	PhaseAuth         = "auth"         // SMTP AUTH, IMAP LOGIN, POP3 USER/PASS
+	PhaseAuth         = "auth"         // SMTP AUTH, IMAP LOGIN or AUTHENTICATE, POP3 USER/PASS or AUTH; an OAuth token's fetch
 	PhaseMailbox      = "mailbox"      // IMAP EXAMINE INBOX, POP3 STAT
 )
 
@@ -47,7 +49,22 @@ const (
 	ClassStale      = "stale"       // picked up after its send window: not run
 	ClassNoPassword = "no_password" // the variable named by password_env is unset or empty
 	ClassBadTarget  = "probe_build" // the check's target cannot be probed
+	// ClassCredentials: the OAuth token of the check's login could not be
+	// had: the token endpoint refused the monitor's credential (a revoked
+	// client secret, AADSTS7000215; a service account without domain-wide
+	// delegation, unauthorized_client) or could not be reached. Our
+	// credential, not the customer's server: no dialogue took place. A
+	// server that refuses a valid token is ClassAuth.
+	ClassCredentials = "credentials"
 )
+
+// Authenticator gives the SASL client of an OAuth login (XOAUTH2 or
+// OAUTHBEARER with a valid token; *mailauth.Login is one) and when its
+// token expires (zero: not known). It is asked once per probe, before the
+// dialogue; its error classifies as ClassCredentials.
+type Authenticator interface {
+	SASL(ctx context.Context) (c sasl.Client, expiry time.Time, err error)
+}
 
 // Resolver looks host names up; *net.Resolver implements it.
 type Resolver interface {
@@ -60,9 +77,17 @@ type Target struct {
 	Port int    // 1..65535
 	// TLS is checks.TLSNone, checks.TLSStartTLS or checks.TLSImplicit.
 	TLS string
-	// Username, when not empty, makes the probe log in with Password.
+	// Username, when not empty, makes the probe log in with Password, or,
+	// with Auth, with OAuth (SASL XOAUTH2 or OAUTHBEARER as Username).
 	Username string
 	Password string
+	// Auth, when not nil, logs in as Username with the SASL client it
+	// gives: IMAP AUTHENTICATE (RFC 9051 section 6.2.2), POP3 AUTH
+	// (RFC 5034), SMTP AUTH (RFC 4954).
+	Auth Authenticator
+	// Mailbox is the IMAP mailbox examined after the login; "" means
+	// INBOX.
+	Mailbox string
 	// ExpectGreeting, when not nil, must match the greeting text.
 	ExpectGreeting *regexp.Regexp
 	// CertWarningDays: a certificate expiring within this many days makes
@@ -87,6 +112,7 @@ func (t Target) LogValue() slog.Value {
 		slog.String("tls", t.TLS),
 		slog.String("username", t.Username),
 		slog.Bool("password_set", t.Password != ""),
+		slog.Bool("oauth", t.Auth != nil),
 	)
 }
 
@@ -104,7 +130,12 @@ func (t Target) Validate() error {
 	default:
 		errs = append(errs, fmt.Errorf("tls mode %q is not none, starttls or implicit", t.TLS))
 	}
-	if t.Username != "" && t.Password == "" {
+	switch {
+	case t.Auth != nil && t.Password != "":
+		errs = append(errs, errors.New("give a password or an OAuth login, not both"))
+	case t.Auth != nil && t.Username == "":
+		errs = append(errs, errors.New("an OAuth login needs the username (the mailbox)"))
+	case t.Auth == nil && t.Username != "" && t.Password == "":
 		errs = append(errs, errors.New("a username is set but the password is empty"))
 	}
 	return errors.Join(errs...)
@@ -192,8 +223,8 @@ func (r Result) Status() string { return StatusOf(r.Class) }
 // StatusOf maps an error class to the status of the attempt, before the
 // slow threshold (see the package documentation): "" is events.StatusOK,
 // cert_expiring and temporary StatusDegraded, timeout StatusTimeout, the
-// monitor's classes (monitor, stale, no_password, probe_build)
-// StatusMonitorError, any other class StatusFailed. It is the table the
+// monitor's classes (monitor, stale, no_password, probe_build,
+// credentials) StatusMonitorError, any other class StatusFailed. It is the table the
 // evaluator makes service-check verdicts with, and `scout check` shows.
 func StatusOf(class string) string {
 	switch class {
@@ -203,7 +234,7 @@ func StatusOf(class string) string {
 		return events.StatusDegraded
 	case ClassTimeout:
 		return events.StatusTimeout
-	case ClassMonitor, ClassStale, ClassNoPassword, ClassBadTarget:
+	case ClassMonitor, ClassStale, ClassNoPassword, ClassBadTarget, ClassCredentials:
 		return events.StatusMonitorError
 	}
 	return events.StatusFailed

@@ -27,6 +27,7 @@ func TestStatusOf(t *testing.T) {
 		ClassStale:        events.StatusMonitorError,
 		ClassNoPassword:   events.StatusMonitorError,
 		ClassBadTarget:    events.StatusMonitorError,
+		ClassCredentials:  events.StatusMonitorError,
 		ClassRefused:      events.StatusFailed,
 		ClassProtocol:     events.StatusFailed,
 		ClassTLS:          events.StatusFailed,

@@ -15,6 +15,7 @@ import (
 	"time"
 
 	"github.com/emailscout/emailscout/pkg/checks"
+	"github.com/emersion/go-sasl"
 )
 
 // ProtocolError is a server response that breaks the protocol: malformed,
@@ -127,6 +128,33 @@ func (s *Session) FailIO(phase string, err error) error {
 		}
 	}
 	return s.Fail(phase, ClassProtocol, fmt.Errorf("%s: %w", phase, err))
+}
+
+// OAuth fetches, before the dialogue, the SASL client of the target's
+// OAuth login (nil, true without one). When the token cannot be had, the
+// probe fails in PhaseAuth with ClassCredentials (the monitor's
+// credential, not the customer's server) and OAuth returns false: the
+// prober ends without connecting.
+func (s *Session) OAuth() (sasl.Client, bool) {
+	if s.target.Auth == nil {
+		return nil, true
+	}
+	sc, _, err := s.target.Auth.SASL(s.ctx)
+	if err != nil {
+		s.Fail(PhaseAuth, ClassCredentials, fmt.Errorf("auth: no OAuth token for %s: %w", s.target.Username, err))
+		return nil, false
+	}
+	return sc, true
+}
+
+// SASLFailure adds to err what the SASL client kept of the server's error
+// challenge (RFC 7628 section 3.2.2: status, schemes, scope), when it
+// kept one (a mailauth.Client does).
+func SASLFailure(sc sasl.Client, err error) error {
+	if f, ok := sc.(interface{ Failure() error }); ok && f.Failure() != nil {
+		return fmt.Errorf("%w (%w)", err, f.Failure())
+	}
+	return err
 }
 
 // Record appends one server response to Result.Replies (see MaxReplies and

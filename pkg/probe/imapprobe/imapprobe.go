@@ -19,11 +19,18 @@
 //     certificate data). A PREAUTH greeting on a plain connection fails:
 //     STARTTLS is impossible once authenticated. After the handshake the
 //     capabilities are read again with CAPABILITY (RFC 9051 section 6.2.1).
-//   - auth (Target.Username set): LOGINDISABLED must be gone
+//   - auth (Target.Auth set, OAuth): AUTHENTICATE with the mechanism of
+//     the SASL client (XOAUTH2 or OAUTHBEARER, RFC 7628), which must be
+//     advertised (AUTH=XOAUTH2); the token is fetched before the
+//     dialogue, and a token the endpoint refuses fails the check with
+//     class credentials (the monitor's) before any connection. A NO is
+//     class auth, with the server's error challenge.
+//   - auth (Target.Username set, a password): LOGINDISABLED must be gone
 //     (docs/field-cases.md, c07: it is advertised until STARTTLS); the probe never sends LOGIN
 //     while it is advertised. LOGIN OK passes; NO [UNAVAILABLE] or [INUSE]
 //     (RFC 5530) is temporary; other NOs fail with class auth.
-//   - mailbox (after LOGIN or PREAUTH): EXAMINE INBOX (SELECT read-only, so
+//   - mailbox (after the login or PREAUTH): EXAMINE Target.Mailbox, INBOX
+//     by default (SELECT read-only, so
 //     the probe changes no \Recent or \Seen state); the message count is
 //     reported.
 //   - LOGOUT, whenever the session is still in step.
@@ -70,6 +77,7 @@ import (
 	"github.com/emailscout/emailscout/pkg/probe"
 	"github.com/emersion/go-imap/v2"
 	"github.com/emersion/go-imap/v2/imapclient"
+	"github.com/emersion/go-sasl"
 )
 
 // Mailbox is the mailbox the probe examines after logging in.
@@ -87,6 +95,10 @@ func Probe(ctx context.Context, t probe.Target) probe.Result {
 func run(s *probe.Session) {
 	t := s.Target()
 	res := s.Result()
+	sc, ok := s.OAuth()
+	if !ok {
+		return
+	}
 	nc, err := s.Dial()
 	if err != nil {
 		return
@@ -159,13 +171,13 @@ func run(s *probe.Session) {
 		}
 		res.Capabilities = caps
 	}
-	session(s, p, g.status, caps)
+	session(s, p, g.status, caps, sc)
 }
 
 // session runs the second half of the dialogue on imapclient, which starts
 // from a replayed greeting that carries the capabilities already known (so
 // that it does not ask for them again).
-func session(s *probe.Session, p *plain, status string, caps []string) {
+func session(s *probe.Session, p *plain, status string, caps []string, sc sasl.Client) {
 	t := s.Target()
 	res := s.Result()
 	replay := fmt.Sprintf("* %s [CAPABILITY %s] replayed by the probe\r\n", status, strings.Join(caps, " "))
@@ -178,7 +190,13 @@ func session(s *probe.Session, p *plain, status string, caps []string) {
 	}
 
 	authed := c.State() == imap.ConnStateAuthenticated
-	if t.Username != "" && !authed {
+	if sc != nil && !authed {
+		if !authenticate(s, c, caps, sc) {
+			logout(c)
+			return
+		}
+		authed = true
+	} else if t.Username != "" && !authed {
 		if slices.Contains(caps, string(imap.CapLoginDisabled)) {
 			when := "over TLS"
 			if res.TLS == nil {
@@ -199,17 +217,65 @@ func session(s *probe.Session, p *plain, status string, caps []string) {
 		authed = true
 	}
 	if authed {
+		mailbox := t.Mailbox
+		if mailbox == "" {
+			mailbox = Mailbox
+		}
 		t0 := time.Now()
-		data, err := c.Select(Mailbox, &imap.SelectOptions{ReadOnly: true}).Wait()
+		data, err := c.Select(mailbox, &imap.SelectOptions{ReadOnly: true}).Wait()
 		res.Timings.MailboxMS = probe.MS(time.Since(t0))
 		if err != nil {
 			fail(s, probe.PhaseMailbox, err, probe.ClassRefused)
 			logout(c)
 			return
 		}
-		res.Mailbox = &probe.Mailbox{Name: Mailbox, Messages: int(data.NumMessages)}
+		res.Mailbox = &probe.Mailbox{Name: mailbox, Messages: int(data.NumMessages)}
 	}
 	logout(c)
+}
+
+// authenticate logs in with AUTHENTICATE and the OAuth SASL client sc
+// (XOAUTH2 or OAUTHBEARER, RFC 7628), which the server must advertise
+// (AUTH=<mechanism>). A NO is class auth (the server refused a token the
+// endpoint issued: the customer's side), with the server's error
+// challenge when it sent one; [UNAVAILABLE] is temporary.
+func authenticate(s *probe.Session, c *imapclient.Client, caps []string, sc sasl.Client) bool {
+	res := s.Result()
+	mech, _, err := sc.Start()
+	if err != nil {
+		s.Fail(probe.PhaseAuth, probe.ClassCredentials, fmt.Errorf("auth: %w", err))
+		return false
+	}
+	if !slices.Contains(caps, "AUTH="+mech) {
+		s.Fail(probe.PhaseAuth, probe.ClassAuth, fmt.Errorf("auth: the server does not offer AUTHENTICATE %s (no AUTH=%s capability)", mech, mech))
+		return false
+	}
+	t0 := time.Now()
+	err = c.Authenticate(dummyResponse{sc})
+	res.Timings.AuthMS = probe.MS(time.Since(t0))
+	if err != nil {
+		fail(s, probe.PhaseAuth, err, probe.ClassAuth)
+		if res.Phase == probe.PhaseAuth {
+			res.Err = probe.SASLFailure(sc, res.Err)
+		}
+		return false
+	}
+	return true
+}
+
+// dummyResponse sends an empty SASL response (XOAUTH2's answer to an
+// error challenge) as the one byte 0x01, the dummy response of RFC 7628
+// section 3.2.3: imapclient writes an empty response as "=", which
+// Dovecot 2.3 refuses in a continued response with BAD, hiding its real
+// refusal (the same as pkg/imapwatch).
+type dummyResponse struct{ sasl.Client }
+
+func (d dummyResponse) Next(challenge []byte) ([]byte, error) {
+	resp, err := d.Client.Next(challenge)
+	if err == nil && len(resp) == 0 {
+		resp = []byte{0x01}
+	}
+	return resp, err
 }
 
 // fail classifies an imapclient error: a tagged NO with [UNAVAILABLE] or

@@ -1,5 +1,6 @@
 // Package pop3 is a small, strict POP3 client for one short session:
-// greeting, CAPA, STLS, USER/PASS, STAT, QUIT.
+// greeting, CAPA, STLS, USER/PASS or AUTH (SASL, RFC 5034: XOAUTH2 and
+// OAUTHBEARER for OAuth), STAT, QUIT.
 //
 // It follows RFC 1939 (POP3: "+OK"/"-ERR" status indicators, multi-line
 // responses ended by a lone "." with byte-stuffing, section 3), RFC 2449
@@ -27,6 +28,7 @@ package pop3
 
 import (
 	"bufio"
+	"encoding/base64"
 	"errors"
 	"fmt"
 	"io"
@@ -34,6 +36,8 @@ import (
 	"net/textproto"
 	"strconv"
 	"strings"
+
+	"github.com/emersion/go-sasl"
 )
 
 // MaxRead bounds the bytes read from the server in one session, so that a
@@ -178,6 +182,103 @@ func (c *Client) Pass(password string) error {
 	return err
 }
 
+// maxAuthLine is the longest AUTH command with an initial response
+// (RFC 5034 section 4: 255 octets, CRLF included, as RFC 2449 limits
+// command lines); a longer initial response is sent after an empty
+// challenge instead. OAuth tokens (Microsoft's run to 2 KB) usually are.
+const maxAuthLine = 255
+
+// Auth logs in with the SASL mechanism of sc (RFC 5034: AUTH mechanism
+// [initial-response], base64 challenges "+ ..." answered by base64 lines,
+// "*" to cancel): the initial response goes on the AUTH line when the
+// line fits in 255 octets ("=" for an empty one), else as the answer to
+// the server's first, empty, challenge. "+OK" is success; "-ERR" is an
+// *Error (e.g. [AUTH]). An error of sc cancels the exchange with "*".
+// Trace sees the server's lines only, never the credential.
+func (c *Client) Auth(sc sasl.Client) error {
+	mech, ir, err := sc.Start()
+	if err != nil {
+		return err
+	}
+	if err := checkArg(mech); err != nil || strings.ContainsRune(mech, ' ') {
+		return fmt.Errorf("pop3: bad SASL mechanism %q", mech)
+	}
+	line := "AUTH " + mech
+	switch {
+	case ir == nil:
+	case len(ir) == 0:
+		line += " ="
+		ir = nil
+	case len(line)+1+base64.StdEncoding.EncodedLen(len(ir))+2 <= maxAuthLine:
+		line += " " + base64.StdEncoding.EncodeToString(ir)
+		ir = nil
+	}
+	if err := c.cmd("AUTH", line); err != nil {
+		return err
+	}
+	for range 4 {
+		l, err := c.readLine()
+		if err != nil {
+			return err
+		}
+		challenge, ok := indicator(l, "+")
+		if !ok {
+			if _, ok := indicator(l, "+OK"); ok {
+				return nil
+			}
+			if rest, ok := indicator(l, "-ERR"); ok {
+				return negative("AUTH", rest)
+			}
+			return protocolf("response %q to AUTH is neither +OK, -ERR nor a challenge", l)
+		}
+		var resp []byte
+		if ir != nil {
+			if challenge != "" {
+				return protocolf("AUTH: challenge %q where an empty one was due for the initial response", challenge)
+			}
+			resp, ir = ir, nil
+		} else {
+			dec, derr := base64.StdEncoding.DecodeString(challenge)
+			if derr != nil {
+				_ = c.cancelAuth()
+				return protocolf("AUTH: challenge %q is not base64", challenge)
+			}
+			if resp, err = sc.Next(dec); err != nil {
+				if cerr := c.cancelAuth(); cerr != nil {
+					return cerr
+				}
+				return err
+			}
+		}
+		if _, err := io.WriteString(c.conn, base64.StdEncoding.EncodeToString(resp)+"\r\n"); err != nil {
+			return err
+		}
+	}
+	return protocolf("AUTH: more than 4 challenges")
+}
+
+// cancelAuth sends "*" and reads the server's -ERR (RFC 5034 section 4).
+func (c *Client) cancelAuth() error {
+	if _, err := io.WriteString(c.conn, "*\r\n"); err != nil {
+		return err
+	}
+	_, err := c.status("AUTH")
+	var e *Error
+	if errors.As(err, &e) {
+		return nil
+	}
+	return err
+}
+
+// negative is the *Error of a "-ERR" response's text.
+func negative(command, rest string) *Error {
+	e := &Error{Command: command, Text: rest}
+	if code, text, ok := strings.Cut(rest, "]"); ok && strings.HasPrefix(code, "[") {
+		e.Code, e.Text = strings.ToUpper(code[1:]), strings.TrimSpace(text)
+	}
+	return e
+}
+
 // Stat sends STAT and returns the number of messages in the maildrop and
 // its size in octets (RFC 1939 section 5, "drop listing").
 func (c *Client) Stat() (count int, size int64, err error) {
@@ -255,11 +356,7 @@ func (c *Client) status(command string) (string, error) {
 		return rest, nil
 	}
 	if rest, ok := indicator(line, "-ERR"); ok {
-		e := &Error{Command: command, Text: rest}
-		if code, text, ok := strings.Cut(rest, "]"); ok && strings.HasPrefix(code, "[") {
-			e.Code, e.Text = strings.ToUpper(code[1:]), strings.TrimSpace(text)
-		}
-		return "", e
+		return "", negative(command, rest)
 	}
 	return "", protocolf("response %q to %s is neither +OK nor -ERR", line, command)
 }

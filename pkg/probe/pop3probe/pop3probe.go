@@ -21,6 +21,12 @@
 //     "-ERR [IN-USE]" (the maildrop is locked by another session, e.g. the
 //     probe of another site), [LOGIN-DELAY] or [SYS/TEMP] is temporary:
 //     degraded, not down. Other refusals fail with class auth.
+//   - auth (Target.Auth set, OAuth): AUTH XOAUTH2 or OAUTHBEARER (RFC 5034,
+//     RFC 7628), which CAPA's SASL line must list when CAPA worked; the
+//     token is fetched before the dialogue, and one the token endpoint
+//     refuses fails the check with class credentials (the monitor's)
+//     before any connection. -ERR is class auth (temporary codes as for
+//     PASS), with the server's error challenge.
 //   - mailbox (after login): STAT, the message count and size.
 //   - QUIT, whenever the session is still in step, so the server releases
 //     the maildrop's lock at once.
@@ -39,6 +45,7 @@ import (
 	"github.com/emailscout/emailscout/pkg/fault"
 	"github.com/emailscout/emailscout/pkg/probe"
 	"github.com/emailscout/emailscout/pkg/probe/pop3"
+	"github.com/emersion/go-sasl"
 )
 
 // Maildrop is the Mailbox.Name reported for the POP3 maildrop.
@@ -62,6 +69,10 @@ type session struct {
 func run(s *probe.Session) {
 	t := s.Target()
 	res := s.Result()
+	sc, ok := s.OAuth()
+	if !ok {
+		return
+	}
 	nc, err := s.Dial()
 	if err != nil {
 		return
@@ -128,6 +139,10 @@ func run(s *probe.Session) {
 		ss.quit()
 		return
 	}
+	if sc != nil {
+		ss.oauth(caps, sc)
+		return
+	}
 	if caps != nil && !has(caps, "USER") {
 		s.Fail(probe.PhaseAuth, probe.ClassAuth, errors.New("auth: the server does not offer USER/PASS (CAPA has no USER)"))
 		ss.quit()
@@ -144,7 +159,13 @@ func run(s *probe.Session) {
 		return
 	}
 
-	t0 = time.Now()
+	ss.stat()
+}
+
+// stat reads the maildrop's size (phase mailbox) and quits.
+func (ss *session) stat() {
+	res := ss.s.Result()
+	t0 := time.Now()
 	n, size, err := ss.c.Stat()
 	res.Timings.MailboxMS = probe.MS(time.Since(t0))
 	if err != nil {
@@ -153,6 +174,55 @@ func run(s *probe.Session) {
 	}
 	res.Mailbox = &probe.Mailbox{Name: Maildrop, Messages: n, Size: size}
 	ss.quit()
+}
+
+// oauth logs in with AUTH and the OAuth SASL client sc (XOAUTH2 or
+// OAUTHBEARER; RFC 5034), which CAPA must list in its SASL line when
+// CAPA worked, then reads the maildrop's size like a password login.
+func (ss *session) oauth(caps []string, sc sasl.Client) {
+	s, res := ss.s, ss.s.Result()
+	mech, _, err := sc.Start()
+	if err != nil {
+		s.Fail(probe.PhaseAuth, probe.ClassCredentials, fmt.Errorf("auth: %w", err))
+		ss.quit()
+		return
+	}
+	if caps != nil && !hasSASL(caps, mech) {
+		s.Fail(probe.PhaseAuth, probe.ClassAuth, fmt.Errorf("auth: the server does not offer SASL %s (CAPA: %q)", mech, saslLine(caps)))
+		ss.quit()
+		return
+	}
+	t0 := time.Now()
+	err = ss.c.Auth(sc)
+	res.Timings.AuthMS = probe.MS(time.Since(t0))
+	if err != nil {
+		ss.fail(probe.PhaseAuth, err, probe.ClassAuth)
+		if res.Phase == probe.PhaseAuth {
+			res.Err = probe.SASLFailure(sc, res.Err)
+		}
+		return
+	}
+	ss.stat()
+}
+
+// hasSASL reports whether the CAPA SASL line lists mech.
+func hasSASL(caps []string, mech string) bool {
+	for _, m := range strings.Fields(saslLine(caps)) {
+		if strings.EqualFold(m, mech) {
+			return true
+		}
+	}
+	return false
+}
+
+// saslLine is the mechanisms of the CAPA SASL line ("" without).
+func saslLine(caps []string) string {
+	for _, line := range caps {
+		if tag, rest, _ := strings.Cut(line, " "); strings.EqualFold(tag, "SASL") {
+			return rest
+		}
+	}
+	return ""
 }
 
 // capa sends CAPA and records the capabilities; nil (with true) when the

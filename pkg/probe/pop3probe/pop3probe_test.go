@@ -3,6 +3,7 @@ package pop3probe
 import (
 	"crypto/tls"
 	"crypto/x509"
+	"encoding/base64"
 	"fmt"
 	"io"
 	"net"
@@ -56,6 +57,9 @@ type script struct {
 	AfterSTLS func(p *probetest.Peer)
 	Pass      func(m *maildrop, pw string) string // answer to PASS; nil: "s3cret" locks the maildrop
 	Stat      string                              // answer to STAT; "" for "+OK <n> <n*160>"
+	// Tokens are the bearer tokens AUTH XOAUTH2 and OAUTHBEARER accept
+	// (RFC 5034; nil: AUTH is unknown).
+	Tokens map[string]bool
 }
 
 func (sc script) start(t testing.TB, m *maildrop) string {
@@ -119,6 +123,18 @@ func (sc script) start(t testing.TB, m *maildrop) string {
 					return
 				}
 				inTLS = true
+			case "AUTH":
+				if sc.Tokens == nil {
+					_ = p.Send("-ERR unknown command")
+					continue
+				}
+				if !sc.auth(p, arg) {
+					continue
+				}
+				m.mu.Lock()
+				m.locked, holds, snapshot = true, true, m.messages
+				m.mu.Unlock()
+				_ = p.Send("+OK Logged in")
 			case "USER":
 				_ = p.Send("+OK")
 			case "PASS":
@@ -160,6 +176,31 @@ func (sc script) start(t testing.TB, m *maildrop) string {
 			}
 		}
 	})
+}
+
+// auth is the server side of AUTH XOAUTH2 / OAUTHBEARER (RFC 5034): the
+// initial response on the line or after an empty challenge; a token not
+// in sc.Tokens gets the RFC 7628 error challenge, then -ERR [AUTH]. It
+// reports whether the login passed (the caller answers +OK).
+func (sc script) auth(p *probetest.Peer, arg string) bool {
+	_, ir, _ := strings.Cut(arg, " ")
+	if ir == "" {
+		_ = p.Send("+ ")
+		var err error
+		if ir, err = p.Line(); err != nil {
+			return false
+		}
+	}
+	dec, _ := base64.StdEncoding.DecodeString(ir)
+	for tok := range sc.Tokens {
+		if strings.Contains(string(dec), "Bearer "+tok+"\x01") {
+			return true
+		}
+	}
+	_ = p.Send("+ " + base64.StdEncoding.EncodeToString([]byte(`{"status":"invalid_token","schemes":"bearer","scope":"mail"}`)))
+	_, _ = p.Line()
+	_ = p.Send("-ERR [AUTH] Authentication failed.")
+	return false
 }
 
 func target(t testing.TB, addr, mode string) probe.Target {

@@ -24,7 +24,11 @@
 //     forgets the capabilities and sends EHLO again (RFC 3207 section 4.2).
 //   - auth (when Target.Username is set): only over TLS; AUTH PLAIN with an
 //     initial response, else AUTH LOGIN; 235 passes, 4xx is temporary,
-//     other replies fail with class auth.
+//     other replies fail with class auth. With Target.Auth (OAuth), AUTH
+//     XOAUTH2 or OAUTHBEARER (RFC 7628), which the server must offer; the
+//     token is fetched before the dialogue, and one the token endpoint
+//     refuses fails the check with class credentials (the monitor's)
+//     before any connection.
 //   - QUIT: sent whenever the session is still in step, its reply recorded
 //     but not judged (the check has passed or failed by then).
 //
@@ -51,6 +55,7 @@ import (
 	"github.com/emailscout/emailscout/pkg/checks"
 	"github.com/emailscout/emailscout/pkg/events"
 	"github.com/emailscout/emailscout/pkg/probe"
+	"github.com/emersion/go-sasl"
 )
 
 // maxReplyLines bounds the lines of one reply (see also probe.MaxRead).
@@ -68,6 +73,10 @@ func Probe(ctx context.Context, t probe.Target) probe.Result {
 func run(s *probe.Session) {
 	t := s.Target()
 	res := s.Result()
+	sc, ok := s.OAuth()
+	if !ok {
+		return
+	}
 	nc, err := s.Dial()
 	if err != nil {
 		return
@@ -141,7 +150,7 @@ func run(s *probe.Session) {
 
 	if t.Username != "" {
 		t0 = time.Now()
-		ok := c.auth(caps)
+		ok := c.auth(caps, sc)
 		res.Timings.AuthMS = probe.MS(time.Since(t0))
 		if !ok {
 			return
@@ -368,9 +377,10 @@ func (c *conn) hello() (map[string]string, bool) {
 	return caps, true
 }
 
-// auth logs in with AUTH PLAIN (RFC 4616, initial response as in RFC 4954
-// section 4) or AUTH LOGIN, never without TLS.
-func (c *conn) auth(caps map[string]string) bool {
+// auth logs in with the OAuth SASL client sc when there is one (see
+// oauth), else with AUTH PLAIN (RFC 4616, initial response as in RFC 4954
+// section 4) or AUTH LOGIN; never without TLS.
+func (c *conn) auth(caps map[string]string, sc sasl.Client) bool {
 	const phase = probe.PhaseAuth
 	t := c.s.Target()
 	if c.s.Result().TLS == nil {
@@ -381,6 +391,9 @@ func (c *conn) auth(caps map[string]string) bool {
 	mechs := map[string]bool{}
 	for _, m := range strings.Fields(caps["AUTH"]) {
 		mechs[strings.ToUpper(m)] = true
+	}
+	if sc != nil {
+		return c.oauth(mechs, sc)
 	}
 	b64 := base64.StdEncoding.EncodeToString
 	var rep reply
@@ -418,6 +431,79 @@ func (c *conn) auth(caps map[string]string) bool {
 		return false
 	}
 	c.negative(phase, rep, probe.ClassAuth)
+	c.quit()
+	return false
+}
+
+// oauth logs in with AUTH and the OAuth SASL client sc (XOAUTH2, or
+// OAUTHBEARER, RFC 7628), which the server must offer: the initial
+// response on the AUTH line (RFC 4954 section 4), then one answer per 334
+// challenge (an error challenge gets the client's empty or dummy
+// response, after which the server refuses). 235 passes, 4xx is
+// temporary, a 5xx (535 5.7.8) fails with class auth and the server's
+// error challenge.
+func (c *conn) oauth(mechs map[string]bool, sc sasl.Client) bool {
+	const phase = probe.PhaseAuth
+	b64 := base64.StdEncoding.EncodeToString
+	mech, ir, err := sc.Start()
+	if err != nil {
+		c.s.Fail(phase, probe.ClassCredentials, fmt.Errorf("auth: %w", err))
+		c.quit()
+		return false
+	}
+	if !mechs[mech] {
+		c.s.Fail(phase, probe.ClassAuth, fmt.Errorf("auth: the server does not offer AUTH %s", mech))
+		c.quit()
+		return false
+	}
+	cmd := "AUTH " + mech
+	switch {
+	case ir == nil:
+	case len(ir) == 0:
+		cmd += " ="
+	default:
+		cmd += " " + b64(ir)
+	}
+	rep, err := c.exchange(cmd)
+	for i := 0; err == nil && rep.Code == 334 && i < 3; i++ {
+		challenge, derr := base64.StdEncoding.DecodeString(strings.TrimSpace(strings.Join(rep.Lines, "")))
+		if derr != nil {
+			c.s.Result().Reply = rep.event()
+			c.s.Fail(phase, probe.ClassProtocol, probe.Protocolf("auth: challenge %q is not base64", rep.String()))
+			if _, err := c.exchange("*"); err == nil {
+				c.quit()
+			}
+			return false
+		}
+		resp, serr := sc.Next(challenge)
+		if serr != nil {
+			c.s.Fail(phase, probe.ClassAuth, fmt.Errorf("auth: %w", serr))
+			if _, err := c.exchange("*"); err == nil {
+				c.quit()
+			}
+			return false
+		}
+		rep, err = c.exchange(b64(resp))
+	}
+	if err != nil {
+		c.s.FailIO(phase, err)
+		return false
+	}
+	switch rep.Code {
+	case 235:
+		return true
+	case 334:
+		c.s.Result().Reply = rep.event()
+		c.s.Fail(phase, probe.ClassProtocol, probe.Protocolf("auth: challenge after challenge %q", rep.String()))
+		if _, err := c.exchange("*"); err == nil {
+			c.quit()
+		}
+		return false
+	}
+	c.negative(phase, rep, probe.ClassAuth)
+	if res := c.s.Result(); res.Phase == phase {
+		res.Err = probe.SASLFailure(sc, res.Err)
+	}
 	c.quit()
 	return false
 }
