@@ -182,7 +182,27 @@ without recording the probe as answered. Exit status: 0 it would reflect,
 		},
 	}
 	o.bindIMAP(imapCmd.Flags())
-	for _, c := range []*cobra.Command{file, check, imapCmd} {
+	checkLogin := &cobra.Command{
+		Use:   "check-login [flags]",
+		Short: "Log in to the IMAP mailbox and the SMTP output as configured, and say what works",
+		Long: `check-login logs in as the configuration (--config) says, sending and
+deleting nothing: to the IMAP mailbox of imap mode (greeting, capabilities,
+TLS, LOGIN or AUTHENTICATE XOAUTH2/OAUTHBEARER, EXAMINE of the folder) and to
+the SMTP output (greeting, EHLO, STARTTLS, AUTH). It prints what it sees
+(never a password or token: an OAuth token's lifetime, scopes and roles) and,
+when something fails, the problem and a hint. Exit status: 0 every login
+works, 1 one failed, 78 broken configuration.`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			cfg, err := o.resolve(cmd, e, modeCheckLogin)
+			if err != nil {
+				return err
+			}
+			return runCheckLogin(cmd.Context(), cfg, e)
+		},
+	}
+	o.bindIMAP(checkLogin.Flags())
+	for _, c := range []*cobra.Command{file, check, imapCmd, checkLogin} {
 		c.SetFlagErrorFunc(root.FlagErrorFunc())
 		root.AddCommand(c)
 	}

@@ -336,7 +336,7 @@ func (r *resolved) complete(e env, src source) error {
 		if home == "" && runtime.GOOS == "windows" {
 			home = e.getenv("USERPROFILE")
 		}
-		if home == "" {
+		if home == "" && r.mode != modeCheckLogin {
 			bad("state_dir", "not set, and HOME is not set to default it to $HOME/.scout-reflector")
 		} else {
 			c.StateDir = filepath.Join(home, ".scout-reflector")
@@ -355,7 +355,7 @@ func (r *resolved) complete(e env, src source) error {
 
 	if c.Output == "" {
 		c.Output = outputSendmail
-		if r.mode == modeIMAP || c.SMTP.Addr != "" {
+		if r.watchesIMAP() || c.SMTP.Addr != "" {
 			c.Output = outputSMTP
 		}
 	}
@@ -374,7 +374,7 @@ func (r *resolved) complete(e env, src source) error {
 		bad("output", "%q is not sendmail or smtp", c.Output)
 	}
 
-	if r.mode == modeIMAP {
+	if r.watchesIMAP() {
 		errs = append(errs, r.completeIMAP(e, src)...)
 	}
 	if c.Output == outputSMTP {
@@ -389,18 +389,26 @@ func (r *resolved) complete(e env, src source) error {
 			bad("tls_ca_file", "%s holds no PEM certificate", c.TLSCAFile)
 		}
 	}
-	keys, err := r.loadKeys(e, src)
-	if err != nil {
-		errs = append(errs, err)
+	if r.mode != modeCheckLogin {
+		keys, err := r.loadKeys(e, src)
+		if err != nil {
+			errs = append(errs, err)
+		}
+		r.keys = keys
 	}
-	r.keys = keys
 	return errors.Join(errs...)
+}
+
+// watchesIMAP reports whether the run logs in to the IMAP mailbox: imap
+// mode, and check-login when the configuration names an IMAP server.
+func (r *resolved) watchesIMAP() bool {
+	return r.mode == modeIMAP || (r.mode == modeCheckLogin && r.IMAP.Addr != "")
 }
 
 func (r *resolved) completeSMTP(e env, src source) []error {
 	var errs []error
 	s := &r.SMTP
-	if s.Username == "" && r.mode == modeIMAP {
+	if s.Username == "" && r.watchesIMAP() {
 		s.Username = r.IMAP.Username
 		r.smtpPassword = r.imapPassword
 		if s.OAuth == nil {

@@ -3,6 +3,7 @@ package main
 import (
 	"bytes"
 	"context"
+	"encoding/base64"
 	"encoding/json"
 	"fmt"
 	"net/http"
@@ -40,7 +41,8 @@ type testIDP struct {
 	mu      sync.Mutex
 	secret  string
 	n       int
-	scope   []string // scope parameters received
+	jwt     map[string]any // when set, tokens are JWTs with these claims (and "n")
+	scope   []string       // scope parameters received
 	extra   map[string]any
 	handler map[string]http.HandlerFunc // grant_type -> handler (later tests)
 }
@@ -79,6 +81,15 @@ func replyJSON(w http.ResponseWriter, status int, v any) {
 func (p *testIDP) issue(w http.ResponseWriter, extra map[string]any) {
 	p.n++
 	tok := fmt.Sprintf("tok-%d", p.n)
+	if p.jwt != nil {
+		claims := map[string]any{"n": p.n}
+		for k, v := range p.jwt {
+			claims[k] = v
+		}
+		b, _ := json.Marshal(claims)
+		enc := base64.RawURLEncoding.EncodeToString
+		tok = enc([]byte(`{"typ":"JWT","alg":"RS256"}`)) + "." + enc(b) + "." + enc([]byte(fmt.Sprintf("signature-%d", p.n)))
+	}
 	if p.onIssue != nil {
 		p.onIssue(tok)
 	}

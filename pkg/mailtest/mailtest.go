@@ -14,6 +14,7 @@ import (
 	"crypto/tls"
 	"crypto/x509"
 	"crypto/x509/pkix"
+	"encoding/pem"
 	"errors"
 	"io"
 	"math/big"
@@ -61,6 +62,9 @@ type Options struct {
 type Server struct {
 	Addr    string         // 127.0.0.1:port
 	RootCAs *x509.CertPool // trusts the server certificate when Options.TLS
+	// CAPEM is the CA certificate of RootCAs in PEM (for clients that read
+	// a CA file); nil without Options.TLS.
+	CAPEM []byte
 
 	srv  *smtp.Server
 	opts Options
@@ -88,6 +92,7 @@ func NewServer(t testing.TB, opts Options) *Server {
 		cert, pool := Certificate(t, "127.0.0.1", "localhost")
 		s.srv.TLSConfig = &tls.Config{Certificates: []tls.Certificate{cert}}
 		s.RootCAs = pool
+		s.CAPEM = pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: cert.Certificate[len(cert.Certificate)-1]})
 	}
 	l, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
