@@ -202,7 +202,44 @@ works, 1 one failed, 78 broken configuration.`,
 		},
 	}
 	o.bindIMAP(checkLogin.Flags())
-	for _, c := range []*cobra.Command{file, check, imapCmd, checkLogin} {
+	login := &cobra.Command{
+		Use:   "login [flags]",
+		Short: "Sign in once as the probe mailbox and write the refresh token file of provider refresh_token",
+		Long: `login is the one-time delegated sign-in for an oauth block with
+provider: refresh_token (imap.oauth, or smtp.oauth with --for smtp). With
+--flow device (the default; RFC 8628) it shows an address and a code to
+enter there; with --flow code it shows an address to open in a browser and
+reads back the address the browser was sent to (authorization code with
+PKCE). The refresh token goes to the block's refresh_token_file (mode 0600,
+replaced atomically); no token is printed. Microsoft's endpoints follow from
+tenant, Google's from token_url https://oauth2.googleapis.com/token (Google
+allows its mail scope only with --flow code); others need --auth-url or
+--device-auth-url. Exit status: 0 written, 1 the sign-in failed, 78 broken
+configuration.`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			cfg, err := o.resolve(cmd, e, modeLogin)
+			if err != nil {
+				return err
+			}
+			if err := runLogin(cmd.Context(), cfg, e); err != nil {
+				var ce configError
+				if errors.As(err, &ce) {
+					return err
+				}
+				fmt.Fprintln(e.stderr, "scout-reflector:", err)
+				return exitError{code: exitIgnored}
+			}
+			return nil
+		},
+	}
+	lf := login.Flags()
+	lf.StringVar(&o.login.which, "for", "imap", "the oauth block to sign in for: imap (imap.oauth) or smtp (smtp.oauth)")
+	lf.StringVar(&o.login.flow, "flow", flowDevice, "device (show a code to enter at an address) or code (open an address, paste back the redirect)")
+	lf.StringVar(&o.login.authURL, "auth-url", "", "authorization endpoint (default: Microsoft's by tenant, or Google's)")
+	lf.StringVar(&o.login.deviceAuthURL, "device-auth-url", "", "device authorization endpoint (default: Microsoft's by tenant, or Google's)")
+	lf.StringVar(&o.login.redirectURL, "redirect-url", "http://localhost", "redirect URI registered for the app (flow code)")
+	for _, c := range []*cobra.Command{file, check, imapCmd, checkLogin, login} {
 		c.SetFlagErrorFunc(root.FlagErrorFunc())
 		root.AddCommand(c)
 	}

@@ -168,6 +168,7 @@ type options struct {
 	cfg        Config // flags are bound to its fields
 	configPath string
 	sender     string // check --sender
+	login      loginOptions
 }
 
 func (o *options) bindCommon(fs *pflag.FlagSet) {
@@ -218,6 +219,9 @@ type resolved struct {
 	// IMAP one (the same token cache).
 	imapLogin *mailauth.Login
 	smtpLogin *mailauth.Login
+	// login: the flags of `login` and the oauth block it works with.
+	login      loginOptions
+	loginOAuth *mailauth.Config
 }
 
 // resolve merges defaults, the config file and the flags, validates the
@@ -275,7 +279,7 @@ func (o *options) resolve(cmd *cobra.Command, e env, mode string) (*resolved, er
 			return nil, configErrorf("--%s: %w", s.name, err)
 		}
 	}
-	r := &resolved{Config: o.cfg, mode: mode}
+	r := &resolved{Config: o.cfg, mode: mode, login: o.login}
 	if err := r.complete(e, src); err != nil {
 		return nil, configError{err}
 	}
@@ -311,6 +315,9 @@ func (r *resolved) complete(e env, src source) error {
 		errs = append(errs, fmt.Errorf("%s: %s", src.where(key), fmt.Sprintf(format, a...)))
 	}
 	c := &r.Config
+	if r.mode == modeLogin {
+		return r.completeLogin(e, src)
+	}
 
 	for i, m := range c.Mailboxes {
 		a, err := mail.ParseAddress(m)

@@ -52,6 +52,7 @@ func newTestIDP(t *testing.T, life time.Duration, onIssue func(string)) *testIDP
 	p := &testIDP{life: life, onIssue: onIssue, secret: testSecret, handler: map[string]http.HandlerFunc{}}
 	mux := http.NewServeMux()
 	mux.HandleFunc("POST /tenant/oauth2/v2.0/token", p.token)
+	mux.HandleFunc("POST /tenant/oauth2/v2.0/devicecode", p.deviceCode)
 	p.srv = httptest.NewServer(mux)
 	t.Cleanup(p.srv.Close)
 	return p
