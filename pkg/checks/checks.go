@@ -23,6 +23,7 @@ import (
 	"net"
 	"net/mail"
 	"net/netip"
+	"net/url"
 	"os"
 	"regexp"
 	"slices"
@@ -142,6 +143,53 @@ type Service struct {
 	// CertWarningDays: a certificate that expires within this many days
 	// makes the check degraded. 0 turns the warning off.
 	CertWarningDays int
+	// OAuth, when not nil, makes the check log in as Username with an
+	// OAuth 2.0 token (SMTP AUTH, IMAP AUTHENTICATE, POP3 AUTH with
+	// XOAUTH2 or OAUTHBEARER) instead of a password; PasswordEnv is then
+	// empty.
+	OAuth *OAuth
+}
+
+// OAuth providers of a service check's oauth block (OAuth.Provider).
+const (
+	// OAuthMicrosoft: the client credentials grant of the Microsoft
+	// identity platform (an app registration with IMAP.AccessAsApp,
+	// POP.AccessAsApp or SMTP.SendAsApp).
+	OAuthMicrosoft = "microsoft"
+	// OAuthGoogle: a Google service account with domain-wide delegation
+	// of https://mail.google.com/ (the JWT bearer grant).
+	OAuthGoogle = "google"
+)
+
+// OAuth is a service check's oauth block: where the monitor gets the
+// token it logs in with. Like password_env, it names environment
+// variables, never secrets (docs/configuration.md, "Service checks").
+type OAuth struct {
+	Provider string // OAuthMicrosoft or OAuthGoogle
+	// Tenant is the Microsoft Entra tenant (id or domain); microsoft,
+	// required unless TokenURL is set.
+	Tenant string
+	// ClientID is the app registration's application (client) id;
+	// microsoft, required.
+	ClientID string
+	// ClientSecretEnv is the NAME of the sender's environment variable
+	// that holds the client secret; microsoft, required.
+	ClientSecretEnv string
+	// ServiceAccountFileEnv is the NAME of the sender's environment
+	// variable that holds the PATH of the service account's JSON key
+	// file (a mounted Secret); google, required.
+	ServiceAccountFileEnv string
+	// Subject is the mailbox the service account acts for (domain-wide
+	// delegation); google, default the check's username.
+	Subject string
+	// Scopes requested; default by provider
+	// (https://outlook.office365.com/.default, https://mail.google.com/).
+	Scopes []string
+	// Mechanism is xoauth2 (default) or oauthbearer (RFC 7628).
+	Mechanism string
+	// TokenURL overrides the token endpoint (sovereign clouds, tests):
+	// https, or http to a loopback address.
+	TokenURL string
 }
 
 // Addr returns "host:port" (IPv6 addresses in brackets).
@@ -386,6 +434,7 @@ func yamlErrors(name string, err error) error {
 		msg = strings.ReplaceAll(msg, "in type checks.rawSettings", "in defaults")
 		msg = strings.ReplaceAll(msg, "in type checks.Contact", "in a contact")
 		msg = strings.ReplaceAll(msg, "in type checks.rawService", "in a check")
+		msg = strings.ReplaceAll(msg, "in type checks.rawOAuth", "in an oauth block")
 		errs = append(errs, &Error{File: name, Line: line, Msg: msg})
 	}
 	return errors.Join(errs...)
@@ -491,13 +540,29 @@ type rawCheck struct {
 
 // rawService holds the service-check fields; nil means "not in the file".
 type rawService struct {
-	Host            *text `yaml:"host"`
-	Port            *Int  `yaml:"port"`
-	TLS             *text `yaml:"tls"`
-	Username        *text `yaml:"username"`
-	PasswordEnv     *text `yaml:"password_env"`
-	ExpectGreeting  *text `yaml:"expect_greeting"`
-	CertWarningDays *Int  `yaml:"cert_warning_days"`
+	Host            *text     `yaml:"host"`
+	Port            *Int      `yaml:"port"`
+	TLS             *text     `yaml:"tls"`
+	Username        *text     `yaml:"username"`
+	PasswordEnv     *text     `yaml:"password_env"`
+	ExpectGreeting  *text     `yaml:"expect_greeting"`
+	CertWarningDays *Int      `yaml:"cert_warning_days"`
+	OAuth           *rawOAuth `yaml:"oauth"`
+
+	oauthLine int // the line of the oauth key, for its missing fields
+}
+
+// rawOAuth is a service check's oauth block as written.
+type rawOAuth struct {
+	Provider              *text    `yaml:"provider"`
+	Tenant                *text    `yaml:"tenant"`
+	ClientID              *text    `yaml:"client_id"`
+	ClientSecretEnv       *text    `yaml:"client_secret_env"`
+	ServiceAccountFileEnv *text    `yaml:"service_account_file_env"`
+	Subject               *text    `yaml:"subject"`
+	Scopes                []string `yaml:"scopes"`
+	Mechanism             *text    `yaml:"mechanism"`
+	TokenURL              *text    `yaml:"token_url"`
 }
 
 type rawFile struct {
@@ -581,6 +646,10 @@ func (rc *rawCheck) resolve(name string, index int, file *rawFile, pos positions
 		add(0, "customer", "must be 1 to 63 characters of a-z, 0-9, '-' and '_'")
 	}
 	base := DefaultService
+	rc.rawService.oauthLine = pos.line(index, "oauth")
+	if rc.rawService.oauthLine == 0 {
+		rc.rawService.oauthLine = rc.line
+	}
 	switch c.Kind {
 	case "":
 		add(0, "kind", "is required: roundtrip, smtp, imap or pop3")
@@ -706,6 +775,9 @@ func (rc *rawCheck) noService(add func(line int, field, format string, args ...a
 			add(t.v.Line, t.field, "is only for smtp, imap and pop3 checks")
 		}
 	}
+	if r.OAuth != nil {
+		add(r.oauthLine, "oauth", "is only for smtp, imap and pop3 checks")
+	}
 	ints := []struct {
 		field string
 		v     *Int
@@ -765,9 +837,19 @@ func (rc *rawCheck) service(kind string, add func(line int, field, format string
 	user, userLine := get("username", r.Username)
 	pwEnv, pwLine := get("password_env", r.PasswordEnv)
 	s.Username, s.PasswordEnv = user, pwEnv
+	if r.OAuth != nil {
+		s.OAuth = rc.oauth(user, add)
+	}
 	switch {
+	case s.OAuth != nil && pwEnv != "":
+		add(pwLine, "password_env", "give password_env or an oauth block, not both")
+	case r.OAuth != nil && user == "":
+		add(r.oauthLine, "username", "is required with oauth: the mailbox to log in as (e.g. webscout@acme.example)")
+	case r.OAuth != nil && kind == events.KindSMTP && s.TLS == TLSNone:
+		add(userLine, "username", "an smtp check sends credentials only over TLS: set tls to starttls or implicit")
+	case r.OAuth != nil:
 	case user != "" && pwEnv == "":
-		add(userLine, "password_env", "is required with username: the NAME of the environment variable that holds the password")
+		add(userLine, "password_env", "is required with username (or an oauth block): the NAME of the environment variable that holds the password")
 	case user == "" && pwEnv != "":
 		add(pwLine, "username", "is required with password_env")
 	case user != "" && kind == events.KindSMTP && s.TLS == TLSNone:
@@ -795,6 +877,111 @@ func (rc *rawCheck) service(kind string, add func(line int, field, format string
 		}
 	}
 	return s
+}
+
+// oauth validates a service check's oauth block; every problem names
+// the field, e.g. oauth.client_secret_env. It returns nil when the block
+// cannot be used.
+func (rc *rawCheck) oauth(user string, add func(line int, field, format string, args ...any)) *OAuth {
+	r := rc.rawService.OAuth
+	bad := false
+	fail := func(line int, field, format string, args ...any) {
+		if line == 0 {
+			line = rc.oauthLine
+		}
+		add(line, "oauth."+field, format, args...)
+		bad = true
+	}
+	get := func(field string, t *text) (string, int) {
+		if t == nil {
+			return "", 0
+		}
+		if t.NotScalar {
+			fail(t.Line, field, "must be a single value, not a list or map")
+		}
+		return t.S, t.Line
+	}
+	o := &OAuth{Scopes: r.Scopes}
+	var lines = map[string]int{}
+	for _, f := range []struct {
+		name string
+		t    *text
+		v    *string
+	}{{"provider", r.Provider, &o.Provider}, {"tenant", r.Tenant, &o.Tenant}, {"client_id", r.ClientID, &o.ClientID},
+		{"client_secret_env", r.ClientSecretEnv, &o.ClientSecretEnv}, {"service_account_file_env", r.ServiceAccountFileEnv, &o.ServiceAccountFileEnv},
+		{"subject", r.Subject, &o.Subject}, {"mechanism", r.Mechanism, &o.Mechanism}, {"token_url", r.TokenURL, &o.TokenURL}} {
+		*f.v, lines[f.name] = get(f.name, f.t)
+	}
+	set := func(field string) bool { _, ok := lines[field]; return ok && lines[field] > 0 }
+	notFor := func(fields ...string) {
+		for _, f := range fields {
+			if set(f) {
+				fail(lines[f], f, "is not used by provider %s", o.Provider)
+			}
+		}
+	}
+	envVar := func(field, value, holds string) {
+		switch {
+		case value == "":
+			fail(lines[field], field, "is required by provider %s: the NAME of the environment variable that holds %s", o.Provider, holds)
+		case !envName.MatchString(value):
+			// The value is not quoted: it may be the secret itself.
+			fail(lines[field], field, "is not an environment variable name ([A-Za-z_][A-Za-z0-9_]*); it names the variable that holds %s, never the secret itself", holds)
+		}
+	}
+	switch o.Provider {
+	case OAuthMicrosoft:
+		if o.Tenant == "" && o.TokenURL == "" {
+			fail(lines["tenant"], "tenant", "is required by provider microsoft (the Entra tenant id or domain)")
+		}
+		if strings.ContainsAny(o.Tenant, "/?#% ") {
+			fail(lines["tenant"], "tenant", "%q is not a tenant id or domain", o.Tenant)
+		}
+		if o.ClientID == "" {
+			fail(lines["client_id"], "client_id", "is required by provider microsoft (the application (client) id)")
+		}
+		envVar("client_secret_env", o.ClientSecretEnv, "the client secret")
+		notFor("service_account_file_env", "subject")
+	case OAuthGoogle:
+		envVar("service_account_file_env", o.ServiceAccountFileEnv, "the path of the service account's JSON key")
+		notFor("tenant", "client_id", "client_secret_env")
+		if o.Subject == "" {
+			o.Subject = user
+		}
+		if a, err := mail.ParseAddress(o.Subject); err != nil || a.Address != o.Subject {
+			fail(lines["subject"], "subject", "%q is not a mailbox address (the user the service account acts for)", o.Subject)
+		}
+	case "":
+		fail(lines["provider"], "provider", "is required: microsoft or google")
+	default:
+		fail(lines["provider"], "provider", "%q is not microsoft or google", o.Provider)
+	}
+	switch strings.ToLower(o.Mechanism) {
+	case "", "xoauth2", "oauthbearer":
+		o.Mechanism = strings.ToLower(o.Mechanism)
+	default:
+		fail(lines["mechanism"], "mechanism", "%q is not xoauth2 or oauthbearer", o.Mechanism)
+	}
+	if o.TokenURL != "" {
+		u, err := url.Parse(o.TokenURL)
+		loopback := false
+		if err == nil {
+			ip, perr := netip.ParseAddr(u.Hostname())
+			loopback = u.Hostname() == "localhost" || (perr == nil && ip.IsLoopback())
+		}
+		if err != nil || u.Host == "" || !(u.Scheme == "https" || (u.Scheme == "http" && loopback)) {
+			fail(lines["token_url"], "token_url", "%q is not an https URL (http only to a loopback address)", o.TokenURL)
+		}
+	}
+	for _, sc := range o.Scopes {
+		if sc == "" || strings.ContainsAny(sc, " \t\r\n") {
+			fail(0, "scopes", "%q is not one scope", sc)
+		}
+	}
+	if bad {
+		return nil
+	}
+	return o
 }
 
 // validHost reports whether h is an IP address or a DNS name (RFC 1123

@@ -335,4 +335,37 @@ checks:
 			t.Errorf("err = %v, want %q", err, want)
 		}
 	}
+
+func TestLoadServiceOAuth(t *testing.T) {
+	f, err := Load("testdata/service-oauth.yaml")
+	if err != nil {
+		t.Fatalf("Load: %v", err)
+	}
+	want := map[string]OAuth{
+		"contoso-imap": {Provider: OAuthMicrosoft, Tenant: "contoso.onmicrosoft.com", ClientID: "11111111-2222-3333-4444-555555555555",
+			ClientSecretEnv: "CONTOSO_CLIENT_SECRET"},
+		"contoso-pop3": {Provider: OAuthMicrosoft, Tenant: "contoso.onmicrosoft.com", ClientID: "11111111-2222-3333-4444-555555555555",
+			ClientSecretEnv: "CONTOSO_CLIENT_SECRET", Mechanism: "oauthbearer"},
+		"example-gmail": {Provider: OAuthGoogle, ServiceAccountFileEnv: "EXAMPLE_SA_FILE", Subject: "webscout@example.com"},
+	}
+	for id, w := range want {
+		c := f.Lookup(id)
+		if c == nil || c.Service.OAuth == nil {
+			t.Fatalf("%s: no oauth block", id)
+		}
+		got := *c.Service.OAuth
+		if got.Provider != w.Provider || got.Tenant != w.Tenant || got.ClientID != w.ClientID || got.ClientSecretEnv != w.ClientSecretEnv ||
+			got.ServiceAccountFileEnv != w.ServiceAccountFileEnv || got.Subject != w.Subject || got.Mechanism != w.Mechanism || len(got.Scopes) != 0 {
+			t.Errorf("%s: %+v, want %+v", id, got, w)
+		}
+		if c.Service.PasswordEnv != "" || c.Service.Username == "" {
+			t.Errorf("%s: username %q password_env %q", id, c.Service.Username, c.Service.PasswordEnv)
+		}
+	}
+	// A secret pasted where the variable's name goes is never echoed.
+	data, _ := os.ReadFile("testdata/service-oauth-invalid.yaml")
+	_, err = Parse("service-oauth-invalid.yaml", data)
+	if err == nil || strings.Contains(err.Error(), "Xy8Q~secret.value") {
+		t.Errorf("err %v: want errors that do not show the pasted secret", err)
+	}
 }

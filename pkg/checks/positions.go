@@ -122,7 +122,12 @@ func decodeErrors(name string, te *yaml.TypeError, pos positions) []error {
 		if field, ok := unknownField(msg); ok {
 			e.Field = field
 			e.Msg = "unknown field"
-			if cp != nil {
+			if cp != nil && strings.Contains(msg, "checks.rawOAuth") {
+				e.Field = "oauth." + field
+				if s := suggest(field, knownOAuthFields()); s != "" {
+					e.Msg += fmt.Sprintf("; did you mean oauth.%s?", s)
+				}
+			} else if cp != nil {
 				if s := suggest(field, knownCheckFields()); s != "" {
 					e.Msg += fmt.Sprintf("; did you mean %s?", s)
 				}
@@ -135,7 +140,7 @@ func decodeErrors(name string, te *yaml.TypeError, pos positions) []error {
 			}
 			e.Msg = strings.NewReplacer("in type checks.rawCheck", "in a check", "in type checks.rawFile", "at the top level",
 				"in type checks.rawSettings", "in defaults", "in type checks.Contact", "in a contact",
-				"in type checks.rawService", "in a check").Replace(msg)
+				"in type checks.rawService", "in a check", "in type checks.rawOAuth", "in an oauth block").Replace(msg)
 		}
 		errs = append(errs, e)
 	}
@@ -179,6 +184,18 @@ func knownCheckFields() []string {
 		}
 	}
 	walk(reflect.TypeOf(rawCheck{}))
+	return out
+}
+
+// knownOAuthFields lists the keys of a service check's oauth block.
+func knownOAuthFields() []string {
+	var out []string
+	t := reflect.TypeOf(rawOAuth{})
+	for i := 0; i < t.NumField(); i++ {
+		if name, _, _ := strings.Cut(t.Field(i).Tag.Get("yaml"), ","); name != "" {
+			out = append(out, name)
+		}
+	}
 	return out
 }
 

@@ -147,10 +147,18 @@ func (t Target) Validate() error {
 type MissingPasswordError struct {
 	Check    string // check id
 	Variable string // the password_env name
+	// Field names the check's field that names the variable: ""
+	// (password_env), oauth.client_secret_env or
+	// oauth.service_account_file_env.
+	Field string
 }
 
 func (e *MissingPasswordError) Error() string {
-	return fmt.Sprintf("check %q: password_env: environment variable %s is not set or empty", e.Check, e.Variable)
+	field := e.Field
+	if field == "" {
+		field = "password_env"
+	}
+	return fmt.Sprintf("check %q: %s: environment variable %s is not set or empty", e.Check, field, e.Variable)
 }
 
 // FromCheck builds the Target of a service check. lookupEnv (os.LookupEnv
@@ -158,7 +166,15 @@ func (e *MissingPasswordError) Error() string {
 // is unset or empty the error is a *MissingPasswordError naming the check
 // and the variable.
 // RootCAs, HelloName and Resolver are left for the caller.
+//
+// A check with an oauth block gets a new OAuth login (Target.Auth) with a
+// token cache of its own; a service that runs checks again and again uses
+// Logins.Target instead, which keeps one login per check.
 func FromCheck(c *checks.Check, lookupEnv func(string) (string, bool)) (Target, error) {
+	return fromCheck(c, lookupEnv, nil)
+}
+
+func fromCheck(c *checks.Check, lookupEnv func(string) (string, bool), logins *Logins) (Target, error) {
 	s := c.Service
 	t := Target{
 		Host: s.Host, Port: s.Port, TLS: s.TLS, Username: s.Username,
@@ -170,6 +186,13 @@ func FromCheck(c *checks.Check, lookupEnv func(string) (string, bool)) (Target, 
 			return t, &MissingPasswordError{Check: c.ID, Variable: s.PasswordEnv}
 		}
 		t.Password = pw
+	}
+	if s.OAuth != nil {
+		login, err := logins.login(c, lookupEnv)
+		if err != nil {
+			return t, err
+		}
+		t.Auth = login
 	}
 	if err := t.Validate(); err != nil {
 		return t, fmt.Errorf("check %q: %w", c.ID, err)

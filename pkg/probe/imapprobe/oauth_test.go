@@ -100,3 +100,40 @@ func TestOAuthOtherMailbox(t *testing.T) {
 		t.Fatalf("class %q phase %q err %v: want the server's NO to EXAMINE Probes", r.Class, r.Phase, r.Err)
 	}
 }
+
+// A service check with an oauth block, run again and again through
+// probe.Logins: one token serves every run (the cache), and a revoked
+// secret turns into class credentials, the monitor's.
+func TestOAuthCheckThroughLogins(t *testing.T) {
+	srv := mailtest.NewIMAPServer(t, nil)
+	e := probetest.NewTokenEndpoint(t, srv.AllowToken)
+	host, port, _ := strings.Cut(srv.Addr, ":")
+	p, _ := strconv.Atoi(port)
+	check := &checks.Check{ID: "acme-imap", Kind: events.KindIMAP, Service: checks.Service{Host: host, Port: p, TLS: checks.TLSNone,
+		Username: mailtest.IMAPUser, OAuth: &checks.OAuth{Provider: checks.OAuthMicrosoft, TokenURL: e.URL, ClientID: probetest.ClientID,
+			ClientSecretEnv: "ACME_CLIENT_SECRET"}}}
+	lookup := func(k string) (string, bool) { return probetest.ClientSecret, k == "ACME_CLIENT_SECRET" }
+	logins := probe.NewLogins(nil, nil)
+	for i := range 3 {
+		tg, err := logins.Target(check, lookup)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if r := Probe(probetest.Context(t), tg); r.Class != "" {
+			t.Fatalf("run %d: class %q err %v", i, r.Class, r.Err)
+		}
+	}
+	if n := e.Issued(); n != 1 {
+		t.Errorf("%d tokens issued for 3 runs, want 1", n)
+	}
+	e.Revoke()
+	fresh := probe.NewLogins(nil, nil) // no cached token
+	tg, err := fresh.Target(check, lookup)
+	if err != nil {
+		t.Fatal(err)
+	}
+	r := Probe(probetest.Context(t), tg)
+	if r.Class != probe.ClassCredentials || r.Status() != events.StatusMonitorError || !strings.Contains(r.Err.Error(), "AADSTS7000215") {
+		t.Errorf("revoked: class %q status %s err %v", r.Class, r.Status(), r.Err)
+	}
+}
