@@ -335,6 +335,7 @@ checks:
 			t.Errorf("err = %v, want %q", err, want)
 		}
 	}
+}
 
 func TestLoadServiceOAuth(t *testing.T) {
 	f, err := Load("testdata/service-oauth.yaml")

@@ -65,8 +65,10 @@ type Deps struct {
 	// and the host of SCOUT_RELAY_ADDR as server name.
 	RelayTLS *tls.Config
 	// LookupEnv reads the password of a service check from the variable
-	// its password_env names (os.LookupEnv in a main); nil means no
-	// variable is set, so every check with a login is a monitor_error.
+	// its password_env names, and the OAuth client secret or service
+	// account key path from those its oauth block names (os.LookupEnv in
+	// a main); nil means no variable is set, so every check with a login
+	// is a monitor_error.
 	LookupEnv func(string) (string, bool)
 	// ServiceRootCAs verify the certificates of service checks; nil means
 	// the system roots.
@@ -93,6 +95,9 @@ type Sender struct {
 	// observations: service checks, the observation of a test
 	observations *memo[events.ServiceChecked]
 	dkim         *probemail.DKIMSigner // nil: probes are not DKIM-signed
+	// logins: the OAuth logins of service checks, one per check, whose
+	// token caches serve every run
+	logins *probe.Logins
 	// maxDeliver is the consumer's delivery bound: the last delivery must
 	// report, since JetStream will not deliver again.
 	maxDeliver int
@@ -148,6 +153,7 @@ func New(cfg Config, deps Deps) (*Sender, error) {
 	}
 	return &Sender{
 		cfg: cfg, deps: deps, log: log, metrics: m, memo: newMemo[events.MailSent](), probes: newMemo[builtProbe](), observations: newMemo[events.ServiceChecked](),
+		logins:     probe.NewLogins(deps.Clock, nil),
 		maxDeliver: events.SenderConsumer(cfg.Site).MaxDeliver, dkim: dkimSigner,
 	}, nil
 }

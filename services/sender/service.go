@@ -2,7 +2,6 @@ package sender
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"log/slog"
 	"net/netip"
@@ -44,8 +43,10 @@ func proberFor(kind string) prober {
 // (message id checked:<test>); the evaluator makes the verdict. A
 // redelivered test publishes the observation made before instead of
 // probing again; a test picked up after its send window, or whose password
-// variable is missing, is observed as not run (probe.ClassStale,
-// ClassNoPassword, ClassBadTarget: the monitor's fault).
+// or OAuth variable is missing, is observed as not run (probe.ClassStale,
+// ClassNoPassword, ClassCredentials, ClassBadTarget: the monitor's fault).
+// A check with an oauth block logs in with the login s.logins keeps for
+// it (one token cache per check, renewed before expiry).
 func (s *Sender) serviceCheck(ctx context.Context, log *slog.Logger, ev events.TestScheduled, check *checks.Check) error {
 	if prev, ok := s.observations.get(ev.TestID); ok {
 		return s.reportChecked(ctx, log, prev.ev)
@@ -63,13 +64,9 @@ func (s *Sender) serviceCheck(ctx context.Context, log *slog.Logger, ev events.T
 		return s.observed(ctx, log, notRun(obs, probe.ClassStale,
 			fmt.Errorf("test picked up %s after its send window closed at %s; the check was not run", late, notAfter.UTC().Format(time.RFC3339))))
 	}
-	target, err := probe.FromCheck(check, s.deps.LookupEnv)
+	target, err := s.logins.Target(check, s.deps.LookupEnv)
 	if err != nil {
-		class := probe.ClassBadTarget
-		var missing *probe.MissingPasswordError
-		if errors.As(err, &missing) {
-			class = probe.ClassNoPassword
-		}
+		class := probe.ClassOf(err) // no_password, credentials or probe_build
 		log.Error("service check cannot run", "error_class", class, "error", err)
 		return s.observed(ctx, log, notRun(obs, class, err))
 	}

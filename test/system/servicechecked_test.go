@@ -37,6 +37,7 @@ checks:
 		{"timed out", probe.ClassTimeout, 30000, events.StatusTimeout},
 		{"not run: stale", probe.ClassStale, 0, events.StatusMonitorError},
 		{"not run: no password", probe.ClassNoPassword, 0, events.StatusMonitorError},
+		{"our OAuth credential refused", probe.ClassCredentials, 40, events.StatusMonitorError},
 	}
 	for i, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
