@@ -157,3 +157,31 @@ func TestCheckLoginShowsTheTokensRoles(t *testing.T) {
 		t.Error("the output shows a JWT")
 	}
 }
+
+// Without OAuth, check-login uses the password: LOGIN, and a wrong one
+// gets the password hint.
+func TestCheckLoginWithAPassword(t *testing.T) {
+	srv := mailtest.NewIMAPServer(t, nil)
+	f := newFixture(t, 0)
+	pw := filepath.Join(f.home, "imap-password")
+	for _, tc := range []struct {
+		password string
+		code     int
+		want     []string
+	}{
+		{mailtest.IMAPPassword, 0, []string{"imap login: LOGIN with a password", "imap folder: INBOX: 0 messages", "output: sendmail (no login to check)", "all logins work"}},
+		{"wrong", exitIgnored, []string{"imap problem: auth: the server replied", "imap hint: the server refused the user name or password"}},
+	} {
+		writeFile(t, pw, tc.password+"\n", 0o600)
+		r := f.run(nil, nil, "check-login", "--key-file", f.keyFile, "--imap", srv.Addr, "--imap-tls", "none", "--imap-user", mailtest.IMAPUser,
+			"--imap-password-file", pw, "--output", "sendmail")
+		t.Logf("exit %d\n%s%s", r.code, r.stdout, r.stderr)
+		if r.code != tc.code {
+			t.Fatalf("exit %d, want %d", r.code, tc.code)
+		}
+		wantLines(t, r.stdout, tc.want...)
+		if strings.Contains(r.stdout+r.stderr, tc.password) && tc.password != "wrong" {
+			t.Error("the output shows the password")
+		}
+	}
+}

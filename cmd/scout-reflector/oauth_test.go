@@ -400,3 +400,19 @@ func TestOAuthConfigErrors(t *testing.T) {
 		})
 	}
 }
+
+// A token the endpoint issued but the IMAP server refuses, at start: exit
+// 78 with the server's AUTHENTICATIONFAILED and its error challenge.
+func TestIMAPModeTokenRefusedByTheServerIsExit78(t *testing.T) {
+	srv, smtpSrv, _ := oauthServers(t, time.Hour)
+	p := newTestIDP(t, time.Hour, nil) // the IMAP server is never told
+	f := newFixture(t, 0)
+	cfg := oauthConfig(f, srv, smtpSrv, p, "")
+	r := f.run(nil, map[string]string{envSMTPClientSecret: testSecret}, "imap", "--config", cfg)
+	if r.code != exitConfig || !strings.Contains(r.stderr, "NO [AUTHENTICATIONFAILED]") || !strings.Contains(r.stderr, "XOAUTH2 refused: status") {
+		t.Fatalf("exit %d, want 78 naming AUTHENTICATIONFAILED; stderr %s", r.code, r.stderr)
+	}
+	if strings.Contains(r.stderr, "tok-1") {
+		t.Errorf("stderr shows the token:\n%s", r.stderr)
+	}
+}
