@@ -138,7 +138,7 @@ func TestLoginDeviceCode(t *testing.T) {
 		t.Fatalf("exit %d, want 0", r.code)
 	}
 	wantLines(t, r.stdout, "open "+p.srv.URL+"/device and enter the code ABCD-EFGH", "refresh token written to "+rtFile+" (mode 0600)",
-		"access token: valid for 1h0m0s", "granted scopes: https://outlook.office365.com/IMAP.AccessAsUser.All offline_access")
+		"access token: valid for", "granted scopes: https://outlook.office365.com/IMAP.AccessAsUser.All offline_access")
 	noTokens(t, r.stdout+r.stderr)
 	if p.scope[0] != "https://outlook.office365.com/IMAP.AccessAsUser.All offline_access" {
 		t.Errorf("device authorization asked for scope %q", p.scope[0])
