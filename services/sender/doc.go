@@ -39,8 +39,10 @@
 // whose total time is at or above the check's slow threshold is "slow", a
 // warning. The monitor's own faults are monitor_error, never a customer
 // failure: a test picked up after NotAfter (class stale, nothing is run), a
-// password variable that is unset or empty (class no_password, the error
-// names the check and the variable), an invalid target (probe_build).
+// password or OAuth variable that is unset or empty (class no_password, the
+// error names the check, the field and the variable), an OAuth credential
+// the token endpoint refuses or a key that cannot be used (credentials),
+// an invalid target (probe_build).
 // A redelivered test publishes the result decided before and never probes
 // twice; while a check runs, the message is kept from redelivery with
 // progress acknowledgements.
