@@ -702,8 +702,9 @@ func yamlError(path string, err error, lines map[string]int) error {
 			line, _ = strconv.Atoi(g[1])
 		}
 		if g := yamlUnknown.FindStringSubmatch(m); g != nil {
-			key := map[string]string{"SMTPConfig": "smtp.", "IMAPConfig": "imap.", "Config": "oauth."}[g[3]] + g[1]
+			key := map[string]string{"SMTPConfig": "smtp.", "IMAPConfig": "imap."}[g[3]] + g[1]
 			if g[2] == "mailauth" {
+				key = "oauth." + g[1]
 				for k, l := range lines {
 					if l == line && strings.HasSuffix(k, ".oauth."+g[1]) {
 						key = k

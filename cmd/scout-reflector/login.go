@@ -152,7 +152,7 @@ func runLogin(ctx context.Context, cfg *resolved, e env) error {
 		}
 	}
 	conf := &oauth2.Config{ClientID: oc.ClientID, ClientSecret: secret, Endpoint: ep, Scopes: scopes, RedirectURL: cfg.login.redirectURL}
-	ctx = context.WithValue(ctx, oauth2.HTTPClient, tokenHTTPClient)
+	ctx = context.WithValue(ctx, oauth2.HTTPClient, tokenHTTPClient())
 	out := e.stdout
 	var tok *oauth2.Token
 	if cfg.login.flow == flowDevice {

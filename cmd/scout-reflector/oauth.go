@@ -12,10 +12,10 @@ import (
 	"github.com/emailscout/emailscout/pkg/submit"
 )
 
-// tokenHTTPClient talks to token endpoints: the system roots (the
-// endpoints are the identity provider's, not the customer's mail
-// server), 30 s per request.
-var tokenHTTPClient = &http.Client{Timeout: 30 * time.Second}
+// tokenHTTPClient returns the client for token endpoints: the system
+// roots (the endpoints are the identity provider's, not the customer's
+// mail server), 30 s per request.
+func tokenHTTPClient() *http.Client { return &http.Client{Timeout: 30 * time.Second} }
 
 // completeOAuth validates the oauth block of section ("imap" or "smtp"),
 // fills its client secret from the environment variable envSecret when
@@ -70,7 +70,7 @@ func (r *resolved) completeOAuth(e env, src source, section string, cfg *mailaut
 	if r.mode == modeLogin {
 		return nil, nil // the refresh token file is what `login` writes
 	}
-	login, err := mailauth.New(*cfg, username, mailauth.Options{HTTPClient: tokenHTTPClient})
+	login, err := mailauth.New(*cfg, username, mailauth.Options{HTTPClient: tokenHTTPClient()})
 	if err != nil {
 		return nil, []error{fmt.Errorf("%s: %w", where(""), err)}
 	}
