@@ -5,6 +5,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/emailscout/emailscout/pkg/mailauth"
 	"github.com/emailscout/emailscout/pkg/probe/probetest"
 )
 
@@ -68,5 +69,36 @@ func FuzzSession(f *testing.F) {
 			t.Fatalf("STAT %d %d", n, size)
 		}
 		check("QUIT", c.Quit())
+	})
+}
+
+// FuzzAuth feeds any bytes as a server's side of a greeting and an AUTH
+// XOAUTH2 exchange (RFC 5034): nothing panics, the exchange ends within
+// its bound of challenges, and every failure is an *Error, a
+// *ProtocolError, the SASL client's error or the connection's end.
+func FuzzAuth(f *testing.F) {
+	for _, seed := range []string{
+		"+OK ready\r\n+OK Logged in\r\n",
+		"+OK\r\n+ \r\n+OK\r\n",
+		"+OK\r\n+ eyJzdGF0dXMiOiI0MDEifQ==\r\n-ERR [AUTH] Authentication failed.\r\n",
+		"+OK\r\n+ not base64!\r\n-ERR\r\n",
+		"+OK\r\n+ \r\n+ \r\n+ \r\n+ \r\n+ \r\n",
+	} {
+		f.Add([]byte(seed))
+	}
+	f.Fuzz(func(t *testing.T, data []byte) {
+		c := NewClient(probetest.NewReplay(data))
+		if _, err := c.Greeting(); err != nil {
+			return
+		}
+		sc, err := mailauth.NewClient(mailauth.XOAuth2, "scout", "token")
+		if err != nil {
+			t.Fatal(err)
+		}
+		err = c.Auth(sc)
+		var e *Error
+		if errors.As(err, &e) && (e.Code != strings.ToUpper(e.Code) || strings.Contains(e.Code, "]")) {
+			t.Fatalf("-ERR code %q", e.Code)
+		}
 	})
 }
