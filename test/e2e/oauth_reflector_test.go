@@ -307,3 +307,32 @@ func TestOAuthServiceChecksAgainstDovecot(t *testing.T) {
 		}
 	}
 }
+
+// TestOAuthCheckLoginAgainstDovecot: `scout-reflector check-login` with the
+// OAuth configuration logs in to Dovecot (AUTHENTICATE, EXAMINE) and to
+// Postfix (EHLO, STARTTLS, AUTH) and exits 0; with the secret revoked it
+// exits 1 and names AADSTS7000215 with its hint, never the secret.
+func TestOAuthCheckLoginAgainstDovecot(t *testing.T) {
+	e := setup(t)
+	p := startIDP(t, time.Hour)
+	cfg := oauthReflectorConfig(t, p, mailauth.XOAuth2)
+	out, err := exec.CommandContext(e.ctx, reflectorBin, "check-login", "--config", cfg).CombinedOutput()
+	t.Logf("check-login: %v\n%s", err, out)
+	flat := strings.Join(strings.Fields(string(out)), " ")
+	for _, want := range []string{"imap greeting: * OK", "AUTH=XOAUTH2", "imap auth: accepted", "imap folder: INBOX:",
+		"smtp tls: TLS1.3", "smtp auth: accepted", "all logins work"} {
+		if !strings.Contains(flat, want) {
+			t.Errorf("check-login output lacks %q", want)
+		}
+	}
+	if err != nil {
+		t.Errorf("check-login: %v, want exit 0", err)
+	}
+	p.revoke()
+	out, err = exec.CommandContext(e.ctx, reflectorBin, "check-login", "--config", cfg).CombinedOutput()
+	t.Logf("check-login, revoked: %v\n%s", err, out)
+	if ee, ok := err.(*exec.ExitError); !ok || ee.ExitCode() != 1 || !bytes.Contains(out, []byte("AADSTS7000215")) ||
+		!bytes.Contains(out, []byte("use the secret's Value")) || bytes.Contains(out, []byte(appSecret)) {
+		t.Errorf("check-login with a revoked secret: %v; want exit 1 naming AADSTS7000215 with its hint", err)
+	}
+}
