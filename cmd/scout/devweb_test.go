@@ -1,6 +1,7 @@
 package main
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"io"
@@ -72,6 +73,15 @@ func TestDevServesWebPages(t *testing.T) {
 	}
 	if !up {
 		t.Error("acme-roundtrip never turned up in /api/v1/overview")
+	}
+	// scout status reads the same API: the check up at both sites.
+	var st bytes.Buffer
+	if err := run(ctx, []string{"status", "--url", base}, os.Getenv, &st); err != nil && exitCode(err) != statusWarning {
+		t.Errorf("scout status: %v\n%s", err, st.String())
+	}
+	row := regexp.MustCompile(`(?m)^UP +acme-roundtrip +roundtrip +\S+@\S+ +dev-[ab] +up +ok +\d+ ms +\d+s$`)
+	if !row.MatchString(st.String()) || !strings.Contains(st.String(), "checks: 0 down") {
+		t.Errorf("scout status:\n%s", st.String())
 	}
 	if code, _ := get("/readyz"); code != http.StatusOK {
 		t.Errorf("GET /readyz: %d", code)

@@ -6,7 +6,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"slices"
 	"strings"
 	"time"
 
@@ -224,49 +223,8 @@ func printEvidence(w io.Writer, r events.CheckResult) {
 	for _, warn := range r.Warnings {
 		fmt.Fprintf(w, "    warning    %s\n", warn)
 	}
-	ev := r.Evidence
-	if ev == nil {
-		return
-	}
-	if s := ev.Submission; s != nil {
-		tls := s.TLSVersion
-		if tls == "" {
-			tls = "no TLS"
-		}
-		fmt.Fprintf(w, "    submitted  to %s (%s, %s)", firstNonEmpty(s.Server, s.Hop), s.Hop, tls)
-		if s.QueueID != "" {
-			fmt.Fprintf(w, ", queued as %s", s.QueueID)
-		}
-		if !s.AcceptedAt.IsZero() {
-			fmt.Fprintf(w, " at %s", stamp(s.AcceptedAt))
-		}
-		fmt.Fprintln(w)
-		for _, l := range s.Transcript {
-			fmt.Fprintf(w, "      %s\n", l)
-		}
-	}
-	if ev.Deferred != nil {
-		fmt.Fprintf(w, "    deferred   %s\n", ev.Deferred)
-	}
-	if b := ev.Bounce; b != nil {
-		fmt.Fprintf(w, "    bounce     %s, status %s, reported by %s\n", b.Action, b.Status, firstNonEmpty(b.ReportingMTA, "?"))
-		if b.RemoteMTA != "" {
-			fmt.Fprintf(w, "      remote MTA       %s\n", b.RemoteMTA)
-		}
-		if b.FinalRecipient != "" {
-			fmt.Fprintf(w, "      final recipient  %s\n", b.FinalRecipient)
-		}
-		if b.Diagnostic != "" {
-			fmt.Fprintf(w, "      diagnostic       %s\n", b.Diagnostic)
-		}
-	}
-	for i, h := range slices.Clone(ev.Hops) {
-		delay := ""
-		if h.DelayMS != nil {
-			delay = fmt.Sprintf(" (+%s, remote clocks)", time.Duration(*h.DelayMS)*time.Millisecond)
-		}
-		fmt.Fprintf(w, "    hop %d      from %s by %s with %s id %s at %s%s\n", i+1, firstNonEmpty(h.From, "?"), firstNonEmpty(h.By, "?"),
-			firstNonEmpty(h.With, "?"), firstNonEmpty(h.ID, "?"), stamp(h.At), delay)
+	for _, l := range r.Evidence.Details() {
+		fmt.Fprintf(w, "    %s\n", l)
 	}
 }
 

@@ -7,6 +7,7 @@ package main
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"os"
@@ -21,7 +22,9 @@ func main() {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
 	if err := run(ctx, os.Args[1:], os.Getenv, os.Stdout); err != nil {
-		fmt.Fprintln(os.Stderr, "scout:", err)
+		if !errors.Is(err, errSilent) {
+			fmt.Fprintln(os.Stderr, "scout:", err)
+		}
 		os.Exit(exitCode(err))
 	}
 }
@@ -36,7 +39,8 @@ func (e exitError) Error() string { return e.err.Error() }
 func (e exitError) Unwrap() error { return e.err }
 
 func exitCode(err error) int {
-	if e, ok := err.(exitError); ok {
+	var e exitError
+	if errors.As(err, &e) {
 		return e.code
 	}
 	return 1

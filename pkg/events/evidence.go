@@ -1,6 +1,7 @@
 package events
 
 import (
+	"fmt"
 	"strings"
 	"time"
 )
@@ -19,6 +20,11 @@ type Evidence struct {
 	// Hops are the Received: fields of a returned probe, oldest first.
 	// Their times are remote clocks: informational only.
 	Hops []Hop `json:"hops,omitempty"`
+	// Dialogue is a service check's SMTP, IMAP or POP3 dialogue when it
+	// did not pass or was slow: "C: " lines sent, "S: " lines received,
+	// credentials masked (pkg/transcript). At most MaxTranscriptLines
+	// lines of MaxTranscriptLine bytes.
+	Dialogue []string `json:"dialogue,omitempty"`
 }
 
 // Submission is how the first hop took the probe (RFC 5321 dialogue).
@@ -35,7 +41,7 @@ type Submission struct {
 	Transcript []string `json:"transcript,omitempty"`
 }
 
-// Limits of Submission.Transcript.
+// Limits of Submission.Transcript and Evidence.Dialogue.
 const (
 	MaxTranscriptLines = 60
 	MaxTranscriptLine  = 200
@@ -120,4 +126,85 @@ func (s *Submission) name() string {
 		return strings.Trim(s.Hop[:i], "[]")
 	}
 	return s.Hop
+}
+
+// Details is the whole evidence for a person to read, one line each,
+// sub-lines indented by two spaces, as `scout incident show` and the web
+// service's check page show it:
+//
+//	submitted  to relay.monitor.example (127.0.0.1:25, TLS1.3), queued as 4XyZ at 2026-12-05 12:00:01Z
+//	  S: 220 relay.monitor.example ESMTP
+//	deferred   451 4.7.1 greylisted
+//	bounce     failed, status 5.1.1, reported by relay.monitor.example
+//	  remote MTA       mx1.acme.example
+//	hop 1      from a by b with ESMTPS id X at 2026-12-05 12:00:02Z (+1s, remote clocks)
+//	dialogue
+//	  S: 554 5.7.1 go away
+func (e *Evidence) Details() []string {
+	if e == nil {
+		return nil
+	}
+	var out []string
+	add := func(format string, args ...any) { out = append(out, fmt.Sprintf(format, args...)) }
+	if s := e.Submission; s != nil {
+		tls := s.TLSVersion
+		if tls == "" {
+			tls = "no TLS"
+		}
+		line := fmt.Sprintf("submitted  to %s (%s, %s)", s.name(), s.Hop, tls)
+		if s.QueueID != "" {
+			line += ", queued as " + s.QueueID
+		}
+		if !s.AcceptedAt.IsZero() {
+			line += " at " + stamp(s.AcceptedAt)
+		}
+		out = append(out, line)
+		for _, l := range s.Transcript {
+			add("  %s", l)
+		}
+	}
+	if e.Deferred != nil {
+		add("deferred   %s", e.Deferred)
+	}
+	if b := e.Bounce; b != nil {
+		add("bounce     %s, status %s, reported by %s", b.Action, orUnknown(b.Status), orUnknown(b.ReportingMTA))
+		if b.RemoteMTA != "" {
+			add("  remote MTA       %s", b.RemoteMTA)
+		}
+		if b.FinalRecipient != "" {
+			add("  final recipient  %s", b.FinalRecipient)
+		}
+		if b.Diagnostic != "" {
+			add("  diagnostic       %s", b.Diagnostic)
+		}
+	}
+	for i, h := range e.Hops {
+		delay := ""
+		if h.DelayMS != nil {
+			delay = fmt.Sprintf(" (+%s, remote clocks)", time.Duration(*h.DelayMS)*time.Millisecond)
+		}
+		add("hop %-2d     from %s by %s with %s id %s at %s%s", i+1, orUnknown(h.From), orUnknown(h.By),
+			orUnknown(h.With), orUnknown(h.ID), stamp(h.At), delay)
+	}
+	if len(e.Dialogue) > 0 {
+		out = append(out, "dialogue")
+		for _, l := range e.Dialogue {
+			add("  %s", l)
+		}
+	}
+	return out
+}
+
+func stamp(t time.Time) string {
+	if t.IsZero() {
+		return "?"
+	}
+	return t.UTC().Format("2006-01-02 15:04:05Z")
+}
+
+func orUnknown(s string) string {
+	if s == "" {
+		return "?"
+	}
+	return s
 }

@@ -443,6 +443,9 @@ type ServiceChecked struct {
 	Reply   *SMTPReply `json:"smtp_reply,omitempty"`
 	Timings Timings    `json:"timings"`
 	TLS     *TLSInfo   `json:"tls,omitempty"`
+	// Evidence holds the dialogue (Evidence.Dialogue) of a check that did
+	// not pass or was slow; nil for a good one.
+	Evidence *Evidence `json:"evidence,omitempty"`
 }
 
 // Subject implements Event.

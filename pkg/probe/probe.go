@@ -225,8 +225,12 @@ type Result struct {
 	Replies []string
 	// Reply is the SMTP reply that made the check fail or degrade; nil
 	// otherwise and for IMAP and POP3 (their response is in Err).
-	Reply   *events.SMTPReply
-	Mailbox *Mailbox // nil when the mailbox phase did not run
+	Reply *events.SMTPReply
+	// Transcript is the dialogue as pkg/transcript records it: "C: " and
+	// "S: " lines, credentials masked, TLS connections in plain text,
+	// at most events.MaxTranscriptLines lines.
+	Transcript []string
+	Mailbox    *Mailbox // nil when the mailbox phase did not run
 	// Class is the error class ("" when the check passed), Phase the phase
 	// it happened in and Err the details.
 	Class string
@@ -261,4 +265,18 @@ func StatusOf(class string) string {
 		return events.StatusMonitorError
 	}
 	return events.StatusFailed
+}
+
+// ServiceStatus is the status of a service-check attempt: StatusOf(class),
+// except that an ok dialogue whose whole time totalMS (milliseconds) was
+// slow or longer is events.StatusSlow (a warning, as a slow round trip
+// is); slow <= 0 turns that off. A failure stays a failure and degraded
+// warns already. The evaluator makes its verdicts with it and `scout
+// check` shows it (docs/evaluation.md).
+func ServiceStatus(class string, totalMS float64, slow time.Duration) string {
+	status := StatusOf(class)
+	if status == events.StatusOK && slow > 0 && totalMS >= float64(slow)/float64(time.Millisecond) {
+		return events.StatusSlow
+	}
+	return status
 }

@@ -46,6 +46,29 @@ func TestStatusOf(t *testing.T) {
 	}
 }
 
+// TestServiceStatus: an ok dialogue at or over the slow threshold is
+// slow; under it, or with the threshold off, ok; other statuses are kept.
+func TestServiceStatus(t *testing.T) {
+	cases := []struct {
+		class   string
+		totalMS float64
+		slow    time.Duration
+		want    string
+	}{
+		{"", 9999.9, 10 * time.Second, events.StatusOK},
+		{"", 10000, 10 * time.Second, events.StatusSlow},
+		{"", 60000, 0, events.StatusOK},
+		{ClassCertExpiring, 60000, 10 * time.Second, events.StatusDegraded},
+		{ClassRefused, 60000, 10 * time.Second, events.StatusFailed},
+		{ClassTimeout, 30000, 10 * time.Second, events.StatusTimeout},
+	}
+	for _, c := range cases {
+		if got := ServiceStatus(c.class, c.totalMS, c.slow); got != c.want {
+			t.Errorf("ServiceStatus(%q, %v, %v) = %q, want %q", c.class, c.totalMS, c.slow, got, c.want)
+		}
+	}
+}
+
 func TestFromCheck(t *testing.T) {
 	f, err := checks.Parse("checks.yaml", []byte(`
 sites: [eu-west]

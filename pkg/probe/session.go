@@ -15,6 +15,7 @@ import (
 	"time"
 
 	"github.com/emailscout/emailscout/pkg/checks"
+	"github.com/emailscout/emailscout/pkg/transcript"
 	"github.com/emersion/go-sasl"
 )
 
@@ -52,6 +53,8 @@ type Session struct {
 	start  time.Time
 	raw    net.Conn // the TCP connection
 	stop   func() bool
+	// dialogue records what is said on the connection (Result.Transcript).
+	dialogue *transcript.Transcript
 
 	certWarning error
 
@@ -64,7 +67,7 @@ type Session struct {
 // deadline is ctx's.
 func Start(ctx context.Context, protocol string, t Target) *Session {
 	return &Session{
-		ctx: ctx, target: t, start: time.Now(),
+		ctx: ctx, target: t, start: time.Now(), dialogue: transcript.New(protocol),
 		res: Result{Protocol: protocol, Addr: t.Addr()},
 	}
 }
@@ -175,6 +178,8 @@ func (s *Session) Record(reply string) {
 // to the first address that accepts (phase connect) and, for implicit TLS,
 // does the handshake (phase tls). The connection is closed when the context
 // ends or Finish is called. On failure the error is recorded and returned.
+// What is said on the connection it returns is recorded
+// (Result.Transcript).
 func (s *Session) Dial() (net.Conn, error) {
 	t := s.target
 	if err := t.Validate(); err != nil {
@@ -213,7 +218,7 @@ func (s *Session) Dial() (net.Conn, error) {
 	s.stop = context.AfterFunc(s.ctx, func() { _ = raw.Close() })
 	s.res.Timings.PeerAddress = raw.RemoteAddr().String()
 	if t.TLS != checks.TLSImplicit {
-		return raw, nil
+		return s.dialogue.Conn(raw), nil
 	}
 	tc, err := s.Handshake(raw, time.Now())
 	if err != nil {
@@ -264,8 +269,10 @@ func (s *Session) resolve() ([]netip.Addr, error) {
 // usable, so that the prober can end the dialogue politely, but it must not
 // send credentials. A certificate expiring within Target.CertWarningDays is
 // remembered and becomes ClassCertExpiring in Finish unless the probe fails
-// otherwise.
-func (s *Session) Handshake(conn net.Conn, t0 time.Time) (*tls.Conn, error) {
+// otherwise. conn is the connection Dial returned (the handshake runs
+// under its recording); the returned one is the TLS connection, recorded
+// in plain text.
+func (s *Session) Handshake(conn net.Conn, t0 time.Time) (net.Conn, error) {
 	host := s.target.Host
 	cfg := &tls.Config{
 		ServerName: trimDot(host),
@@ -274,7 +281,7 @@ func (s *Session) Handshake(conn net.Conn, t0 time.Time) (*tls.Conn, error) {
 		// reason, not as a bare handshake error.
 		InsecureSkipVerify: true, //nolint:gosec // verified by Inspect
 	}
-	tc := tls.Client(conn, cfg)
+	tc := tls.Client(transcript.Unwrap(conn), cfg)
 	err := tc.HandshakeContext(s.ctx)
 	s.res.Timings.TLSMS = ms(time.Since(t0))
 	if err != nil {
@@ -289,17 +296,18 @@ func (s *Session) Handshake(conn net.Conn, t0 time.Time) (*tls.Conn, error) {
 	info := Inspect(tc.ConnectionState(), host, s.target.RootCAs, time.Now())
 	s.res.TLS = info
 	s.res.Timings.TLSVersion = info.Version
+	rc := s.dialogue.Conn(tc)
 	switch {
 	case !info.Verified:
-		return tc, s.Fail(PhaseTLS, ClassCertInvalid, fmt.Errorf("certificate of %s does not verify: %s", host, info.VerifyError))
+		return rc, s.Fail(PhaseTLS, ClassCertInvalid, fmt.Errorf("certificate of %s does not verify: %s", host, info.VerifyError))
 	case !info.HostnameMatch:
-		return tc, s.Fail(PhaseTLS, ClassCertInvalid, fmt.Errorf("certificate (%s) does not name %s", info.PeerSubject, host))
+		return rc, s.Fail(PhaseTLS, ClassCertInvalid, fmt.Errorf("certificate (%s) does not name %s", info.PeerSubject, host))
 	}
 	if w := s.target.CertWarningDays; w > 0 && info.DaysLeft < w {
 		s.certWarning = fmt.Errorf("certificate of %s expires in %d days (%s), within the %d-day warning",
 			host, info.DaysLeft, info.PeerNotAfter.UTC().Format(time.RFC3339), w)
 	}
-	return tc, nil
+	return rc, nil
 }
 
 // Finish closes the connection, sets the total time and returns the
@@ -321,6 +329,7 @@ func (s *Session) Finish() Result {
 	}
 	r := s.res
 	r.Replies = slices.Clone(s.res.Replies)
+	r.Transcript = s.dialogue.Lines()
 	return r
 }
 

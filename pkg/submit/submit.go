@@ -25,6 +25,7 @@ import (
 
 	"github.com/emailscout/emailscout/pkg/events"
 	"github.com/emailscout/emailscout/pkg/fault"
+	"github.com/emailscout/emailscout/pkg/transcript"
 	"github.com/emersion/go-sasl"
 	"github.com/emersion/go-smtp"
 )
@@ -182,9 +183,9 @@ func send(ctx context.Context, cfg Config, from string, to []string, msg []byte,
 	defer stop()
 	// The dialogue is recorded in plain text: on the TCP connection, then
 	// on the TLS connection that wraps it.
-	tr := &transcript{}
+	tr := transcript.New(events.KindSMTP)
 	defer func() { res.Transcript, res.Server = tr.Lines(), greetingName(tr.Lines()) }()
-	var conn net.Conn = &recordingConn{Conn: raw, t: tr}
+	conn := tr.Conn(raw)
 	if cfg.TLS == TLSImplicit {
 		t0 := time.Now()
 		tc := tls.Client(raw, tlsConfig)
@@ -193,7 +194,7 @@ func send(ctx context.Context, cfg Config, from string, to []string, msg []byte,
 		}
 		res.Timings.TLSMS = ms(time.Since(t0))
 		res.Timings.TLSVersion = events.TLSVersionName(tc.ConnectionState().Version)
-		conn = &recordingConn{Conn: tc, t: tr}
+		conn = tr.Conn(tc)
 	}
 	fail := func(phase string, err error) (Result, error) {
 		if ctx.Err() != nil {
@@ -251,7 +252,7 @@ func send(ctx context.Context, cfg Config, from string, to []string, msg []byte,
 			}
 			res.Timings.TLSMS = ms(time.Since(t0))
 			res.Timings.TLSVersion = events.TLSVersionName(tc.ConnectionState().Version)
-			conn = &recordingConn{Conn: tc, t: tr}
+			conn = tr.Conn(tc)
 		}
 	}
 	var c *smtp.Client

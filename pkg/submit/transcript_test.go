@@ -47,31 +47,6 @@ func TestTranscript(t *testing.T) {
 	}
 }
 
-// TestTranscriptOfARefusal: a refused RCPT is in the transcript, whose
-// lines are capped.
-func TestTranscriptOfARefusal(t *testing.T) {
-	tr := &transcript{}
-	tr.read([]byte("220 mx ESMTP\r\n250-mx\r\n250 8BITMIME\r\n"))
-	tr.wrote([]byte("RCPT TO:<x@y>\r\n"))
-	tr.read([]byte("550 5.1.1 <x@y>: Recipient address rejected\r\n"))
-	got := tr.Lines()
-	if got[len(got)-1] != "S: 550 5.1.1 <x@y>: Recipient address rejected" {
-		t.Errorf("last line %q", got[len(got)-1])
-	}
-	for range 2 * events.MaxTranscriptLines {
-		tr.wrote([]byte("NOOP " + strings.Repeat("x", 400) + "\r\n"))
-	}
-	got = tr.Lines()
-	if len(got) != events.MaxTranscriptLines || !strings.HasPrefix(got[len(got)-1], "... ") {
-		t.Errorf("%d lines ending %q, want %d ending with the count dropped", len(got), got[len(got)-1], events.MaxTranscriptLines)
-	}
-	for _, l := range got {
-		if len(l) > events.MaxTranscriptLine {
-			t.Errorf("line of %d bytes", len(l))
-		}
-	}
-}
-
 func TestQueueID(t *testing.T) {
 	for text, want := range map[string]string{
 		"Ok: queued as 4XyZ1b2c3": "4XyZ1b2c3",        // Postfix

@@ -275,7 +275,7 @@ func ms(d time.Duration) *int64 {
 // onServiceChecked finishes a service-check attempt with the evaluator's
 // verdict on what the sender's prober observed: the class's status
 // (probe.StatusOf), and "slow" for a dialogue that passed but took the
-// check's slow threshold or longer (applySlow). A second observation of a
+// check's slow threshold or longer (probe.ServiceStatus). A second observation of a
 // finished attempt changes nothing.
 func (e *Evaluator) onServiceChecked(ctx context.Context, ev *events.ServiceChecked) error {
 	c := e.check(ev.CheckID, ev.Subject())
@@ -293,21 +293,31 @@ func (e *Evaluator) onServiceChecked(ctx context.Context, ev *events.ServiceChec
 		return nil
 	}
 	a.StartedAt = ev.StartedAt
-	r := e.result(c, a, applySlow(probe.StatusOf(ev.ErrorClass), ev.Timings.TotalMS, c.Slow))
+	r := e.result(c, a, probe.ServiceStatus(ev.ErrorClass, ev.Timings.TotalMS, c.Slow))
 	r.FinishedAt = ev.FinishedAt
 	r.Target, r.Phase, r.Reply, r.ErrorClass, r.Error = ev.Target, ev.Phase, ev.Reply, ev.ErrorClass, ev.Error
-	r.Timings, r.TLS = ev.Timings, ev.TLS
+	r.Timings, r.TLS, r.Evidence = ev.Timings, ev.TLS, ev.Evidence
+	r.Summary = serviceSummary(r)
 	return e.finish(ctx, a, rev, r)
 }
 
-// applySlow makes an ok service check whose whole dialogue took slow or
-// longer "slow" (a warning, as a slow round trip is). Other statuses are
-// kept: a failure is worse and degraded warns already.
-func applySlow(status string, totalMS float64, slow time.Duration) string {
-	if status == events.StatusOK && slow > 0 && totalMS >= float64(slow)/float64(time.Millisecond) {
-		return events.StatusSlow
+// serviceSummary is the one line of a service check's result that did
+// not pass, as incidents and SMS show it:
+//
+//	mx1.acme.example:25 refused at capabilities: 554 5.7.1 Service unavailable
+//	imap.acme.example:993 tls: certificate of imap.acme.example does not verify: ...
+func serviceSummary(r *events.CheckResult) string {
+	switch {
+	case r.Status == events.StatusOK || r.Status == events.StatusSlow:
+		return ""
+	case r.Reply != nil:
+		return r.Target + " refused at " + r.Phase + ": " + r.Reply.String()
+	case r.Error != "" && strings.Contains(r.Error, r.Target):
+		return r.Error
+	case r.Error != "":
+		return r.Target + " " + r.Error
 	}
-	return status
+	return ""
 }
 
 // onBounced applies a bounce of a probe (docs/evaluation.md, "Hard

@@ -214,6 +214,9 @@ func withEvidence(r *ResultRow, e events.CheckResult) {
 		r.BounceAction, r.BounceStatus, r.BounceDiagnostic = b.Action, b.Status, b.Diagnostic
 		r.BounceRemoteMTA, r.BounceReportingMTA = b.RemoteMTA, b.ReportingMTA
 	}
+	if len(ev.Dialogue) > 0 { // a service check's: no submission
+		r.Transcript = ev.Dialogue
+	}
 	if len(ev.Hops) > 0 {
 		if data, err := json.Marshal(ev.Hops); err == nil {
 			r.Hops = string(data)

@@ -43,8 +43,9 @@ func TestResultRowFrom(t *testing.T) {
 		ev: events.CheckResult{V: 1, TestID: "t3", CheckID: "c", Site: "s", Kind: "smtp", Attempt: 1, Status: "failed",
 			StartedAt: start, FinishedAt: start, Reply: &events.SMTPReply{Code: 554, Enhanced: "5.7.1", Text: "no"},
 			ErrorClass: "refused", Error: "554 5.7.1 no", Phase: "greeting", Target: "mx:25",
-			Timings: events.Timings{DNSMS: 1, ConnectMS: 2, GreetingMS: 3, TLSMS: 4, CapsMS: 5, AuthMS: 6, TransferMS: 7, MailboxMS: 8, TotalMS: 36, TLSVersion: "TLS1.2", PeerAddress: "127.0.0.1:25"},
-			TLS:     &events.TLSInfo{CipherSuite: "X", DaysLeft: -3, HostnameMatch: false, Verified: true, PeerSubject: "CN=mx"}},
+			Timings:  events.Timings{DNSMS: 1, ConnectMS: 2, GreetingMS: 3, TLSMS: 4, CapsMS: 5, AuthMS: 6, TransferMS: 7, MailboxMS: 8, TotalMS: 36, TLSVersion: "TLS1.2", PeerAddress: "127.0.0.1:25"},
+			TLS:      &events.TLSInfo{CipherSuite: "X", DaysLeft: -3, HostnameMatch: false, Verified: true, PeerSubject: "CN=mx"},
+			Evidence: &events.Evidence{Dialogue: []string{"S: 220 mx", "C: EHLO x", "S: 554 5.7.1 no"}}},
 		want: recorder.ResultRow{TestID: "t3", CheckID: "c", Site: "s", Kind: "smtp", Attempt: 1, Status: "failed", Revision: 1,
 			StartedAt: time.Date(2026, 11, 29, 12, 0, 0, 0, time.UTC), StartedAtMS: 1795953600999,
 			FinishedAt: time.Date(2026, 11, 29, 12, 0, 0, 0, time.UTC), FinishedAtMS: 1795953600999,
@@ -52,7 +53,8 @@ func TestResultRowFrom(t *testing.T) {
 			Phase: "greeting", Target: "mx:25", DNSMS: 1, ConnectMS: 2, GreetingMS: 3, TLSMS: 4, CapabilitiesMS: 5, AuthMS: 6,
 			TransferMS: 7, MailboxMS: 8, TotalMS: 36, PeerAddress: "127.0.0.1:25",
 			TLSVersion:     "TLS1.2", // TLS.Version empty: the timings' version stays
-			TLSCipherSuite: "X", TLSDaysLeft: ptr(int32(-3)), TLSHostnameMatch: ptr(uint8(0)), TLSVerified: ptr(uint8(1)), TLSPeerSubject: "CN=mx"},
+			TLSCipherSuite: "X", TLSDaysLeft: ptr(int32(-3)), TLSHostnameMatch: ptr(uint8(0)), TLSVerified: ptr(uint8(1)), TLSPeerSubject: "CN=mx",
+			Transcript: []string{"S: 220 mx", "C: EHLO x", "S: 554 5.7.1 no"}}, // the service check's dialogue
 	}, {
 		name: "zero times are stored as the epoch",
 		ev:   events.CheckResult{V: 1, TestID: "t4", CheckID: "c", Site: "s", Kind: "imap", Attempt: 1, Status: "monitor_error", SentAt: &time.Time{}},

@@ -10,31 +10,13 @@ import (
 	"github.com/emailscout/emailscout/pkg/checks"
 	"github.com/emailscout/emailscout/pkg/events"
 	"github.com/emailscout/emailscout/pkg/probe"
-	"github.com/emailscout/emailscout/pkg/probe/imapprobe"
-	"github.com/emailscout/emailscout/pkg/probe/pop3probe"
-	"github.com/emailscout/emailscout/pkg/probe/smtpprobe"
+	"github.com/emailscout/emailscout/pkg/probe/probers"
 )
 
 // HostResolver looks up the addresses of a service check's host;
 // *net.Resolver implements it.
 type HostResolver interface {
 	LookupNetIP(ctx context.Context, network, host string) ([]netip.Addr, error)
-}
-
-// prober runs one service-check dialogue; its only timeout is ctx's.
-type prober func(ctx context.Context, t probe.Target) probe.Result
-
-// proberFor returns the prober of a service kind, or nil.
-func proberFor(kind string) prober {
-	switch kind {
-	case events.KindSMTP:
-		return smtpprobe.Probe
-	case events.KindIMAP:
-		return imapprobe.Probe
-	case events.KindPOP3:
-		return pop3probe.Probe
-	}
-	return nil
 }
 
 // serviceCheck runs one delivery of a service-check test (kind smtp, imap
@@ -75,11 +57,11 @@ func (s *Sender) serviceCheck(ctx context.Context, log *slog.Logger, ev events.T
 	target.Resolver = s.deps.ServiceResolver
 
 	pctx, cancel := context.WithTimeout(ctx, check.Timeout)
-	res := proberFor(check.Kind)(pctx, target)
+	res := probers.For(check.Kind)(pctx, target)
 	cancel()
 	s.metrics.serviceSeconds.WithLabelValues(check.Kind).Observe(res.Timings.TotalMS / 1000)
 
-	obs = withResult(obs, res)
+	obs = withResult(obs, res, check.Slow)
 	obs.FinishedAt = s.deps.Clock.Now().UTC()
 	attrs := []any{"target", target, "total_ms", obs.Timings.TotalMS}
 	if obs.ErrorClass != "" {
@@ -99,14 +81,20 @@ func (s *Sender) serviceCheck(ctx context.Context, log *slog.Logger, ev events.T
 	return s.observed(ctx, log, obs)
 }
 
-// withResult copies what a prober observed into obs.
-func withResult(obs events.ServiceChecked, r probe.Result) events.ServiceChecked {
+// withResult copies what a prober observed into obs. A dialogue that did
+// not pass, or took slow or longer, keeps its transcript as the evidence
+// (events.Evidence.Dialogue); a good one does not, to keep the stream and
+// ClickHouse small.
+func withResult(obs events.ServiceChecked, r probe.Result, slow time.Duration) events.ServiceChecked {
 	obs.Target = r.Addr
 	obs.ErrorClass, obs.Phase, obs.Error = r.Class, r.Phase, ""
 	if r.Err != nil {
 		obs.Error = r.Err.Error()
 	}
 	obs.Reply, obs.Timings, obs.TLS = r.Reply, r.Timings, r.TLS
+	if probe.ServiceStatus(r.Class, r.Timings.TotalMS, slow) != events.StatusOK && len(r.Transcript) > 0 {
+		obs.Evidence = &events.Evidence{Dialogue: r.Transcript}
+	}
 	return obs
 }
 

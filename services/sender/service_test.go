@@ -441,4 +441,45 @@ func TestServiceCheckTimings(t *testing.T) {
 	if res.Timings.GreetingMS < float64(delay.Milliseconds()) || res.Timings.TotalMS < res.Timings.GreetingMS {
 		t.Errorf("greeting_ms %v total_ms %v, want both at least the server's delay %v", res.Timings.GreetingMS, res.Timings.TotalMS, delay)
 	}
+	// Slow (total_ms over the check's slow: 30ms): the dialogue is kept as
+	// the evidence.
+	if res.Evidence == nil || strings.Join(res.Evidence.Dialogue, "\n") !=
+		"S: 220 mx.acme.test ESMTP\nC: EHLO eu-west.monitor.example\nS: 250-mx.acme.test\nS: 250 8BITMIME\nC: QUIT\nS: 221 2.0.0 Bye" {
+		t.Errorf("evidence of a slow check = %+v, want its whole dialogue", res.Evidence)
+	}
+}
+
+// TestServiceCheckEvidence: a refused dialogue is observed with the
+// transcript as its evidence, the refusal last; a quick good one carries
+// none.
+func TestServiceCheckEvidence(t *testing.T) {
+	refusing := mailtest.Script(t, func(nc net.Conn) {
+		peer := &probetest.Peer{C: nc}
+		_ = peer.Send("220 mx.acme.test ESMTP")
+		if _, err := peer.Line(); err == nil {
+			_ = peer.Send("554 5.7.1 Service unavailable; client [127.0.0.1] blocked")
+		}
+		_, _ = peer.Line()
+		_ = peer.Send("221 Bye")
+	})
+	e := newServiceEnv(t, plainSMTPCheck(refusing, ""))
+	e.start(serviceConfig(site), nil)
+	e.scheduleTest("acme-smtp", site, 1, events.ReasonInterval, "", time.Minute)
+	res := e.waitObserved(1)[0]
+	if res.ErrorClass != probe.ClassRefused {
+		t.Fatalf("class %q (%s), want refused", res.ErrorClass, res.Error)
+	}
+	if res.Evidence == nil || len(res.Evidence.Dialogue) < 3 ||
+		res.Evidence.Dialogue[0] != "S: 220 mx.acme.test ESMTP" ||
+		res.Evidence.Dialogue[2] != "S: 554 5.7.1 Service unavailable; client [127.0.0.1] blocked" {
+		t.Errorf("evidence %+v, want the dialogue up to the 554", res.Evidence)
+	}
+
+	good := startCounting(t, 0)
+	e = newServiceEnv(t, plainSMTPCheck(good.addr, ""))
+	e.start(serviceConfig(site), nil)
+	e.scheduleTest("acme-smtp", site, 1, events.ReasonInterval, "", time.Minute)
+	if res := e.waitObserved(1)[0]; res.ErrorClass != "" || res.Evidence != nil {
+		t.Errorf("good check: class %q evidence %+v, want no evidence", res.ErrorClass, res.Evidence)
+	}
 }

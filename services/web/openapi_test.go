@@ -68,32 +68,44 @@ func TestOpenAPI(t *testing.T) {
 			t.Errorf("%s: no 200 response documented", p)
 			continue
 		}
-		for id, check := range map[string]string{"{id}": "acme-roundtrip"} {
-			p = strings.ReplaceAll(p, id, check)
+		// A check path is read for each kind of evidence: none, a
+		// service check's dialogue, a bounced round trip's everything.
+		concrete := []string{p}
+		if strings.Contains(p, "{id}") {
+			concrete = nil
+			for _, check := range []string{"acme-roundtrip", "acme-smtp", "globex-roundtrip"} {
+				concrete = append(concrete, strings.ReplaceAll(p, "{id}", check))
+			}
 		}
-		t.Run(strings.TrimPrefix(p, "/api/v1/"), func(t *testing.T) {
-			code, body := s.get(p, true)
-			if code != http.StatusOK {
-				t.Fatalf("GET %s: %d %s", p, code, body)
-			}
-			js, isJSON := ok200.Content["application/json"]
-			if !isJSON {
-				return // the YAML document itself, compared above
-			}
-			var v any
-			if err := json.Unmarshal([]byte(body), &v); err != nil {
-				t.Fatal(err)
-			}
-			for _, err := range conform(doc.Components.Schemas, js.Schema, v, "$") {
-				t.Error(err)
-			}
-		})
+		for _, p := range concrete {
+			t.Run(strings.TrimPrefix(p, "/api/v1/"), func(t *testing.T) {
+				code, body := s.get(p, true)
+				if code != http.StatusOK {
+					t.Fatalf("GET %s: %d %s", p, code, body)
+				}
+				js, isJSON := ok200.Content["application/json"]
+				if !isJSON {
+					return // the YAML document itself, compared above
+				}
+				var v any
+				if err := json.Unmarshal([]byte(body), &v); err != nil {
+					t.Fatal(err)
+				}
+				for _, err := range conform(doc.Components.Schemas, js.Schema, v, "$") {
+					t.Error(err)
+				}
+			})
+		}
 	}
 	// The example data reaches every schema (no vacuous pass on empty lists).
 	var d CheckDetail
 	s.getJSON("/api/v1/checks/acme-smtp", &d)
 	if len(d.Results) == 0 || d.Check.Sites[0].Timings == nil {
 		t.Errorf("acme-smtp detail is thin: %+v", d)
+	}
+	s.getJSON("/api/v1/checks/globex-roundtrip", &d)
+	if e := d.Results[0].Evidence; e == nil || e.Submission == nil || e.Bounce == nil || len(e.Hops) == 0 || e.Deferred == nil {
+		t.Errorf("globex-roundtrip's newest result lacks parts of its evidence: %+v", d.Results[0])
 	}
 }
 

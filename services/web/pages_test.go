@@ -28,8 +28,24 @@ func populate(t *testing.T, s *stack) {
 		bad.ErrorClass, bad.Phase, bad.Error = "refused", "greeting", "greeting: 554 5.7.1 go away (10.1.2.3:25)"
 		bad.Reply = &events.SMTPReply{Code: 554, Enhanced: "5.7.1", Text: "go away"}
 		bad.Timings = events.Timings{ConnectMS: 2, TotalMS: 5}
+		bad.Summary = "10.1.2.3:25 refused at greeting: 554 5.7.1 go away"
+		bad.Evidence = &events.Evidence{Dialogue: []string{"S: 554 5.7.1 go away", "C: QUIT", "S: 221 2.0.0 Bye"}}
 		s.publish(ok, bad)
 	}
+	// The newest globex attempt at eu-west bounced: the whole evidence.
+	b := result("globex-roundtrip", events.KindRoundTrip, "eu-west", events.StatusFailed, -1, now)
+	b.ErrorClass, b.Summary = "bounced", "mx1.globex.example refused the probe: 550 5.1.1 <probe@globex.example>: User unknown"
+	b.Warnings = []string{"the return path was rewritten"}
+	delay := int64(800)
+	b.Evidence = &events.Evidence{
+		Submission: &events.Submission{Hop: "127.0.0.1:25", Server: "relay.monitor.example", TLSVersion: "TLS1.3", QueueID: "4XyZ",
+			AcceptedAt: now, Transcript: []string{"S: 220 relay.monitor.example ESMTP", "C: AUTH PLAIN ****"}},
+		Deferred: &events.SMTPReply{Code: 451, Enhanced: "4.7.1", Text: "greylisted"},
+		Bounce: &events.Bounce{Action: "failed", Status: "5.1.1", Diagnostic: "550 5.1.1 <probe@globex.example>: User unknown",
+			RemoteMTA: "mx1.globex.example", ReportingMTA: "relay.monitor.example", FinalRecipient: "probe@globex.example", Parser: "rfc3464", Summary: b.Summary},
+		Hops: []events.Hop{{From: "relay", By: "mx1.globex.example", With: "ESMTPS", ID: "A1", At: now}, {By: "mx2", At: now, DelayMS: &delay}},
+	}
+	s.publish(b)
 	s.publish(opened("globex-roundtrip", "globex", "inc-globex", "no return from 2 of 2 sites; retest failed", now.Add(-time.Minute)))
 	waitFor(t, "the events to arrive", func() bool { return s.stateOf("globex-roundtrip") == StateDown })
 }
@@ -87,8 +103,19 @@ func TestPages(t *testing.T) {
 			t.Errorf("GET /checks/acme-smtp lacks %q", want)
 		}
 	}
+	if n := strings.Count(body, "<summary>Evidence</summary>"); n != 4 || !strings.Contains(body, "dialogue\n  S: 554 5.7.1 go away\n  C: QUIT") {
+		t.Errorf("GET /checks/acme-smtp: %d evidence blocks, want the dialogue of each of the 4 failures", n)
+	}
 	if n := strings.Count(body, `<circle class="pt"`); n != 16 { // 4 results × 2 sites, in each of 2 plots
 		t.Errorf("acme-smtp's plots have %d points, want 16", n)
+	}
+	_, body = s.get("/checks/globex-roundtrip", true)
+	for _, want := range []string{"mx1.globex.example refused the probe: 550 5.1.1 &lt;probe@globex.example&gt;: User unknown",
+		"warning: the return path was rewritten", "submitted  to relay.monitor.example (127.0.0.1:25, TLS1.3), queued as 4XyZ",
+		"bounce     failed, status 5.1.1, reported by relay.monitor.example", "hop 2      from ? by mx2"} {
+		if !strings.Contains(body, want) {
+			t.Errorf("GET /checks/globex-roundtrip lacks %q", want)
+		}
 	}
 	if code, _ := s.get("/checks/nope", true); code != http.StatusNotFound {
 		t.Errorf("GET /checks/nope: %d", code)

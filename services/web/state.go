@@ -48,13 +48,23 @@ type attempt struct {
 	Phase      string
 	Error      string
 	Reply      string // "554 5.7.1 text", "" when none
+	Summary    string
+	Warnings   []string
+	// Evidence is kept for the newest keptEvidence attempts of a site
+	// only (a dialogue is up to 12 KB); older ones keep their summary.
+	Evidence *events.Evidence
 }
+
+// keptEvidence is how many of a site's newest attempts keep their whole
+// evidence in memory.
+const keptEvidence = 5
 
 func newAttempt(r *events.CheckResult) attempt {
 	a := attempt{
 		TestID: r.TestID, Attempt: r.Attempt, Reason: r.Reason, Status: r.Status, Late: r.Late,
 		StartedAt: r.StartedAt, FinishedAt: r.FinishedAt, RTTMS: -1, TotalMS: r.Timings.TotalMS,
 		ErrorClass: r.ErrorClass, Phase: r.Phase, Error: r.Error, Reply: r.Reply.String(),
+		Summary: r.Summary, Warnings: r.Warnings, Evidence: r.Evidence,
 	}
 	if r.RTTMS != nil {
 		a.RTTMS = *r.RTTMS
@@ -187,6 +197,9 @@ func (s *store) addResult(r *events.CheckResult) {
 		if len(v.recent) > s.recent {
 			v.recent = slices.Delete(v.recent, 0, len(v.recent)-s.recent)
 		}
+	}
+	for i := range len(v.recent) - keptEvidence {
+		v.recent[i].Evidence = nil
 	}
 	if v.last == nil || !r.StartedAt.Before(v.last.StartedAt) {
 		cp := *r

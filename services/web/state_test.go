@@ -1,6 +1,7 @@
 package web
 
 import (
+	"fmt"
 	"strings"
 	"testing"
 	"time"
@@ -45,6 +46,32 @@ func TestStoreBoundsAndRevisions(t *testing.T) {
 	}
 	if got := s.take(); len(got) != 1 || got[0] != "c" || len(s.take()) != 0 {
 		t.Errorf("take: %v", got)
+	}
+}
+
+// TestStoreKeepsNewestEvidence: only a site's keptEvidence newest attempts
+// keep their whole evidence; older ones keep their summary.
+func TestStoreKeepsNewestEvidence(t *testing.T) {
+	s := newStore(50)
+	t0 := time.Date(2026, 12, 1, 12, 0, 0, 0, time.UTC)
+	for m := range keptEvidence + 3 {
+		r := result("c", events.KindSMTP, "a", events.StatusFailed, -1, t0.Add(time.Duration(m)*time.Minute))
+		r.Summary = fmt.Sprintf("attempt %d refused", m)
+		r.Evidence = &events.Evidence{Dialogue: []string{fmt.Sprintf("S: 554 no %d", m)}}
+		s.addResult(r)
+	}
+	_, recent, _ := s.get("c", true)
+	as := recent["a"]
+	if len(as) != keptEvidence+3 {
+		t.Fatalf("%d attempts", len(as))
+	}
+	for i, a := range as {
+		if a.Summary != fmt.Sprintf("attempt %d refused", i) {
+			t.Errorf("attempt %d: summary %q", i, a.Summary)
+		}
+		if kept := a.Evidence != nil; kept != (i >= 3) {
+			t.Errorf("attempt %d: evidence kept %v, want only the %d newest", i, kept, keptEvidence)
+		}
 	}
 }
 

@@ -69,6 +69,7 @@ func (w *Web) funcs() template.FuncMap {
 		"verdictLabel": verdictLabel,
 		"verdictClass": verdictClass,
 		"statusClass":  statusClass,
+		"evidenceText": func(e *events.Evidence) string { return strings.Join(e.Details(), "\n") },
 		"isRoundTrip":  func(kind string) bool { return kind == events.KindRoundTrip },
 		"duration": func(a time.Time, b *time.Time) string {
 			if b == nil {

@@ -112,6 +112,13 @@ type Result struct {
 	Phase      string    `json:"phase,omitempty"`
 	Error      string    `json:"error,omitempty"`
 	SMTPReply  string    `json:"smtp_reply,omitempty"`
+	// Summary is the attempt's line as incidents and SMS show it;
+	// Warnings what did not fail it; Evidence the submission, bounce,
+	// hops or a service check's dialogue (kept for a site's newest 5
+	// attempts).
+	Summary  string           `json:"summary,omitempty"`
+	Warnings []string         `json:"warnings,omitempty"`
+	Evidence *events.Evidence `json:"evidence,omitempty"`
 }
 
 // IncidentList is GET /api/v1/incidents: open incidents (newest first)
@@ -193,7 +200,8 @@ func apiIncident(in incident) Incident {
 
 func apiResult(site, kind string, a attempt) Result {
 	r := Result{Site: site, TestID: a.TestID, Attempt: a.Attempt, Reason: a.Reason, Status: a.Status, Late: a.Late,
-		StartedAt: a.StartedAt, FinishedAt: a.FinishedAt, ErrorClass: a.ErrorClass, Phase: a.Phase, Error: a.Error, SMTPReply: a.Reply}
+		StartedAt: a.StartedAt, FinishedAt: a.FinishedAt, ErrorClass: a.ErrorClass, Phase: a.Phase, Error: a.Error, SMTPReply: a.Reply,
+		Summary: a.Summary, Warnings: a.Warnings, Evidence: a.Evidence}
 	if a.RTTMS >= 0 {
 		r.RTTMS = ptr(a.RTTMS)
 	}

@@ -3,6 +3,7 @@ package system
 import (
 	"encoding/json"
 	"math/rand/v2"
+	"slices"
 	"testing"
 	"time"
 
@@ -54,6 +55,7 @@ checks:
 				Target: "mx.acme.example:25", ErrorClass: tc.class, Timings: events.Timings{TotalMS: tc.totalMS, TLSVersion: "TLS1.3"}}
 			if tc.class == probe.ClassRefused {
 				obs.Phase, obs.Reply, obs.Error = probe.PhaseCapabilities, reply, "capabilities: 554 5.7.1 client host blocked"
+				obs.Evidence = &events.Evidence{Dialogue: []string{"S: 220 mx.acme.example ESMTP", "C: EHLO eu-west.monitor.example", "S: 554 5.7.1 client host blocked"}}
 			}
 			// Delivered twice (raw publishes, no message id).
 			data, _ := json.Marshal(obs)
@@ -81,8 +83,15 @@ checks:
 				!r.StartedAt.Equal(obs.StartedAt) || !r.FinishedAt.Equal(obs.FinishedAt) {
 				t.Errorf("evidence not copied: %+v", r)
 			}
-			if tc.class == probe.ClassRefused && (r.Reply == nil || *r.Reply != *reply || r.Phase != probe.PhaseCapabilities || r.Error != obs.Error) {
-				t.Errorf("refusal evidence: reply %+v phase %q error %q", r.Reply, r.Phase, r.Error)
+			if tc.class == probe.ClassRefused && (r.Reply == nil || *r.Reply != *reply || r.Phase != probe.PhaseCapabilities || r.Error != obs.Error ||
+				r.Evidence == nil || !slices.Equal(r.Evidence.Dialogue, obs.Evidence.Dialogue)) {
+				t.Errorf("refusal evidence: reply %+v phase %q error %q evidence %+v", r.Reply, r.Phase, r.Error, r.Evidence)
+			}
+			wantSummary := map[string]string{
+				probe.ClassRefused: "mx.acme.example:25 refused at capabilities: 554 5.7.1 client host blocked",
+			}[tc.class]
+			if r.Summary != wantSummary {
+				t.Errorf("summary %q, want %q", r.Summary, wantSummary)
 			}
 		})
 	}

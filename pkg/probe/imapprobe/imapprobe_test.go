@@ -201,6 +201,17 @@ func TestCaseC07IMAP_StartTLSBeforeLogin(t *testing.T) {
 	if strings.Contains(strings.Join(r.Replies, "\n"), "s3cret") {
 		t.Error("the password appears in the replies")
 	}
+	// The transcript has both sides, in plain text after the upgrade, the
+	// LOGIN's arguments masked.
+	all := strings.Join(r.Transcript, "\n")
+	for _, w := range []string{"S: " + c07Greeting, " STARTTLS\n", " CAPABILITY\n", " LOGIN ****\n", " EXAMINE INBOX\n", "OK [READ-ONLY] EXAMINE completed"} {
+		if !strings.Contains(all, w) {
+			t.Errorf("transcript lacks %q:\n%s", w, all)
+		}
+	}
+	if strings.Contains(all, "s3cret") || strings.Contains(all, "webscout") {
+		t.Errorf("the login is in the transcript:\n%s", all)
+	}
 }
 
 // c07 variants: what the probe must refuse to do.

@@ -260,6 +260,15 @@ func TestCaseC07POP3_STLSBeforeUserPass(t *testing.T) {
 	if r.Replies[0] != "+OK ready" || strings.Contains(strings.Join(r.Replies, "\n"), "s3cret") {
 		t.Errorf("replies = %q", r.Replies)
 	}
+	all := strings.Join(r.Transcript, "\n")
+	for _, w := range []string{"S: +OK ready\nC: CAPA", "C: STLS", "C: USER ", "C: PASS ****", "C: STAT\nS: +OK 2 320", "C: QUIT"} {
+		if !strings.Contains(all, w) {
+			t.Errorf("transcript lacks %q:\n%s", w, all)
+		}
+	}
+	if strings.Contains(all, "s3cret") {
+		t.Errorf("the password is in the transcript:\n%s", all)
+	}
 }
 
 // c14: every poll is a fresh session that ends with QUIT; [IN-USE] is

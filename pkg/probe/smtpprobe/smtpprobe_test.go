@@ -283,6 +283,24 @@ func TestCaseC04_MultilineGreetingPauseAndStartTLSLast(t *testing.T) {
 		r.Timings.TotalMS < r.Timings.GreetingMS+r.Timings.TLSMS {
 		t.Errorf("timings = %+v", r.Timings)
 	}
+	// The transcript is the whole dialogue in plain text, before and after
+	// the upgrade, with the AUTH PLAIN response masked.
+	want := []string{
+		"S: 220-mx.example.net ESMTP", "S: 220 mx.example.net ESMTP", "C: EHLO scout.monitor.example",
+		"S: 250-mx.example.net", "S: 250-SIZE 10240000", "S: 250-AUTH PLAIN", "S: 250 STARTTLS", "C: STARTTLS",
+	}
+	if len(r.Transcript) < len(want) || strings.Join(r.Transcript[:len(want)], "\n") != strings.Join(want, "\n") {
+		t.Errorf("transcript begins\n%s\nwant\n%s", strings.Join(r.Transcript, "\n"), strings.Join(want, "\n"))
+	}
+	all := strings.Join(r.Transcript, "\n")
+	for _, w := range []string{"C: EHLO scout.monitor.example\nS: 250-mx.example.net\nS: 250-SIZE 10240000\nS: 250 AUTH PLAIN LOGIN", "C: AUTH PLAIN ****", "S: 235", "C: QUIT"} {
+		if !strings.Contains(all, w) {
+			t.Errorf("transcript lacks %q:\n%s", w, all)
+		}
+	}
+	if strings.Contains(all, base64.StdEncoding.EncodeToString([]byte("\x00webscout\x00s3cret"))) {
+		t.Errorf("the credentials are in the transcript:\n%s", all)
+	}
 }
 
 // c06: STARTTLS is offered and answered 220, but no TLS handshake happens.
