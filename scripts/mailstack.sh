@@ -7,6 +7,7 @@
 #   scripts/mailstack.sh stop         stop Postfix and Dovecot
 #   scripts/mailstack.sh reset        stop, drop the queue, the mailboxes and the logs
 #   scripts/mailstack.sh route PORT   route the return domain to 127.0.0.1:PORT
+#   scripts/mailstack.sh srs on|off   rewrite forwarded envelope senders with postsrsd (SRS) or not
 #   scripts/mailstack.sh status       what runs, where
 #   scripts/mailstack.sh forward-line the .forward line taken from docs/reflector.md
 #
@@ -17,6 +18,13 @@
 #            127.0.0.1:$SCOUT_RETURN_PORT (the receiver's SMTP port),
 #            STARTTLS with a generated self-signed certificate, SMTP AUTH
 #            (after STARTTLS) against Dovecot's users.
+#   mx2      a second smtpd of the same Postfix on 127.0.0.1:$SCOUT_MX2_PORT,
+#            named mx2.$SCOUT_CUSTOMER_DOMAIN: the MX of the domain
+#            reject.$SCOUT_CUSTOMER_DOMAIN, which refuses every recipient
+#            with 550 5.1.1 (a mailbox that is gone). The first Postfix
+#            relays mail for that domain there, so a probe to it is accepted
+#            at submission and then bounced by Postfix with a real RFC 3464
+#            DSN to its envelope sender: the monitor's VERP address.
 #   Dovecot  IMAP 127.0.0.1:$SCOUT_IMAP_PORT, POP3 127.0.0.1:$SCOUT_POP3_PORT,
 #            STARTTLS, plain auth, passwd-file users; also XOAUTH2 and
 #            OAUTHBEARER (RFC 7628) through Dovecot's oauth2 passdb, which
@@ -25,6 +33,11 @@
 #            (served by the e2e test) whether a token is active and whose
 #            it is ("username"). Postfix's SMTP AUTH goes through the same
 #            Dovecot auth service, so it offers them too.
+#   fwdprobe   an alias that holds just an address: fwdprobe@$SCOUT_CUSTOMER_DOMAIN
+#              is forwarded to $SCOUT_FORWARD_TO (the loop's return address),
+#              the forward mode of docs/reflector.md with nothing installed;
+#              `srs on` makes Postfix rewrite the envelope sender of what it
+#              forwards with Debian's postsrsd (127.0.0.1:10001/10002)
 #   webscout   the probe mailbox: ~/.forward pipes to /usr/local/bin/scout-reflector
 #              with the exact line of docs/reflector.md (so the doc is exercised)
 #   imapscout  a Maildir mailbox in Dovecot, for scout-reflector's imap mode
@@ -50,10 +63,12 @@ IMAP_RETURN_DOMAIN=${SCOUT_IMAP_RETURN_DOMAIN:-imap.monitor.example}
 IMAP_PORT=${SCOUT_IMAP_PORT:-143}
 POP3_PORT=${SCOUT_POP3_PORT:-110}
 OAUTH_PORT=${SCOUT_OAUTH_INTROSPECTION_PORT:-8089}
+MX2_PORT=${SCOUT_MX2_PORT:-2527}
+FORWARD_TO=${SCOUT_FORWARD_TO:-return@monitor.example}
 REFLECTOR=/usr/local/bin/scout-reflector
 DOVECOT_CONF=$STACK/dovecot.conf
 DOVECOT_RUN=/run/scout-dovecot
-PACKAGES=(postfix dovecot-imapd dovecot-pop3d openssl)
+PACKAGES=(postfix dovecot-imapd dovecot-pop3d openssl postsrsd)
 
 say() { printf 'mailstack: %s\n' "$*"; }
 die() { printf 'mailstack: %s\n' "$*" >&2; exit 1; }
@@ -196,13 +211,41 @@ configure_postfix() {
 		"smtp_tls_security_level = may"
 	# No chroot: nothing to copy into the spool, and nothing here needs it.
 	postconf -F '*/*/chroot = n'
-	printf '%s smtp:[127.0.0.1]:%s\n' "$RETURN_DOMAIN" "$port" >/etc/postfix/scout_transport
-	postmap /etc/postfix/scout_transport
+	postconf -X sender_canonical_maps sender_canonical_classes recipient_canonical_maps recipient_canonical_classes
+	configure_mx2
+	write_transport "$port"
 	echo "$port" >"$STACK/return-port"
 	echo "mx.$DOMAIN" >/etc/mailname
 	[ -f /etc/aliases ] || echo "postmaster: root" >/etc/aliases
+	sed -i '/^fwdprobe:/d' /etc/aliases
+	echo "fwdprobe: $FORWARD_TO" >>/etc/aliases
 	newaliases
-	say "Postfix: 127.0.0.1:25 for $DOMAIN and $IMAP_RETURN_DOMAIN; $RETURN_DOMAIN -> 127.0.0.1:$port; log $LOGDIR/postfix.log"
+	say "Postfix: 127.0.0.1:25 for $DOMAIN and $IMAP_RETURN_DOMAIN; $RETURN_DOMAIN -> 127.0.0.1:$port; reject.$DOMAIN -> mx2 127.0.0.1:$MX2_PORT; log $LOGDIR/postfix.log"
+}
+
+# write_transport routes the return domain to 127.0.0.1:$1 (the receiver)
+# and the refusing domain to mx2.
+write_transport() {
+	{
+		printf '%s smtp:[127.0.0.1]:%s\n' "$RETURN_DOMAIN" "$1"
+		printf '%s smtp:[127.0.0.1]:%s\n' "reject.$DOMAIN" "$MX2_PORT"
+	} >/etc/postfix/scout_transport
+	postmap /etc/postfix/scout_transport
+}
+
+# configure_mx2 adds mx2, a second smtpd that refuses every recipient of
+# the reject domain (postconf -M and -P write master.cf).
+configure_mx2() {
+	local svc="127.0.0.1:$MX2_PORT/inet"
+	printf '%s\n' "reject.$DOMAIN 550 5.1.1 mailbox no longer exists" >/etc/postfix/scout_mx2_access
+	postmap /etc/postfix/scout_mx2_access
+	# A master.cf -o value cannot hold spaces: the list is a main.cf
+	# parameter of its own, named there (Postfix's master(5)).
+	postconf -e "scout_mx2_recipient_restrictions = check_recipient_access hash:/etc/postfix/scout_mx2_access, reject"
+	postconf -M "$svc=127.0.0.1:$MX2_PORT inet n - n - - smtpd"
+	postconf -P "$svc/syslog_name=postfix-mx2" "$svc/myhostname=mx2.$DOMAIN" \
+		"$svc/smtpd_relay_restrictions=" \
+		"$svc/smtpd_recipient_restrictions=\$scout_mx2_recipient_restrictions"
 }
 
 start_postfix() {
@@ -328,6 +371,29 @@ wait_port() {
 	return 1
 }
 
+# srs_on starts postsrsd (SRS, the Sender Rewriting Scheme) for the
+# customer domain and makes Postfix rewrite envelope senders of other
+# domains through it, and SRS recipients back (its README's tcp tables).
+srs_on() {
+	command -v postsrsd >/dev/null || die "postsrsd is not installed"
+	[ -f "$STACK/srs-secret" ] || (umask 077; head -c 24 /dev/urandom | base64 -w0 >"$STACK/srs-secret")
+	# Ours, not one the package's init script may have started with
+	# another domain.
+	pkill -x postsrsd 2>/dev/null && sleep 0.2
+	postsrsd -D -d "$DOMAIN" -s "$STACK/srs-secret" -l 127.0.0.1 -f 10001 -r 10002 -u nobody -p /run/scout-postsrsd.pid
+	wait_port 10001 || die "postsrsd does not listen on 127.0.0.1:10001"
+	postconf -e "sender_canonical_maps = tcp:127.0.0.1:10001" "sender_canonical_classes = envelope_sender" \
+		"recipient_canonical_maps = tcp:127.0.0.1:10002" "recipient_canonical_classes = envelope_recipient,header_recipient"
+	postfix reload >/dev/null 2>&1
+	say "SRS on: envelope senders outside $DOMAIN are rewritten by postsrsd"
+}
+
+srs_off() {
+	postconf -X sender_canonical_maps sender_canonical_classes recipient_canonical_maps recipient_canonical_classes
+	if postfix status >/dev/null 2>&1; then postfix reload >/dev/null 2>&1; fi
+	say "SRS off"
+}
+
 stop_all() {
 	if postfix status >/dev/null 2>&1; then postfix stop >/dev/null 2>&1; say "Postfix stopped"; fi
 	if dovecot_running; then doveadm -c "$DOVECOT_CONF" stop; say "Dovecot stopped"; fi
@@ -361,11 +427,17 @@ reset)
 route)
 	[ -n "${2:-}" ] || die "usage: $0 route PORT"
 	SCOUT_RETURN_PORT=$2
-	printf '%s smtp:[127.0.0.1]:%s\n' "$RETURN_DOMAIN" "$2" >/etc/postfix/scout_transport
-	postmap /etc/postfix/scout_transport
+	write_transport "$2"
 	echo "$2" >"$STACK/return-port"
 	if postfix status >/dev/null 2>&1; then postfix reload >/dev/null 2>&1; fi
 	say "$RETURN_DOMAIN -> 127.0.0.1:$2"
+	;;
+srs)
+	case ${2:-} in
+	on) srs_on ;;
+	off) srs_off ;;
+	*) die "usage: $0 srs on|off" ;;
+	esac
 	;;
 status)
 	if postfix status >/dev/null 2>&1; then say "Postfix running (127.0.0.1:25)"; else say "Postfix not running"; fi
@@ -376,7 +448,7 @@ forward-line)
 	forward_line
 	;;
 *)
-	sed -n '2,12p' "$0" | sed 's/^# \{0,1\}//'
+	sed -n '2,13p' "$0" | sed 's/^# \{0,1\}//'
 	exit 2
 	;;
 esac

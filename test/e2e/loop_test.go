@@ -82,6 +82,7 @@ type loop struct {
 	log     *slog.Logger
 	logs    *testkit.LogBuffer
 	reg     *prometheus.Registry
+	recvReg *prometheus.Registry // the metrics of the receiver started last
 	wg      sync.WaitGroup
 
 	mu      sync.Mutex
@@ -95,7 +96,15 @@ type loop struct {
 // started by the test (startSMTPReceiver, startIMAPReceiver).
 func startLoop(t *testing.T, e *env, ret string) *loop {
 	t.Helper()
-	f, err := checks.Parse("e2e-checks.yaml", []byte(loopChecks))
+	return startLoopWith(t, e, ret, loopChecks, nil)
+}
+
+// startLoopWith is startLoop with another check file; adjust, when not
+// nil, changes the stack's configuration and deps before it starts (a
+// notifier, say).
+func startLoopWith(t *testing.T, e *env, ret, checkFile string, adjust func(*stack.Config, *stack.Deps)) *loop {
+	t.Helper()
+	f, err := checks.Parse("e2e-checks.yaml", []byte(checkFile))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -125,8 +134,12 @@ func startLoop(t *testing.T, e *env, ret string) *loop {
 	cfg.Sender.RelayAddr, cfg.Sender.RelayTLS, cfg.Sender.HeloName = "127.0.0.1:25", "starttls", "scout.monitor.example"
 	cfg.Sender.SubmitTimeout, cfg.Sender.Workers = 30*time.Second, 2
 	cfg.Evaluator.SubmitGrace, cfg.Evaluator.Settle, cfg.Evaluator.Workers, cfg.Evaluator.Failover = 10*time.Second, 500*time.Millisecond, 4, 5*time.Second
-	st, err := stack.New(cfg, stack.Deps{Checks: f, JS: l.js, Logger: l.log, Registerer: l.reg,
-		SenderDeps: func(_ string, d *sender.Deps) { d.RelayTLS = tlsFor(e.cas) }})
+	deps := stack.Deps{Checks: f, JS: l.js, Logger: l.log, Registerer: l.reg,
+		SenderDeps: func(_ string, d *sender.Deps) { d.RelayTLS = tlsFor(e.cas) }}
+	if adjust != nil {
+		adjust(&cfg, &deps)
+	}
+	st, err := stack.New(cfg, deps)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -251,8 +264,9 @@ func (l *loop) startSMTPReceiver(ln net.Listener) func() {
 	l.t.Helper()
 	cfg := receiverConfig(l.ret)
 	cfg.ProbeKeys = receiver.Secret(l.keySpec)
+	l.recvReg = prometheus.NewRegistry()
 	r, err := receiver.New(cfg, receiver.Deps{Checks: l.checks, Publisher: l.pub, Keyring: l.keyring, Listener: ln,
-		Logger: l.log, Registerer: prometheus.NewRegistry()})
+		Logger: l.log, Registerer: l.recvReg})
 	if err != nil {
 		l.t.Fatal(err)
 	}

@@ -477,6 +477,9 @@ func TestWorldWritableForwardIsIgnored(t *testing.T) {
 
 func TestIMAPModeAgainstDovecot(t *testing.T) {
 	e := setup(t)
+	// A probe another test left unanswered would be reflected too, and
+	// first: start from an empty mailbox.
+	expungeIMAP(t, "imapscout")
 	dir := t.TempDir()
 	keyFile := filepath.Join(dir, "keys")
 	b, _ := os.ReadFile(filepath.Join(stackDir, "probe-keys"))
@@ -548,6 +551,12 @@ func TestIMAPModeAgainstDovecot(t *testing.T) {
 	if errors.Is(ctx.Err(), context.Canceled) {
 		t.Fatal("stopped early")
 	}
+}
+
+// expungeIMAP empties user's INBOX in Dovecot (doveadm expunge).
+func expungeIMAP(t *testing.T, user string) {
+	t.Helper()
+	run(t, "doveadm", "-c", filepath.Join(stackDir, "dovecot.conf"), "expunge", "-u", user, "mailbox", "INBOX", "all")
 }
 
 func tlsFor(cas *x509.CertPool) *tls.Config {
