@@ -9,6 +9,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/emailscout/emailscout/internal/platform"
 	"github.com/emailscout/emailscout/pkg/events"
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
@@ -65,7 +66,8 @@ SMS (its first characters).`,
 	return cmd
 }
 
-// connectJS connects to NATS for a read-only look at the stream.
+// connectJS connects to NATS for a read-only look at the stream, with the
+// credentials and TLS of the environment (platform.NATSAuth).
 func connectJS(ctx context.Context, url string, getenv func(string) string) (jetstream.JetStream, func(), error) {
 	if url == "" {
 		url = getenv("SCOUT_NATS_URL")
@@ -73,11 +75,24 @@ func connectJS(ctx context.Context, url string, getenv func(string) string) (jet
 	if url == "" {
 		url = "nats://127.0.0.1:4222"
 	}
-	nc, err := nats.Connect(url, nats.Name("scout-cli"), nats.Timeout(10*time.Second))
+	auth, err := platform.LoadEnv[platform.NATSAuth](getenv)
 	if err != nil {
-		return nil, nil, exitError{code: 1, err: fmt.Errorf("connect to NATS at %s: %w (give --nats)", url, err)}
+		return nil, nil, exitError{code: 2, err: err}
 	}
-	js, err := jetstream.New(nc)
+	opts, err := auth.Options()
+	if err != nil {
+		return nil, nil, exitError{code: 2, err: err}
+	}
+	nc, err := nats.Connect(url, append(opts, nats.Name("scout-cli"), nats.Timeout(10*time.Second))...)
+	if err != nil {
+		return nil, nil, exitError{code: 1, err: fmt.Errorf("connect to NATS at %s: %w (give --nats)", platform.RedactURLs(url), err)}
+	}
+	var js jetstream.JetStream
+	if auth.JSDomain != "" {
+		js, err = jetstream.NewWithDomain(nc, auth.JSDomain)
+	} else {
+		js, err = jetstream.New(nc)
+	}
 	if err != nil {
 		nc.Close()
 		return nil, nil, err

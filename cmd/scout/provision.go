@@ -25,6 +25,7 @@ const maxReplicas = 5
 // provisionOptions are the resolved flags of `scout provision`.
 type provisionOptions struct {
 	natsURL    string
+	auth       platform.NATSAuth // SCOUT_NATS_CREDS_FILE, SCOUT_NATS_NKEY_FILE, SCOUT_NATS_TLS_*
 	replicas   int
 	maxAge     time.Duration
 	clickhouse string // empty: no ClickHouse step
@@ -45,7 +46,10 @@ nothing. The Kubernetes provisioning Job runs it (docs/deploy.md).
 
 Flags fall back to the environment: --nats to SCOUT_NATS_URL, --replicas to
 SCOUT_STREAM_REPLICAS, --max-age to SCOUT_STREAM_MAX_AGE, --clickhouse to
-SCOUT_CLICKHOUSE_DSN. NATS and ClickHouse are retried until --timeout.`,
+SCOUT_CLICKHOUSE_DSN. NATS and ClickHouse are retried until --timeout. With
+least-privilege NATS users (scout nats-config), it connects as the user
+"provision" with SCOUT_NATS_NKEY_FILE or SCOUT_NATS_CREDS_FILE, and TLS with
+SCOUT_NATS_TLS_CA (docs/configuration.md).`,
 			Example: `  scout provision --nats nats://127.0.0.1:4222 --replicas 1
   scout provision --nats nats://nats:4222 --replicas 3 --max-age 14d --clickhouse clickhouse://scout:secret@clickhouse:9000/scout`,
 			Args: cobra.NoArgs,
@@ -77,6 +81,11 @@ func resolveProvisionOptions(cmd *cobra.Command, getenv func(string) string, o *
 	if o.natsURL == "" {
 		o.natsURL = "nats://127.0.0.1:4222"
 	}
+	auth, err := platform.LoadEnv[platform.NATSAuth](getenv)
+	if err != nil {
+		errs = append(errs, err)
+	}
+	o.auth = auth
 	if !cmd.Flags().Changed("replicas") {
 		o.replicas = 1
 		if v := getenv("SCOUT_STREAM_REPLICAS"); v != "" {
@@ -124,7 +133,7 @@ func resolveProvisionOptions(cmd *cobra.Command, getenv func(string) string, o *
 func provision(ctx context.Context, o provisionOptions, out io.Writer, log *slog.Logger) error {
 	ctx, cancel := context.WithTimeout(ctx, o.timeout)
 	defer cancel()
-	nc, js, err := platform.Connect(ctx, o.natsURL, "scout-provision", log)
+	nc, js, err := platform.Connect(ctx, o.natsURL, "scout-provision", o.auth, log)
 	if err != nil {
 		return err
 	}

@@ -6,20 +6,117 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	neturl "net/url"
+	"os"
 	"slices"
+	"strings"
 	"time"
 
 	"github.com/emailscout/emailscout/pkg/events"
 	"github.com/emailscout/emailscout/pkg/fault"
+	"github.com/nats-io/jwt/v2"
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 )
 
-// Connect dials NATS at url as client name and returns the connection and
-// its JetStream context. The connection reconnects forever; disconnects and
-// reconnects are logged. It fails when the first connection cannot be made
-// before ctx ends.
-func Connect(ctx context.Context, url, name string, log *slog.Logger) (*nats.Conn, jetstream.JetStream, error) {
+// NATSAuth is who a service is to NATS and how it checks the server: its
+// own user's credentials (an NKey seed file or a JWT credentials file),
+// TLS with a CA file and an optional client certificate, and the
+// JetStream domain of a hub reached through a leaf node. All empty (scout
+// dev, tests): no credentials, TLS only when the URL says tls://.
+// docs/configuration.md ("NATS credentials and TLS") documents the
+// variables; pkg/natsauth derives each user's permissions.
+type NATSAuth struct {
+	// CredsFile is a .creds file: the user's JWT and NKey seed
+	// (operator/JWT deployments, nsc; nats.UserCredentials).
+	CredsFile string `env:"SCOUT_NATS_CREDS_FILE"`
+	// NKeyFile holds the user's NKey seed ("SU...", nsc or
+	// `nk -gen user`; nats.NkeyOptionFromSeed); the server knows its
+	// public key (scout nats-config).
+	NKeyFile string `env:"SCOUT_NATS_NKEY_FILE"`
+	// CAFile is the PEM CA bundle that verifies the server's certificate;
+	// setting it turns TLS on (nats.RootCAs).
+	CAFile string `env:"SCOUT_NATS_TLS_CA"`
+	// CertFile and KeyFile are a PEM client certificate and key, for
+	// servers that verify clients (nats.ClientCert); both or neither.
+	CertFile string `env:"SCOUT_NATS_TLS_CERT"`
+	KeyFile  string `env:"SCOUT_NATS_TLS_KEY"`
+	// JSDomain is the JetStream domain of the hub, for a site whose NATS is
+	// a leaf node without JetStream of its own (jetstream.NewWithDomain).
+	JSDomain string `env:"SCOUT_NATS_JS_DOMAIN"`
+}
+
+// Options checks the files of a and returns the nats.go options that use
+// them. Every error names the variable and the file, never a secret: both
+// SCOUT_NATS_CREDS_FILE and SCOUT_NATS_NKEY_FILE set, a file that cannot be
+// read or holds no seed, JWT or certificate, a certificate without its key.
+func (a NATSAuth) Options() ([]nats.Option, error) {
+	var opts []nats.Option
+	if a.CredsFile != "" && a.NKeyFile != "" {
+		return nil, errors.New("nats: set SCOUT_NATS_CREDS_FILE or SCOUT_NATS_NKEY_FILE, not both")
+	}
+	if a.CredsFile != "" {
+		data, err := os.ReadFile(a.CredsFile)
+		if err != nil {
+			return nil, fmt.Errorf("SCOUT_NATS_CREDS_FILE=%s: %w", a.CredsFile, err)
+		}
+		if _, err := jwt.ParseDecoratedJWT(data); err != nil {
+			return nil, fmt.Errorf("SCOUT_NATS_CREDS_FILE=%s: no user JWT in it: %w", a.CredsFile, err)
+		}
+		kp, err := jwt.ParseDecoratedNKey(data)
+		if err != nil {
+			return nil, fmt.Errorf("SCOUT_NATS_CREDS_FILE=%s: no user NKey seed in it: %w", a.CredsFile, err)
+		}
+		kp.Wipe()
+		opts = append(opts, nats.UserCredentials(a.CredsFile))
+	}
+	if a.NKeyFile != "" {
+		opt, err := nats.NkeyOptionFromSeed(a.NKeyFile)
+		if err != nil {
+			return nil, fmt.Errorf("SCOUT_NATS_NKEY_FILE=%s: %w", a.NKeyFile, err)
+		}
+		opts = append(opts, opt)
+	}
+	if (a.CertFile == "") != (a.KeyFile == "") {
+		return nil, errors.New("nats: SCOUT_NATS_TLS_CERT and SCOUT_NATS_TLS_KEY go together")
+	}
+	type fileOption struct {
+		vars string // the variables and files, for errors
+		opt  nats.Option
+	}
+	var tlsOpts []fileOption
+	if a.CAFile != "" {
+		tlsOpts = append(tlsOpts, fileOption{"SCOUT_NATS_TLS_CA=" + a.CAFile, nats.RootCAs(a.CAFile)})
+	}
+	if a.CertFile != "" {
+		tlsOpts = append(tlsOpts, fileOption{"SCOUT_NATS_TLS_CERT=" + a.CertFile + ", SCOUT_NATS_TLS_KEY=" + a.KeyFile,
+			nats.ClientCert(a.CertFile, a.KeyFile)})
+	}
+	// nats.go loads these files when the options are applied: apply them
+	// once here, so that a bad file is an error naming it rather than a
+	// connection retried forever.
+	probe := nats.GetDefaultOptions()
+	for _, o := range tlsOpts {
+		if err := o.opt(&probe); err != nil {
+			return nil, fmt.Errorf("%s: %w", o.vars, err)
+		}
+		opts = append(opts, o.opt)
+	}
+	return opts, nil
+}
+
+// Connect dials NATS at url as client name, authenticated and with TLS as
+// auth says, and returns the connection and its JetStream context (in
+// auth.JSDomain when set). The connection reconnects forever; disconnects
+// and reconnects are logged, with any password in url redacted. It fails
+// at once when auth's files are unusable (NATSAuth.Options), and when the
+// first connection cannot be made before ctx ends (a refused user is
+// retried too: the server's configuration may be reloaded meanwhile).
+func Connect(ctx context.Context, url, name string, auth NATSAuth, log *slog.Logger) (*nats.Conn, jetstream.JetStream, error) {
+	authOpts, err := auth.Options()
+	if err != nil {
+		return nil, nil, err
+	}
 	opts := []nats.Option{
 		nats.Name(name),
 		nats.MaxReconnects(-1),
@@ -35,26 +132,48 @@ func Connect(ctx context.Context, url, name string, log *slog.Logger) (*nats.Con
 			log.Warn("nats async error", "error", err)
 		}),
 	}
+	opts = append(opts, authOpts...)
+	shown := RedactURLs(url)
 	var nc *nats.Conn
-	var err error
 	for {
 		nc, err = nats.Connect(url, opts...)
 		if err == nil {
 			break
 		}
-		log.Warn("nats connect failed, retrying", "url", url, "error", err)
+		log.Warn("nats connect failed, retrying", "url", shown, "error", err)
 		select {
 		case <-ctx.Done():
-			return nil, nil, fmt.Errorf("connect to nats at %s: %w", url, err)
+			return nil, nil, fmt.Errorf("connect to nats at %s: %w", shown, err)
 		case <-time.After(time.Second):
 		}
 	}
-	js, err := jetstream.New(nc)
+	var js jetstream.JetStream
+	if auth.JSDomain != "" {
+		js, err = jetstream.NewWithDomain(nc, auth.JSDomain)
+	} else {
+		js, err = jetstream.New(nc)
+	}
 	if err != nil {
 		nc.Close()
 		return nil, nil, fmt.Errorf("jetstream: %w", err)
 	}
 	return nc, js, nil
+}
+
+// RedactURLs returns a comma-separated list of NATS URLs with every
+// password replaced by "xxxxx" (url.URL.Redacted), for logs and errors.
+// A part that does not parse is shown as "<unparsable url>".
+func RedactURLs(urls string) string {
+	parts := strings.Split(urls, ",")
+	for i, p := range parts {
+		u, err := neturl.Parse(strings.TrimSpace(p))
+		if err != nil {
+			parts[i] = "<unparsable url>"
+			continue
+		}
+		parts[i] = u.Redacted()
+	}
+	return strings.Join(parts, ",")
 }
 
 // ProvisionOptions size the stream and buckets.

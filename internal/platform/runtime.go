@@ -22,7 +22,14 @@ import (
 
 // Base is the configuration every service reads from its environment.
 type Base struct {
-	NATSURL    string `env:"SCOUT_NATS_URL" envDefault:"nats://127.0.0.1:4222"`
+	NATSURL string `env:"SCOUT_NATS_URL" envDefault:"nats://127.0.0.1:4222"`
+	// NATS is the service's own NATS user and TLS (none in scout dev).
+	NATS NATSAuth
+	// Provision creates the stream and KV buckets at start when missing,
+	// which needs JetStream admin rights; a service that connects as its
+	// own least-privilege user sets it false, and the provisioning Job
+	// creates them (docs/deploy.md).
+	Provision  bool   `env:"SCOUT_NATS_PROVISION" envDefault:"true"`
 	HTTPAddr   string `env:"SCOUT_HTTP_ADDR" envDefault:":9090"`
 	LogLevel   string `env:"SCOUT_LOG_LEVEL" envDefault:"info"`
 	ChecksFile string `env:"SCOUT_CHECKS_FILE" envDefault:"/etc/scout/checks.yaml"`
@@ -111,7 +118,8 @@ type Runtime struct {
 
 // Start builds the runtime of service name: it logs JSON to stdout, loads
 // the check file, connects to NATS (waiting until ctx ends), makes sure the
-// stream and buckets exist, and registers NATS readiness.
+// stream and buckets exist (unless base.Provision is off), and registers
+// NATS readiness.
 func Start(ctx context.Context, base Base, name string, stdout io.Writer) (*Runtime, error) {
 	log, err := NewLogger(stdout, base.LogLevel)
 	if err != nil {
@@ -129,13 +137,15 @@ func Start(ctx context.Context, base Base, name string, stdout io.Writer) (*Runt
 	for _, w := range f.Warnings {
 		log.Warn("check file", "warning", w.Error())
 	}
-	nc, js, err := Connect(ctx, base.NATSURL, "scout-"+name, log)
+	nc, js, err := Connect(ctx, base.NATSURL, "scout-"+name, base.NATS, log)
 	if err != nil {
 		return nil, err
 	}
-	if err := Provision(ctx, js, ProvisionOptions{Replicas: base.StreamReplicas}); err != nil {
-		nc.Close()
-		return nil, err
+	if base.Provision {
+		if err := Provision(ctx, js, ProvisionOptions{Replicas: base.StreamReplicas}); err != nil {
+			nc.Close()
+			return nil, err
+		}
 	}
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}), BuildInfoCollector())
