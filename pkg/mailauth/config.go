@@ -6,6 +6,7 @@ import (
 	"log/slog"
 	"net"
 	"net/url"
+	"reflect"
 	"slices"
 	"strings"
 )
@@ -137,7 +138,7 @@ var providerFields = map[string][]string{
 func (c Config) Validate() error {
 	var errs []error
 	bad := func(field, format string, args ...any) {
-		errs = append(errs, fmt.Errorf("%s: "+format, append([]any{field}, args...)...))
+		errs = append(errs, &FieldError{Field: field, Err: fmt.Errorf(format, args...)})
 	}
 	switch c.mechanism() {
 	case XOAuth2, OAuthBearer:
@@ -205,6 +206,51 @@ func (c Config) Validate() error {
 		}
 	}
 	return errors.Join(errs...)
+}
+
+// FieldError is one problem Validate found: Field is the YAML key of the
+// field at fault ("client_id").
+type FieldError struct {
+	Field string
+	Err   error
+}
+
+func (e *FieldError) Error() string { return e.Field + ": " + e.Err.Error() }
+func (e *FieldError) Unwrap() error { return e.Err }
+
+// ValidateEnv is Validate for a Config read from the environment with
+// prefix (a service's envPrefix, e.g. "SCOUT_RECEIVER_IMAP_OAUTH_"): each
+// error names the variable of its field (SCOUT_RECEIVER_IMAP_OAUTH_CLIENT_ID)
+// instead of the YAML key.
+func (c Config) ValidateEnv(prefix string) error {
+	err := c.Validate()
+	if err == nil {
+		return nil
+	}
+	env := map[string]string{}
+	t := reflect.TypeFor[Config]()
+	for i := range t.NumField() {
+		f := t.Field(i)
+		env[f.Tag.Get("yaml")] = prefix + f.Tag.Get("env")
+	}
+	var out []error
+	for _, e := range unjoin(err) {
+		var fe *FieldError
+		if errors.As(e, &fe) && env[fe.Field] != "" {
+			out = append(out, fmt.Errorf("%s: %w", env[fe.Field], fe.Err))
+			continue
+		}
+		out = append(out, e)
+	}
+	return errors.Join(out...)
+}
+
+// unjoin returns the errors errors.Join joined, or err alone.
+func unjoin(err error) []error {
+	if j, ok := err.(interface{ Unwrap() []error }); ok {
+		return j.Unwrap()
+	}
+	return []error{err}
 }
 
 // checkTokenURL accepts https URLs, and http ones to a loopback address.

@@ -591,3 +591,28 @@ mechanism: oauthbearer
 		t.Errorf("unknown key: %v", err)
 	}
 }
+
+// TestValidateEnv: read from the environment, each error names its
+// variable, not the YAML key.
+func TestValidateEnv(t *testing.T) {
+	err := mailauth.Config{Provider: mailauth.ProviderMicrosoft, Tenant: "acme.example", ClientSecret: "s", ClientSecretFile: "/f", Mechanism: "plain"}.
+		ValidateEnv("SCOUT_RECEIVER_IMAP_OAUTH_")
+	if err == nil {
+		t.Fatal("no error")
+	}
+	for _, want := range []string{
+		`SCOUT_RECEIVER_IMAP_OAUTH_MECHANISM: "plain" is not xoauth2 or oauthbearer`,
+		"SCOUT_RECEIVER_IMAP_OAUTH_CLIENT_ID: required by provider microsoft",
+		"SCOUT_RECEIVER_IMAP_OAUTH_CLIENT_SECRET: give exactly one of client_secret and client_secret_file",
+	} {
+		if !strings.Contains(err.Error(), want) {
+			t.Errorf("error lacks %q:\n%v", want, err)
+		}
+	}
+	if strings.Contains(err.Error(), "\nclient_id:") || strings.HasPrefix(err.Error(), "mechanism:") {
+		t.Errorf("a YAML key is left:\n%v", err)
+	}
+	if err := (mailauth.Config{Provider: mailauth.ProviderStatic, AccessToken: "t"}).ValidateEnv("X_"); err != nil {
+		t.Errorf("valid: %v", err)
+	}
+}

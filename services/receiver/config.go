@@ -12,6 +12,7 @@ import (
 	"github.com/emailscout/emailscout/internal/platform"
 	"github.com/emailscout/emailscout/pkg/events"
 	"github.com/emailscout/emailscout/pkg/imapwatch"
+	"github.com/emailscout/emailscout/pkg/mailauth"
 	"github.com/emailscout/emailscout/pkg/probemail"
 )
 
@@ -84,6 +85,16 @@ type Config struct {
 	// IMAPUser and IMAPPassword log in (IMAP LOGIN, RFC 3501 section 6.2.3).
 	IMAPUser     string `env:"SCOUT_RECEIVER_IMAP_USER"`
 	IMAPPassword Secret `env:"SCOUT_RECEIVER_IMAP_PASSWORD"`
+	// IMAPOAuth, when its Provider is set, logs in as IMAPUser with
+	// AUTHENTICATE XOAUTH2 or OAUTHBEARER (RFC 7628) and an OAuth 2.0
+	// token (pkg/mailauth: Microsoft client credentials, a Google service
+	// account, a refresh-token file) instead of IMAPPassword: Microsoft
+	// 365 and Google Workspace mailboxes (docs/reflector.md, "OAuth 2.0").
+	IMAPOAuth mailauth.Config `envPrefix:"SCOUT_RECEIVER_IMAP_OAUTH_"`
+	// IMAPRenewBeforeExpiry: with OAuth, a session logs out and in again
+	// with a fresh token this long before its token expires (servers end
+	// sessions whose token expired).
+	IMAPRenewBeforeExpiry time.Duration `env:"SCOUT_RECEIVER_IMAP_RENEW_BEFORE_EXPIRY" envDefault:"1m"`
 	// IMAPMailbox is the folder the returns are delivered to.
 	IMAPMailbox string `env:"SCOUT_RECEIVER_IMAP_MAILBOX" envDefault:"INBOX"`
 	// IMAPPollInterval is the scan interval when the server does not offer
@@ -185,8 +196,18 @@ func (c Config) validateIMAP() []error {
 	if c.IMAPUser == "" {
 		errs = append(errs, errors.New("SCOUT_RECEIVER_IMAP_USER: imap mode needs the mailbox's user name"))
 	}
-	if c.IMAPPassword == "" {
-		errs = append(errs, errors.New("SCOUT_RECEIVER_IMAP_PASSWORD: imap mode needs the mailbox's password"))
+	switch {
+	case c.IMAPOAuth.Provider != "" && c.IMAPPassword != "":
+		errs = append(errs, errors.New("SCOUT_RECEIVER_IMAP_PASSWORD and SCOUT_RECEIVER_IMAP_OAUTH_PROVIDER: give a password or an OAuth login, not both"))
+	case c.IMAPOAuth.Provider != "":
+		if err := c.IMAPOAuth.ValidateEnv("SCOUT_RECEIVER_IMAP_OAUTH_"); err != nil {
+			errs = append(errs, err)
+		}
+	case c.IMAPPassword == "":
+		errs = append(errs, errors.New("SCOUT_RECEIVER_IMAP_PASSWORD: imap mode needs the mailbox's password (or an OAuth login: SCOUT_RECEIVER_IMAP_OAUTH_PROVIDER)"))
+	}
+	if c.IMAPRenewBeforeExpiry < 0 {
+		errs = append(errs, fmt.Errorf("SCOUT_RECEIVER_IMAP_RENEW_BEFORE_EXPIRY=%s: must not be negative", c.IMAPRenewBeforeExpiry))
 	}
 	if strings.TrimSpace(c.IMAPMailbox) == "" {
 		errs = append(errs, errors.New("SCOUT_RECEIVER_IMAP_MAILBOX: is empty"))

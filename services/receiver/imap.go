@@ -5,10 +5,13 @@ import (
 	"crypto/tls"
 	"errors"
 	"fmt"
+	"net/http"
 	"time"
 
 	"github.com/emailscout/emailscout/pkg/imapwatch"
+	"github.com/emailscout/emailscout/pkg/mailauth"
 	"github.com/emailscout/emailscout/pkg/probemail"
+	"github.com/jonboulle/clockwork"
 )
 
 // Reasons a message is deleted from the mailbox (label "reason" of
@@ -37,7 +40,7 @@ func (r *Receiver) newWatcher() error {
 		tc = tc.Clone()
 		tc.ServerName = r.cfg.IMAPServer
 	}
-	w, err := imapwatch.New(imapwatch.Config{
+	wcfg := imapwatch.Config{
 		Addr:         r.cfg.imapAddr(),
 		TLS:          r.cfg.IMAPTLS,
 		TLSConfig:    tc,
@@ -46,7 +49,13 @@ func (r *Receiver) newWatcher() error {
 		Folder:       r.cfg.IMAPMailbox,
 		IdleRefresh:  r.cfg.IMAPIdleRefresh,
 		PollInterval: r.cfg.IMAPPollInterval,
-	}, imapHandler{r}, r.deps.Clock, r.log.With("mailbox", r.cfg.IMAPMailbox))
+	}
+	if login, err := r.cfg.imapLogin(r.deps.Clock, r.deps.TokenHTTP); err != nil {
+		return err
+	} else if login != nil {
+		wcfg.Auth, wcfg.RenewBeforeExpiry = login, r.cfg.IMAPRenewBeforeExpiry
+	}
+	w, err := imapwatch.New(wcfg, imapHandler{r}, r.deps.Clock, r.log.With("mailbox", r.cfg.IMAPMailbox))
 	if err != nil {
 		return fmt.Errorf("SCOUT_RECEIVER_IMAP_SERVER=%q, SCOUT_RECEIVER_IMAP_PORT=%d: %w", r.cfg.IMAPServer, r.cfg.IMAPPort, err)
 	}
@@ -55,10 +64,25 @@ func (r *Receiver) newWatcher() error {
 	return nil
 }
 
+// imapLogin is the OAuth login of IMAP mode (IMAPOAuth), or nil when the
+// mailbox logs in with a password. Its tokens come from the provider's
+// endpoint through hc (nil: a client with a 30 s timeout), cached on
+// clock.
+func (c Config) imapLogin(clock clockwork.Clock, hc *http.Client) (*mailauth.Login, error) {
+	if c.IMAPOAuth.Provider == "" {
+		return nil, nil
+	}
+	login, err := mailauth.New(c.IMAPOAuth, c.IMAPUser, mailauth.Options{Clock: clock, HTTPClient: hc})
+	if err != nil {
+		return nil, fmt.Errorf("SCOUT_RECEIVER_IMAP_OAUTH_*: %w", err)
+	}
+	return login, nil
+}
+
 // runIMAP watches the mailbox until ctx ends.
 func (r *Receiver) runIMAP(ctx context.Context) error {
 	r.log.Info("receiving returns from a mailbox", "server", r.cfg.imapAddr(), "tls", r.cfg.IMAPTLS,
-		"user", r.cfg.IMAPUser, "mailbox", r.cfg.IMAPMailbox, "return_addresses", r.cfg.ReturnAddresses,
+		"user", r.cfg.IMAPUser, "oauth", r.cfg.IMAPOAuth.Provider, "mailbox", r.cfg.IMAPMailbox, "return_addresses", r.cfg.ReturnAddresses,
 		"cleanup_after", r.cleanupAge)
 	if err := r.watcher.Run(ctx); err != nil {
 		return fmt.Errorf("receiver: SCOUT_RECEIVER_IMAP_USER=%q, SCOUT_RECEIVER_IMAP_MAILBOX=%q: %w", r.cfg.IMAPUser, r.cfg.IMAPMailbox, err)

@@ -14,7 +14,9 @@ import (
 
 	"github.com/emailscout/emailscout/internal/natstest"
 	"github.com/emailscout/emailscout/internal/testkit"
+	"github.com/emailscout/emailscout/pkg/mailauth"
 	"github.com/emailscout/emailscout/pkg/mailtest"
+	"github.com/emailscout/emailscout/pkg/probe/probetest"
 	"github.com/emailscout/emailscout/pkg/probemail"
 	"github.com/emailscout/emailscout/services/receiver"
 	"github.com/emersion/go-imap/v2"
@@ -330,5 +332,79 @@ func TestIMAPRefusedLogin(t *testing.T) {
 	}
 	if errors.Is(err, context.Canceled) {
 		t.Error("Run ran until the test's end")
+	}
+}
+
+// TestIMAPOAuthLogin: with SCOUT_RECEIVER_IMAP_OAUTH_* (client
+// credentials from a token endpoint on loopback) the receiver logs in with
+// AUTHENTICATE XOAUTH2 and the issued token, no password, and takes a
+// return.
+func TestIMAPOAuthLogin(t *testing.T) {
+	e := newEnv(t)
+	srv := mailtest.NewIMAPServer(t, imapCaps)
+	tokens := probetest.NewTokenEndpoint(t, srv.AllowToken)
+	p := siteProbe(t, site, now.Add(-2*time.Second))
+	srv.Deliver(returned(t, p), time.Time{})
+	cfg := imapConfig(t, srv.Addr)
+	cfg.IMAPPassword = ""
+	cfg.IMAPOAuth = mailauth.Config{Provider: mailauth.ProviderMicrosoft, TokenURL: tokens.URL,
+		ClientID: probetest.ClientID, ClientSecret: probetest.ClientSecret}
+	if err := cfg.Validate(); err != nil {
+		t.Fatal(err)
+	}
+	e.start(cfg)
+	evs, _ := e.returned(1)
+	if evs[0].TestID != p.TestID || evs[0].Via != "imap" {
+		t.Errorf("stored %+v", evs[0])
+	}
+	if used := srv.TokensUsed(); len(used) == 0 || used[0] != "tok-1" || tokens.Issued() != 1 {
+		t.Errorf("tokens used %v, issued %d: want tok-1, issued once", used, tokens.Issued())
+	}
+}
+
+// TestIMAPOAuthRevokedSecret: a client secret the token endpoint refuses
+// stops the receiver with an error naming the variables and the provider's
+// words (AADSTS7000215); the IMAP server is never asked.
+func TestIMAPOAuthRevokedSecret(t *testing.T) {
+	e := newEnv(t)
+	srv := mailtest.NewIMAPServer(t, imapCaps)
+	tokens := probetest.NewTokenEndpoint(t, srv.AllowToken)
+	tokens.Revoke()
+	cfg := imapConfig(t, srv.Addr)
+	cfg.IMAPPassword = ""
+	cfg.IMAPOAuth = mailauth.Config{Provider: mailauth.ProviderMicrosoft, TokenURL: tokens.URL,
+		ClientID: probetest.ClientID, ClientSecret: probetest.ClientSecret}
+	r, err := receiver.New(cfg, receiver.Deps{Checks: e.checks, Publisher: nopPublisher{}, Keyring: e.keys, Clock: e.clock})
+	if err != nil {
+		t.Fatal(err)
+	}
+	err = r.Run(natstest.Context(t))
+	if err == nil || !strings.Contains(err.Error(), "SCOUT_RECEIVER_IMAP_USER") || !strings.Contains(err.Error(), "AADSTS7000215") {
+		t.Errorf("Run = %v, want the refused secret named", err)
+	}
+	if strings.Contains(fmt.Sprint(err), probetest.ClientSecret) {
+		t.Errorf("the secret is in the error: %v", err)
+	}
+	if n := srv.Commands("AUTHENTICATE") + srv.Commands("LOGIN"); n != 0 {
+		t.Errorf("%d logins tried at the IMAP server, want none", n)
+	}
+}
+
+// TestIMAPOAuthConfig: a password and an OAuth login together, or an OAuth
+// login missing a field, are refused naming the variables.
+func TestIMAPOAuthConfig(t *testing.T) {
+	cfg := imapConfig(t, "127.0.0.1:143")
+	cfg.IMAPOAuth = mailauth.Config{Provider: mailauth.ProviderMicrosoft, Tenant: "acme.example", ClientID: "c", ClientSecret: "s"}
+	if err := cfg.Validate(); err == nil || !strings.Contains(err.Error(), "give a password or an OAuth login, not both") {
+		t.Errorf("password and OAuth: %v", err)
+	}
+	cfg.IMAPPassword = ""
+	cfg.IMAPOAuth.ClientID = ""
+	if err := cfg.Validate(); err == nil || !strings.Contains(err.Error(), "SCOUT_RECEIVER_IMAP_OAUTH_CLIENT_ID: required by provider microsoft") {
+		t.Errorf("no client id: %v", err)
+	}
+	cfg.IMAPOAuth = mailauth.Config{}
+	if err := cfg.Validate(); err == nil || !strings.Contains(err.Error(), "SCOUT_RECEIVER_IMAP_PASSWORD: imap mode needs the mailbox's password (or an OAuth login") {
+		t.Errorf("neither: %v", err)
 	}
 }

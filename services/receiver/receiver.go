@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net"
+	"net/http"
 	"regexp"
 	"strings"
 	"sync"
@@ -101,7 +102,11 @@ type Deps struct {
 	Listener net.Listener
 	// IMAPTLS verifies the IMAP server's certificate (IMAP mode); nil means
 	// the system roots and SCOUT_RECEIVER_IMAP_SERVER as server name.
-	IMAPTLS    *tls.Config
+	IMAPTLS *tls.Config
+	// TokenHTTP fetches the OAuth tokens of IMAP mode (SCOUT_RECEIVER_IMAP_OAUTH_*)
+	// from the provider's token endpoint; nil means a client with a 30 s
+	// timeout.
+	TokenHTTP  *http.Client
 	Clock      clockwork.Clock       // nil: the real clock
 	Logger     *slog.Logger          // nil: discard
 	Registerer prometheus.Registerer // nil: no metrics

@@ -1,15 +1,20 @@
 package sender
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"net"
+	"net/http"
 	"net/mail"
 	"os"
 	"strings"
 	"time"
 
 	"github.com/emailscout/emailscout/internal/platform"
+	"github.com/emailscout/emailscout/pkg/mailauth"
+	"github.com/emersion/go-sasl"
+	"github.com/jonboulle/clockwork"
 
 	"github.com/emailscout/emailscout/pkg/events"
 	"github.com/emailscout/emailscout/pkg/probemail"
@@ -54,6 +59,12 @@ type Config struct {
 	// relay; the password is only sent over TLS (or to a loopback relay).
 	RelayUsername string `env:"SCOUT_RELAY_USERNAME"`
 	RelayPassword Secret `env:"SCOUT_RELAY_PASSWORD"`
+	// RelayOAuth, when its Provider is set, makes the relay login AUTH
+	// XOAUTH2 or OAUTHBEARER (RFC 7628) as RelayUsername with an OAuth 2.0
+	// token (pkg/mailauth) instead of RelayPassword: a relay on Microsoft
+	// 365 (smtp.office365.com:587, SMTP.SendAsApp) or Google Workspace
+	// (smtp.gmail.com:587).
+	RelayOAuth mailauth.Config `envPrefix:"SCOUT_RELAY_OAUTH_"`
 	// HeloName is the name sent in EHLO; empty means the domain of
 	// ReturnAddress.
 	HeloName string `env:"SCOUT_HELO_NAME"`
@@ -123,8 +134,18 @@ func (c Config) Validate() error {
 	}
 	switch c.Delivery {
 	case DeliveryRelay:
-		if err := c.relayConfig().Validate(); err != nil {
-			errs = append(errs, fmt.Errorf("SCOUT_RELAY_ADDR=%q, SCOUT_RELAY_TLS=%q, SCOUT_RELAY_USERNAME/PASSWORD: %w", c.RelayAddr, c.RelayTLS, err))
+		rc := c.relayConfig()
+		if c.RelayOAuth.Provider != "" {
+			rc.Auth = oauthPending{} // the login is made by New; here only its presence counts
+			if err := c.RelayOAuth.ValidateEnv("SCOUT_RELAY_OAUTH_"); err != nil {
+				errs = append(errs, err)
+			}
+			if c.RelayUsername == "" {
+				errs = append(errs, errors.New("SCOUT_RELAY_USERNAME: an OAuth relay login needs the user name (the mailbox that sends)"))
+			}
+		}
+		if err := rc.Validate(); err != nil {
+			errs = append(errs, fmt.Errorf("SCOUT_RELAY_ADDR=%q, SCOUT_RELAY_TLS=%q, SCOUT_RELAY_USERNAME/PASSWORD/OAUTH_PROVIDER: %w", c.RelayAddr, c.RelayTLS, err))
 		}
 		if c.RelayTLS == "" {
 			errs = append(errs, errors.New(`SCOUT_RELAY_TLS="": must be starttls, opportunistic, none or implicit`))
@@ -182,6 +203,28 @@ func (c Config) relayConfig() submit.Config {
 		Password:  string(c.RelayPassword),
 		HelloName: c.helo(),
 	}
+}
+
+// relayLogin is the OAuth login of the relay (RelayOAuth), or nil when
+// the relay takes a password or no login. Its tokens come from the
+// provider's endpoint through hc (nil: a 30 s client), cached on clock.
+func (c Config) relayLogin(clock clockwork.Clock, hc *http.Client) (*mailauth.Login, error) {
+	if c.Delivery != DeliveryRelay || c.RelayOAuth.Provider == "" {
+		return nil, nil
+	}
+	login, err := mailauth.New(c.RelayOAuth, c.RelayUsername, mailauth.Options{Clock: clock, HTTPClient: hc})
+	if err != nil {
+		return nil, fmt.Errorf("SCOUT_RELAY_OAUTH_*: %w", err)
+	}
+	return login, nil
+}
+
+// oauthPending stands for the relay's OAuth login in Validate, before New
+// makes it.
+type oauthPending struct{}
+
+func (oauthPending) SASL(context.Context) (sasl.Client, time.Time, error) {
+	return nil, time.Time{}, errors.New("no OAuth login yet")
 }
 
 // validAddress accepts a bare addr-spec that can travel in the probe header.

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"fmt"
 	"log/slog"
+	"reflect"
 	"strings"
 	"testing"
 	"time"
@@ -30,7 +31,7 @@ func TestConfigDefaults(t *testing.T) {
 		RelayAddr: "relay.monitor.example:587", RelayTLS: "starttls", MXPort: 25,
 		SubmitTimeout: 60 * time.Second, Workers: 8,
 	}
-	if cfg != want {
+	if !reflect.DeepEqual(cfg, want) {
 		t.Errorf("config %+v, want %+v", cfg, want)
 	}
 	if err := cfg.Validate(); err != nil {

@@ -43,7 +43,7 @@ func (s *Sender) deliver(ctx context.Context, msg []byte, from, to string) deliv
 // deliverRelay submits to our relay. Every failure is the monitor's.
 func (s *Sender) deliverRelay(ctx context.Context, msg []byte, from, to string) delivery {
 	cfg := s.cfg.relayConfig()
-	cfg.TLSConfig = s.deps.RelayTLS
+	cfg.TLSConfig, cfg.Auth = s.deps.RelayTLS, s.relayAuth
 	res, err := submit.Send(ctx, cfg, from, []string{to}, msg)
 	d := delivery{res: res, hop: cfg.Addr}
 	if err == nil {

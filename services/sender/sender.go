@@ -10,6 +10,7 @@ import (
 	"io"
 	"log/slog"
 	"net"
+	"net/http"
 	"time"
 
 	"github.com/emailscout/emailscout/internal/platform"
@@ -18,6 +19,7 @@ import (
 	"github.com/emailscout/emailscout/pkg/fault"
 	"github.com/emailscout/emailscout/pkg/probe"
 	"github.com/emailscout/emailscout/pkg/probemail"
+	"github.com/emailscout/emailscout/pkg/submit"
 	"github.com/jonboulle/clockwork"
 	"github.com/nats-io/nats.go/jetstream"
 	"github.com/prometheus/client_golang/prometheus"
@@ -76,11 +78,15 @@ type Deps struct {
 	// ServiceResolver looks up the hosts of service checks; nil means the
 	// system resolver. `scout dev` resolves its demo host with it.
 	ServiceResolver HostResolver
-	Clock           clockwork.Clock       // nil: the real clock
-	Rand            io.Reader             // orders MX hosts of equal preference; nil: crypto/rand
-	Logger          *slog.Logger          // nil: discard
-	Registerer      prometheus.Registerer // nil: no metrics
-	Health          *platform.Health      // nil: no readiness reporting
+	// TokenHTTP fetches OAuth tokens (the relay's SCOUT_RELAY_OAUTH_*,
+	// service checks' oauth blocks) from the providers' token endpoints;
+	// nil means a client with a 30 s timeout.
+	TokenHTTP  *http.Client
+	Clock      clockwork.Clock       // nil: the real clock
+	Rand       io.Reader             // orders MX hosts of equal preference; nil: crypto/rand
+	Logger     *slog.Logger          // nil: discard
+	Registerer prometheus.Registerer // nil: no metrics
+	Health     *platform.Health      // nil: no readiness reporting
 }
 
 // Sender submits the probes of one site.
@@ -98,6 +104,9 @@ type Sender struct {
 	// logins: the OAuth logins of service checks, one per check, whose
 	// token caches serve every run
 	logins *probe.Logins
+	// relayAuth: the relay's OAuth login (SCOUT_RELAY_OAUTH_*); nil: a
+	// password or no login
+	relayAuth submit.Authenticator
 	// maxDeliver is the consumer's delivery bound: the last delivery must
 	// report, since JetStream will not deliver again.
 	maxDeliver int
@@ -151,11 +160,19 @@ func New(cfg Config, deps Deps) (*Sender, error) {
 	if err != nil {
 		return nil, err
 	}
-	return &Sender{
+	relayLogin, err := cfg.relayLogin(deps.Clock, deps.TokenHTTP)
+	if err != nil {
+		return nil, err
+	}
+	s := &Sender{
 		cfg: cfg, deps: deps, log: log, metrics: m, memo: newMemo[events.MailSent](), probes: newMemo[builtProbe](), observations: newMemo[events.ServiceChecked](),
-		logins:     probe.NewLogins(deps.Clock, nil),
+		logins:     probe.NewLogins(deps.Clock, deps.TokenHTTP),
 		maxDeliver: events.SenderConsumer(cfg.Site).MaxDeliver, dkim: dkimSigner,
-	}, nil
+	}
+	if relayLogin != nil {
+		s.relayAuth = relayLogin
+	}
+	return s, nil
 }
 
 // Run binds the site's durable consumer (retrying while NATS is away) and

@@ -21,7 +21,9 @@ import (
 
 	"github.com/emailscout/emailscout/internal/testkit"
 	"github.com/emailscout/emailscout/pkg/events"
+	"github.com/emailscout/emailscout/pkg/mailauth"
 	"github.com/emailscout/emailscout/pkg/mailtest"
+	"github.com/emailscout/emailscout/pkg/probe/probetest"
 	"github.com/emailscout/emailscout/pkg/probemail"
 	"github.com/emailscout/emailscout/services/sender"
 	"github.com/emersion/go-smtp"
@@ -86,6 +88,46 @@ func TestProbeSentThroughRelay(t *testing.T) {
 	waitMetric(t, r.reg, "scout_sender_submit_seconds", nil, 1)
 	if strings.Contains(r.logs.String(), "s3cret") {
 		t.Error("the relay password was logged")
+	}
+}
+
+// TestRelayOAuth: with SCOUT_RELAY_OAUTH_* the sender logs in to its
+// relay with AUTH XOAUTH2 and a client-credentials token from a token
+// endpoint on loopback (no password); the token is fetched once and
+// reused. With the secret revoked, the probe is a monitor_error of class
+// relay_auth whose error names the provider's words, never the secret.
+func TestRelayOAuth(t *testing.T) {
+	e := newEnv(t)
+	tokens := probetest.NewTokenEndpoint(t, nil)
+	relay := mailtest.NewServer(t, mailtest.Options{TLS: true, Tokens: map[string]string{"tok-1": "scout@monitor.example"}})
+	cfg := relayConfig(relay.Addr)
+	cfg.RelayTLS, cfg.RelayUsername = "starttls", "scout@monitor.example"
+	cfg.RelayOAuth = mailauth.Config{Provider: mailauth.ProviderMicrosoft, TokenURL: tokens.URL,
+		ClientID: probetest.ClientID, ClientSecret: probetest.ClientSecret}
+	r := e.start(cfg, func(d *sender.Deps) { d.RelayTLS = &tls.Config{RootCAs: relay.RootCAs} })
+	e.schedule("acme-roundtrip", site, time.Minute)
+	e.schedule("acme-roundtrip", site, time.Minute)
+	for _, got := range e.waitSent(2) {
+		if got.Status != events.SentOK || got.Timings.AuthMS <= 0 {
+			t.Errorf("mail.sent %+v, want sent after an OAuth login", got)
+		}
+	}
+	if n := len(relay.Wait(2, 10*time.Second)); n != 2 || tokens.Issued() != 1 {
+		t.Errorf("relay got %d probes with %d tokens issued, want 2 with 1", n, tokens.Issued())
+	}
+
+	tokens.Revoke()
+	e2 := newEnv(t)
+	r2 := e2.start(cfg, func(d *sender.Deps) { d.RelayTLS = &tls.Config{RootCAs: relay.RootCAs} })
+	e2.schedule("acme-roundtrip", site, 300*time.Millisecond)
+	got := e2.waitSent(1)[0]
+	if got.Status != events.SentMonitorError || got.ErrorClass != sender.ClassRelayAuth || !strings.Contains(got.Error, "AADSTS7000215") {
+		t.Errorf("revoked secret: mail.sent %+v, want monitor_error relay_auth naming AADSTS7000215", got)
+	}
+	for _, logs := range []string{r.logs.String(), r2.logs.String(), got.Error} {
+		if strings.Contains(logs, probetest.ClientSecret) || strings.Contains(logs, "tok-1") {
+			t.Error("the client secret or the token was logged")
+		}
 	}
 }
 

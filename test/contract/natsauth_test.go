@@ -192,6 +192,7 @@ func TestServicesRunAsTheirOwnNATSUsers(t *testing.T) {
 	webHealth := platform.NewHealth()
 	wcfg := web.Defaults()
 	wcfg.Token = platform.Secret("contract-test-token")
+	wcfg.Listen = "127.0.0.1:0" // loopback, any free port
 	wb, err := web.New(wcfg, web.Deps{Checks: f, JS: webJS, Health: webHealth, Logger: logger("web")})
 	if err != nil {
 		t.Fatal(err)
@@ -209,11 +210,12 @@ func TestServicesRunAsTheirOwnNATSUsers(t *testing.T) {
 	defer cancel()
 
 	// A test as the scheduler publishes it (its next slot may be a minute
-	// away); the sender's relay refuses, so it publishes mail.sent, which
-	// the evaluator takes.
+	// away); the sender's relay is unreachable, so it retries until the
+	// test's send window closes (2 s) and then publishes mail.sent as a
+	// monitor_error, which the evaluator takes.
 	now := time.Now().UTC()
 	ts := events.TestScheduled{V: events.SchemaVersion, TestID: "t-auth-1", CheckID: "acme-rt", Site: "eu-west",
-		Kind: events.KindRoundTrip, Attempt: 1, Reason: events.ReasonInterval, ScheduledAt: now, NotAfter: now.Add(time.Minute)}
+		Kind: events.KindRoundTrip, Attempt: 1, Reason: events.ReasonInterval, ScheduledAt: now, NotAfter: now.Add(2 * time.Second)}
 	if _, err := (platform.JetStreamPublisher{JS: schedJS}).Publish(ctx, ts); err != nil {
 		t.Fatalf("scheduler publishes test.scheduled: %v", err)
 	}
@@ -306,8 +308,12 @@ func waitAcked(t *testing.T, ctx context.Context, js jetstream.JetStream, durabl
 func waitNaked(t *testing.T, ctx context.Context, js jetstream.JetStream, durable string) {
 	t.Helper()
 	for deadline := time.Now().Add(30 * time.Second); ; {
-		if c, err := js.Consumer(ctx, events.StreamName, durable); err == nil && c.CachedInfo().NumRedelivered > 0 {
-			return
+		// A redelivery advances the consumer's delivery sequence past the
+		// stream's (the ack wait is 2 minutes: only a nak redelivers now).
+		if c, err := js.Consumer(ctx, events.StreamName, durable); err == nil {
+			if info, err := c.Info(ctx); err == nil && info.Delivered.Consumer > info.Delivered.Stream {
+				return
+			}
 		}
 		if time.Now().After(deadline) {
 			t.Fatalf("consumer %s: no nak got through", durable)

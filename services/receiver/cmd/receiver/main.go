@@ -4,11 +4,16 @@
 // watcher of the return mailbox, which deletes a return only after
 // mail.returned is stored. Configuration comes from the environment
 // (docs/configuration.md).
+//
+// "receiver check-login" logs in to the IMAP-mode return mailbox once with
+// the same environment, says what it sees and exits 0, or names the
+// problem and exits 1 (receiver.CheckLogin).
 package main
 
 import (
 	"context"
 	"io"
+	"time"
 
 	"github.com/emailscout/emailscout/internal/platform"
 	"github.com/emailscout/emailscout/services/receiver"
@@ -16,7 +21,10 @@ import (
 
 func main() { platform.Main("receiver", run) }
 
-func run(ctx context.Context, _ []string, getenv func(string) string, stdout io.Writer) error {
+func run(ctx context.Context, args []string, getenv func(string) string, stdout io.Writer) error {
+	if len(args) > 0 && args[0] == "check-login" {
+		return checkLogin(ctx, getenv, stdout)
+	}
 	type env struct {
 		platform.Base
 		receiver.Config
@@ -49,4 +57,16 @@ func run(ctx context.Context, _ []string, getenv func(string) string, stdout io.
 		return err
 	}
 	return rt.Serve(ctx, r)
+}
+
+// checkLogin is "receiver check-login": the return mailbox's login, once,
+// within 60 s.
+func checkLogin(ctx context.Context, getenv func(string) string, stdout io.Writer) error {
+	cfg, err := platform.LoadEnv[receiver.Config](getenv)
+	if err != nil {
+		return err
+	}
+	ctx, cancel := context.WithTimeout(ctx, time.Minute)
+	defer cancel()
+	return receiver.CheckLogin(ctx, cfg, nil, nil, stdout)
 }
