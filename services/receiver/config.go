@@ -36,6 +36,10 @@ const (
 // recipient; an MTA may batch a few returns for one address.
 const MaxRecipients = 10
 
+// maxConnectionsLimit bounds Config.MaxConnections: each connection is a
+// file descriptor and up to MaxBytes of memory.
+const maxConnectionsLimit = 100000
+
 // Config configures the receiver of one site. Every field is read from the
 // environment variable in its env tag (docs/configuration.md, "receiver").
 type Config struct {
@@ -65,9 +69,23 @@ type Config struct {
 	TLSKey  string `env:"SCOUT_RECEIVER_TLS_KEY"`
 	// MaxAge: a return whose signed start is older is a replay and refused.
 	MaxAge time.Duration `env:"SCOUT_RECEIVER_MAX_AGE" envDefault:"48h"`
-	// Timeout bounds each SMTP read and write (RFC 5321 section 4.5.3.2
-	// asks servers to wait 5 minutes for a command).
+	// Timeout bounds the transfer of one message (from the 354 to the
+	// final <CRLF>.<CRLF>, RFC 5321 section 4.5.3.2.5-6) and each write.
 	Timeout time.Duration `env:"SCOUT_RECEIVER_TIMEOUT" envDefault:"5m"`
+	// CommandTimeout bounds the wait for each command line: from the
+	// greeting to the first command and between commands, a whole line
+	// (however slowly it trickles in) within it. Shorter than the 5
+	// minutes of RFC 5321 section 4.5.3.2.7, so that idle and slowloris
+	// clients give their connection back soon; an MTA sends its commands
+	// at once. After it the answer is 421 4.4.2 and the connection closes.
+	CommandTimeout time.Duration `env:"SCOUT_RECEIVER_COMMAND_TIMEOUT" envDefault:"1m"`
+	// MaxConnections caps the SMTP connections open at once; one more is
+	// answered 421 4.7.0 and closed (RFC 5321 section 4.2.3 allows 421 at
+	// the greeting). Each costs about 20 KB idle, MaxBytes in DATA.
+	MaxConnections int `env:"SCOUT_RECEIVER_MAX_CONNECTIONS" envDefault:"1000"`
+	// MaxConnectionsPerIP caps the connections open at once from one
+	// remote IPv4 address or IPv6 /64, as MaxConnections.
+	MaxConnectionsPerIP int `env:"SCOUT_RECEIVER_MAX_CONNECTIONS_PER_IP" envDefault:"50"`
 	// StoreTimeout bounds the wait for JetStream's acknowledgement of
 	// mail.returned; after it the answer is 451 and the MTA retries.
 	StoreTimeout time.Duration `env:"SCOUT_RECEIVER_STORE_TIMEOUT" envDefault:"10s"`
@@ -162,6 +180,15 @@ func (c Config) Validate() error {
 	}
 	if c.Timeout < time.Second {
 		errs = append(errs, fmt.Errorf("SCOUT_RECEIVER_TIMEOUT=%s: must be at least 1s", c.Timeout))
+	}
+	if c.CommandTimeout < time.Second || c.CommandTimeout > 5*time.Minute {
+		errs = append(errs, fmt.Errorf("SCOUT_RECEIVER_COMMAND_TIMEOUT=%s: must be between 1s and 5m (RFC 5321 section 4.5.3.2.7)", c.CommandTimeout))
+	}
+	if c.MaxConnections < 1 || c.MaxConnections > maxConnectionsLimit {
+		errs = append(errs, fmt.Errorf("SCOUT_RECEIVER_MAX_CONNECTIONS=%d: must be between 1 and %d", c.MaxConnections, maxConnectionsLimit))
+	}
+	if c.MaxConnectionsPerIP < 1 || c.MaxConnectionsPerIP > c.MaxConnections && c.MaxConnections >= 1 {
+		errs = append(errs, fmt.Errorf("SCOUT_RECEIVER_MAX_CONNECTIONS_PER_IP=%d: must be between 1 and SCOUT_RECEIVER_MAX_CONNECTIONS (%d)", c.MaxConnectionsPerIP, c.MaxConnections))
 	}
 	if c.StoreTimeout <= 0 || c.StoreTimeout > 5*time.Minute {
 		errs = append(errs, fmt.Errorf("SCOUT_RECEIVER_STORE_TIMEOUT=%s: must be above 0 and at most 5m (MTAs wait 10m for the reply to DATA)", c.StoreTimeout))

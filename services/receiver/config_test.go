@@ -30,7 +30,8 @@ func TestConfigDefaults(t *testing.T) {
 		t.Fatal(err)
 	}
 	if cfg.Listen != ":2525" || cfg.Mode != "smtp" || cfg.MaxBytes != probemail.MaxMessageBytes || cfg.MaxAge != 48*time.Hour ||
-		cfg.Timeout != 5*time.Minute || cfg.StoreTimeout != 10*time.Second || len(cfg.ReturnAddresses) != 2 {
+		cfg.Timeout != 5*time.Minute || cfg.StoreTimeout != 10*time.Second || len(cfg.ReturnAddresses) != 2 ||
+		cfg.CommandTimeout != time.Minute || cfg.MaxConnections != 1000 || cfg.MaxConnectionsPerIP != 50 {
 		t.Errorf("defaults %+v", cfg)
 	}
 	if err := cfg.Validate(); err != nil {
@@ -75,6 +76,9 @@ func TestConfigErrorsNameTheVariable(t *testing.T) {
 		{"tls pair", func(c *receiver.Config) { c.TLSCert = "/etc/scout/cert.pem" }, "set both or neither"},
 		{"max age", func(c *receiver.Config) { c.MaxAge = time.Second }, "SCOUT_RECEIVER_MAX_AGE=1s"},
 		{"store timeout", func(c *receiver.Config) { c.StoreTimeout = 0 }, "SCOUT_RECEIVER_STORE_TIMEOUT=0s"},
+		{"command timeout", func(c *receiver.Config) { c.CommandTimeout = 10 * time.Minute }, "SCOUT_RECEIVER_COMMAND_TIMEOUT=10m0s"},
+		{"max connections", func(c *receiver.Config) { c.MaxConnections = 0 }, "SCOUT_RECEIVER_MAX_CONNECTIONS=0"},
+		{"max connections per ip", func(c *receiver.Config) { c.MaxConnectionsPerIP = 2000 }, "SCOUT_RECEIVER_MAX_CONNECTIONS_PER_IP=2000"},
 		{"keys", func(c *receiver.Config) { c.ProbeKeys = "" }, "SCOUT_PROBE_KEYS"},
 		{"imap server", imapMode(func(c *receiver.Config) { c.IMAPServer = "" }), "SCOUT_RECEIVER_IMAP_SERVER"},
 		{"imap server with port", imapMode(func(c *receiver.Config) { c.IMAPServer = "imap.example:993" }), `SCOUT_RECEIVER_IMAP_SERVER="imap.example:993"`},

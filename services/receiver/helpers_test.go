@@ -139,7 +139,8 @@ func config() receiver.Config {
 	return receiver.Config{
 		Site: site, Mode: "smtp", Listen: "127.0.0.1:0", ReturnAddresses: []string{returnAddr, "scout-return+us-east@monitor.example"},
 		ProbeKeys: keySpec, MaxBytes: probemail.MaxMessageBytes, MaxAge: 48 * time.Hour,
-		Timeout: 10 * time.Second, StoreTimeout: 5 * time.Second,
+		Timeout: 10 * time.Second, StoreTimeout: 5 * time.Second, CommandTimeout: 10 * time.Second,
+		MaxConnections: 1000, MaxConnectionsPerIP: 50,
 	}
 }
 

@@ -16,6 +16,9 @@ type metrics struct {
 	rejected      *prometheus.CounterVec
 	imapDeleted   *prometheus.CounterVec
 	storeSeconds  prometheus.Histogram
+	connOpen      prometheus.Gauge
+	connRefused   *prometheus.CounterVec
+	connTimeouts  prometheus.Counter
 }
 
 func newMetrics(reg prometheus.Registerer, site string) (*metrics, error) {
@@ -42,7 +45,17 @@ func newMetrics(reg prometheus.Registerer, site string) (*metrics, error) {
 		storeSeconds: prometheus.NewHistogram(prometheus.HistogramOpts{
 			Name: "scout_receiver_store_seconds", ConstLabels: siteLabel, Help: "Time from publishing mail.returned to JetStream's acknowledgement (the 250 waits for it).",
 			Buckets: prometheus.ExponentialBuckets(0.0005, 3, 10)}),
+		connOpen: prometheus.NewGauge(prometheus.GaugeOpts{
+			Name: "scout_receiver_connections_open", ConstLabels: siteLabel, Help: "SMTP connections open now (at most SCOUT_RECEIVER_MAX_CONNECTIONS)."}),
+		connRefused: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "scout_receiver_connections_refused_total", ConstLabels: siteLabel,
+			Help: "SMTP connections answered 421 4.7.0 and closed at once, by reason: max_connections, max_per_ip."}, []string{"reason"}),
+		connTimeouts: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "scout_receiver_connection_timeouts_total", ConstLabels: siteLabel,
+			Help: "SMTP connections closed because a command (SCOUT_RECEIVER_COMMAND_TIMEOUT) or a message (SCOUT_RECEIVER_TIMEOUT) did not come in time."}),
 	}
+	m.connRefused.WithLabelValues(RefusedMaxConnections)
+	m.connRefused.WithLabelValues(RefusedMaxPerIP)
 	for _, r := range []string{ReasonRecipient, ReasonMalformed, ReasonUnsigned, ReasonUnknownCheck, ReasonUnknownKey,
 		ReasonBadSignature, ReasonWrongCustomer, ReasonReplay, ReasonFuture, ReasonTooLarge, ReasonVERPSender, ReasonVERPForged} {
 		m.rejected.WithLabelValues(r)
@@ -52,7 +65,8 @@ func newMetrics(reg prometheus.Registerer, site string) (*metrics, error) {
 	}
 	m.imapDeleted.WithLabelValues(DeletedTaken)
 	m.imapDeleted.WithLabelValues(DeletedCleanup)
-	if err := platform.Register(reg, m.returns, m.duplicates, m.bounces, m.postmaster, m.storeFailures, m.rejected, m.imapDeleted, m.storeSeconds); err != nil {
+	if err := platform.Register(reg, m.returns, m.duplicates, m.bounces, m.postmaster, m.storeFailures, m.rejected, m.imapDeleted, m.storeSeconds,
+		m.connOpen, m.connRefused, m.connTimeouts); err != nil {
 		return nil, fmt.Errorf("receiver metrics: %w", err)
 	}
 	return m, nil

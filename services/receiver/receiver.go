@@ -186,12 +186,13 @@ func New(cfg Config, deps Deps) (*Receiver, error) {
 		tlsConfig = &tls.Config{Certificates: []tls.Certificate{cert}, MinVersion: tls.VersionTLS12}
 	}
 	r.srv = r.newServer(tlsConfig)
-	r.ln = deps.Listener
-	if r.ln == nil {
-		if r.ln, err = net.Listen("tcp", cfg.Listen); err != nil {
+	ln := deps.Listener
+	if ln == nil {
+		if ln, err = net.Listen("tcp", cfg.Listen); err != nil {
 			return nil, fmt.Errorf("SCOUT_RECEIVER_LISTEN=%q: %w", cfg.Listen, err)
 		}
 	}
+	r.ln = newCapListener(ln, cfg.MaxConnections, cfg.MaxConnectionsPerIP, r.metrics)
 	deps.Health.Set("smtp", errors.New("not serving yet"))
 	return r, nil
 }

@@ -8,16 +8,19 @@ import (
 	"io"
 	"log/slog"
 	"strings"
+	"time"
 
 	"github.com/emersion/go-smtp"
 )
 
 func (r *Receiver) newServer(tlsConfig *tls.Config) *smtp.Server {
 	srv := smtp.NewServer(smtp.BackendFunc(func(c *smtp.Conn) (smtp.Session, error) {
-		return &session{r: r, remote: c.Conn().RemoteAddr().String()}, nil
+		return &session{r: r, conn: c, remote: c.Conn().RemoteAddr().String()}, nil
 	}))
 	srv.Domain = r.cfg.banner()
-	srv.ReadTimeout = r.cfg.Timeout
+	// go-smtp sets the read deadline before each command line; Data moves
+	// it for the message's transfer.
+	srv.ReadTimeout = r.cfg.CommandTimeout
 	srv.WriteTimeout = r.cfg.Timeout
 	srv.MaxMessageBytes = r.cfg.MaxBytes
 	srv.MaxRecipients = MaxRecipients
@@ -31,6 +34,7 @@ func (r *Receiver) newServer(tlsConfig *tls.Config) *smtp.Server {
 // verified VERP addresses, postmaster).
 type session struct {
 	r          *Receiver
+	conn       *smtp.Conn
 	remote     string
 	from       string
 	rcpts      int
@@ -83,11 +87,19 @@ func (s *session) Rcpt(to string, _ *smtp.RcptOptions) error {
 }
 
 // Data implements smtp.Session: verify, store, and only then answer 250.
+// The whole message must come within Config.Timeout, however slowly; at
+// most Config.MaxBytes of it are held (go-smtp reads and drops the rest,
+// then answers 552).
 func (s *session) Data(rd io.Reader) error {
+	_ = s.conn.Conn().SetReadDeadline(time.Now().Add(s.r.cfg.Timeout))
 	msg, err := io.ReadAll(rd)
 	if err != nil {
 		if errors.Is(err, smtp.ErrDataTooLarge) {
 			s.r.metrics.rejected.WithLabelValues(ReasonTooLarge).Inc()
+		}
+		if isTimeout(err) {
+			return &smtp.SMTPError{Code: 421, EnhancedCode: smtp.EnhancedCode{4, 4, 2},
+				Message: fmt.Sprintf("message not received within %s, closing", s.r.cfg.Timeout)}
 		}
 		return err
 	}
