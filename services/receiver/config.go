@@ -81,7 +81,7 @@ type Config struct {
 	CommandTimeout time.Duration `env:"SCOUT_RECEIVER_COMMAND_TIMEOUT" envDefault:"1m"`
 	// MaxConnections caps the SMTP connections open at once; one more is
 	// answered 421 4.7.0 and closed (RFC 5321 section 4.2.3 allows 421 at
-	// the greeting). Each costs about 20 KB idle, MaxBytes in DATA.
+	// the greeting). Each costs about 13 KB idle, up to MaxBytes in DATA.
 	MaxConnections int `env:"SCOUT_RECEIVER_MAX_CONNECTIONS" envDefault:"1000"`
 	// MaxConnectionsPerIP caps the connections open at once from one
 	// remote IPv4 address or IPv6 /64, as MaxConnections.

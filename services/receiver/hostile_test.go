@@ -446,3 +446,32 @@ func TestIdleAndSlowConnectionsTimedOut(t *testing.T) {
 		t.Errorf("%d returns stored, want 1", n)
 	}
 }
+
+// TestReplayedReturnCountedOnce: a captured return replayed, as it is or
+// re-stamped (another reflection time, another relay's Received field),
+// is answered 250 (refusing it would only teach a replaying sender to
+// retry) but stored once: JetStream drops the second mail.returned of a
+// test within its duplicate window (10 minutes) and the receiver counts it
+// in scout_receiver_duplicates_total. Older than SCOUT_RECEIVER_MAX_AGE, a
+// replay is refused (TestForgedAndStrayMailRefused, "replay of an old
+// probe"); in between, the evaluator ignores a return of a finished
+// attempt (scout_evaluator_duplicate_returns_total).
+func TestReplayedReturnCountedOnce(t *testing.T) {
+	e := newEnv(t)
+	r := e.start(config())
+	p := probe(t)
+	orig := reflection(t, p, acmeKey, target, now.Add(-time.Second))
+	restamped := append([]byte("Received: from replay.example by mx.elsewhere.example; Fri, 1 May 2026 14:00:03 +0000\r\n"),
+		reflection(t, p, acmeKey, target, now.Add(-2*time.Second))...)
+	for i, msg := range [][]byte{orig, orig, restamped} {
+		if reply, phase := send(t, r.addr, target, returnAddr, msg); reply.Code != 250 {
+			t.Fatalf("delivery %d: %v in %s", i+1, reply, phase)
+		}
+	}
+	if n := e.count(); n != 1 {
+		t.Errorf("%d mail.returned stored for one probe delivered 3 times", n)
+	}
+	if v := testkit.MustMetric(t, r.reg, "scout_receiver_duplicates_total", nil); v != 2 {
+		t.Errorf("duplicates_total = %v, want 2", v)
+	}
+}
