@@ -189,8 +189,8 @@ func TestNeverAnOpenRelay(t *testing.T) {
 // its SIZE, else after the data) and nothing is stored, and the server
 // does not hold it: what the whole process allocates while it comes in
 // (runtime.MemStats TotalAlloc, the client writing from one prepared
-// buffer) stays far below the message's size. The connection stays
-// usable: a return after it is stored.
+// buffer) stays far below the message's size; the same through BDAT
+// (RFC 3030). The connection stays usable: a return after it is stored.
 func TestOversizeMessageNotHeld(t *testing.T) {
 	e := newEnv(t)
 	cfg := config()
@@ -242,6 +242,26 @@ func TestOversizeMessageNotHeld(t *testing.T) {
 	}
 	if v := testkit.MustMetric(t, r.reg, "scout_receiver_rejected_total", map[string]string{"reason": receiver.ReasonTooLarge}); v != 1 {
 		t.Errorf("rejected_total{reason=too_large} = %v, want 1", v)
+	}
+	// The same through BDAT (RFC 3030 CHUNKING, which go-smtp offers): the
+	// chunk is read and dropped.
+	c.cmd("MAIL FROM:<" + target + ">")
+	c.cmd("RCPT TO:<" + returnAddr + ">")
+	runtime.GC()
+	runtime.ReadMemStats(&before)
+	if err := c.tp.PrintfLine("BDAT %d LAST", len(data)); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := c.conn.Write(data); err != nil {
+		t.Fatal(err)
+	}
+	code, msg = c.reply()
+	runtime.ReadMemStats(&after)
+	if code != 552 {
+		t.Errorf("reply to a %d-byte BDAT chunk: %d %s, want 552", len(data), code, msg)
+	}
+	if alloc := after.TotalAlloc - before.TotalAlloc; alloc > uint64(len(data)/4) {
+		t.Errorf("allocated %d bytes for a refused %d-byte BDAT chunk", alloc, len(data))
 	}
 	// The same connection then delivers a return.
 	ret := reflection(t, probe(t), acmeKey, target, now.Add(-time.Second))
