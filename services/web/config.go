@@ -21,7 +21,7 @@ type Secret = platform.Secret
 type Config struct {
 	// Listen is the address of the pages and the API (host:port); empty
 	// serves nothing (scout dev mounts Handler on its own server).
-	Listen string `env:"SCOUT_WEB_LISTEN" envDefault:":8080"`
+	Listen string `env:"SCOUT_WEB_LISTEN" envDefault:":8080" zero:"setting"`
 	// Token, when set, admits a request that carries it as
 	// "Authorization: Bearer <token>", or the session cookie that the
 	// login form sets from it. A secret: never logged.

@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/emailscout/emailscout/internal/natstest"
+	"github.com/emailscout/emailscout/internal/platform"
 	"github.com/emailscout/emailscout/pkg/events"
 )
 
@@ -141,4 +142,19 @@ func TestEventsPushChangedRows(t *testing.T) {
 		return
 	}
 	t.Fatalf("no update on /events: %v", sc.Err())
+}
+
+// TestEmptyListenServesNothing: a Config built in code with Listen empty
+// (scout dev, which mounts Handler on its own server) opens no port of its
+// own: FillDefaults does not turn "" into the environment's ":8080".
+func TestEmptyListenServesNothing(t *testing.T) {
+	cfg := Defaults()
+	cfg.Listen = ""
+	platform.FillDefaults(&cfg)
+	if cfg.Listen != "" {
+		t.Errorf("Listen = %q after FillDefaults, want empty", cfg.Listen)
+	}
+	if Defaults().Listen != ":8080" {
+		t.Errorf("the environment's default is %q, want :8080", Defaults().Listen)
+	}
 }
