@@ -303,6 +303,23 @@ type Publisher interface {
 	Publish(ctx context.Context, ev events.Event) (duplicate bool, err error)
 }
 
+// NATSSubscriber subscribes with core NATS (no JetStream consumer): a
+// JetStream publish is seen by core subscribers of its subject too, while
+// they are connected. The receiver's IMAP mode follows mail.sent with it.
+type NATSSubscriber struct {
+	NC *nats.Conn
+}
+
+// Subscribe calls handle with the data of every message on subject, on
+// the connection's delivery goroutine, until unsubscribe is called.
+func (s NATSSubscriber) Subscribe(subject string, handle func(data []byte)) (unsubscribe func(), err error) {
+	sub, err := s.NC.Subscribe(subject, func(m *nats.Msg) { handle(m.Data) })
+	if err != nil {
+		return nil, fmt.Errorf("subscribe %s: %w", subject, err)
+	}
+	return func() { _ = sub.Unsubscribe() }, nil
+}
+
 // JetStreamPublisher publishes events as JSON on their subject with their
 // Nats-Msg-Id and waits for the stream's acknowledgement.
 type JetStreamPublisher struct {

@@ -175,7 +175,7 @@ func New(cfg Config, deps Deps) (*Stack, error) {
 func (s *Stack) newReceiver(cfg receiver.Config, site, keys string, keyring *probemail.Keyring, pub platform.Publisher, deps Deps) (*receiver.Receiver, error) {
 	cfg.Site, cfg.ReturnAddresses, cfg.ProbeKeys = site, []string{s.returnAddr(site)}, receiver.Secret(keys)
 	rd := receiver.Deps{Checks: deps.Checks, Publisher: pub, Keyring: keyring, Clock: deps.Clock,
-		Logger: deps.Logger, Registerer: deps.Registerer, Health: deps.Health}
+		Logger: deps.Logger, Registerer: deps.Registerer, Health: deps.Health, Sent: platform.NATSSubscriber{NC: deps.JS.Conn()}}
 	if cfg.Mode == "" || cfg.Mode == receiver.ModeSMTP {
 		listen := func(string) (net.Listener, error) { return net.Listen("tcp", "127.0.0.1:0") }
 		if deps.ReceiverListener != nil {

@@ -24,6 +24,11 @@ type Role struct {
 	// Consumer is the service's durable consumer for a site ("" for a
 	// service that is not PerSite); nil when it has none.
 	Consumer func(site string) ConsumerDef
+	// Watches are subject names the service follows with core NATS
+	// subscriptions (no consumer), each narrowed to the instance's site
+	// ("<name>.<site>.>"): the receiver's IMAP mode follows its site's
+	// mail.sent to poll fast while probes are out.
+	Watches []string
 	// ReadsStream: the service replays the stream with ordered consumers
 	// (ephemeral, named by the client library).
 	ReadsStream bool
@@ -44,7 +49,8 @@ var Roles = []Role{
 	{Service: "sender", PerSite: true, OwnSiteOnly: true,
 		Publishes: []string{SubjectMailSent, SubjectServiceChecked},
 		Consumer:  SenderConsumer},
-	{Service: "receiver", PerSite: true, Publishes: []string{SubjectMailReturned, SubjectMailBounced}},
+	{Service: "receiver", PerSite: true, Publishes: []string{SubjectMailReturned, SubjectMailBounced},
+		Watches: []string{SubjectMailSent}},
 	{Service: "evaluator",
 		Publishes: []string{SubjectTestScheduled, SubjectCheckTimeout, SubjectCheckResult,
 			SubjectIncidentOpen, SubjectIncidentResolved, SubjectMonitorHealth},

@@ -112,6 +112,13 @@ type Config struct {
 	// the folder is scanned, IDLE is issued again), for servers whose IDLE
 	// stops announcing new mail. Zero means 1 minute.
 	PollInterval time.Duration
+	// FastPoll, when positive, is the scan interval while mail is
+	// expected (Watcher.Expect): the watcher leaves IDLE, asks with NOOP
+	// and scans every FastPoll until the expectation ends, so that a
+	// message is seen within FastPoll of its delivery rather than after
+	// the server's IDLE notification (Dovecot waits about half a second).
+	// Zero: IDLE (or PollInterval) only.
+	FastPoll time.Duration
 	// RetryInterval bounds the wait before a message the handler answered
 	// Retry is handed over again. Zero means 30 seconds.
 	RetryInterval time.Duration
@@ -164,6 +171,12 @@ type Message struct {
 	// (the FETCH response arrived): the message was in the folder by then.
 	// A message handed over again after Retry keeps its first SeenAt.
 	SeenAt time.Time
+	// NotBefore is the watcher's clock when it sent the last command that
+	// would have shown the message had it been there (the previous scan's
+	// FETCH, or a NOOP that found the folder empty) in the same session:
+	// the message arrived between NotBefore and SeenAt. Zero when not
+	// known (the first scan of a session).
+	NotBefore time.Time
 }
 
 // ReturnPath reads the envelope sender the delivering server recorded in
@@ -244,9 +257,15 @@ type Watcher struct {
 	retryAt     time.Time              // zero: no retry pending
 	lastSweep   time.Time
 	connected   bool // a session reached SELECT once
+	// lookedAt: when the last command that lists new mail (a scan's
+	// FETCH, a NOOP that found the folder empty) was sent in this session;
+	// the next scan's messages arrived after it (Message.NotBefore).
+	lookedAt time.Time
 
-	mu     sync.Mutex
-	status error
+	mu          sync.Mutex
+	status      error
+	expectUntil time.Time     // Expect: fast polling until then
+	wake        chan struct{} // Expect: ends an IDLE or a poll's wait
 }
 
 // New returns a Watcher. It fails when cfg cannot work.
@@ -282,9 +301,41 @@ func New(cfg Config, h Handler, clock clockwork.Clock, log *slog.Logger) (*Watch
 	}
 	w := &Watcher{cfg: cfg, h: h, clock: clock, log: log, next: 1,
 		kept: map[imap.UID]bool{}, firstSeen: map[imap.UID]time.Time{},
-		lastSweep: clock.Now(), status: errors.New("not connected yet")}
+		lastSweep: clock.Now(), status: errors.New("not connected yet"), wake: make(chan struct{}, 1)}
 	w.sweeper, _ = h.(Sweeper)
 	return w, nil
+}
+
+// Expect says that mail is due before until: with Config.FastPoll the
+// watcher ends IDLE (or its poll's wait) at once and scans every FastPoll
+// until then. Expectations add up (the latest until counts). Safe for
+// concurrent use; without FastPoll it does nothing.
+func (w *Watcher) Expect(until time.Time) {
+	if w.cfg.FastPoll <= 0 {
+		return
+	}
+	w.mu.Lock()
+	later := until.After(w.expectUntil)
+	if later {
+		w.expectUntil = until
+	}
+	w.mu.Unlock()
+	if later {
+		select {
+		case w.wake <- struct{}{}:
+		default:
+		}
+	}
+}
+
+// expecting reports whether mail is expected at now (Expect).
+func (w *Watcher) expecting(now time.Time) bool {
+	if w.cfg.FastPoll <= 0 {
+		return false
+	}
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	return now.Before(w.expectUntil)
 }
 
 // Status is nil while a session watches the folder, else why not (for
@@ -396,6 +447,7 @@ func (w *Watcher) session(ctx context.Context, b backoff.BackOff) error {
 	if err != nil {
 		return fmt.Errorf("capability: %w", err)
 	}
+	selectSent := w.clock.Now()
 	sel, err := c.Select(w.cfg.Folder, nil).Wait()
 	if err != nil {
 		return rejected("select "+w.cfg.Folder, err)
@@ -428,9 +480,17 @@ func (w *Watcher) session(ctx context.Context, b backoff.BackOff) error {
 	// imapclient updates c.Mailbox() just after Select's Wait returns:
 	// the first scan goes by the SELECT response.
 	empty := sel.NumMessages == 0
+	w.lookedAt = time.Time{}
+	if empty {
+		w.lookedAt = selectSent // nothing was there then
+	}
+	var asked time.Time // when the last wait's NOOP was sent; zero: none
 	for {
 		if mb := c.Mailbox(); mb != nil {
 			empty = mb.NumMessages == 0
+		}
+		if empty && !asked.IsZero() {
+			w.lookedAt = asked // the folder was empty when the NOOP was answered
 		}
 		if !empty {
 			if err := w.scan(ctx, c, uidplus); err != nil {
@@ -451,6 +511,10 @@ func (w *Watcher) session(ctx context.Context, b backoff.BackOff) error {
 			wait = min(w.cfg.IdleRefresh, w.cfg.PollInterval)
 		}
 		now := w.clock.Now()
+		fast := w.expecting(now)
+		if fast {
+			wait = min(wait, w.cfg.FastPoll)
+		}
 		if !renewAt.IsZero() {
 			wait = min(wait, max(renewAt.Sub(now), time.Millisecond))
 		}
@@ -460,10 +524,11 @@ func (w *Watcher) session(ctx context.Context, b backoff.BackOff) error {
 		if w.sweeper != nil {
 			wait = min(wait, max(w.lastSweep.Add(w.cfg.SweepInterval).Sub(now), time.Millisecond))
 		}
-		if idle {
-			err = w.idle(ctx, c, updates, wait)
+		asked = time.Time{}
+		if idle && !fast {
+			asked, err = w.idle(ctx, c, updates, wait)
 		} else {
-			err = w.poll(ctx, c, wait)
+			asked, err = w.poll(ctx, c, wait, fast)
 		}
 		if err != nil {
 			return err
@@ -541,10 +606,10 @@ func rejected(what string, err error) error {
 // idle waits in IDLE for new mail, for d, or for the end. When d ran out,
 // it asks for news with NOOP after IDLE ended: a server whose IDLE stopped
 // announcing new mail reports it then (RFC 3501 section 6.1.2).
-func (w *Watcher) idle(ctx context.Context, c *imapclient.Client, updates <-chan struct{}, d time.Duration) error {
+func (w *Watcher) idle(ctx context.Context, c *imapclient.Client, updates <-chan struct{}, d time.Duration) (asked time.Time, err error) {
 	cmd, err := c.Idle()
 	if err != nil {
-		return fmt.Errorf("idle: %w", err)
+		return asked, fmt.Errorf("idle: %w", err)
 	}
 	t := w.clock.NewTimer(d)
 	defer t.Stop()
@@ -553,38 +618,50 @@ func (w *Watcher) idle(ctx context.Context, c *imapclient.Client, updates <-chan
 	case <-updates:
 	case <-t.Chan():
 		timedOut = true
+	case <-w.wake: // mail is due: poll fast from now on
+		timedOut = true
 	case <-ctx.Done():
-		return ctx.Err()
+		return asked, ctx.Err()
 	case <-c.Closed():
-		return errors.New("connection closed during IDLE")
+		return asked, errors.New("connection closed during IDLE")
 	}
 	if err := cmd.Close(); err != nil {
-		return fmt.Errorf("idle done: %w", err)
+		return asked, fmt.Errorf("idle done: %w", err)
 	}
 	if err := cmd.Wait(); err != nil {
-		return fmt.Errorf("idle: %w", err)
+		return asked, fmt.Errorf("idle: %w", err)
 	}
 	if timedOut {
+		asked = w.clock.Now()
 		if err := c.Noop().Wait(); err != nil {
-			return fmt.Errorf("noop: %w", err)
+			return time.Time{}, fmt.Errorf("noop: %w", err)
 		}
 	}
-	return nil
+	return asked, nil
 }
 
-// poll waits d, then asks for news with NOOP.
-func (w *Watcher) poll(ctx context.Context, c *imapclient.Client, d time.Duration) error {
+// poll waits d (or, unless fast already, until Expect wakes it), then asks
+// for news with NOOP; asked is when the NOOP was sent.
+func (w *Watcher) poll(ctx context.Context, c *imapclient.Client, d time.Duration, fast bool) (asked time.Time, err error) {
+	var wake <-chan struct{}
+	if !fast {
+		wake = w.wake
+	}
+	t := w.clock.NewTimer(d)
+	defer t.Stop()
 	select {
-	case <-w.clock.After(d):
+	case <-t.Chan():
+	case <-wake:
 	case <-ctx.Done():
-		return ctx.Err()
+		return asked, ctx.Err()
 	case <-c.Closed():
-		return errors.New("connection closed")
+		return asked, errors.New("connection closed")
 	}
+	asked = w.clock.Now()
 	if err := c.Noop().Wait(); err != nil {
-		return fmt.Errorf("noop: %w", err)
+		return time.Time{}, fmt.Errorf("noop: %w", err)
 	}
-	return nil
+	return asked, nil
 }
 
 var headerSection = &imap.FetchItemBodySection{Specifier: imap.PartSpecifierHeader, Peek: true}
@@ -602,18 +679,20 @@ func (w *Watcher) fetchHeaders(c *imapclient.Client, set imap.UIDSet) ([]*imapcl
 	return msgs, now, nil
 }
 
-func message(m *imapclient.FetchMessageBuffer, seenAt time.Time) *Message {
+func message(m *imapclient.FetchMessageBuffer, seenAt, notBefore time.Time) *Message {
 	return &Message{UID: m.UID, Header: m.FindBodySection(headerSection), Size: m.RFC822Size,
-		InternalDate: m.InternalDate, SeenAt: seenAt}
+		InternalDate: m.InternalDate, SeenAt: seenAt, NotBefore: notBefore}
 }
 
 // scan hands over every message from UID w.next on. The caller skips it
 // when the folder is empty ("n:*" names no message then).
 func (w *Watcher) scan(ctx context.Context, c *imapclient.Client, uidplus bool) error {
+	notBefore, sent := w.lookedAt, w.clock.Now()
 	msgs, now, err := w.fetchHeaders(c, imap.UIDSet{imap.UIDRange{Start: w.next, Stop: 0}}) // next:*
 	if err != nil {
 		return err
 	}
+	w.lookedAt = sent
 	var del imap.UIDSet
 	next := w.next
 	held := false // a message waits for a retry: next stays at it
@@ -624,11 +703,14 @@ func (w *Watcher) scan(ctx context.Context, c *imapclient.Client, uidplus bool) 
 		}
 		act := Keep
 		if !w.kept[m.UID] {
-			seenAt, ok := w.firstSeen[m.UID]
-			if !ok {
-				seenAt = now
+			seenAt, nb, ok := w.firstSeen[m.UID], notBefore, true
+			if seenAt.IsZero() {
+				seenAt, ok = now, false
 			}
-			act = w.handle(ctx, c, message(m, seenAt))
+			if ok {
+				nb = time.Time{} // seen by an earlier scan: its bound is gone
+			}
+			act = w.handle(ctx, c, message(m, seenAt, nb))
 			if ctx.Err() != nil {
 				return ctx.Err()
 			}
@@ -695,7 +777,7 @@ func (w *Watcher) sweep(c *imapclient.Client, uidplus bool) error {
 	}
 	var del imap.UIDSet
 	for _, m := range msgs {
-		if m.UID < w.next && w.sweeper.Sweep(message(m, now)) {
+		if m.UID < w.next && w.sweeper.Sweep(message(m, now, time.Time{})) {
 			del.AddNum(m.UID)
 		}
 	}

@@ -43,10 +43,11 @@ func msg(name, action string) []byte {
 
 // call is one Handle call.
 type call struct {
-	Name   string
-	UID    imap.UID
-	SeenAt time.Time
-	Body   string
+	Name      string
+	UID       imap.UID
+	SeenAt    time.Time
+	NotBefore time.Time
+	Body      string
 }
 
 // handler decides by the X-Test field and records what it was given.
@@ -84,7 +85,7 @@ func (h *handler) Handle(_ context.Context, m *imapwatch.Message, body []byte) i
 		h.got <- struct{}{}
 	}()
 	_, b, _ := strings.Cut(string(body), "\r\n\r\n")
-	h.calls = append(h.calls, call{Name: field(m.Header, "Subject"), UID: m.UID, SeenAt: m.SeenAt, Body: b})
+	h.calls = append(h.calls, call{Name: field(m.Header, "Subject"), UID: m.UID, SeenAt: m.SeenAt, NotBefore: m.NotBefore, Body: b})
 	switch field(m.Header, "X-Test") {
 	case "delete":
 		return imapwatch.Delete
@@ -447,4 +448,70 @@ func TestReturnPath(t *testing.T) {
 			}
 		})
 	}
+}
+
+// TestExpectPollsFast: with FastPoll, Expect ends a (here silent) IDLE at
+// once and the watcher asks with NOOP every FastPoll until the
+// expectation ends, without IDLE; each message carries the window it
+// arrived in (NotBefore: the last look that did not list it; SeenAt: the
+// scan that did), one FastPoll wide while polling fast. Then it idles
+// again.
+func TestExpectPollsFast(t *testing.T) {
+	ctx, cancel := context.WithCancel(ctxFor(t))
+	defer cancel()
+	srv := mailtest.NewIMAPServer(t, allCaps)
+	srv.SilentIdle(true) // only a NOOP reveals new mail
+	h := newHandler()
+	clock := clockwork.NewFakeClockAt(start)
+	log := slog.New(slog.NewTextHandler(tWriter{t}, &slog.HandlerOptions{Level: slog.LevelDebug}))
+	w, err := imapwatch.New(imapwatch.Config{Addr: srv.Addr, TLS: imapwatch.TLSNone, Username: mailtest.IMAPUser, Password: mailtest.IMAPPassword,
+		PollInterval: time.Hour, FastPoll: 100 * time.Millisecond}, h, clock, log)
+	if err != nil {
+		t.Fatal(err)
+	}
+	done := make(chan error, 1)
+	go func() { done <- w.Run(ctx) }()
+	if err := clock.BlockUntilContext(ctx, 1); err != nil { // idling
+		t.Fatal(err)
+	}
+	clock.Advance(time.Second)
+	srv.Deliver(msg("a", "delete"), time.Time{})
+	w.Expect(clock.Now().Add(time.Minute))
+	calls := h.waitCalls(ctx, t, 1)
+	if a := calls[0]; a.Name != "a" || !a.SeenAt.Equal(start.Add(time.Second)) || !a.NotBefore.Equal(start) {
+		t.Errorf("a %+v, want seen at +1s, not before the SELECT at +0s", a)
+	}
+	idles := srv.Commands("IDLE")
+
+	// Polling fast: the next message is seen at the next NOOP, 100 ms on,
+	// and arrived after the previous scan.
+	if err := clock.BlockUntilContext(ctx, 1); err != nil {
+		t.Fatal(err)
+	}
+	srv.Deliver(msg("b", "delete"), time.Time{})
+	clock.Advance(100 * time.Millisecond)
+	calls = h.waitCalls(ctx, t, 2)
+	if b := calls[1]; b.Name != "b" || !b.SeenAt.Equal(start.Add(1100*time.Millisecond)) || !b.NotBefore.Equal(start.Add(time.Second)) {
+		t.Errorf("b %+v, want seen at +1.1s, not before +1s (one FastPoll wide)", b)
+	}
+	if n := srv.Commands("IDLE"); n != idles {
+		t.Errorf("%d IDLE commands while polling fast, want none", n-idles)
+	}
+
+	// The expectation ends: IDLE again.
+	for clock.Now().Before(start.Add(time.Minute + 2*time.Second)) {
+		if err := clock.BlockUntilContext(ctx, 1); err != nil {
+			t.Fatal(err)
+		}
+		clock.Advance(100 * time.Millisecond)
+	}
+	for srv.Commands("IDLE") == idles {
+		select {
+		case <-ctx.Done():
+			t.Fatal("no IDLE after the expectation ended")
+		case <-time.After(10 * time.Millisecond):
+		}
+	}
+	cancel()
+	<-done
 }

@@ -139,7 +139,9 @@ func SiteUsers(site string, o Options) ([]User, error) {
 //   - each bucket's stream info, direct and stored get, watch
 //     (an ordered consumer on KV_<bucket>, its flow control on
 //     $JS.FC.KV_<bucket>.>) and, when written, $KV.<bucket>.>;
-//   - $JS.API.INFO, and subscribe to _INBOX.> for every reply.
+//   - $JS.API.INFO, and subscribe to _INBOX.> for every reply;
+//   - subscribe to each of r.Watches at the instance's site
+//     ("<name>.<site>.>"), with core NATS.
 func For(r events.Role, site string, o Options) Permissions {
 	var p Permissions
 	api := []string{"$JS.API"}
@@ -194,6 +196,13 @@ func For(r events.Role, site string, o Options) Permissions {
 		}
 	}
 	p.Subscribe.Allow = []string{"_INBOX.>"}
+	for _, name := range r.Watches {
+		if site != "" {
+			p.Subscribe.Allow = append(p.Subscribe.Allow, name+"."+site+".>")
+		} else {
+			p.Subscribe.Allow = append(p.Subscribe.Allow, name+".>")
+		}
+	}
 	return p
 }
 

@@ -180,7 +180,7 @@ func (e *env) start(cfg receiver.Config) *running {
 	health := platform.NewHealth()
 	r, err := receiver.New(cfg, receiver.Deps{
 		Checks: e.checks, Publisher: platform.JetStreamPublisher{JS: e.js}, Keyring: e.keys,
-		Listener: l, Clock: e.clock, Registerer: reg, Health: health, LookupTXT: e.txt.lookup,
+		Listener: l, Clock: e.clock, Registerer: reg, Health: health, LookupTXT: e.txt.lookup, Sent: platform.NATSSubscriber{NC: e.nc},
 		Logger: slog.New(slog.NewJSONHandler(logs, &slog.HandlerOptions{Level: slog.LevelDebug})),
 	})
 	if err != nil {

@@ -8,6 +8,7 @@ import (
 	"net/http"
 	"time"
 
+	"github.com/emailscout/emailscout/pkg/events"
 	"github.com/emailscout/emailscout/pkg/imapwatch"
 	"github.com/emailscout/emailscout/pkg/mailauth"
 	"github.com/emailscout/emailscout/pkg/probemail"
@@ -50,6 +51,9 @@ func (r *Receiver) newWatcher() error {
 		IdleRefresh:  r.cfg.IMAPIdleRefresh,
 		PollInterval: r.cfg.IMAPPollInterval,
 	}
+	if r.deps.Sent != nil {
+		wcfg.FastPoll = r.cfg.IMAPFastPoll
+	}
 	if login, err := r.cfg.imapLogin(r.deps.Clock, r.deps.TokenHTTP); err != nil {
 		return err
 	} else if login != nil {
@@ -79,8 +83,51 @@ func (c Config) imapLogin(clock clockwork.Clock, hc *http.Client) (*mailauth.Log
 	return login, nil
 }
 
+// Subscriber subscribes to a subject of core NATS and calls handle with
+// each message's data until unsubscribe is called.
+type Subscriber interface {
+	Subscribe(subject string, handle func(data []byte)) (unsubscribe func(), err error)
+}
+
+// expectReturns makes the watcher poll fast while this site's probes are
+// out: each mail.sent of the site that was sent expects its return until
+// the probe's start plus its check's timeout.
+func (r *Receiver) expectReturns() (func(), error) {
+	if r.deps.Sent == nil || r.cfg.IMAPFastPoll <= 0 {
+		return func() {}, nil
+	}
+	subject := events.SubjectMailSent + "." + r.cfg.Site + ".>"
+	return r.deps.Sent.Subscribe(subject, func(data []byte) {
+		ev, err := events.Decode[events.MailSent](data)
+		if err != nil || ev.Status != events.SentOK {
+			return
+		}
+		timeout := 10 * time.Minute
+		if c := r.deps.Checks.Current().Lookup(ev.CheckID); c != nil {
+			timeout = c.Timeout
+		}
+		r.watcher.Expect(ev.StartedAt.Add(timeout))
+	})
+}
+
+// receivedAt is when a message came into the mailbox, as well as the
+// watcher can tell: the middle of the window it arrived in when that
+// window is at most two fast polls wide (the watcher was polling fast),
+// else when a scan first listed it.
+func (r *Receiver) receivedAt(m *imapwatch.Message) time.Time {
+	if w := m.SeenAt.Sub(m.NotBefore); !m.NotBefore.IsZero() && r.cfg.IMAPFastPoll > 0 && w >= 0 && w <= 2*r.cfg.IMAPFastPoll {
+		return m.NotBefore.Add(w / 2)
+	}
+	return m.SeenAt
+}
+
 // runIMAP watches the mailbox until ctx ends.
 func (r *Receiver) runIMAP(ctx context.Context) error {
+	stop, err := r.expectReturns()
+	if err != nil {
+		return fmt.Errorf("receiver: subscribe to mail.sent.%s (fast polling while probes are out): %w", r.cfg.Site, err)
+	}
+	defer stop()
 	r.log.Info("receiving returns from a mailbox", "server", r.cfg.imapAddr(), "tls", r.cfg.IMAPTLS,
 		"user", r.cfg.IMAPUser, "oauth", r.cfg.IMAPOAuth.Provider, "mailbox", r.cfg.IMAPMailbox, "return_addresses", r.cfg.ReturnAddresses,
 		"cleanup_after", r.cleanupAge)
@@ -175,8 +222,8 @@ func (h imapHandler) Handle(ctx context.Context, m *imapwatch.Message, msg []byt
 	if !ok {
 		from = unknownSender
 	}
-	r.log.Debug("mailbox: message", "uid", m.UID, "seen_at", m.SeenAt, "internal_date", m.InternalDate, "size_bytes", m.Size)
-	outcome, err := r.Take(ctx, msg, Envelope{From: from, Via: ModeIMAP, ReceivedAt: m.SeenAt,
+	r.log.Debug("mailbox: message", "uid", m.UID, "seen_at", m.SeenAt, "not_before", m.NotBefore, "internal_date", m.InternalDate, "size_bytes", m.Size)
+	outcome, err := r.Take(ctx, msg, Envelope{From: from, Via: ModeIMAP, ReceivedAt: r.receivedAt(m),
 		Remote: fmt.Sprintf("%s %s uid %d", r.cfg.imapAddr(), r.cfg.IMAPMailbox, m.UID)})
 	var rej *Rejection
 	switch {

@@ -13,7 +13,9 @@ import (
 	"time"
 
 	"github.com/emailscout/emailscout/internal/natstest"
+	"github.com/emailscout/emailscout/internal/platform"
 	"github.com/emailscout/emailscout/internal/testkit"
+	"github.com/emailscout/emailscout/pkg/events"
 	"github.com/emailscout/emailscout/pkg/mailauth"
 	"github.com/emailscout/emailscout/pkg/mailtest"
 	"github.com/emailscout/emailscout/pkg/probe/probetest"
@@ -406,5 +408,57 @@ func TestIMAPOAuthConfig(t *testing.T) {
 	cfg.IMAPOAuth = mailauth.Config{}
 	if err := cfg.Validate(); err == nil || !strings.Contains(err.Error(), "SCOUT_RECEIVER_IMAP_PASSWORD: imap mode needs the mailbox's password (or an OAuth login") {
 		t.Errorf("neither: %v", err)
+	}
+}
+
+// TestIMAPFastPollWhileProbesAreOut: a mail.sent of this site (core NATS)
+// makes the receiver leave its IDLE (here one that announces nothing) and
+// poll every SCOUT_RECEIVER_IMAP_FAST_POLL; the return is stored with
+// received_at the middle of the window it arrived in: between the NOOP
+// that found the mailbox empty and the one that found it, one fast poll
+// wide. Another site's mail.sent changes nothing.
+func TestIMAPFastPollWhileProbesAreOut(t *testing.T) {
+	e := newEnv(t)
+	ctx := natstest.Context(t)
+	srv := mailtest.NewIMAPServer(t, imapCaps)
+	srv.SilentIdle(true)
+	cfg := imapConfig(t, srv.Addr)
+	cfg.IMAPFastPoll = 100 * time.Millisecond
+	e.start(cfg)
+	if err := e.clock.BlockUntilContext(ctx, 1); err != nil { // idling
+		t.Fatal(err)
+	}
+	noops := srv.Commands("NOOP")
+	sent := func(s string) {
+		ev := events.MailSent{V: events.SchemaVersion, TestID: testID(t), CheckID: "acme-roundtrip", Site: s, Attempt: 1,
+			Status: events.SentOK, StartedAt: e.clock.Now(), SentAt: e.clock.Now()}
+		if _, err := (platform.JetStreamPublisher{JS: e.js}).Publish(ctx, ev); err != nil {
+			t.Fatal(err)
+		}
+	}
+	sent("us-east")
+	e.nc.Flush()
+	time.Sleep(50 * time.Millisecond) // delivered to the subscription by now: it must not wake the watcher
+	if n := srv.Commands("NOOP"); n != noops {
+		t.Fatalf("another site's mail.sent woke the watcher (%d NOOPs)", n-noops)
+	}
+	t0 := e.clock.Now()
+	sent(site)
+	for srv.Commands("NOOP") == noops { // IDLE ended, the empty mailbox asked
+		select {
+		case <-ctx.Done():
+			t.Fatal("the site's mail.sent did not end IDLE")
+		case <-time.After(5 * time.Millisecond):
+		}
+	}
+	if err := e.clock.BlockUntilContext(ctx, 1); err != nil { // the fast poll's wait
+		t.Fatal(err)
+	}
+	p := siteProbe(t, site, t0.Add(-2*time.Second))
+	srv.Deliver(returned(t, p), time.Time{})
+	e.clock.Advance(100 * time.Millisecond)
+	evs, _ := e.returned(1)
+	if want := t0.Add(50 * time.Millisecond); evs[0].TestID != p.TestID || !evs[0].ReceivedAt.Equal(want) {
+		t.Errorf("stored %s received_at %v, want %s at %v (the middle of the 100 ms window)", evs[0].TestID, evs[0].ReceivedAt, p.TestID, want)
 	}
 }

@@ -103,6 +103,11 @@ type Deps struct {
 	// IMAPTLS verifies the IMAP server's certificate (IMAP mode); nil means
 	// the system roots and SCOUT_RECEIVER_IMAP_SERVER as server name.
 	IMAPTLS *tls.Config
+	// Sent, in IMAP mode, delivers the site's mail.sent events as they are
+	// published (core NATS: platform.NATSSubscriber), so that the mailbox
+	// is polled fast while probes are out (Config.IMAPFastPoll); nil: IDLE
+	// only.
+	Sent Subscriber
 	// TokenHTTP fetches the OAuth tokens of IMAP mode (SCOUT_RECEIVER_IMAP_OAUTH_*)
 	// from the provider's token endpoint; nil means a client with a 30 s
 	// timeout.

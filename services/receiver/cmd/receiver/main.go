@@ -51,6 +51,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout 
 		Logger:     rt.Logger,
 		Registerer: rt.Registry,
 		Health:     rt.Health,
+		Sent:       platform.NATSSubscriber{NC: rt.NC},
 	})
 	if err != nil {
 		rt.NC.Close()
