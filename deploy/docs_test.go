@@ -96,13 +96,56 @@ func secretRefs(t *testing.T) map[secretRef][]string {
 				}
 			}
 			for _, v := range w.pod.Spec.Volumes {
-				if v.Secret != nil || v.Projected != nil {
-					t.Errorf("%s: %s: Secret volume %s; reference each key with secretKeyRef", dir, w.name, v.Name)
+				switch {
+				case v.Projected != nil:
+					t.Errorf("%s: %s: projected volume %s; mount each Secret's keys with items", dir, w.name, v.Name)
+				case v.Secret != nil && len(v.Secret.Items) == 0:
+					t.Errorf("%s: %s: Secret volume %s mounts every key of %s; name each key with items", dir, w.name, v.Name, v.Secret.SecretName)
+				case v.Secret != nil:
+					// A file (an NKey seed, a CA): each key is a reference.
+					for _, it := range v.Secret.Items {
+						ref := secretRef{v.Secret.SecretName, it.Key}
+						refs[ref] = append(refs[ref], dir+": "+w.name+" volume "+v.Name)
+					}
+				}
+			}
+		}
+	}
+	// The NATS chart's values: the users' public keys (container.env) and
+	// the server's certificate (config.*.tls.secretName).
+	for _, f := range []string{natsValues, natsValuesDev} {
+		v := readNATSValues(t, f)
+		for name, e := range v.Container.Env {
+			if e.ValueFrom != nil && e.ValueFrom.SecretKeyRef != nil {
+				ref := secretRef{e.ValueFrom.SecretKeyRef.Name, e.ValueFrom.SecretKeyRef.Key}
+				refs[ref] = append(refs[ref], f+": container.env "+name)
+			}
+		}
+		for what, tls := range map[string]chartTLS{"config.nats.tls": v.Config.NATS.TLS, "config.leafnodes.tls": v.Config.Leafnodes.TLS} {
+			if tls.Enabled {
+				for _, key := range []string{"tls.crt", "tls.key"} {
+					ref := secretRef{tls.SecretName, key}
+					refs[ref] = append(refs[ref], f+": "+what)
 				}
 			}
 		}
 	}
 	return refs
+}
+
+// secretFamily maps the Secrets that exist once per NATS user to the one
+// example of them in secret.example.yaml and the one row of docs/deploy.md
+// that describe them all: scout-nats-<user> (key seed, the user's NKey
+// seed; the example scout-nats-scheduler) and the keys <user> of
+// scout-nats-users (the users' public keys; every one in the example).
+func secretFamily(ref secretRef) (example, doc secretRef) {
+	if rest, ok := strings.CutPrefix(ref.secret, "scout-nats-"); ok && ref.key == "seed" && rest != "users" && rest != "ca" {
+		return secretRef{"scout-nats-scheduler", "seed"}, secretRef{"scout-nats-<user>", "seed"}
+	}
+	if ref.secret == "scout-nats-users" {
+		return ref, secretRef{"scout-nats-users", "<user>"}
+	}
+	return ref, ref
 }
 
 // exampleSecrets decodes k8s/secret.example.yaml strictly.
@@ -145,16 +188,19 @@ func TestSecretsAreDescribed(t *testing.T) {
 	}
 	examples := exampleSecrets(t)
 	doc := readFile(t, deployDoc)
+	exampled := map[secretRef]bool{}
 	for ref, where := range refs {
-		s, ok := examples[ref.secret]
+		ex, described := secretFamily(ref)
+		exampled[ex] = true
+		s, ok := examples[ex.secret]
 		if !ok {
-			t.Errorf("Secret %s (%s) is not in %s", ref.secret, where[0], secretExample)
-		} else if _, ok := s.StringData[ref.key]; !ok {
-			t.Errorf("Secret %s key %s (%s) is not in %s", ref.secret, ref.key, where[0], secretExample)
+			t.Errorf("Secret %s (%s) is not in %s", ex.secret, where[0], secretExample)
+		} else if _, ok := s.StringData[ex.key]; !ok {
+			t.Errorf("Secret %s key %s (%s) is not in %s", ex.secret, ex.key, where[0], secretExample)
 		}
-		row := regexp.MustCompile("(?m)^\\|.*`" + regexp.QuoteMeta(ref.secret) + "`.*`" + regexp.QuoteMeta(ref.key) + "`.*\\|")
+		row := regexp.MustCompile("(?m)^\\|.*`" + regexp.QuoteMeta(described.secret) + "`.*`" + regexp.QuoteMeta(described.key) + "`.*\\|")
 		if !row.MatchString(doc) {
-			t.Errorf("%s does not describe Secret %s key %s in a table row (| `%s` | `%s` | ... |)", deployDoc, ref.secret, ref.key, ref.secret, ref.key)
+			t.Errorf("%s does not describe Secret %s key %s in a table row (| `%s` | `%s` | ... |)", deployDoc, described.secret, described.key, described.secret, described.key)
 		}
 	}
 	for name, s := range examples {
@@ -165,7 +211,7 @@ func TestSecretsAreDescribed(t *testing.T) {
 			t.Errorf("%s: Secret %s has data; use stringData placeholders", secretExample, name)
 		}
 		for key, value := range s.StringData {
-			if _, ok := refs[secretRef{name, key}]; !ok {
+			if !exampled[secretRef{name, key}] {
 				t.Errorf("%s: Secret %s key %s is referenced by no manifest", secretExample, name, key)
 			}
 			if !strings.Contains(strings.ToUpper(value), "CHANGE") && !strings.HasPrefix(value, "+1555555") {
@@ -217,7 +263,7 @@ func TestDeployDocCommands(t *testing.T) {
 			t.Errorf("%s never applies %s", deployDoc, must)
 		}
 	}
-	for _, m := range regexp.MustCompile("(?:-f|--values|-k) (deploy/[^\\s`)]+)").FindAllStringSubmatch(doc, -1) {
+	for _, m := range regexp.MustCompile("(?:-f|--values|-k|--set-file [^=\\s]+=) ?(deploy/[^\\s`)]+)").FindAllStringSubmatch(doc, -1) {
 		if _, err := os.Stat(filepath.Join("..", m[1])); err != nil {
 			t.Errorf("%s: %s does not exist", deployDoc, m[1])
 		}
@@ -268,7 +314,9 @@ func TestExampleSecretsCoverEveryKindOfSecret(t *testing.T) {
 	// Twilio, probe keys, relay credentials and ClickHouse (the brief of
 	// issue 8), the web service's token; a new Secret must be added to the
 	// example and the doc.
-	if want := []string{"scout-clickhouse", "scout-probe-keys", "scout-relay", "scout-twilio", "scout-web"}; !slices.Equal(got, want) {
+	// NATS (issue 17): the server's certificate, the CA that verifies it,
+	// the users' public keys and (one example of) a user's seed.
+	if want := []string{"nats-tls", "scout-clickhouse", "scout-nats-ca", "scout-nats-scheduler", "scout-nats-users", "scout-probe-keys", "scout-relay", "scout-twilio", "scout-web"}; !slices.Equal(got, want) {
 		t.Errorf("example Secrets %v, want %v", got, want)
 	}
 }

@@ -27,16 +27,42 @@ import (
 
 // overlayWant is what each overlay must deploy. A new overlay fails the
 // test until it is described here.
-var overlayWant = map[string]struct {
-	sites          []string
+var overlayWant = map[string]overlaySpec{
+	"dev":  {sites: []string{"dev"}, streamReplicas: "1", minReplicas: 1, maxReplicas: 1},
+	"prod": {sites: []string{"eu-west", "us-east"}, checkSites: []string{"ap-south", "eu-west", "us-east"}, streamReplicas: "3", minReplicas: 2, maxReplicas: 2, loadBalancer: true, monitoring: true, natsUsers: true, natsTLS: true},
+	// A site in another region: its sender and receiver behind a NATS leaf
+	// node (docs/deploy.md, "Adding a site in another region").
+	"site-ap-south": {sites: []string{"ap-south"}, checkSites: []string{"ap-south", "eu-west", "us-east"}, streamReplicas: "3", minReplicas: 2, maxReplicas: 2, loadBalancer: true,
+		siteOnly: true, natsUsers: true, leafNode: true, others: []string{"nats-leaf"}},
+}
+
+// overlaySpec is what one overlay deploys.
+type overlaySpec struct {
+	sites []string // the sites whose sender and receiver it deploys
+	// checkSites are the check file's sites when other clusters run some
+	// of them (the sites behind leaf nodes); nil: sites.
+	checkSites     []string
 	streamReplicas string
 	// minReplicas of the site-independent services and of each receiver.
 	minReplicas, maxReplicas int32
 	loadBalancer             bool // the receivers' Services
 	monitoring               bool // ServiceMonitor and PrometheusRule
-}{
-	"dev":  {sites: []string{"dev"}, streamReplicas: "1", minReplicas: 1, maxReplicas: 1},
-	"prod": {sites: []string{"eu-west", "us-east"}, streamReplicas: "3", minReplicas: 2, maxReplicas: 2, loadBalancer: true, monitoring: true},
+	// siteOnly: only the sites' services (a cluster in another region);
+	// no site-independent service, no provisioning Job.
+	siteOnly bool
+	// natsUsers: each workload is its own NATS user (components/nats-auth);
+	// natsTLS: over TLS with the CA of scout-nats-ca; leafNode: through the
+	// leaf node of the overlay, in the hub's JetStream domain.
+	natsUsers, natsTLS, leafNode bool
+	others                       []string // Deployments other than Email Scout's
+}
+
+// allSites are the check file's sites.
+func (s overlaySpec) allSites() []string {
+	if s.checkSites != nil {
+		return s.checkSites
+	}
+	return s.sites
 }
 
 // Email Scout's services: one Deployment each, or one per site.
@@ -144,8 +170,13 @@ func TestOverlays(t *testing.T) {
 
 			// Every service has its Deployment, and nothing else is deployed.
 			expected := map[string]string{} // Deployment name -> site ("" for site-independent)
-			for _, s := range siteIndependent {
-				expected["scout-"+s] = ""
+			if !want.siteOnly {
+				for _, s := range siteIndependent {
+					expected["scout-"+s] = ""
+				}
+			}
+			for _, n := range want.others {
+				expected[n] = ""
 			}
 			for _, site := range want.sites {
 				for _, s := range perSite {
@@ -167,11 +198,13 @@ func TestOverlays(t *testing.T) {
 			if got := common["SCOUT_STREAM_REPLICAS"]; got != want.streamReplicas {
 				t.Errorf("SCOUT_STREAM_REPLICAS = %q, want %s", got, want.streamReplicas)
 			}
+			envs := map[string]map[string]string{} // workload -> environment
 			for _, w := range r.workloads() {
 				if w.pod.Labels[labelName] != "email-scout" {
 					continue
 				}
 				env := checkScoutContainer(t, r, w, images, documented)
+				envs[w.name] = env
 				component := w.pod.Labels[labelComponent]
 				if w.kind == "Job" {
 					continue
@@ -200,8 +233,15 @@ func TestOverlays(t *testing.T) {
 				}
 			}
 
-			checkCheckFile(t, r, want.sites)
-			checkProvisionJob(t, r, want.streamReplicas)
+			checkCheckFile(t, r, want.allSites())
+			if want.siteOnly {
+				if jobs := r.all("Job"); len(jobs) > 0 {
+					t.Errorf("%d Jobs in a site-only overlay: the hub's cluster provisions", len(jobs))
+				}
+			} else {
+				checkProvisionJob(t, r, want.streamReplicas)
+			}
+			checkNATSUsers(t, r, want, envs)
 			checkPDBs(t, r, deployments)
 			checkNetworkPolicies(t, r)
 			checkServices(t, r, want.sites, want.loadBalancer)
@@ -620,7 +660,7 @@ func checkServices(t *testing.T, r rendering, sites []string, loadBalancer bool)
 		t.Errorf("Service scout-metrics: ports %+v", metrics.Spec.Ports)
 	}
 	for _, o := range r.all("Deployment") {
-		if !selects(&metav1.LabelSelector{MatchLabels: metrics.Spec.Selector}, o.obj.(*appsv1.Deployment).Spec.Template.Labels) {
+		if l := o.obj.(*appsv1.Deployment).Spec.Template.Labels; l[labelName] == "email-scout" && !selects(&metav1.LabelSelector{MatchLabels: metrics.Spec.Selector}, l) {
 			t.Errorf("Service scout-metrics does not select the pods of %s", o.name)
 		}
 	}
