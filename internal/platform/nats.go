@@ -60,7 +60,13 @@ func (a NATSAuth) Options() ([]nats.Option, error) {
 		if err != nil {
 			return nil, fmt.Errorf("SCOUT_NATS_CREDS_FILE=%s: %w", a.CredsFile, err)
 		}
-		if _, err := jwt.ParseDecoratedJWT(data); err != nil {
+		// ParseDecoratedJWT returns the whole file when it finds no JWT
+		// block: decoding the claims is what tells a user JWT.
+		token, err := jwt.ParseDecoratedJWT(data)
+		if err == nil {
+			_, err = jwt.DecodeUserClaims(token)
+		}
+		if err != nil {
 			return nil, fmt.Errorf("SCOUT_NATS_CREDS_FILE=%s: no user JWT in it: %w", a.CredsFile, err)
 		}
 		kp, err := jwt.ParseDecoratedNKey(data)
