@@ -11,6 +11,7 @@ import (
 	"net"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"sync"
 	"testing"
@@ -414,6 +415,69 @@ arrived:
 	for _, s := range forbidden {
 		if _, err := stream.GetLastMsgForSubject(ctx, s); err == nil {
 			t.Errorf("%s from the rogue leaf node is in the hub's stream", s)
+		}
+	}
+}
+
+// TestLeafNodeOverlayConfigParses: the leaf node server's configuration of
+// deploy/k8s/overlays/site-ap-south, nats.conf including leaf.conf as the
+// ConfigMap nats-leaf mounts them, is taken by nats-server with the
+// environment nats-leaf.yaml gives it (the seed, the site's users' public
+// keys): its name, client and monitoring ports, the hub as its one remote
+// over TLS with the CA file (here a fresh CA at the path leaf.conf names,
+// rewritten into a temporary directory), the site's two users.
+func TestLeafNodeOverlayConfigParses(t *testing.T) {
+	overlay := filepath.Join(root, "deploy", "k8s", "overlays", "site-ap-south")
+	dir := t.TempDir()
+	cert, _ := mailtest.Certificate(t, "127.0.0.1")
+	caFile := filepath.Join(dir, "ca.crt")
+	if err := os.WriteFile(caFile, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: cert.Certificate[1]}), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	for _, name := range []string{"nats.conf", "leaf.conf"} {
+		data, err := os.ReadFile(filepath.Join(overlay, name))
+		if err != nil {
+			t.Fatal(err)
+		}
+		conf := strings.ReplaceAll(string(data), `"/etc/nats-hub-ca/ca.crt"`, strconv.Quote(caFile))
+		if err := os.WriteFile(filepath.Join(dir, name), []byte(conf), 0o600); err != nil {
+			t.Fatal(err)
+		}
+	}
+	leaf, _ := nkeys.CreateUser()
+	seed, _ := leaf.Seed()
+	t.Setenv(natsauth.LeafSeedVar, string(seed))
+	users := map[string]string{}
+	for _, u := range []string{"sender-ap-south", "receiver-ap-south"} {
+		kp, _ := nkeys.CreateUser()
+		pub, _ := kp.PublicKey()
+		t.Setenv(natsauth.User{Name: u}.NKeyVar(), pub)
+		users[pub] = u
+	}
+	opts, err := server.ProcessConfigFile(filepath.Join(dir, "nats.conf"))
+	if err != nil {
+		t.Fatalf("nats-server refuses the leaf node site's configuration: %v", err)
+	}
+	if opts.ServerName != "nats-leaf-ap-south" || opts.Port != 4222 || opts.HTTPPort != 8222 || opts.JetStream {
+		t.Errorf("server %q, port %d, monitoring %d, JetStream %v; want nats-leaf-ap-south, 4222, 8222, none",
+			opts.ServerName, opts.Port, opts.HTTPPort, opts.JetStream)
+	}
+	if len(opts.LeafNode.Remotes) != 1 {
+		t.Fatalf("%d leaf node remotes, want the hub", len(opts.LeafNode.Remotes))
+	}
+	r := opts.LeafNode.Remotes[0]
+	if len(r.URLs) != 1 || r.URLs[0].Scheme != "tls" || r.URLs[0].Port() != "7422" || r.LocalAccount != natsauth.Account || r.TLSConfig == nil || r.TLSConfig.RootCAs == nil {
+		t.Errorf("remote %v, account %s, TLS %v: want the hub's tls://...:7422 in %s verified with the CA file", r.URLs, r.LocalAccount, r.TLSConfig != nil, natsauth.Account)
+	}
+	if r.Nkey != string(seed) {
+		t.Errorf("the remote's NKey is not the seed of %s", natsauth.LeafSeedVar)
+	}
+	if len(opts.Nkeys) != 2 {
+		t.Fatalf("%d users, want the site's sender and receiver", len(opts.Nkeys))
+	}
+	for _, nk := range opts.Nkeys {
+		if users[nk.Nkey] == "" || nk.Permissions == nil {
+			t.Errorf("user %s: not one of the site's, or without permissions", nk.Nkey)
 		}
 	}
 }
