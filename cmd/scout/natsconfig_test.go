@@ -83,8 +83,23 @@ func TestNATSConfigHub(t *testing.T) {
 		if u == natsauth.ProvisionUser && nk.Permissions != nil {
 			t.Errorf("provision has permission limits: it creates the stream and buckets")
 		}
-		if u != natsauth.ProvisionUser && (nk.Permissions == nil || nk.Permissions.Subscribe == nil || !slices.Equal(nk.Permissions.Subscribe.Allow, []string{"_INBOX.>"})) {
-			t.Errorf("user %s: subscribe permissions %+v, want _INBOX.> only", u, nk.Permissions)
+		if u == natsauth.ProvisionUser {
+			continue
+		}
+		// Replies only; a receiver (and a leaf node carrying one) also
+		// follows its own site's mail.sent.
+		wantSub := []string{"_INBOX.>"}
+		for _, site := range []string{"eu-west", "us-east"} {
+			if u == "receiver-"+site || u == "leaf-"+site {
+				wantSub = append(wantSub, "mail.sent."+site+".>")
+			}
+		}
+		if nk.Permissions == nil || nk.Permissions.Subscribe == nil || !slices.Equal(nk.Permissions.Subscribe.Allow, wantSub) {
+			var got any = nk.Permissions
+			if nk.Permissions != nil && nk.Permissions.Subscribe != nil {
+				got = nk.Permissions.Subscribe.Allow
+			}
+			t.Errorf("user %s: subscribe permissions %v, want %v", u, got, wantSub)
 		}
 	}
 	if !slices.Equal(got, want) {
