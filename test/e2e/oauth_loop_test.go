@@ -11,6 +11,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/emailscout/emailscout/internal/platform"
 	"github.com/emailscout/emailscout/internal/stack"
 	"github.com/emailscout/emailscout/pkg/mailauth"
 	"github.com/emailscout/emailscout/services/receiver"
@@ -40,8 +41,10 @@ func TestLoopOAuthRelayAndReceiver(t *testing.T) {
 	rcfg.IMAPPort, _ = strconv.Atoi(port)
 	rcfg.IMAPOAuth = oauthConfig(p, mailauth.XOAuth2)
 	rcfg.IMAPMailbox, rcfg.IMAPPollInterval, rcfg.IMAPIdleRefresh, rcfg.IMAPCleanupMargin = "INBOX", 10*time.Second, 9*time.Minute, time.Hour
+	rcfg.IMAPFastPoll = receiver.Defaults().IMAPFastPoll
 	r, err := receiver.New(rcfg, receiver.Deps{Checks: l.checks, Publisher: l.pub, Keyring: l.keyring,
-		IMAPTLS: &tls.Config{RootCAs: e.cas, MinVersion: tls.VersionTLS12}, Logger: l.log, Registerer: prometheus.NewRegistry()})
+		IMAPTLS: &tls.Config{RootCAs: e.cas, MinVersion: tls.VersionTLS12}, Logger: l.log, Registerer: prometheus.NewRegistry(),
+		Sent: platform.NATSSubscriber{NC: l.js.Conn()}})
 	if err != nil {
 		t.Fatal(err)
 	}
