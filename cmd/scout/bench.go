@@ -43,6 +43,9 @@ type benchOptions struct {
 	maxWait  time.Duration
 	jsonPath string
 	cpuProf  string
+	pacedFor time.Duration
+	stack    bool
+	st       stackBenchOptions
 }
 
 func newBenchCmd(func(string) string) *cobra.Command {
@@ -63,10 +66,23 @@ transactions; the goal is >= 0.5), and the p50/p99 of the monitor-added
 latency: from the end of DATA at the receiver to the check.result stored.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
+			if o.stack {
+				o.st.jsonPath = o.jsonPath
+				return runStackBench(cmd.Context(), o.st, cmd.OutOrStdout())
+			}
 			return runBench(cmd.Context(), o, cmd.OutOrStdout())
 		},
 	}
 	f := cmd.Flags()
+	f.BoolVar(&o.stack, "stack", false, "measure through the loopback Postfix + Dovecot of scripts/mailstack.sh instead (root, Debian): round trips per minute at saturation, CPU per round trip, RTT and its error against the mail server")
+	f.StringVar(&o.st.paths, "paths", "pipe,imap-receiver,imap-reflector", "with --stack: the paths to measure")
+	f.DurationVar(&o.st.step, "step", 15*time.Second, "with --stack: how long each rate step publishes tests")
+	f.Float64Var(&o.st.startRate, "start-rate", 4, "with --stack: the first step's tests per second")
+	f.Float64Var(&o.st.growth, "growth", 1.5, "with --stack: each step's rate is the last one's times this")
+	f.Float64Var(&o.st.maxRate, "max-rate", 200, "with --stack: stop after this rate (tests per second)")
+	f.IntVar(&o.st.checks, "stack-checks", 20, "with --stack: checks the tests are spread over")
+	f.StringVar(&o.st.stackDir, "stack-dir", "/etc/scout-mailstack", "with --stack: the mail stack's keys and certificate (SCOUT_STACK_DIR)")
+	f.StringVar(&o.st.script, "mailstack", "scripts/mailstack.sh", "with --stack: the script that starts the mail stack")
 	f.DurationVar(&o.rawFor, "raw-for", 5*time.Second, "how long to measure the raw SMTP rate")
 	f.IntVar(&o.clients, "clients", 8, "concurrent SMTP clients for the raw rate")
 	f.IntVar(&o.tests, "tests", 3000, "round-trip tests pushed through the pipeline")
@@ -76,6 +92,7 @@ latency: from the end of DATA at the receiver to the check.result stored.`,
 	f.DurationVar(&o.maxWait, "max-wait", 3*time.Minute, "give up when the pipeline has not finished by then")
 	f.StringVar(&o.jsonPath, "json", "", "also write the figures to this file as JSON")
 	f.StringVar(&o.cpuProf, "cpuprofile", "", "write a CPU profile of the pipeline run to this file")
+	f.DurationVar(&o.pacedFor, "paced-for", 10*time.Second, "then publish tests at half the saturated rate for this long and measure the monitor-added latency there (0: skip)")
 	return cmd
 }
 
@@ -95,6 +112,11 @@ type benchFigures struct {
 	RoundTripP50MS        float64 `json:"round_trip_p50_ms"`
 	RoundTripP99MS        float64 `json:"round_trip_p99_ms"`
 	MonitorLatencySamples int     `json:"monitor_latency_samples"`
+	// At half the saturated rate, tests published evenly (--paced-for).
+	HalfRateTestsPerSec float64 `json:"half_rate_tests_per_second,omitempty"`
+	HalfRateLatencyP50  float64 `json:"half_rate_monitor_latency_p50_ms,omitempty"`
+	HalfRateLatencyP99  float64 `json:"half_rate_monitor_latency_p99_ms,omitempty"`
+	HalfRateSamples     int     `json:"half_rate_monitor_latency_samples,omitempty"`
 }
 
 func runBench(ctx context.Context, o benchOptions, stdout io.Writer) error {
@@ -136,8 +158,12 @@ func runBench(ctx context.Context, o benchOptions, stdout io.Writer) error {
 		verdict = "below"
 	}
 	fmt.Fprintf(stdout, "ratio pipeline/(raw/2):    %8.2f (%s the design goal of 0.5; a figure, not a pass/fail test: it moves with the machine's load)\n", fig.Ratio, verdict)
-	fmt.Fprintf(stdout, "monitor-added latency (end of DATA at the receiver -> check.result stored): p50 %.1f ms, p99 %.1f ms (%d samples)\n",
+	fmt.Fprintf(stdout, "monitor-added latency (end of DATA at the receiver -> check.result stored): p50 %.1f ms, p99 %.1f ms (%d samples) at saturation\n",
 		fig.LatencyP50MS, fig.LatencyP99MS, fig.MonitorLatencySamples)
+	if fig.HalfRateSamples > 0 {
+		fmt.Fprintf(stdout, "                                                    p50 %.1f ms, p99 %.1f ms (%d samples) at half that rate (%.0f tests/s, evenly)\n",
+			fig.HalfRateLatencyP50, fig.HalfRateLatencyP99, fig.HalfRateSamples, fig.HalfRateTestsPerSec)
+	}
 	if o.jsonPath != "" {
 		b, _ := json.MarshalIndent(fig, "", "  ")
 		if err := os.WriteFile(o.jsonPath, append(b, '\n'), 0o644); err != nil {
@@ -287,9 +313,8 @@ func pipeline(ctx context.Context, o benchOptions, fig *benchFigures) error {
 
 	pub := platform.JetStreamPublisher{JS: js}
 	sites := f.AllSites()
-	start := time.Now()
-	now := start.UTC()
-	for i := 0; i < o.tests; i++ {
+	publish := func(i int) error {
+		now := time.Now().UTC()
 		c := f.Checks[i%len(f.Checks)]
 		id, err := events.NewTestID(rand.Reader)
 		if err != nil {
@@ -298,36 +323,47 @@ func pipeline(ctx context.Context, o benchOptions, fig *benchFigures) error {
 		ev := events.TestScheduled{V: events.SchemaVersion, TestID: id, CheckID: c.ID, Site: sites[(i/len(f.Checks))%len(sites)],
 			Kind: events.KindRoundTrip, Attempt: 1, Reason: events.ReasonInterval, Slot: int64(i),
 			ScheduledAt: now, NotAfter: now.Add(2 * time.Minute)}
-		if _, err := pub.Publish(ctx, ev); err != nil {
+		_, err = pub.Publish(ctx, ev)
+		return err
+	}
+	// collect takes n results: the monitor-added latencies and round trips.
+	collect := func(n int) (latencies, rtts []float64, ok int, err error) {
+		deadline := time.After(o.maxWait)
+		for got := 0; got < n; got++ {
+			select {
+			case m := <-results:
+				var r events.CheckResult
+				if err := json.Unmarshal(m.Data(), &r); err != nil {
+					return nil, nil, 0, err
+				}
+				if r.Status == events.StatusOK || r.Status == events.StatusSlow {
+					ok++
+				}
+				if md, err := m.Metadata(); err == nil && r.ReceivedAt != nil {
+					latencies = append(latencies, float64(md.Timestamp.Sub(*r.ReceivedAt).Microseconds())/1000)
+				}
+				if r.RTTMS != nil {
+					rtts = append(rtts, float64(*r.RTTMS))
+				}
+			case err := <-werr:
+				return nil, nil, 0, fmt.Errorf("pipeline stopped: %v", err)
+			case <-deadline:
+				return nil, nil, 0, fmt.Errorf("pipeline: %d of %d results after %v", got, n, o.maxWait)
+			}
+		}
+		return latencies, rtts, ok, nil
+	}
+	start := time.Now()
+	for i := 0; i < o.tests; i++ {
+		if err := publish(i); err != nil {
 			return err
 		}
 	}
-	var latencies, rtts []float64
-	deadline := time.After(o.maxWait)
-	for got := 0; got < o.tests; got++ {
-		select {
-		case m := <-results:
-			var r events.CheckResult
-			if err := json.Unmarshal(m.Data(), &r); err != nil {
-				return err
-			}
-			if r.Status == events.StatusOK || r.Status == events.StatusSlow {
-				fig.OK++
-			} else {
-				fig.NotOK++
-			}
-			if md, err := m.Metadata(); err == nil && r.ReceivedAt != nil {
-				latencies = append(latencies, float64(md.Timestamp.Sub(*r.ReceivedAt).Microseconds())/1000)
-			}
-			if r.RTTMS != nil {
-				rtts = append(rtts, float64(*r.RTTMS))
-			}
-		case err := <-werr:
-			return fmt.Errorf("pipeline stopped: %v", err)
-		case <-deadline:
-			return fmt.Errorf("pipeline: %d of %d results after %v", got, o.tests, o.maxWait)
-		}
+	latencies, rtts, ok, err := collect(o.tests)
+	if err != nil {
+		return err
 	}
+	fig.OK, fig.NotOK = ok, o.tests-ok
 	elapsed := time.Since(start)
 	fig.Tests = o.tests
 	fig.PipelineSeconds = elapsed.Seconds()
@@ -335,6 +371,28 @@ func pipeline(ctx context.Context, o benchOptions, fig *benchFigures) error {
 	fig.MonitorLatencySamples = len(latencies)
 	fig.LatencyP50MS, fig.LatencyP99MS = percentile(latencies, 0.5), percentile(latencies, 0.99)
 	fig.RoundTripP50MS, fig.RoundTripP99MS = percentile(rtts, 0.5), percentile(rtts, 0.99)
+	if o.pacedFor > 0 {
+		// Half the saturated rate, evenly: what the monitor adds when it
+		// is not the bottleneck.
+		rate := fig.PipelineTestsPerSec / 2
+		interval := time.Duration(float64(time.Second) / rate)
+		n := int(o.pacedFor.Seconds() * rate)
+		t0 := time.Now()
+		go func() {
+			for i := 0; i < n && ctx.Err() == nil; i++ {
+				time.Sleep(time.Until(t0.Add(time.Duration(i) * interval)))
+				if err := publish(o.tests + i); err != nil {
+					return
+				}
+			}
+		}()
+		lat, _, _, err := collect(n)
+		if err != nil {
+			return err
+		}
+		fig.HalfRateTestsPerSec, fig.HalfRateSamples = rate, len(lat)
+		fig.HalfRateLatencyP50, fig.HalfRateLatencyP99 = percentile(lat, 0.5), percentile(lat, 0.99)
+	}
 	stop()
 	<-werr
 	<-werr
