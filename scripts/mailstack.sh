@@ -8,6 +8,7 @@
 #   scripts/mailstack.sh reset        stop, drop the queue, the mailboxes and the logs
 #   scripts/mailstack.sh route PORT   route the return domain to 127.0.0.1:PORT
 #   scripts/mailstack.sh srs on|off   rewrite forwarded envelope senders with postsrsd (SRS) or not
+#   scripts/mailstack.sh delay-warning TIME  Postfix's delay_warning_time (1s: a "delayed" DSN at once; 0h: none)
 #   scripts/mailstack.sh status       what runs, where
 #   scripts/mailstack.sh forward-line the .forward line taken from docs/reflector.md
 #
@@ -18,13 +19,19 @@
 #            127.0.0.1:$SCOUT_RETURN_PORT (the receiver's SMTP port),
 #            STARTTLS with a generated self-signed certificate, SMTP AUTH
 #            (after STARTTLS) against Dovecot's users.
+#            127.0.0.1:25 accepts any local part of $SCOUT_CUSTOMER_DOMAIN
+#            (local_recipient_maps empty for it): an unknown user is bounced
+#            by local(8) with a real RFC 3464 DSN ("unknown user") to the
+#            envelope sender, the monitor's VERP address.
 #   mx2      a second smtpd of the same Postfix on 127.0.0.1:$SCOUT_MX2_PORT,
-#            named mx2.$SCOUT_CUSTOMER_DOMAIN: the MX of the domain
-#            reject.$SCOUT_CUSTOMER_DOMAIN, which refuses every recipient
-#            with 550 5.1.1 (a mailbox that is gone). The first Postfix
-#            relays mail for that domain there, so a probe to it is accepted
-#            at submission and then bounced by Postfix with a real RFC 3464
-#            DSN to its envelope sender: the monitor's VERP address.
+#            named mx2.$SCOUT_CUSTOMER_DOMAIN: the MX of the domains
+#            reject.$SCOUT_CUSTOMER_DOMAIN, whose recipients it refuses with
+#            550 5.1.1 (a recipient policy: check_recipient_access), and
+#            greylist.$SCOUT_CUSTOMER_DOMAIN, which it answers 451 4.7.1
+#            for ever. The first Postfix relays mail for them there, so a
+#            probe to them is accepted at submission and then bounced by
+#            Postfix with a DSN quoting mx2's reply, or deferred (with a
+#            "delayed" DSN after delay_warning_time: `delay-warning 1s`).
 #   Dovecot  IMAP 127.0.0.1:$SCOUT_IMAP_PORT, POP3 127.0.0.1:$SCOUT_POP3_PORT,
 #            STARTTLS, plain auth, passwd-file users; also XOAUTH2 and
 #            OAUTHBEARER (RFC 7628) through Dovecot's oauth2 passdb, which
@@ -201,6 +208,7 @@ configure_postfix() {
 		"minimal_backoff_time = 2s" \
 		"maximal_backoff_time = 10s" \
 		"queue_run_delay = 2s" \
+		"delay_warning_time = 0h" \
 		"smtpd_tls_cert_file = $STACK/cert.pem" \
 		"smtpd_tls_key_file = $STACK/key.pem" \
 		"smtpd_tls_security_level = may" \
@@ -220,29 +228,32 @@ configure_postfix() {
 	sed -i '/^fwdprobe:/d' /etc/aliases
 	echo "fwdprobe: $FORWARD_TO" >>/etc/aliases
 	newaliases
-	say "Postfix: 127.0.0.1:25 for $DOMAIN and $IMAP_RETURN_DOMAIN; $RETURN_DOMAIN -> 127.0.0.1:$port; reject.$DOMAIN -> mx2 127.0.0.1:$MX2_PORT; log $LOGDIR/postfix.log"
+	say "Postfix: 127.0.0.1:25 for $DOMAIN and $IMAP_RETURN_DOMAIN; $RETURN_DOMAIN -> 127.0.0.1:$port; reject.$DOMAIN and greylist.$DOMAIN -> mx2 127.0.0.1:$MX2_PORT; log $LOGDIR/postfix.log"
 }
 
 # write_transport routes the return domain to 127.0.0.1:$1 (the receiver)
-# and the refusing domain to mx2.
+# and the refusing domains to mx2.
 write_transport() {
 	{
 		printf '%s smtp:[127.0.0.1]:%s\n' "$RETURN_DOMAIN" "$1"
-		printf '%s smtp:[127.0.0.1]:%s\n' "reject.$DOMAIN" "$MX2_PORT"
+		printf '%s smtp:[127.0.0.1]:%s\n' "reject.$DOMAIN" "$MX2_PORT" "greylist.$DOMAIN" "$MX2_PORT"
 	} >/etc/postfix/scout_transport
 	postmap /etc/postfix/scout_transport
 }
 
 # configure_mx2 adds mx2, a second smtpd that refuses every recipient of
-# the reject domain (postconf -M and -P write master.cf).
+# the reject and greylist domains (postconf -M and -P write master.cf), and
+# lets 127.0.0.1:25 accept unknown local users (local(8) bounces them).
 configure_mx2() {
 	local svc="127.0.0.1:$MX2_PORT/inet"
-	printf '%s\n' "reject.$DOMAIN 550 5.1.1 mailbox no longer exists" >/etc/postfix/scout_mx2_access
+	printf '%s\n' "reject.$DOMAIN 550 5.1.1 mailbox no longer exists" \
+		"greylist.$DOMAIN 451 4.7.1 Greylisted, please try again later" >/etc/postfix/scout_mx2_access
 	postmap /etc/postfix/scout_mx2_access
 	# A master.cf -o value cannot hold spaces: the list is a main.cf
 	# parameter of its own, named there (Postfix's master(5)).
 	postconf -e "scout_mx2_recipient_restrictions = check_recipient_access hash:/etc/postfix/scout_mx2_access, reject"
 	postconf -M "$svc=127.0.0.1:$MX2_PORT inet n - n - - smtpd"
+	postconf -P "smtp/inet/local_recipient_maps="
 	postconf -P "$svc/syslog_name=postfix-mx2" "$svc/myhostname=mx2.$DOMAIN" \
 		"$svc/smtpd_relay_restrictions=" \
 		"$svc/smtpd_recipient_restrictions=\$scout_mx2_recipient_restrictions"
@@ -432,6 +443,12 @@ route)
 	if postfix status >/dev/null 2>&1; then postfix reload >/dev/null 2>&1; fi
 	say "$RETURN_DOMAIN -> 127.0.0.1:$2"
 	;;
+delay-warning)
+	[ -n "${2:-}" ] || die "usage: $0 delay-warning TIME (1s, or 0h for none)"
+	postconf -e "delay_warning_time = $2"
+	if postfix status >/dev/null 2>&1; then postfix reload >/dev/null 2>&1; fi
+	say "delay_warning_time = $2"
+	;;
 srs)
 	case ${2:-} in
 	on) srs_on ;;
@@ -448,7 +465,7 @@ forward-line)
 	forward_line
 	;;
 *)
-	sed -n '2,13p' "$0" | sed 's/^# \{0,1\}//'
+	sed -n '2,14p' "$0" | sed 's/^# \{0,1\}//'
 	exit 2
 	;;
 esac

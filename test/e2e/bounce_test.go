@@ -17,9 +17,15 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 )
 
-// goneBox is a mailbox of the domain whose MX (mx2 of
-// scripts/mailstack.sh) refuses every recipient with 550 5.1.1.
-const goneBox = "webscout@reject.acme.example"
+// Mailboxes of scripts/mailstack.sh that do not take the probe:
+// unknownBox a user the customer's Postfix does not have (local(8)
+// bounces it: "unknown user"), goneBox one its second MX (mx2) refuses by
+// policy (550), greyBox one mx2 greylists for ever (451).
+const (
+	unknownBox = "nosuchuser@acme.example"
+	goneBox    = "webscout@reject.acme.example"
+	greyBox    = "webscout@greylist.acme.example"
+)
 
 // bounceChecks: a check of the refused mailbox, quickly retested, with a
 // contact to tell.
@@ -37,15 +43,27 @@ checks:
     customer: acme
     name: ACME mail round trip
     kind: roundtrip
-    target: ` + goneBox + `
+    target: ` + unknownBox + `
     contacts:
       - name: ACME on-call
         phone: "+15555550100"
+  - id: acme-policy
+    customer: acme
+    kind: roundtrip
+    target: ` + goneBox + `
+  - id: acme-grey
+    customer: acme
+    kind: roundtrip
+    target: ` + greyBox + `
+    timeout: 8s
+    slow: 4s
+    retries: 0
 `
 
-// TestLoopBounceOpensIncident: the customer's MX refuses the probe
-// mailbox. Postfix (the first hop) accepts the probe, mx2 refuses it at
-// RCPT with 550 5.1.1, and Postfix bounces it with an RFC 3464 DSN to the
+// TestLoopBounceOpensIncident: the customer's server does not know the
+// probe mailbox. Postfix accepts the probe, its local(8) finds no such
+// user, and Postfix bounces it with an RFC 3464 DSN (5.1.1, unknown user)
+// to the
 // probe's VERP envelope sender, routed to the receiver. The attempt ends
 // failed at once with the bounce as its evidence (Status, Diagnostic-Code,
 // Remote-MTA, Reporting-MTA, the submission's queue id); the retest
@@ -72,31 +90,30 @@ func TestLoopBounceOpensIncident(t *testing.T) {
 		t.Fatalf("result %+v, want failed, bounced, with the bounce", r)
 	}
 	b := r.Evidence.Bounce
-	if b.Action != events.BounceFailed || b.Status != "5.1.1" || !strings.Contains(b.Diagnostic, "550 5.1.1") ||
-		!strings.Contains(b.Diagnostic, "mailbox no longer exists") || b.ReportingMTA != "mx.acme.example" || b.RemoteMTA == "" ||
-		b.FinalRecipient != goneBox || b.Parser != "rfc3464" {
-		t.Errorf("bounce %+v, want Postfix's DSN of mx2's 550 5.1.1", b)
+	if b.Action != events.BounceFailed || b.Status != "5.1.1" || !strings.Contains(b.Diagnostic, `unknown user: "nosuchuser"`) ||
+		b.ReportingMTA != "mx.acme.example" || b.FinalRecipient != unknownBox || b.Parser != "rfc3464" {
+		t.Errorf("bounce %+v, want Postfix's DSN of its unknown user (5.1.1)", b)
 	}
-	if !strings.HasPrefix(r.Summary, b.RemoteMTA+" refused the probe: 550 5.1.1") {
-		t.Errorf("summary %q", r.Summary)
+	if !strings.Contains(r.Summary, "5.1.1") || !strings.Contains(r.Summary, "unknown user") {
+		t.Errorf("summary %q, want the status and the diagnostic", r.Summary)
 	}
 	sub := r.Evidence.Submission
 	if sub == nil || sub.QueueID == "" || sub.Server != "mx.acme.example" {
 		t.Fatalf("submission evidence %+v, want Postfix's name and queue id", sub)
 	}
 	// Postfix's own record of the same probe: mx2 said 550, it bounced.
-	said := e.maillog(sub.QueueID, `status=bounced \(host 127\.0\.0\.1\[127\.0\.0\.1\] said: 550 5\.1\.1`)
+	said := e.maillog(sub.QueueID, `dsn=5\.1\.1, status=bounced \(unknown user: "nosuchuser"\)`)
 	t.Logf("maillog: %s", said)
 	firstBounce := r.FinishedAt
 
 	open := waitIncidentOpen(t, l, "acme-gone")
 	took := open.OpenedAt.Sub(firstBounce)
-	if open.Severity != events.SeverityCritical || !strings.HasPrefix(open.Reason, b.RemoteMTA+" refused the probe: 550 5.1.1") {
+	if open.Severity != events.SeverityCritical || !strings.HasPrefix(open.Reason, r.Summary) {
 		t.Errorf("incident %s %q, want critical with the bounce as its reason", open.Severity, open.Reason)
 	}
 	// One segment: the check's name and the reason may be shortened, the
 	// refusal and the incident id are kept.
-	smsLine := regexp.MustCompile(`SMS to ACME on-call \+15555550100 \[GSM-7 \d+/160\]: DOWN ACME mail.*: .*refused the probe: 550 5\.1\.1 .*#` +
+	smsLine := regexp.MustCompile(`SMS to ACME on-call \+15555550100 \[GSM-7 \d+/160\]: DOWN ACME mail.*: .*5\.1\.1.*#` +
 		regexp.QuoteMeta(open.IncidentID))
 	for !smsLine.MatchString(sms.String()) {
 		select {
@@ -131,4 +148,36 @@ func waitIncidentOpen(t *testing.T, l *loop, check string) events.IncidentOpen {
 		t.Fatal(err)
 	}
 	return open
+}
+
+// TestLoopBounceByPolicyAndDelay: a 550 of the MX's recipient policy
+// (check_recipient_access) bounces with its own words; a greylisting that
+// never ends (451) makes Postfix send a "delayed" DSN (delay_warning_time),
+// which is a warning on the attempt, never its failure: the attempt ends
+// as the timeout it is, the delay in its warnings.
+func TestLoopBounceByPolicyAndDelay(t *testing.T) {
+	e := setup(t)
+	if err := mailstack("delay-warning", "1s"); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = mailstack("delay-warning", "0h") })
+	l := startLoopWith(t, e, returnAddr, bounceChecks, nil)
+	l.startSMTPReceiver(listen(t, "127.0.0.1:0"))
+	policy := l.schedule("acme-policy")
+	grey := l.schedule("acme-grey")
+
+	r := l.result(policy, 1)
+	if b := r.Evidence; r.Status != events.StatusFailed || b == nil || b.Bounce == nil || b.Bounce.Status != "5.1.1" ||
+		!strings.Contains(b.Bounce.Diagnostic, "Recipient address rejected: mailbox no longer exists") || b.Bounce.FinalRecipient != goneBox {
+		t.Errorf("policy refusal: %+v, want failed with mx2's 550 5.1.1 and its text", r)
+	}
+	g := l.result(grey, 1)
+	warned := false
+	for _, w := range g.Warnings {
+		warned = warned || strings.HasPrefix(w, "delivery delayed: ") && strings.Contains(w, "451 4.7.1")
+	}
+	if g.Status != events.StatusTimeout || !warned {
+		t.Errorf("greylisted: status %s warnings %q, want a timeout warned of the delay (451 4.7.1)", g.Status, g.Warnings)
+	}
+	fmt.Printf("e2e: policy refusal bounced: %s; greylisting: %s, warned %q\n", r.Summary, g.Status, g.Warnings)
 }
