@@ -13,7 +13,6 @@ import (
 	"text/tabwriter"
 	"time"
 
-	"github.com/emailscout/emailscout/pkg/checks"
 	"github.com/emailscout/emailscout/pkg/mailauth"
 	"github.com/emailscout/emailscout/pkg/probe"
 	"github.com/emailscout/emailscout/pkg/probe/imapprobe"
@@ -91,7 +90,7 @@ func checkSMTPLogin(ctx context.Context, cfg *resolved, line printer) bool {
 	s := cfg.SMTP
 	mode := s.TLS
 	if mode == submit.TLSOpportunistic {
-		mode = checks.TLSStartTLS // STARTTLS when offered: required here, to see it
+		mode = probe.TLSStartTLS // STARTTLS when offered: required here, to see it
 	}
 	t, err := target(s.Addr, mode, cfg)
 	if err != nil {

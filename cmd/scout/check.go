@@ -18,6 +18,7 @@ import (
 	"github.com/emailscout/emailscout/pkg/checks"
 	"github.com/emailscout/emailscout/pkg/events"
 	"github.com/emailscout/emailscout/pkg/probe"
+	"github.com/emailscout/emailscout/pkg/probe/checktarget"
 	"github.com/emailscout/emailscout/pkg/probe/probers"
 	"github.com/spf13/cobra"
 )
@@ -222,7 +223,7 @@ func (o checkOptions) target(args []string, lookupEnv func(string) (string, bool
 }
 
 // fromFile is the target of a service check of --checks, as the sender
-// builds it (probe.FromCheck).
+// builds it (checktarget.FromCheck).
 func (o checkOptions) fromFile(args []string, lookupEnv func(string) (string, bool)) (string, probe.Target, time.Duration, time.Duration, error) {
 	if len(args) != 1 {
 		return "", probe.Target{}, 0, 0, errors.New("with --checks, give one CHECK_ID")
@@ -238,7 +239,7 @@ func (o checkOptions) fromFile(args []string, lookupEnv func(string) (string, bo
 	case probers.For(c.Kind) == nil:
 		return "", probe.Target{}, 0, 0, fmt.Errorf("%s: check %q is a %s check; scout check runs smtp, imap and pop3 checks", o.checksFile, c.ID, c.Kind)
 	}
-	t, err := probe.FromCheck(c, lookupEnv)
+	t, err := checktarget.FromCheck(c, lookupEnv)
 	if err != nil {
 		return "", t, 0, 0, err
 	}

@@ -12,7 +12,6 @@ import (
 	"strconv"
 	"time"
 
-	"github.com/emailscout/emailscout/pkg/checks"
 	"github.com/emailscout/emailscout/pkg/events"
 	"github.com/emersion/go-sasl"
 )
@@ -58,6 +57,15 @@ const (
 	ClassCredentials = "credentials"
 )
 
+// TLS modes of Target.TLS: the values of the check file's tls field
+// (pkg/checks: TLSNone, TLSStartTLS, TLSImplicit), repeated here so that a
+// prober does not need the check file's parser.
+const (
+	TLSNone     = "none"     // plain text
+	TLSStartTLS = "starttls" // STARTTLS, STLS
+	TLSImplicit = "implicit" // TLS from the first byte (RFC 8314)
+)
+
 // Authenticator gives the SASL client of an OAuth login (XOAUTH2 or
 // OAUTHBEARER with a valid token; *mailauth.Login is one) and when its
 // token expires (zero: not known). It is asked once per probe, before the
@@ -75,7 +83,7 @@ type Resolver interface {
 type Target struct {
 	Host string // DNS name or IP address; also the name the certificate must match
 	Port int    // 1..65535
-	// TLS is checks.TLSNone, checks.TLSStartTLS or checks.TLSImplicit.
+	// TLS is TLSNone, TLSStartTLS or TLSImplicit.
 	TLS string
 	// Username, when not empty, makes the probe log in with Password, or,
 	// with Auth, with OAuth (SASL XOAUTH2 or OAUTHBEARER as Username).
@@ -126,7 +134,7 @@ func (t Target) Validate() error {
 		errs = append(errs, fmt.Errorf("port %d is not between 1 and 65535", t.Port))
 	}
 	switch t.TLS {
-	case checks.TLSNone, checks.TLSStartTLS, checks.TLSImplicit:
+	case TLSNone, TLSStartTLS, TLSImplicit:
 	default:
 		errs = append(errs, fmt.Errorf("tls mode %q is not none, starttls or implicit", t.TLS))
 	}
@@ -159,45 +167,6 @@ func (e *MissingPasswordError) Error() string {
 		field = "password_env"
 	}
 	return fmt.Sprintf("check %q: %s: environment variable %s is not set or empty", e.Check, field, e.Variable)
-}
-
-// FromCheck builds the Target of a service check. lookupEnv (os.LookupEnv
-// in a main) reads the variable named by the check's password_env; when it
-// is unset or empty the error is a *MissingPasswordError naming the check
-// and the variable.
-// RootCAs, HelloName and Resolver are left for the caller.
-//
-// A check with an oauth block gets a new OAuth login (Target.Auth) with a
-// token cache of its own; a service that runs checks again and again uses
-// Logins.Target instead, which keeps one login per check.
-func FromCheck(c *checks.Check, lookupEnv func(string) (string, bool)) (Target, error) {
-	return fromCheck(c, lookupEnv, nil)
-}
-
-func fromCheck(c *checks.Check, lookupEnv func(string) (string, bool), logins *Logins) (Target, error) {
-	s := c.Service
-	t := Target{
-		Host: s.Host, Port: s.Port, TLS: s.TLS, Username: s.Username,
-		ExpectGreeting: s.ExpectGreeting, CertWarningDays: s.CertWarningDays,
-	}
-	if s.PasswordEnv != "" {
-		pw, ok := lookupEnv(s.PasswordEnv)
-		if !ok || pw == "" {
-			return t, &MissingPasswordError{Check: c.ID, Variable: s.PasswordEnv}
-		}
-		t.Password = pw
-	}
-	if s.OAuth != nil {
-		login, err := logins.login(c, lookupEnv)
-		if err != nil {
-			return t, err
-		}
-		t.Auth = login
-	}
-	if err := t.Validate(); err != nil {
-		return t, fmt.Errorf("check %q: %w", c.ID, err)
-	}
-	return t, nil
 }
 
 // Mailbox is what the mailbox phase saw.

@@ -4,7 +4,6 @@ import (
 	"bytes"
 	"crypto/tls"
 	"crypto/x509"
-	"errors"
 	"log/slog"
 	"strings"
 	"testing"
@@ -66,62 +65,6 @@ func TestServiceStatus(t *testing.T) {
 		if got := ServiceStatus(c.class, c.totalMS, c.slow); got != c.want {
 			t.Errorf("ServiceStatus(%q, %v, %v) = %q, want %q", c.class, c.totalMS, c.slow, got, c.want)
 		}
-	}
-}
-
-func TestFromCheck(t *testing.T) {
-	f, err := checks.Parse("checks.yaml", []byte(`
-sites: [eu-west]
-checks:
-  - id: acme-imaps
-    customer: acme
-    kind: imap
-    host: imap.acme.example
-    tls: implicit
-    username: webscout
-    password_env: ACME_IMAP_PASSWORD
-    cert_warning_days: 21
-  - id: acme-mx
-    customer: acme
-    kind: smtp
-    host: mx.acme.example
-`))
-	if err != nil {
-		t.Fatal(err)
-	}
-	env := map[string]string{"ACME_IMAP_PASSWORD": "s3cret", "EMPTY": ""}
-	lookup := func(k string) (string, bool) { v, ok := env[k]; return v, ok }
-
-	tg, err := FromCheck(f.Lookup("acme-imaps"), lookup)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if tg.Host != "imap.acme.example" || tg.Port != 993 || tg.TLS != checks.TLSImplicit ||
-		tg.Username != "webscout" || tg.Password != "s3cret" || tg.CertWarningDays != 21 {
-		t.Errorf("target = %+v", tg)
-	}
-	tg, err = FromCheck(f.Lookup("acme-mx"), lookup)
-	if err != nil || tg.Port != 25 || tg.TLS != checks.TLSStartTLS || tg.Password != "" {
-		t.Errorf("target = %+v, %v", tg, err)
-	}
-
-	for _, name := range []string{"MISSING", "EMPTY"} {
-		c := *f.Lookup("acme-imaps")
-		c.Service.PasswordEnv = name
-		_, err := FromCheck(&c, lookup)
-		if err == nil || !strings.Contains(err.Error(), `check "acme-imaps"`) || !strings.Contains(err.Error(), name) {
-			t.Errorf("%s: err = %v, want one naming the check and the variable", name, err)
-		}
-		var missing *MissingPasswordError
-		if !errors.As(err, &missing) || missing.Variable != name || missing.Check != "acme-imaps" {
-			t.Errorf("%s: err = %#v, want a *MissingPasswordError", name, err)
-		}
-	}
-	c := *f.Lookup("acme-mx")
-	c.Service.Port = 0
-	var missing *MissingPasswordError
-	if _, err := FromCheck(&c, lookup); err == nil || errors.As(err, &missing) {
-		t.Errorf("invalid port: err = %v, want a target error that is not a missing password", err)
 	}
 }
 

@@ -14,7 +14,6 @@ import (
 	"syscall"
 	"time"
 
-	"github.com/emailscout/emailscout/pkg/checks"
 	"github.com/emailscout/emailscout/pkg/transcript"
 	"github.com/emersion/go-sasl"
 )
@@ -217,7 +216,7 @@ func (s *Session) Dial() (net.Conn, error) {
 	raw := s.raw
 	s.stop = context.AfterFunc(s.ctx, func() { _ = raw.Close() })
 	s.res.Timings.PeerAddress = raw.RemoteAddr().String()
-	if t.TLS != checks.TLSImplicit {
+	if t.TLS != TLSImplicit {
 		return s.dialogue.Conn(raw), nil
 	}
 	tc, err := s.Handshake(raw, time.Now())

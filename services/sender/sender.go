@@ -18,6 +18,7 @@ import (
 	"github.com/emailscout/emailscout/pkg/events"
 	"github.com/emailscout/emailscout/pkg/fault"
 	"github.com/emailscout/emailscout/pkg/probe"
+	"github.com/emailscout/emailscout/pkg/probe/checktarget"
 	"github.com/emailscout/emailscout/pkg/probemail"
 	"github.com/emailscout/emailscout/pkg/submit"
 	"github.com/jonboulle/clockwork"
@@ -103,7 +104,7 @@ type Sender struct {
 	dkim         *probemail.DKIMSigner // nil: probes are not DKIM-signed
 	// logins: the OAuth logins of service checks, one per check, whose
 	// token caches serve every run
-	logins *probe.Logins
+	logins *checktarget.Logins
 	// relayAuth: the relay's OAuth login (SCOUT_RELAY_OAUTH_*); nil: a
 	// password or no login
 	relayAuth submit.Authenticator
@@ -166,7 +167,7 @@ func New(cfg Config, deps Deps) (*Sender, error) {
 	}
 	s := &Sender{
 		cfg: cfg, deps: deps, log: log, metrics: m, memo: newMemo[events.MailSent](), probes: newMemo[builtProbe](), observations: newMemo[events.ServiceChecked](),
-		logins:     probe.NewLogins(deps.Clock, deps.TokenHTTP),
+		logins:     checktarget.NewLogins(deps.Clock, deps.TokenHTTP),
 		maxDeliver: events.SenderConsumer(cfg.Site).MaxDeliver, dkim: dkimSigner,
 	}
 	if relayLogin != nil {

@@ -21,6 +21,7 @@ import (
 	"github.com/emailscout/emailscout/pkg/events"
 	"github.com/emailscout/emailscout/pkg/mailauth"
 	"github.com/emailscout/emailscout/pkg/probe"
+	"github.com/emailscout/emailscout/pkg/probe/checktarget"
 	"github.com/emailscout/emailscout/pkg/probe/imapprobe"
 	"github.com/emailscout/emailscout/pkg/probe/pop3probe"
 	"github.com/emailscout/emailscout/pkg/probe/smtpprobe"
@@ -233,7 +234,7 @@ func TestOAuthReflectorRevokedSecret(t *testing.T) {
 }
 
 // TestOAuthServiceChecksAgainstDovecot: IMAP, POP3 and SMTP service checks
-// with an oauth block (as the sender runs them: probe.Logins, the secret
+// with an oauth block (as the sender runs them: checktarget.Logins, the secret
 // read through a lookup function) log in to Dovecot's IMAP and POP3 and
 // to Postfix's SMTP AUTH with XOAUTH2 and OAUTHBEARER after STARTTLS; one
 // token serves all runs of a check. With the secret revoked, the check is
@@ -262,7 +263,7 @@ func TestOAuthServiceChecksAgainstDovecot(t *testing.T) {
 			TLS: checks.TLSStartTLS, Username: oauthUser, OAuth: &checks.OAuth{Provider: checks.OAuthMicrosoft, TokenURL: p.tokenURL(),
 				ClientID: appID, ClientSecretEnv: "ACME_CLIENT_SECRET", Mechanism: mech}}}
 	}
-	logins := probe.NewLogins(nil, nil)
+	logins := checktarget.NewLogins(nil, nil)
 	for _, k := range kinds {
 		for _, mech := range []string{mailauth.XOAuth2, mailauth.OAuthBearer} {
 			c := check(k.kind, k.port, mech)
@@ -291,7 +292,7 @@ func TestOAuthServiceChecksAgainstDovecot(t *testing.T) {
 	}
 
 	p.revoke()
-	fresh := probe.NewLogins(nil, nil)
+	fresh := checktarget.NewLogins(nil, nil)
 	for _, k := range kinds {
 		tg, err := fresh.Target(check(k.kind, k.port, mailauth.XOAuth2), lookup)
 		if err != nil {

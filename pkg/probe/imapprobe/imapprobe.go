@@ -72,7 +72,6 @@ import (
 	"sync"
 	"time"
 
-	"github.com/emailscout/emailscout/pkg/checks"
 	"github.com/emailscout/emailscout/pkg/events"
 	"github.com/emailscout/emailscout/pkg/probe"
 	"github.com/emersion/go-imap/v2"
@@ -117,7 +116,7 @@ func run(s *probe.Session) {
 		s.Fail(probe.PhaseGreeting, probe.ClassRefused, fmt.Errorf("greeting: the server refused the session: %q", g.line))
 		return
 	case "PREAUTH":
-		if t.TLS == checks.TLSStartTLS {
+		if t.TLS == probe.TLSStartTLS {
 			s.Fail(probe.PhaseTLS, probe.ClassTLS, errors.New("tls: PREAUTH greeting on a plain-text connection: STARTTLS is impossible once authenticated (RFC 9051 section 6.2.1)"))
 			p.logout()
 			return
@@ -139,7 +138,7 @@ func run(s *probe.Session) {
 		}
 	}
 	res.Capabilities = caps
-	if t.TLS == checks.TLSStartTLS {
+	if t.TLS == probe.TLSStartTLS {
 		if !slices.Contains(caps, "STARTTLS") {
 			s.Fail(probe.PhaseTLS, probe.ClassTLS, errors.New("tls: STARTTLS is required but the server does not advertise it"))
 			p.logout()

@@ -11,6 +11,7 @@ import (
 	"github.com/emailscout/emailscout/pkg/mailauth"
 	"github.com/emailscout/emailscout/pkg/mailtest"
 	"github.com/emailscout/emailscout/pkg/probe"
+	"github.com/emailscout/emailscout/pkg/probe/checktarget"
 	"github.com/emailscout/emailscout/pkg/probe/probetest"
 )
 
@@ -113,7 +114,7 @@ func TestOAuthCheckThroughLogins(t *testing.T) {
 		Username: mailtest.IMAPUser, OAuth: &checks.OAuth{Provider: checks.OAuthMicrosoft, TokenURL: e.URL, ClientID: probetest.ClientID,
 			ClientSecretEnv: "ACME_CLIENT_SECRET"}}}
 	lookup := func(k string) (string, bool) { return probetest.ClientSecret, k == "ACME_CLIENT_SECRET" }
-	logins := probe.NewLogins(nil, nil)
+	logins := checktarget.NewLogins(nil, nil)
 	for i := range 3 {
 		tg, err := logins.Target(check, lookup)
 		if err != nil {
@@ -127,7 +128,7 @@ func TestOAuthCheckThroughLogins(t *testing.T) {
 		t.Errorf("%d tokens issued for 3 runs, want 1", n)
 	}
 	e.Revoke()
-	fresh := probe.NewLogins(nil, nil) // no cached token
+	fresh := checktarget.NewLogins(nil, nil) // no cached token
 	tg, err := fresh.Target(check, lookup)
 	if err != nil {
 		t.Fatal(err)

@@ -40,7 +40,6 @@ import (
 	"strings"
 	"time"
 
-	"github.com/emailscout/emailscout/pkg/checks"
 	"github.com/emailscout/emailscout/pkg/events"
 	"github.com/emailscout/emailscout/pkg/fault"
 	"github.com/emailscout/emailscout/pkg/probe"
@@ -99,7 +98,7 @@ func run(s *probe.Session) {
 		return
 	}
 
-	if t.TLS == checks.TLSStartTLS {
+	if t.TLS == probe.TLSStartTLS {
 		if caps != nil && !has(caps, "STLS") {
 			s.Fail(probe.PhaseTLS, probe.ClassTLS, errors.New("tls: STLS is required but the server does not list it in CAPA"))
 			ss.quit()
@@ -133,7 +132,7 @@ func run(s *probe.Session) {
 		ss.quit()
 		return
 	}
-	if res.TLS == nil && t.TLS != checks.TLSNone {
+	if res.TLS == nil && t.TLS != probe.TLSNone {
 		// Unreachable with the modes above; a guard for the credentials.
 		s.Fail(probe.PhaseAuth, probe.ClassAuth, errors.New("auth: refusing to send credentials without TLS"))
 		ss.quit()

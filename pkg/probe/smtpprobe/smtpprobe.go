@@ -52,7 +52,6 @@ import (
 	"strings"
 	"time"
 
-	"github.com/emailscout/emailscout/pkg/checks"
 	"github.com/emailscout/emailscout/pkg/events"
 	"github.com/emailscout/emailscout/pkg/probe"
 	"github.com/emersion/go-sasl"
@@ -107,7 +106,7 @@ func run(s *probe.Session) {
 		return
 	}
 
-	if t.TLS == checks.TLSStartTLS {
+	if t.TLS == probe.TLSStartTLS {
 		if _, offered := caps["STARTTLS"]; !offered {
 			s.Fail(probe.PhaseTLS, probe.ClassTLS, errors.New("tls: STARTTLS is required but the server does not offer it"))
 			c.quit()
