@@ -70,6 +70,9 @@ if want e2e; then
   step "Postfix + Dovecot suites (scout-reflector, the whole loop, the service probers)"
   go test -count=1 -tags e2e -timeout 10m -v ./test/e2e/
   go test -race -count=1 -tags e2e -timeout 10m -run E2E ./pkg/probe/
+  step "real-stack benchmark, smoke (scout bench --stack runs on every path; its figures are a measurement, not a test)"
+  go run ./cmd/scout bench --stack --paths pipe,imap-receiver,imap-reflector --step 4s --start-rate 2 --growth 1.5 --max-rate 3
+  bash ./scripts/mailstack.sh stop
 fi
 if want browser; then
   if ! command -v chromium >/dev/null; then

@@ -335,8 +335,8 @@ done:
 		}
 		switch path {
 		case pathPipe:
-			if r.Timings.TotalMS > 0 {
-				errs = append(errs, r.Timings.TotalMS)
+			if r.SentAt != nil && !r.SentAt.IsZero() {
+				errs = append(errs, float64(r.SentAt.Sub(r.StartedAt).Microseconds())/1000)
 			}
 		case pathIMAPReceiver:
 			if at, ok := deliveries.at(id); ok && r.ReceivedAt != nil {
