@@ -126,7 +126,7 @@ func opened(c *checks.Check, sites map[string]*SiteState, voters []string, eligi
 		s := sites[site]
 		vote := events.SiteVote{Site: site, Verdict: s.Verdict, Attempts: s.Failing}
 		if len(vote.Attempts) == 0 && s.LastTestID != "" {
-			vote.Attempts = []events.AttemptRef{{TestID: s.LastTestID, Status: s.LastStatus, StartedAt: s.LastStartedAt}}
+			vote.Attempts = []events.AttemptRef{{TestID: s.LastTestID, Status: s.LastStatus, StartedAt: s.LastStartedAt, RTTMS: s.LastRTTMS}}
 		}
 		votes = append(votes, vote)
 		if !s.Since.IsZero() && s.Since.Before(since) {

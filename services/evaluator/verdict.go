@@ -41,6 +41,9 @@ type SiteState struct {
 	LastResultAt time.Time `json:"last_result_at"`
 	LastStatus   string    `json:"last_status,omitempty"`
 	LastTestID   string    `json:"last_test_id,omitempty"`
+	// LastRTTMS is the round trip of that attempt: the evidence of a slow
+	// verdict, which keeps no Failing attempts.
+	LastRTTMS *int64 `json:"last_rtt_ms,omitempty"`
 }
 
 // Pending is a confirmation attempt asked of a site.
@@ -97,6 +100,7 @@ func applyResult(st *SiteState, r *events.CheckResult, c *checks.Check, now time
 	st.LastResultAt = now
 	st.LastStatus = r.Status
 	st.LastTestID = r.TestID
+	st.LastRTTMS = r.RTTMS
 
 	switch r.Status {
 	case events.StatusOK, events.StatusSlow, events.StatusDegraded:

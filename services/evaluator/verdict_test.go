@@ -218,6 +218,37 @@ func TestDecideQuorum(t *testing.T) {
 	}
 }
 
+// TestSlowIncidentNamesTheRoundTrip: a warning opened from slow results as
+// applyResult leaves them (a slow verdict keeps no failing attempts) names
+// the longest round trip of its sites, not "up to 0s" (found by the soak,
+// docs/soak.md).
+func TestSlowIncidentNamesTheRoundTrip(t *testing.T) {
+	c := testCheck(t, "")
+	now := t0.Add(time.Hour)
+	sites := map[string]*SiteState{}
+	for i, site := range []string{"a", "b", "c"} {
+		st := newSiteState("x", site)
+		r := res(site, "t-"+site, 1, events.StatusSlow, 50*time.Minute)
+		rtt := int64(150000 + i*10000) // 2m30s, 2m40s, 2m50s
+		r.RTTMS = &rtt
+		applyResult(st, r, c, now)
+		st.LastResultAt = now
+		sites[site] = st
+	}
+	d := decide(c, sites, func(string) bool { return true }, &CheckState{}, now)
+	if d.open == nil || d.open.Severity != events.SeverityWarning {
+		t.Fatalf("slow at every site: %+v", d.open)
+	}
+	if want := "slow delivery at 3 of 3 sites (up to 2m50s)"; d.open.Reason != want {
+		t.Errorf("reason %q, want %q", d.open.Reason, want)
+	}
+	for _, v := range d.open.Sites {
+		if len(v.Attempts) != 1 || v.Attempts[0].RTTMS == nil {
+			t.Errorf("site %s: attempts %+v, want the slow attempt with its round trip", v.Site, v.Attempts)
+		}
+	}
+}
+
 func TestDecideWarningsAndCanary(t *testing.T) {
 	c := testCheck(t, "")
 	now := t0.Add(time.Hour)
