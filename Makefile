@@ -1,7 +1,7 @@
 # Email Scout — developer entry points. See README.md.
 GO ?= go
 
-.PHONY: dev test unit bench build vet fmt
+.PHONY: dev test unit bench build vet fmt soak nats-server
 
 ## dev: run the whole system on this machine (embedded NATS, demo mail server)
 dev:
@@ -30,6 +30,17 @@ build:
 	CGO_ENABLED=0 $(GO) build -trimpath -ldflags "-s -w -X github.com/emailscout/emailscout/pkg/buildinfo.version=$(VERSION) -X github.com/emailscout/emailscout/pkg/buildinfo.revision=$(REVISION)" -o bin/ ./cmd/scout ./cmd/scout-reflector ./services/scheduler/cmd/scheduler \
 		./services/sender/cmd/sender ./services/receiver/cmd/receiver ./services/evaluator/cmd/evaluator \
 		./services/notifier/cmd/notifier ./services/recorder/cmd/recorder ./services/web/cmd/web
+
+## soak: the chaos soak (docs/soak.md): the real binaries, nats-server and ClickHouse under faults;
+## the short form by default (about 5 minutes), SOAK_FLAGS="--duration 30m --seed 7" for the long one
+SOAK_FLAGS ?=
+soak: build nats-server
+	./bin/scout soak $(SOAK_FLAGS)
+
+## nats-server: the NATS server of the module's own nats-server dependency, into ./bin
+nats-server:
+	mkdir -p bin
+	CGO_ENABLED=0 $(GO) build -trimpath -o bin/nats-server github.com/nats-io/nats-server/v2
 
 vet:
 	$(GO) vet work

@@ -11,19 +11,24 @@
 #      the web service's plots and `scout provision` against a real
 #      clickhouse-server, and provisioning a three-node JetStream cluster
 #      (installs Debian's clickhouse-server when missing)
-#   6. the Postfix + Dovecot suites: scout-reflector and the whole loop on
+#   6. the short chaos soak (docs/soak.md): make build's binaries as separate
+#      processes, a nats-server process and a ClickHouse server on ports of
+#      its own, killed, stopped and restarted on a seeded plan for 3 minutes;
+#      fails when a result is lost, a row duplicated or an incident or SMS is
+#      wrong (SCOUT_SOAK_SEED, default 1; SCOUT_SOAK_FLAGS adds flags)
+#   7. the Postfix + Dovecot suites: scout-reflector and the whole loop on
 #      a real mail stack, and the SMTP/IMAP/POP3 probers against real servers
 #      (installs Debian's postfix, dovecot-imapd, dovecot-pop3d when missing)
-#   7. the browser suite: the web service's pages in a headless Chromium
+#   8. the browser suite: the web service's pages in a headless Chromium
 #      (chromedp; installs Debian's chromium when missing); screenshots go to
 #      $SCOUT_ARTIFACTS (default: a new temporary directory, printed)
-# Steps 5 to 7 install packages and configure local daemons on loopback:
+# Steps 5 to 8 install packages and configure local daemons on loopback:
 # run them as root on a Debian machine (as CI does). SCOUT_TEST_STEPS limits
 # the steps, e.g. SCOUT_TEST_STEPS="vet unit" for a machine without root.
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 
-steps=${SCOUT_TEST_STEPS:-"vet unit alerts fuzz clickhouse e2e browser"}
+steps=${SCOUT_TEST_STEPS:-"vet unit alerts fuzz clickhouse soak e2e browser"}
 want() { [[ " $steps " == *" $1 "* ]]; }
 step() { printf '\n==> %s (%s)\n' "$1" "$(date -u +%H:%M:%S)"; }
 need_root() {
@@ -64,6 +69,14 @@ if want clickhouse; then
   go test -race -count=1 -tags integration -run ClickHouse ./test/system/
   go test -race -count=1 -tags integration -run ProvisionClickHouse ./cmd/scout/
   go test -count=1 -tags integration -run ProvisionThreeNodeCluster ./cmd/scout/
+fi
+if want soak; then
+  need_root "soak"
+  step "chaos soak, short form (real binaries, nats-server, ClickHouse; seed ${SCOUT_SOAK_SEED:-1})"
+  ./scripts/clickhouse.sh install
+  make build nats-server >/dev/null
+  # shellcheck disable=SC2086 # SCOUT_SOAK_FLAGS is a list of flags
+  ./bin/scout soak --seed "${SCOUT_SOAK_SEED:-1}" ${SCOUT_SOAK_FLAGS:-}
 fi
 if want e2e; then
   need_root "Postfix + Dovecot"

@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/emailscout/emailscout/pkg/checks"
+	"github.com/emailscout/emailscout/pkg/fault"
 	"github.com/emailscout/emailscout/pkg/probemail"
 	"github.com/emailscout/emailscout/pkg/reflector"
 	"github.com/emailscout/emailscout/pkg/submit"
@@ -37,7 +38,20 @@ type demoServer struct {
 type queued struct {
 	from string
 	msg  []byte
+	// first is when the first delivery of the reflection was tried (zero:
+	// not yet).
+	first time.Time
 }
+
+// Reflections that fail for a reason other than a permanent refusal (the
+// receiver answers 451, is stopped or restarting) are tried again, as an
+// MTA's queue does: every reflectRetryEvery, for at most reflectRetryFor.
+const (
+	reflectRetryEvery = 2 * time.Second
+	reflectRetryFor   = 5 * time.Minute
+	// reflectParallel bounds the reflections being delivered at once.
+	reflectParallel = 256
+)
 
 func newDemoServer(f *checks.File, keySpec string, routes map[string]string, breaks []string, log *slog.Logger) (*demoServer, error) {
 	keys, err := probemail.ParseKeys(keySpec)
@@ -77,35 +91,87 @@ func (d *demoServer) unbreak() {
 	clear(d.broken)
 }
 
+// reflect hands one message to the reflector, and queues it again when the
+// reflection could not be delivered for a reason other than a permanent
+// refusal.
+func (d *demoServer) reflect(ctx context.Context, q queued) {
+	if q.first.IsZero() {
+		q.first = time.Now()
+	}
+	dec, err := d.refl.Handle(ctx, q.msg, q.from)
+	switch {
+	case err != nil && ctx.Err() == nil && !fault.MarkedPermanent(err) && time.Since(q.first) < reflectRetryFor:
+		d.log.Info("reflection deferred, trying again", "test_id", dec.Probe.TestID, "error", err)
+		d.retryLater(ctx, q)
+	case err != nil:
+		d.log.Warn("reflection not sent", "test_id", dec.Probe.TestID, "error", err)
+	case dec.Action != reflector.ActionReflect:
+		d.log.Info("message not reflected", "reason", dec.Reason, "detail", dec.Detail)
+	}
+}
+
+// setBroken breaks (on) or mends one check: its probes are swallowed while
+// it is broken.
+func (d *demoServer) setBroken(check string, on bool) {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	if on {
+		d.broken[check] = true
+	} else {
+		delete(d.broken, check)
+	}
+}
+
+// retryLater puts q back on the queue after reflectRetryEvery (a full
+// queue drops it, as a full MTA queue would refuse it).
+func (d *demoServer) retryLater(ctx context.Context, q queued) {
+	time.AfterFunc(reflectRetryEvery, func() {
+		select {
+		case <-ctx.Done():
+		case d.queue <- q:
+		default:
+			d.log.Warn("reflection dropped: queue full")
+		}
+	})
+}
+
 func (d *demoServer) isBroken(check string) bool {
 	d.mu.Lock()
 	defer d.mu.Unlock()
 	return d.broken[check]
 }
 
-// run serves until ctx ends; reflections are sent by 16 workers (as an
-// MTA runs several local deliveries at once).
+// run serves until ctx ends. Each reflection is delivered by a goroutine
+// of its own, at most reflectParallel at once, as an MTA runs many local
+// deliveries and connections at once: a receiver that hangs (stopped,
+// or slow to answer) holds only the reflections to it, never those to the
+// other sites.
 func (d *demoServer) run(ctx context.Context) error {
 	var wg sync.WaitGroup
-	for i := 0; i < 16; i++ {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			for {
-				select {
-				case <-ctx.Done():
-					return
-				case q := <-d.queue:
-					dec, err := d.refl.Handle(ctx, q.msg, q.from)
-					if err != nil {
-						d.log.Warn("reflection not sent", "test_id", dec.Probe.TestID, "error", err)
-					} else if dec.Action != reflector.ActionReflect {
-						d.log.Info("message not reflected", "reason", dec.Reason, "detail", dec.Detail)
-					}
-				}
+	sem := make(chan struct{}, reflectParallel)
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		for {
+			var q queued
+			select {
+			case <-ctx.Done():
+				return
+			case q = <-d.queue:
 			}
-		}()
-	}
+			select {
+			case <-ctx.Done():
+				return
+			case sem <- struct{}{}:
+			}
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				defer func() { <-sem }()
+				d.reflect(ctx, q)
+			}()
+		}
+	}()
 	errc := make(chan error, 1)
 	go func() { errc <- d.srv.Serve(d.ln) }()
 	select {

@@ -9,6 +9,7 @@ import (
 	"crypto/x509"
 	"crypto/x509/pkix"
 	"encoding/base64"
+	"encoding/pem"
 	"fmt"
 	"io"
 	stdlog "log"
@@ -48,6 +49,7 @@ const demoPasswordEnv = "SCOUT_DEMO_PASSWORD"
 // SMTP answers 554 to EHLO, IMAP greets with BYE, POP3 greets with -ERR.
 type demoServices struct {
 	pool     *x509.CertPool // trusts the demo certificate
+	caPEM    []byte         // the authority of the demo certificate, PEM
 	password string
 	log      *slog.Logger
 	runs     []func(ctx context.Context) error
@@ -71,7 +73,7 @@ func newDemoServices(f *checks.File, breaks []string, password string, log *slog
 		}
 		password = base64.RawURLEncoding.EncodeToString(pw)
 	}
-	d := &demoServices{pool: pool, password: password, log: log.With("component", "demo-mail-server"),
+	d := &demoServices{pool: pool, caPEM: pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: cert.Certificate[1]}), password: password, log: log.With("component", "demo-mail-server"),
 		broken: map[string]bool{}}
 	for _, b := range breaks {
 		d.broken[b] = true
@@ -113,6 +115,17 @@ func (d *demoServices) isBroken(check string) bool {
 	d.mu.Lock()
 	defer d.mu.Unlock()
 	return d.broken[check]
+}
+
+// setBroken makes one check's listener refuse (on) or answer normally.
+func (d *demoServices) setBroken(check string, on bool) {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	if on {
+		d.broken[check] = true
+	} else {
+		delete(d.broken, check)
+	}
 }
 
 func (d *demoServices) unbreak() {
@@ -301,7 +314,11 @@ func demoCertificate(host string, now time.Time) (tls.Certificate, *x509.CertPoo
 	}
 	tmpl := &x509.Certificate{
 		SerialNumber: big.NewInt(2), Subject: pkix.Name{CommonName: host}, DNSNames: []string{host},
-		NotBefore: now.Add(-time.Hour), NotAfter: now.Add(90 * 24 * time.Hour),
+		// 127.0.0.1 too: `scout soak`'s senders are separate processes that
+		// reach the demo listeners by address and trust the authority
+		// through SSL_CERT_FILE.
+		IPAddresses: []net.IP{net.IPv4(127, 0, 0, 1)},
+		NotBefore:   now.Add(-time.Hour), NotAfter: now.Add(90 * 24 * time.Hour),
 		KeyUsage: x509.KeyUsageDigitalSignature, ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth},
 	}
 	der, err := x509.CreateCertificate(rand.Reader, tmpl, ca, &key.PublicKey, caKey)
