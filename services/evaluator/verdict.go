@@ -115,10 +115,20 @@ func applyResult(st *SiteState, r *events.CheckResult, c *checks.Check, now time
 	// timeout or failed
 	ref := attemptRef(r)
 	if r.Attempt <= 1 {
-		if st.Verdict == VerdictDown || st.Verdict == VerdictSuspect {
+		confirming := st.Pending != nil && !st.Pending.expired(c, now)
+		if st.Verdict == VerdictDown || st.Verdict == VerdictSuspect && confirming {
 			// The outage goes on, or a confirmation is already on its way.
 			st.Failing = appendCapped(st.Failing, ref)
 			return nil, false
+		}
+		if st.Verdict == VerdictSuspect {
+			// Suspect, and its confirmation is gone: it ended in a
+			// monitor_error (a retest the evaluator published late, after
+			// a restart, is stale at the sender) or never came. Ask again,
+			// or the site stays suspect for as long as the outage lasts
+			// and no incident opens (found by the soak, docs/soak.md).
+			st.Failing = appendCapped(st.Failing, ref)
+			return &plannedTest{Site: st.Site, Attempt: st.ConfirmFailures + 2, Reason: events.ReasonRetest, OriginTestID: r.TestID, DueAt: retestAt(r, c, now)}, false
 		}
 		st.Failing, st.ConfirmFailures, st.Since = []events.AttemptRef{ref}, 0, r.StartedAt
 		if c.Retries == 0 {

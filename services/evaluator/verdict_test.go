@@ -218,6 +218,46 @@ func TestDecideQuorum(t *testing.T) {
 	}
 }
 
+// TestSuspectSiteAsksAgainWhenItsConfirmationIsGone: a site whose
+// confirmation ended in a monitor_error (the evaluator was down past the
+// retest's send window, so the sender found it stale) stays suspect; its
+// next failure must ask for a confirmation again, or the site never goes
+// down and the outage is never told (found by the soak, docs/soak.md).
+func TestSuspectSiteAsksAgainWhenItsConfirmationIsGone(t *testing.T) {
+	c := testCheck(t, "")
+	st := newSiteState("x", "a")
+	now := t0.Add(11 * time.Minute)
+	retest, _ := applyResult(st, res("a", "t1", 1, events.StatusTimeout, 0), c, now)
+	if retest == nil || st.Verdict != VerdictSuspect {
+		t.Fatalf("first timeout: retest %+v, verdict %s", retest, st.Verdict)
+	}
+	st.Pending = &Pending{TestID: "r1", OriginTestID: "t1", Attempt: 2, DueAt: retest.DueAt} // as planRetest records it
+
+	// A regular failure while the confirmation is on its way asks nothing.
+	if again, _ := applyResult(st, res("a", "t2", 1, events.StatusTimeout, time.Minute), c, now.Add(time.Minute)); again != nil {
+		t.Fatalf("a second confirmation while one is pending: %+v", again)
+	}
+	// The confirmation ends in a monitor_error: the verdict stays suspect.
+	stale := res("a", "r1", 2, events.StatusMonitorError, 2*time.Minute)
+	stale.OriginTestID = "t1"
+	applyResult(st, stale, c, now.Add(2*time.Minute))
+	if st.Verdict != VerdictSuspect || st.Pending != nil {
+		t.Fatalf("after the stale confirmation: verdict %s, pending %+v", st.Verdict, st.Pending)
+	}
+	// The next regular failure asks for a confirmation again.
+	again, _ := applyResult(st, res("a", "t3", 1, events.StatusTimeout, 20*time.Minute), c, now.Add(31*time.Minute))
+	if again == nil || again.Attempt != 2 || again.OriginTestID != "t3" {
+		t.Fatalf("no new confirmation after the lost one: %+v", again)
+	}
+	st.Pending = &Pending{TestID: "r3", OriginTestID: "t3", Attempt: 2, DueAt: again.DueAt}
+	failed := res("a", "r3", 2, events.StatusTimeout, 31*time.Minute)
+	failed.OriginTestID = "t3"
+	applyResult(st, failed, c, now.Add(42*time.Minute))
+	if st.Verdict != VerdictDown {
+		t.Fatalf("the confirmation failed: verdict %s, want down", st.Verdict)
+	}
+}
+
 // TestSlowIncidentNamesTheRoundTrip: a warning opened from slow results as
 // applyResult leaves them (a slow verdict keeps no failing attempts) names
 // the longest round trip of its sites, not "up to 0s" (found by the soak,
