@@ -6,6 +6,7 @@
 package scheduler
 
 import (
+	"container/heap"
 	"context"
 	"crypto/rand"
 	"fmt"
@@ -88,11 +89,42 @@ func New(cfg Config, deps Deps) (*Scheduler, error) {
 	return &Scheduler{cfg: cfg, deps: deps, log: deps.Logger.With("component", "scheduler"), metrics: m}, nil
 }
 
-// entry is one (check, site) pair and its next slot.
+// entry is one (check, site) pair and its next slot, which starts at due.
 type entry struct {
 	check *checks.Check
 	site  string
 	slot  int64
+	due   time.Time // SlotStart(check, slot), kept with slot by setSlot
+	index int       // in the queue
+}
+
+func (e *entry) setSlot(n int64) {
+	e.slot = n
+	e.due = SlotStart(e.check, n)
+}
+
+// queue orders the pairs by their next slot's start, so that a wake costs
+// O(log pairs) per test due instead of a scan of every pair.
+type queue []*entry
+
+func (q queue) Len() int { return len(q) }
+func (q queue) Less(i, j int) bool {
+	if !q[i].due.Equal(q[j].due) {
+		return q[i].due.Before(q[j].due)
+	}
+	if q[i].check.ID != q[j].check.ID {
+		return q[i].check.ID < q[j].check.ID
+	}
+	return q[i].site < q[j].site
+}
+func (q queue) Swap(i, j int) { q[i], q[j] = q[j], q[i]; q[i].index = i; q[j].index = j }
+func (q *queue) Push(x any)   { e := x.(*entry); e.index = len(*q); *q = append(*q, e) }
+func (q *queue) Pop() any {
+	old := *q
+	e := old[len(old)-1]
+	old[len(old)-1] = nil
+	*q = old[:len(old)-1]
+	return e
 }
 
 // SlotStart is when slot n of c begins: epoch + n*interval + phase.
@@ -118,18 +150,13 @@ func SlotAt(c *checks.Check, t time.Time) int64 {
 // as at start (catch-up rule), a removed one is no longer published.
 func (s *Scheduler) Run(ctx context.Context) error {
 	changed := s.deps.Checks.Changed()
-	entries := s.plan(nil, s.deps.Checks.Current(), s.deps.Clock.Now())
+	q := s.plan(nil, s.deps.Checks.Current(), s.deps.Clock.Now())
+	var due []*entry // the pairs of one wake, reused
 	for {
 		var wake <-chan time.Time // nil (never) with no pairs
 		var timer clockwork.Timer
-		if len(entries) > 0 {
-			next := SlotStart(entries[0].check, entries[0].slot)
-			for _, e := range entries[1:] {
-				if t := SlotStart(e.check, e.slot); t.Before(next) {
-					next = t
-				}
-			}
-			timer = s.deps.Clock.NewTimer(max(next.Sub(s.deps.Clock.Now()), 0))
+		if len(q) > 0 {
+			timer = s.deps.Clock.NewTimer(max(q[0].due.Sub(s.deps.Clock.Now()), 0))
 			wake = timer.Chan()
 		}
 		woken := false
@@ -137,7 +164,7 @@ func (s *Scheduler) Run(ctx context.Context) error {
 		case <-ctx.Done():
 		case <-changed:
 			changed = s.deps.Checks.Changed()
-			entries = s.plan(entries, s.deps.Checks.Current(), s.deps.Clock.Now())
+			q = s.plan(q, s.deps.Checks.Current(), s.deps.Clock.Now())
 		case <-wake:
 			woken = true
 		}
@@ -151,15 +178,16 @@ func (s *Scheduler) Run(ctx context.Context) error {
 			continue
 		}
 		now := s.deps.Clock.Now()
+		// Every pair whose slot has started, in order of their start.
+		due = due[:0]
+		for len(q) > 0 && !q[0].due.After(now) {
+			due = append(due, heap.Pop(&q).(*entry))
+		}
 		retry := false
-		for _, e := range entries {
-			start := SlotStart(e.check, e.slot)
-			if start.After(now) {
-				continue
-			}
-			if err := s.publish(ctx, e, start); err != nil {
+		for _, e := range due {
+			if err := s.publish(ctx, e, e.due); err != nil {
 				s.metrics.failures.Inc()
-				if now.Sub(start) < e.check.SendWindow() && ctx.Err() == nil {
+				if now.Sub(e.due) < e.check.SendWindow() && ctx.Err() == nil {
 					s.log.Warn("publish failed, retrying", "check", e.check.ID, "site", e.site, "slot", e.slot, "error", err)
 					retry = true
 					continue
@@ -168,8 +196,12 @@ func (s *Scheduler) Run(ctx context.Context) error {
 			}
 			// The next slot after now (slots missed while the process was
 			// stalled are skipped, not sent late).
-			e.slot = max(e.slot+1, SlotAt(e.check, now)+1)
+			e.setSlot(max(e.slot+1, SlotAt(e.check, now)+1))
 		}
+		for _, e := range due {
+			heap.Push(&q, e)
+		}
+		clear(due)
 		if ctx.Err() != nil {
 			return nil
 		}
@@ -188,24 +220,26 @@ func (s *Scheduler) Run(ctx context.Context) error {
 // of prev whose check has the same interval and phase keeps its slot (it
 // is not published twice); any other starts with the current slot while at
 // least half of its send window is left (CatchUp), else the next one.
-func (s *Scheduler) plan(prev []*entry, f *checks.File, now time.Time) []*entry {
+func (s *Scheduler) plan(prev queue, f *checks.File, now time.Time) queue {
 	type pair struct{ check, site string }
 	kept := map[pair]*entry{}
 	for _, e := range prev {
 		kept[pair{e.check.ID, e.site}] = e
 	}
-	var entries []*entry
+	entries := make(queue, 0, len(prev))
 	for _, c := range f.Checks {
 		for _, site := range c.Sites {
-			e := &entry{check: c, site: site, slot: SlotAt(c, now)}
+			e := &entry{check: c, site: site}
 			if old := kept[pair{c.ID, site}]; old != nil && old.check.Interval == c.Interval && old.check.Phase() == c.Phase() {
-				e.slot = old.slot
-			} else if now.Sub(SlotStart(c, e.slot)) > min(s.cfg.CatchUp, c.SendWindow()/2) {
-				e.slot++
+				e.setSlot(old.slot)
+			} else if e.setSlot(SlotAt(c, now)); now.Sub(e.due) > min(s.cfg.CatchUp, c.SendWindow()/2) {
+				e.setSlot(e.slot + 1)
 			}
+			e.index = len(entries)
 			entries = append(entries, e)
 		}
 	}
+	heap.Init(&entries)
 	if prev == nil {
 		s.log.Info("scheduling", "checks", len(f.Checks), "pairs", len(entries))
 	} else {

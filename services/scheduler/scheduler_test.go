@@ -3,7 +3,9 @@ package scheduler_test
 import (
 	"context"
 	"errors"
+	"fmt"
 	"log/slog"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -305,4 +307,76 @@ checks:
 			}
 		}
 	}
+}
+
+// TestManyPairsInSlotOrder schedules 2,000 checks at three sites (6,000
+// pairs, one a minute each) for two minutes on a fake clock: every pair
+// gets one test per interval, tests come out in the order of their slots'
+// starts, and each is published within the clock step its slot began in
+// (the scheduler wakes for the earliest slot, not for a scan of all pairs).
+func TestManyPairsInSlotOrder(t *testing.T) {
+	var spec strings.Builder
+	spec.WriteString("defaults: {interval: 1m, timeout: 30s, slow: 10s}\nsites: [a, b, c]\nchecks:\n")
+	for i := 0; i < 2000; i++ {
+		fmt.Fprintf(&spec, "  - {id: c%d, customer: x, kind: roundtrip, target: p%d@x.example}\n", i, i)
+	}
+	f, err := checks.Parse("checks.yaml", []byte(spec.String()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	start := time.Date(2026, 11, 29, 0, 0, 0, 0, time.UTC)
+	clock := clockwork.NewFakeClockAt(start)
+	rec := &clockRecorder{clock: clock}
+	s, err := scheduler.New(scheduler.Config{CatchUp: time.Nanosecond}, scheduler.Deps{Checks: f, Publisher: rec, Clock: clock})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- s.Run(ctx) }()
+	advance(t, clock, 2*time.Minute)
+	if err := clock.BlockUntilContext(natstest.Context(t), 1); err != nil { // the last step handled
+		t.Fatal(err)
+	}
+	cancel()
+	if err := <-done; err != nil {
+		t.Fatal(err)
+	}
+	perPair := map[string]int{}
+	for i, p := range rec.got {
+		perPair[p.ev.CheckID+"/"+p.ev.Site]++
+		if i > 0 && p.ev.ScheduledAt.Before(rec.got[i-1].ev.ScheduledAt) {
+			t.Fatalf("test %d (%v) published after one due later (%v)", i, p.ev.ScheduledAt, rec.got[i-1].ev.ScheduledAt)
+		}
+		if late := p.at.Sub(p.ev.ScheduledAt); late < 0 || late >= time.Second {
+			t.Fatalf("%s/%s due %v published at %v", p.ev.CheckID, p.ev.Site, p.ev.ScheduledAt, p.at)
+		}
+	}
+	if len(perPair) != 6000 {
+		t.Fatalf("%d pairs published, want 6000", len(perPair))
+	}
+	for pair, n := range perPair {
+		if n != 2 {
+			t.Fatalf("%s: %d tests in two intervals, want 2", pair, n)
+		}
+	}
+}
+
+type published struct {
+	ev events.TestScheduled
+	at time.Time
+}
+
+// clockRecorder records each test with the fake clock's time of publishing.
+type clockRecorder struct {
+	clock *clockwork.FakeClock
+	mu    sync.Mutex
+	got   []published
+}
+
+func (r *clockRecorder) Publish(_ context.Context, ev events.Event) (bool, error) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.got = append(r.got, published{ev.(events.TestScheduled), r.clock.Now()})
+	return false, nil
 }
