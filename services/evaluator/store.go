@@ -26,7 +26,14 @@ type store struct {
 
 	mu    sync.Mutex
 	cache map[string]cached
+	swept time.Time // the last removal of expired entries
 }
+
+// cacheMax bounds the read cache; past it the cache starts over. Entries
+// older than ttl are never used (get reads KV again), so remember drops
+// them once per ttl: the cache holds about one ttl's writes, not the last
+// cacheMax keys whatever their age.
+const cacheMax = 50000
 
 type cached struct {
 	rev  uint64
@@ -109,7 +116,15 @@ func (s *store) del(ctx context.Context, key string, rev uint64) error {
 func (s *store) remember(key string, c cached) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	if len(s.cache) > 50000 {
+	if now := time.Now(); now.Sub(s.swept) > s.ttl {
+		for k, old := range s.cache {
+			if now.Sub(old.at) > s.ttl {
+				delete(s.cache, k)
+			}
+		}
+		s.swept = now
+	}
+	if len(s.cache) > cacheMax {
 		clear(s.cache)
 	}
 	s.cache[key] = c
