@@ -1,7 +1,7 @@
 # Email Scout — developer entry points. See README.md.
 GO ?= go
 
-.PHONY: dev test unit bench build vet fmt soak nats-server
+.PHONY: dev test unit bench scale build vet fmt soak nats-server
 
 ## dev: run the whole system on this machine (embedded NATS, demo mail server)
 dev:
@@ -19,6 +19,10 @@ unit:
 ## bench: SMTP raw rate vs. whole-pipeline round trips per second, and monitor-added latency
 bench:
 	$(GO) run ./cmd/scout bench
+
+## scale: the real scheduler and evaluator at N checks x 3 sites with instant fake senders/receivers (docs/capacity.md)
+scale:
+	$(GO) run ./cmd/scout scale
 
 ## build: static binaries of every command into ./bin (GOOS=linux GOARCH=arm64 make build cross-compiles;
 ## VERSION=0.1.0 make build sets the version that --version and scout_build_info show; the revision is

@@ -1,0 +1,55 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"os"
+	"regexp"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+)
+
+// TestMain lets this test binary stand in for scout when scout scale
+// starts its service processes (scaleRoleEnv names their arguments).
+func TestMain(m *testing.M) {
+	if args := os.Getenv(scaleRoleEnv); args != "" {
+		if err := run(context.Background(), strings.Split(args, "\x1f"), os.Getenv, os.Stdout); err != nil {
+			os.Stderr.WriteString("scale role: " + err.Error() + "\n")
+			os.Exit(1)
+		}
+		os.Exit(0)
+	}
+	os.Exit(m.Run())
+}
+
+// TestScaleSmoke runs scout scale for a few seconds with 200 checks and
+// two evaluator replicas: it runs and prints its figures (not judged:
+// they are measurements).
+func TestScaleSmoke(t *testing.T) {
+	if testing.Short() {
+		t.Skip("starts NATS and service processes")
+	}
+	var out bytes.Buffer
+	o := scaleOptions{checks: []int{100, 200}, replicas: []int{2}, sites: 3, interval: 10 * time.Second,
+		warmup: 2 * time.Second, window: 3 * time.Second}
+	if err := runScale(context.Background(), o, &out); err != nil {
+		t.Fatalf("%v\n%s", err, out.String())
+	}
+	t.Log("\n" + out.String())
+	for _, want := range []string{"scheduled:", "lateness p50", "decisions:", "per replica:", "heap after GC: scheduler", "B/check"} {
+		if !strings.Contains(out.String(), want) {
+			t.Errorf("output lacks %q", want)
+		}
+	}
+	m := regexp.MustCompile(`decisions:\s+([0-9.]+) check.result/s`).FindAllStringSubmatch(out.String(), -1)
+	if len(m) != 3 {
+		t.Fatalf("%d runs reported decisions, want 3", len(m))
+	}
+	for _, d := range m {
+		if v, _ := strconv.ParseFloat(d[1], 64); v <= 0 {
+			t.Errorf("no decisions in a run: %s", d[0])
+		}
+	}
+}
