@@ -39,6 +39,7 @@ type scaleOptions struct {
 	replicas []int
 	sites    int
 	interval time.Duration
+	rate     float64
 	warmup   time.Duration
 	window   time.Duration
 	workers  int
@@ -89,6 +90,7 @@ It is a measurement, not a test: the figures move with the machine's load.`,
 	f.StringVar(&replicasList, "replicas", "2,4", "comma-separated evaluator replica counts, run at the last N (empty: none)")
 	f.IntVar(&o.sites, "sites", 3, "sites per check")
 	f.DurationVar(&o.interval, "interval", time.Minute, "every check's interval (production default: 20m; shorter to offer 1 M checks' rate with fewer checks)")
+	f.Float64Var(&o.rate, "rate", 0, "offered tests/s at every N: sets each run's interval to sites x N / rate (overrides --interval; 1 M checks x 3 sites every 20m is 2500)")
 	f.DurationVar(&o.warmup, "warmup", 10*time.Second, "run this long before measuring")
 	f.DurationVar(&o.window, "for", 60*time.Second, "measure this long")
 	f.IntVar(&o.workers, "workers", 0, "SCOUT_EVALUATOR_WORKERS of each replica (0: the default)")
@@ -116,6 +118,8 @@ func intList(s string) ([]int, error) {
 type roleReport struct {
 	Role         string  `json:"role"`
 	HeapInuse    uint64  `json:"heap_inuse"`     // after runtime.GC
+	HeapAlloc    uint64  `json:"heap_alloc"`     // live objects, after runtime.GC
+	ChecksAlloc  uint64  `json:"checks_alloc"`   // live objects of the check file (HeapAlloc delta)
 	HeapChecks   uint64  `json:"heap_checks"`    // after GC, check file parsed, service not started
 	HeapBase     uint64  `json:"heap_base"`      // after GC, before the check file
 	CPUSeconds   float64 `json:"cpu_seconds"`    // user + system since start
@@ -141,6 +145,9 @@ type scaleRun struct {
 	PerReplicaPerSec  []float64
 	BacklogAtEnd      uint64  `json:"evaluator_backlog_at_end"`
 	SchedulerHeap     uint64  `json:"scheduler_heap_inuse"`
+	SchedulerLive     uint64  `json:"scheduler_heap_alloc"`
+	EvaluatorLive     uint64  `json:"evaluator_heap_alloc"`
+	ChecksLive        uint64  `json:"check_file_heap_alloc"`
 	SchedulerChecks   uint64  `json:"scheduler_heap_check_file"`
 	EvaluatorHeap     uint64  `json:"evaluator_heap_inuse"` // the busiest replica
 	EvaluatorChecks   uint64  `json:"evaluator_heap_check_file"`
@@ -158,13 +165,16 @@ type scaleFigures struct {
 	// Per check (slope between the smallest and the largest N) and fixed
 	// part (intercept), heap in use after GC.
 	SchedulerBytesPerCheck float64 `json:"scheduler_bytes_per_check"`
+	SchedulerLivePerCheck  float64 `json:"scheduler_live_bytes_per_check"`
+	EvaluatorLivePerCheck  float64 `json:"evaluator_live_bytes_per_check"`
+	ChecksLivePerCheck     float64 `json:"check_file_live_bytes_per_check"`
 	SchedulerFixedBytes    float64 `json:"scheduler_fixed_bytes"`
 	EvaluatorBytesPerCheck float64 `json:"evaluator_bytes_per_check"`
 	EvaluatorFixedBytes    float64 `json:"evaluator_fixed_bytes"`
 }
 
 func runScale(ctx context.Context, o scaleOptions, stdout io.Writer) error {
-	if len(o.checks) == 0 || o.sites < 1 || o.interval <= 0 || o.window <= 0 {
+	if len(o.checks) == 0 || o.sites < 1 || o.interval <= 0 || o.window <= 0 || o.rate < 0 {
 		return errors.New("--checks, --sites, --interval and --for must be positive")
 	}
 	var fig scaleFigures
@@ -179,6 +189,9 @@ func runScale(ctx context.Context, o scaleOptions, stdout io.Writer) error {
 		}
 	}
 	for _, p := range plans {
+		if o.rate > 0 {
+			o.interval = time.Duration(float64(p.n*o.sites) / o.rate * float64(time.Second)).Round(time.Millisecond)
+		}
 		fmt.Fprintf(stdout, "run: %d checks x %d sites every %v (%.0f tests/s offered), %d evaluator replica(s); warm-up %v, measuring %v ...\n",
 			p.n, o.sites, o.interval, float64(p.n*o.sites)/o.interval.Seconds(), p.r, o.warmup, o.window)
 		run, err := scaleOnce(ctx, o, p.n, p.r)
@@ -206,6 +219,11 @@ func runScale(ctx context.Context, o scaleOptions, stdout io.Writer) error {
 			fmt.Fprintf(stdout, "  scheduler: %7.0f B/check + %5.1f MiB\n", fig.SchedulerBytesPerCheck, fig.SchedulerFixedBytes/(1<<20))
 			fmt.Fprintf(stdout, "  evaluator: %7.0f B/check + %5.1f MiB\n", fig.EvaluatorBytesPerCheck, fig.EvaluatorFixedBytes/(1<<20))
 			fmt.Fprintf(stdout, "  together:  %7.0f B/check (target < 1024)\n", fig.SchedulerBytesPerCheck+fig.EvaluatorBytesPerCheck)
+			fig.SchedulerLivePerCheck = (float64(b.SchedulerLive) - float64(a.SchedulerLive)) / dn
+			fig.EvaluatorLivePerCheck = (float64(b.EvaluatorLive) - float64(a.EvaluatorLive)) / dn
+			fig.ChecksLivePerCheck = (float64(b.ChecksLive) - float64(a.ChecksLive)) / dn
+			fmt.Fprintf(stdout, "live heap (HeapAlloc) per check: scheduler %.0f B, evaluator %.0f B, together %.0f B; of which the parsed check file %.0f B in each process\n",
+				fig.SchedulerLivePerCheck, fig.EvaluatorLivePerCheck, fig.SchedulerLivePerCheck+fig.EvaluatorLivePerCheck, fig.ChecksLivePerCheck)
 		}
 	}
 	if o.jsonPath != "" {
@@ -233,6 +251,8 @@ func printScaleRun(w io.Writer, r scaleRun) {
 	}
 	fmt.Fprintf(w, "  heap after GC: scheduler %.1f MiB (check file %.1f MiB), evaluator %.1f MiB (check file %.1f MiB)\n",
 		mib(r.SchedulerHeap), mib(r.SchedulerChecks), mib(r.EvaluatorHeap), mib(r.EvaluatorChecks))
+	fmt.Fprintf(w, "  live heap after GC: scheduler %.1f MiB, evaluator %.1f MiB; the check file's own %.1f MiB in each\n",
+		mib(r.SchedulerLive), mib(r.EvaluatorLive), mib(r.ChecksLive))
 	fmt.Fprintf(w, "  CPU (cores): scheduler %.2f, evaluator(s) %s, NATS server + fakes %.2f\n", r.SchedulerCPU, strings.Join(cpu, ", "), r.HarnessCPU)
 	fmt.Fprintf(w, "  JetStream: %.1f stream messages per test, %.0f B per stream message, KV %.0f B written per test\n",
 		r.StreamMsgsPerTest, r.StreamBytesPerMsg, r.KVBytesPerTest)
@@ -359,6 +379,7 @@ func scaleOnce(ctx context.Context, o scaleOptions, n, replicas int) (scaleRun, 
 		run.LatenessMaxMS = slices.Max(lat)
 	}
 	run.SchedulerHeap, run.SchedulerChecks = after[0].HeapInuse, after[0].HeapChecks-after[0].HeapBase
+	run.SchedulerLive, run.ChecksLive = after[0].HeapAlloc, after[0].ChecksAlloc
 	run.SchedulerCPU = (after[0].CPUSeconds - before[0].CPUSeconds) / elapsed
 	for i := range evals {
 		b, a := before[i+1], after[i+1]
@@ -367,6 +388,7 @@ func scaleOnce(ctx context.Context, o scaleOptions, n, replicas int) (scaleRun, 
 		if a.HeapInuse > run.EvaluatorHeap {
 			run.EvaluatorHeap, run.EvaluatorChecks = a.HeapInuse, a.HeapChecks-a.HeapBase
 		}
+		run.EvaluatorLive = max(run.EvaluatorLive, a.HeapAlloc)
 	}
 	cancel()
 	fake.wait()
@@ -627,18 +649,18 @@ func newScaleRoleCmd(func(string) string) *cobra.Command {
 	return cmd
 }
 
-func heapAfterGC() (uint64, uint64) {
+func heapAfterGC() runtime.MemStats {
 	runtime.GC()
 	runtime.GC()
 	var ms runtime.MemStats
 	runtime.ReadMemStats(&ms)
-	return ms.HeapInuse, ms.HeapSys
+	return ms
 }
 
 // runScaleRole runs one service until stdin closes, answering every
 // "report" line with a roleReport on stdout.
 func runScaleRole(ctx context.Context, role, natsURL, checkFile string, workers int, stdin io.Reader, stdout io.Writer) error {
-	base, _ := heapAfterGC()
+	base := heapAfterGC()
 	data, err := os.ReadFile(checkFile)
 	if err != nil {
 		return err
@@ -648,7 +670,7 @@ func runScaleRole(ctx context.Context, role, natsURL, checkFile string, workers 
 		return err
 	}
 	data = nil
-	withChecks, _ := heapAfterGC()
+	withChecks := heapAfterGC()
 	nc, err := nats.Connect(natsURL)
 	if err != nil {
 		return err
@@ -705,8 +727,10 @@ func runScaleRole(ctx context.Context, role, natsURL, checkFile string, workers 
 			if l != "report" {
 				continue
 			}
-			r := roleReport{Role: role, HeapBase: base, HeapChecks: withChecks, CPUSeconds: selfCPU(), Goroutines: runtime.NumGoroutine()}
-			r.HeapInuse, r.HeapSysBytes = heapAfterGC()
+			r := roleReport{Role: role, HeapBase: base.HeapInuse, HeapChecks: withChecks.HeapInuse, CPUSeconds: selfCPU(),
+				Goroutines: runtime.NumGoroutine(), ChecksAlloc: withChecks.HeapAlloc - base.HeapAlloc}
+			ms := heapAfterGC()
+			r.HeapInuse, r.HeapAlloc, r.HeapSysBytes = ms.HeapInuse, ms.HeapAlloc, ms.HeapSys
 			v := sumCounter(reg, counter)
 			if role == "scheduler" {
 				r.Published = v
