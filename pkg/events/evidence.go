@@ -39,6 +39,11 @@ type Submission struct {
 	// credentials masked, the message itself left out. At most
 	// MaxTranscriptLines lines of MaxTranscriptLine bytes.
 	Transcript []string `json:"transcript,omitempty"`
+	// Reused: the probe went on an SMTP session opened for an earlier
+	// probe (a relay session carries several, RFC 5321 section 3.3), so
+	// Transcript holds only this probe's transaction and the greeting,
+	// TLS and login phases took no time of its own.
+	Reused bool `json:"reused,omitempty"`
 }
 
 // Limits of Submission.Transcript and Evidence.Dialogue.

@@ -21,6 +21,7 @@ import (
 	"net"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -66,11 +67,12 @@ type Server struct {
 	// a CA file); nil without Options.TLS.
 	CAPEM []byte
 
-	srv  *smtp.Server
-	opts Options
-	mu   sync.Mutex
-	msgs []Message
-	got  chan struct{}
+	srv   *smtp.Server
+	opts  Options
+	conns atomic.Int64
+	mu    sync.Mutex
+	msgs  []Message
+	got   chan struct{}
 }
 
 // NewServer starts a server on 127.0.0.1 and stops it when the test ends.
@@ -99,9 +101,27 @@ func NewServer(t testing.TB, opts Options) *Server {
 		t.Fatalf("mailtest: listen: %v", err)
 	}
 	s.Addr = l.Addr().String()
-	go func() { _ = s.srv.Serve(l) }()
+	go func() { _ = s.srv.Serve(countingListener{l, &s.conns}) }()
 	t.Cleanup(func() { _ = s.srv.Close() })
 	return s
+}
+
+// Connections returns how many TCP connections the server accepted: the
+// SMTP sessions of its clients.
+func (s *Server) Connections() int64 { return s.conns.Load() }
+
+// countingListener counts the connections it accepts.
+type countingListener struct {
+	net.Listener
+	n *atomic.Int64
+}
+
+func (l countingListener) Accept() (net.Conn, error) {
+	c, err := l.Listener.Accept()
+	if err == nil {
+		l.n.Add(1)
+	}
+	return c, err
 }
 
 // Messages returns a copy of the messages accepted so far.

@@ -103,6 +103,9 @@ type Result struct {
 	Transcript []string
 	Server     string
 	QueueID    string
+	// Reused: the message went on a session that a Pool kept open from an
+	// earlier message (no connect, greeting, TLS or auth phase).
+	Reused bool
 }
 
 // Error is a failed submission.
@@ -149,19 +152,65 @@ func (e *Error) Temporary() bool {
 // received), as opposed to a connection that failed.
 func (e *Error) Refused() bool { return e.Reply != nil }
 
-// Send submits msg from the envelope sender from to the recipients. The
-// returned Result has timings even on failure; the error is an *Error.
+// Send submits msg from the envelope sender from to the recipients on a
+// session of its own (connect, greeting, TLS, login, one transaction,
+// QUIT). The returned Result has timings even on failure; the error is an
+// *Error.
 func Send(ctx context.Context, cfg Config, from string, to []string, msg []byte) (Result, error) {
 	start := time.Now()
-	res, err := send(ctx, cfg, from, to, msg, start)
+	var res Result
+	s, err := open(ctx, cfg, &res, start)
+	if err == nil {
+		err = s.transaction(ctx, from, to, msg, &res)
+		if err == nil {
+			s.quit()
+		}
+		s.close()
+	}
 	res.Timings.TotalMS = ms(time.Since(start))
 	return res, err
 }
 
-func send(ctx context.Context, cfg Config, from string, to []string, msg []byte, start time.Time) (res Result, err error) {
+// session is an open SMTP session, greeted and logged in, ready for a
+// MAIL transaction (RFC 5321 section 3.3).
+type session struct {
+	raw      net.Conn
+	c        *smtp.Client
+	tr       *transcript.Transcript
+	server   string // the name in the 220 greeting
+	tls      string // the TLS version, "" for none
+	peer     string
+	messages int       // transactions completed on it
+	idleAt   time.Time // when it was last put back in a Pool
+}
+
+// fail builds the *Error of phase from err, with the server's reply when
+// there was one, and records the reply in res.
+func fail(ctx context.Context, res *Result, phase string, err error) error {
+	if ctx.Err() != nil {
+		err = fmt.Errorf("%w (%v)", ctx.Err(), err)
+	}
+	e := &Error{Phase: phase, Err: err}
+	var se *smtp.SMTPError
+	var te *textproto.Error
+	switch {
+	case errors.As(err, &se):
+		e.Reply = reply(se)
+	case errors.As(err, &te):
+		e.Reply = &events.SMTPReply{Code: te.Code, Text: te.Msg}
+	}
+	res.Reply = e.Reply
+	return e
+}
+
+// open connects to cfg.Addr and speaks the session up to the first MAIL:
+// the greeting, EHLO, STARTTLS or implicit TLS, AUTH. Timings, the peer,
+// the server's name and the transcript so far go into res. On failure the
+// connection is closed and the error is an *Error.
+func open(ctx context.Context, cfg Config, res *Result, start time.Time) (_ *session, err error) {
 	host, _, err := net.SplitHostPort(cfg.Addr)
 	if err != nil {
-		return res, &Error{Phase: PhaseConnect, Err: err}
+		return nil, &Error{Phase: PhaseConnect, Err: err}
 	}
 	tlsConfig := cfg.TLSConfig
 	if tlsConfig == nil {
@@ -175,42 +224,32 @@ func send(ctx context.Context, cfg Config, from string, to []string, msg []byte,
 	raw, err := d.DialContext(ctx, "tcp", cfg.Addr)
 	res.Timings.ConnectMS = ms(time.Since(start))
 	if err != nil {
-		return res, &Error{Phase: PhaseConnect, Err: err}
+		return nil, &Error{Phase: PhaseConnect, Err: err}
 	}
-	defer func() { _ = raw.Close() }()
 	res.Timings.PeerAddress = raw.RemoteAddr().String()
 	stop := context.AfterFunc(ctx, func() { _ = raw.Close() })
 	defer stop()
 	// The dialogue is recorded in plain text: on the TCP connection, then
 	// on the TLS connection that wraps it.
 	tr := transcript.New(events.KindSMTP)
-	defer func() { res.Transcript, res.Server = tr.Lines(), greetingName(tr.Lines()) }()
+	s := &session{raw: raw, tr: tr, peer: res.Timings.PeerAddress}
+	defer func() {
+		res.Transcript, res.Server = tr.Lines(), greetingName(tr.Lines())
+		s.server = res.Server
+		if err != nil {
+			s.close()
+		}
+	}()
 	conn := tr.Conn(raw)
 	if cfg.TLS == TLSImplicit {
 		t0 := time.Now()
 		tc := tls.Client(raw, tlsConfig)
 		if err := tc.HandshakeContext(ctx); err != nil {
-			return res, &Error{Phase: PhaseTLS, Err: err}
+			return nil, &Error{Phase: PhaseTLS, Err: err}
 		}
 		res.Timings.TLSMS = ms(time.Since(t0))
 		res.Timings.TLSVersion = events.TLSVersionName(tc.ConnectionState().Version)
 		conn = tr.Conn(tc)
-	}
-	fail := func(phase string, err error) (Result, error) {
-		if ctx.Err() != nil {
-			err = fmt.Errorf("%w (%v)", ctx.Err(), err)
-		}
-		e := &Error{Phase: phase, Err: err}
-		var se *smtp.SMTPError
-		var te *textproto.Error
-		switch {
-		case errors.As(err, &se):
-			e.Reply = reply(se)
-		case errors.As(err, &te):
-			e.Reply = &events.SMTPReply{Code: te.Code, Text: te.Msg}
-		}
-		res.Reply = e.Reply
-		return res, e
 	}
 	helo := cfg.HelloName
 	if helo == "" {
@@ -227,48 +266,44 @@ func send(ctx context.Context, cfg Config, from string, to []string, msg []byte,
 		t0 := time.Now()
 		tp := textproto.NewConn(conn)
 		if _, _, err := tp.ReadResponse(220); err != nil {
-			return fail(PhaseGreeting, err)
+			return nil, fail(ctx, res, PhaseGreeting, err)
 		}
 		caps, err := ehlo(tp, helo)
 		if err != nil {
-			return fail(PhaseGreeting, err)
+			return nil, fail(ctx, res, PhaseGreeting, err)
 		}
 		res.Timings.GreetingMS = ms(time.Since(t0))
 		offered := caps["STARTTLS"]
 		if !offered && cfg.TLS == TLSStartTLS {
-			return fail(PhaseTLS, errors.New("STARTTLS is required but the server does not offer it"))
+			return nil, fail(ctx, res, PhaseTLS, errors.New("STARTTLS is required but the server does not offer it"))
 		}
 		if offered {
 			t0 = time.Now()
 			if _, err := tp.Cmd("STARTTLS"); err != nil {
-				return fail(PhaseTLS, err)
+				return nil, fail(ctx, res, PhaseTLS, err)
 			}
 			if _, _, err := tp.ReadResponse(220); err != nil {
-				return fail(PhaseTLS, err)
+				return nil, fail(ctx, res, PhaseTLS, err)
 			}
 			tc := tls.Client(raw, tlsConfig)
 			if err := tc.HandshakeContext(ctx); err != nil {
-				return fail(PhaseTLS, err)
+				return nil, fail(ctx, res, PhaseTLS, err)
 			}
 			res.Timings.TLSMS = ms(time.Since(t0))
 			res.Timings.TLSVersion = events.TLSVersionName(tc.ConnectionState().Version)
 			conn = tr.Conn(tc)
 		}
 	}
-	var c *smtp.Client
 	if preDialogue {
-		c = smtp.NewClient(&greetedConn{Conn: conn})
+		s.c = smtp.NewClient(&greetedConn{Conn: conn})
 	} else {
-		c = smtp.NewClient(conn)
+		s.c = smtp.NewClient(conn)
 	}
-	defer c.Close()
-	if dl, ok := ctx.Deadline(); ok {
-		c.CommandTimeout = time.Until(dl)
-		c.SubmissionTimeout = time.Until(dl)
-	}
+	s.tls = res.Timings.TLSVersion
+	s.deadline(ctx)
 	t0 := time.Now()
-	if err := c.Hello(helo); err != nil {
-		return fail(PhaseGreeting, err)
+	if err := s.c.Hello(helo); err != nil {
+		return nil, fail(ctx, res, PhaseGreeting, err)
 	}
 	if !preDialogue {
 		res.Timings.GreetingMS = ms(time.Since(t0))
@@ -278,51 +313,80 @@ func send(ctx context.Context, cfg Config, from string, to []string, msg []byte,
 		// go-smtp cannot see the TLS under the connection wrappers
 		// (greetedConn, the transcript's): the handshake above is the truth.
 		if res.Timings.TLSVersion == "" && !isLoopback(conn.RemoteAddr()) {
-			return fail(PhaseAuth, errors.New("refusing to send credentials without TLS"))
+			return nil, fail(ctx, res, PhaseAuth, errors.New("refusing to send credentials without TLS"))
 		}
 		t0 := time.Now()
 		sc := sasl.NewPlainClient("", cfg.Username, cfg.Password)
 		if cfg.Auth != nil {
 			if sc, _, err = cfg.Auth.SASL(ctx); err != nil {
-				return fail(PhaseAuth, err)
+				return nil, fail(ctx, res, PhaseAuth, err)
 			}
 		}
-		if err := c.Auth(sc); err != nil {
-			res, err := fail(PhaseAuth, err)
+		if err := s.c.Auth(sc); err != nil {
+			err := fail(ctx, res, PhaseAuth, err)
 			var se *Error
 			if f, ok := sc.(interface{ Failure() error }); ok && errors.As(err, &se) {
 				se.Challenge = f.Failure()
 			}
-			return res, err
+			return nil, err
 		}
 		res.Timings.AuthMS = ms(time.Since(t0))
 	}
+	return s, nil
+}
 
-	t0 = time.Now()
-	if err := c.Mail(from, nil); err != nil {
-		return fail(PhaseMail, err)
+// deadline bounds each command of s by ctx's deadline.
+func (s *session) deadline(ctx context.Context) {
+	if dl, ok := ctx.Deadline(); ok {
+		s.c.CommandTimeout = time.Until(dl)
+		s.c.SubmissionTimeout = time.Until(dl)
+	}
+}
+
+// transaction sends one message on s: MAIL, RCPT for each recipient,
+// DATA. The reply, the queue id, the transfer time and the transcript go
+// into res. The connection is closed when ctx ends meanwhile.
+func (s *session) transaction(ctx context.Context, from string, to []string, msg []byte, res *Result) error {
+	stop := context.AfterFunc(ctx, func() { _ = s.raw.Close() })
+	defer stop()
+	defer func() { res.Transcript = s.tr.Lines() }()
+	s.deadline(ctx)
+	t0 := time.Now()
+	if err := s.c.Mail(from, nil); err != nil {
+		return fail(ctx, res, PhaseMail, err)
 	}
 	for _, rcpt := range to {
-		if err := c.Rcpt(rcpt, nil); err != nil {
-			return fail(PhaseRcpt, err)
+		if err := s.c.Rcpt(rcpt, nil); err != nil {
+			return fail(ctx, res, PhaseRcpt, err)
 		}
 	}
-	w, err := c.Data()
+	w, err := s.c.Data()
 	if err != nil {
-		return fail(PhaseData, err)
+		return fail(ctx, res, PhaseData, err)
 	}
 	if _, err := w.Write(msg); err != nil {
-		return fail(PhaseData, err)
+		return fail(ctx, res, PhaseData, err)
 	}
 	resp, err := w.CloseWithResponse()
 	if err != nil {
-		return fail(PhaseData, err)
+		return fail(ctx, res, PhaseData, err)
 	}
 	res.Timings.TransferMS = ms(time.Since(t0))
 	res.Reply = parseOK(resp.StatusText)
 	res.QueueID = QueueID(res.Reply)
-	_ = c.Quit()
-	return res, nil
+	s.messages++
+	return nil
+}
+
+// quit ends the session politely (QUIT).
+func (s *session) quit() { _ = s.c.Quit() }
+
+// close drops the connection.
+func (s *session) close() {
+	if s.c != nil {
+		_ = s.c.Close()
+	}
+	_ = s.raw.Close()
 }
 
 // ehlo sends EHLO (HELO when EHLO is not recognised, RFC 5321 section

@@ -78,6 +78,14 @@ func (t *Transcript) Lines() []string {
 	return out
 }
 
+// Reset forgets the lines recorded so far (a session kept open for the
+// next transaction starts a new transcript); the protocol state is kept.
+func (t *Transcript) Reset() {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	t.lines, t.dropped = nil, 0
+}
+
 func (t *Transcript) add(line string) {
 	if len(line) > events.MaxTranscriptLine {
 		line = line[:events.MaxTranscriptLine-3] + "..."

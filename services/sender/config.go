@@ -65,6 +65,12 @@ type Config struct {
 	// 365 (smtp.office365.com:587, SMTP.SendAsApp) or Google Workspace
 	// (smtp.gmail.com:587).
 	RelayOAuth mailauth.Config `envPrefix:"SCOUT_RELAY_OAUTH_"`
+	// RelaySessionMessages is how many probes one SMTP session with the
+	// relay carries (one MAIL transaction each, RFC 5321 section 3.3)
+	// before it is ended with QUIT; 1 opens a new session for every probe.
+	// An idle session is dropped after 30 s (servers end idle sessions:
+	// Postfix after smtpd_timeout, 300 s).
+	RelaySessionMessages int `env:"SCOUT_RELAY_SESSION_MESSAGES" envDefault:"100"`
 	// HeloName is the name sent in EHLO; empty means the domain of
 	// ReturnAddress.
 	HeloName string `env:"SCOUT_HELO_NAME"`
@@ -146,6 +152,9 @@ func (c Config) Validate() error {
 		}
 		if err := rc.Validate(); err != nil {
 			errs = append(errs, fmt.Errorf("SCOUT_RELAY_ADDR=%q, SCOUT_RELAY_TLS=%q, SCOUT_RELAY_USERNAME/PASSWORD/OAUTH_PROVIDER: %w", c.RelayAddr, c.RelayTLS, err))
+		}
+		if c.RelaySessionMessages < 1 {
+			errs = append(errs, fmt.Errorf("SCOUT_RELAY_SESSION_MESSAGES=%d: must be at least 1 (1: a new session per probe)", c.RelaySessionMessages))
 		}
 		if c.RelayTLS == "" {
 			errs = append(errs, errors.New(`SCOUT_RELAY_TLS="": must be starttls, opportunistic, none or implicit`))

@@ -29,7 +29,7 @@ func TestConfigDefaults(t *testing.T) {
 	want := sender.Config{
 		Site: "eu-west", ReturnAddress: returnAddr, VERP: true, ProbeKeys: keySpec, Delivery: "relay",
 		RelayAddr: "relay.monitor.example:587", RelayTLS: "starttls", MXPort: 25,
-		SubmitTimeout: 60 * time.Second, Workers: 8,
+		SubmitTimeout: 60 * time.Second, Workers: 8, RelaySessionMessages: 100,
 	}
 	if !reflect.DeepEqual(cfg, want) {
 		t.Errorf("config %+v, want %+v", cfg, want)

@@ -42,10 +42,8 @@ func (s *Sender) deliver(ctx context.Context, msg []byte, from, to string) deliv
 
 // deliverRelay submits to our relay. Every failure is the monitor's.
 func (s *Sender) deliverRelay(ctx context.Context, msg []byte, from, to string) delivery {
-	cfg := s.cfg.relayConfig()
-	cfg.TLSConfig, cfg.Auth = s.deps.RelayTLS, s.relayAuth
-	res, err := submit.Send(ctx, cfg, from, []string{to}, msg)
-	d := delivery{res: res, hop: cfg.Addr}
+	res, err := s.relay.Send(ctx, from, []string{to}, msg)
+	d := delivery{res: res, hop: s.cfg.RelayAddr}
 	if err == nil {
 		return d
 	}

@@ -190,7 +190,7 @@ func (s *Sender) build(log *slog.Logger, ev events.TestScheduled, check *checks.
 func submission(out delivery, at time.Time) *events.Submission {
 	return &events.Submission{
 		Hop: out.hop, Server: out.res.Server, TLSVersion: out.res.Timings.TLSVersion, QueueID: out.res.QueueID,
-		AcceptedAt: at.UTC(), Transcript: out.res.Transcript,
+		AcceptedAt: at.UTC(), Transcript: out.res.Transcript, Reused: out.res.Reused,
 	}
 }
 

@@ -108,6 +108,9 @@ type Sender struct {
 	// relayAuth: the relay's OAuth login (SCOUT_RELAY_OAUTH_*); nil: a
 	// password or no login
 	relayAuth submit.Authenticator
+	// relay keeps the relay's SMTP sessions open between probes (relay
+	// delivery; nil in mx delivery)
+	relay *submit.Pool
 	// maxDeliver is the consumer's delivery bound: the last delivery must
 	// report, since JetStream will not deliver again.
 	maxDeliver int
@@ -173,6 +176,12 @@ func New(cfg Config, deps Deps) (*Sender, error) {
 	if relayLogin != nil {
 		s.relayAuth = relayLogin
 	}
+	if cfg.Delivery == DeliveryRelay {
+		rc := cfg.relayConfig()
+		rc.TLSConfig, rc.Auth = deps.RelayTLS, s.relayAuth
+		s.relay = submit.NewPool(rc)
+		s.relay.MaxMessages = cfg.RelaySessionMessages
+	}
 	return s, nil
 }
 
@@ -187,6 +196,9 @@ func (s *Sender) Run(ctx context.Context) error {
 	}, platform.ConsumerDeps{JS: s.deps.JetStream, Logger: s.log, Registerer: s.deps.Registerer, Health: s.deps.Health})
 	if err != nil {
 		return fmt.Errorf("sender: %w", err)
+	}
+	if s.relay != nil {
+		defer s.relay.Close()
 	}
 	return cons.Run(ctx)
 }

@@ -676,3 +676,49 @@ func TestProbesDKIMSigned(t *testing.T) {
 		t.Errorf("a key without a selector: %v", err)
 	}
 }
+
+// TestRelaySessionReused: probes one after another go over one SMTP
+// session with the relay (one connection, one STARTTLS, one login): the
+// later ones are marked reused, have no login phase and a transcript of
+// their own transaction. SCOUT_RELAY_SESSION_MESSAGES=1 opens a session
+// per probe.
+func TestRelaySessionReused(t *testing.T) {
+	for _, tc := range []struct {
+		perSession int
+		wantConns  int64
+	}{{0, 1}, {1, 3}} {
+		t.Run(fmt.Sprintf("session messages %d", tc.perSession), func(t *testing.T) {
+			e := newEnv(t)
+			relay := mailtest.NewServer(t, mailtest.Options{TLS: true, Auth: map[string]string{"scout": "s3cret"}})
+			cfg := relayConfig(relay.Addr)
+			cfg.RelayTLS, cfg.RelayUsername, cfg.RelayPassword = "starttls", "scout", "s3cret"
+			cfg.RelaySessionMessages = tc.perSession
+			e.start(cfg, func(d *sender.Deps) { d.RelayTLS = &tls.Config{RootCAs: relay.RootCAs} })
+			for i := range 3 {
+				e.schedule("acme-roundtrip", site, time.Minute)
+				e.waitSent(i + 1)
+			}
+			sent := e.waitSent(3)
+			if n := len(relay.Wait(3, 10*time.Second)); n != 3 {
+				t.Fatalf("relay got %d messages, want 3", n)
+			}
+			if got := relay.Connections(); got != tc.wantConns {
+				t.Errorf("%d SMTP sessions with the relay for 3 probes, want %d", got, tc.wantConns)
+			}
+			for i, m := range sent {
+				ev := m.Evidence
+				if m.Status != events.SentOK || m.Reply == nil || m.Reply.Code != 250 || ev == nil || ev.Submission == nil {
+					t.Fatalf("probe %d: %+v", i, m)
+				}
+				sub := ev.Submission
+				reused := tc.perSession == 0 && i > 0
+				if sub.Reused != reused || sub.TLSVersion == "" || (m.Timings.AuthMS > 0) == reused {
+					t.Errorf("probe %d: reused %v (want %v), TLS %q, auth %.2f ms", i, sub.Reused, reused, sub.TLSVersion, m.Timings.AuthMS)
+				}
+				if !strings.HasPrefix(strings.Join(sub.Transcript, "\n"), map[bool]string{true: "C: MAIL FROM", false: "S: 220"}[reused]) {
+					t.Errorf("probe %d transcript starts %q", i, sub.Transcript[0])
+				}
+			}
+		})
+	}
+}

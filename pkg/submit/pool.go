@@ -1,0 +1,132 @@
+package submit
+
+import (
+	"context"
+	"errors"
+	"sync"
+	"time"
+)
+
+// Pool submits messages to one server (a relay) over sessions it keeps
+// open between messages: each message is one MAIL transaction on a
+// session already greeted, upgraded to TLS and logged in (RFC 5321
+// section 3.3), so that a busy sender does not pay the connection, the
+// greeting, the TLS handshake and the login for every probe. A session
+// serves at most MaxMessages messages and is dropped after IdleTimeout
+// unused (servers close idle sessions: Postfix after smtpd_timeout, 300
+// s). Safe for concurrent use: each Send has a session of its own.
+type Pool struct {
+	cfg Config
+	// MaxMessages bounds the messages of one session; 1 opens a new
+	// session for every message (Send's behaviour). Zero means 100.
+	MaxMessages int
+	// IdleTimeout drops a session unused this long. Zero means 30 s.
+	IdleTimeout time.Duration
+	// MaxIdle bounds the sessions kept open while unused. Zero means 16.
+	MaxIdle int
+
+	mu     sync.Mutex
+	idle   []*session
+	closed bool
+}
+
+// NewPool returns a Pool that submits with cfg.
+func NewPool(cfg Config) *Pool { return &Pool{cfg: cfg} }
+
+// Send submits msg as Send does, on a session of the pool: a reused one
+// when one is idle (Result.Reused; its timings then have no connect,
+// greeting, TLS or auth phase, and its transcript is this transaction's
+// alone), else a new one. A reused session that fails before the server
+// took the MAIL command (the server closed it meanwhile, or answered 421)
+// is dropped and the message sent again on a new session, once.
+func (p *Pool) Send(ctx context.Context, from string, to []string, msg []byte) (Result, error) {
+	start := time.Now()
+	if s := p.take(start); s != nil {
+		res := Result{Reused: true, Server: s.server}
+		res.Timings.TLSVersion, res.Timings.PeerAddress = s.tls, s.peer
+		s.tr.Reset()
+		err := s.transaction(ctx, from, to, msg, &res)
+		if err == nil {
+			res.Timings.TotalMS = ms(time.Since(start))
+			p.put(s)
+			return res, nil
+		}
+		s.close()
+		var se *Error
+		if !errors.As(err, &se) || se.Phase != PhaseMail || (se.Reply != nil && se.Reply.Code != 421) || ctx.Err() != nil {
+			res.Timings.TotalMS = ms(time.Since(start))
+			return res, err
+		}
+		start = time.Now() // the stale session is not the new one's time
+	}
+	var res Result
+	s, err := open(ctx, p.cfg, &res, start)
+	if err == nil {
+		if err = s.transaction(ctx, from, to, msg, &res); err == nil {
+			p.put(s)
+		} else {
+			s.close()
+		}
+	}
+	res.Timings.TotalMS = ms(time.Since(start))
+	return res, err
+}
+
+// take returns an idle session fit for another message, or nil; it drops
+// the ones that sat idle too long.
+func (p *Pool) take(now time.Time) *session {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	idle := p.IdleTimeout
+	if idle <= 0 {
+		idle = 30 * time.Second
+	}
+	for len(p.idle) > 0 {
+		s := p.idle[len(p.idle)-1]
+		p.idle = p.idle[:len(p.idle)-1]
+		if now.Sub(s.idleAt) < idle {
+			return s
+		}
+		go s.quitAndClose()
+	}
+	return nil
+}
+
+// put keeps s for another message, or ends it when it served its share,
+// the pool is full or closed.
+func (p *Pool) put(s *session) {
+	maxMessages, maxIdle := p.MaxMessages, p.MaxIdle
+	if maxMessages <= 0 {
+		maxMessages = 100
+	}
+	if maxIdle <= 0 {
+		maxIdle = 16
+	}
+	p.mu.Lock()
+	if p.closed || s.messages >= maxMessages || len(p.idle) >= maxIdle {
+		p.mu.Unlock()
+		s.quitAndClose()
+		return
+	}
+	s.idleAt = time.Now()
+	p.idle = append(p.idle, s)
+	p.mu.Unlock()
+}
+
+// Close ends every idle session (QUIT) and makes the pool keep no more.
+func (p *Pool) Close() {
+	p.mu.Lock()
+	idle := p.idle
+	p.idle, p.closed = nil, true
+	p.mu.Unlock()
+	for _, s := range idle {
+		s.quitAndClose()
+	}
+}
+
+func (s *session) quitAndClose() {
+	s.deadline(context.Background())
+	_ = s.raw.SetDeadline(time.Now().Add(5 * time.Second))
+	s.quit()
+	s.close()
+}

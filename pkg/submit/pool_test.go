@@ -1,0 +1,191 @@
+package submit
+
+import (
+	"crypto/tls"
+	"errors"
+	"io"
+	"net"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/emailscout/emailscout/pkg/mailtest"
+	"github.com/emersion/go-sasl"
+	"github.com/emersion/go-smtp"
+)
+
+// countingServer is a go-smtp server with STARTTLS and AUTH PLAIN that
+// counts its sessions (TCP connections: go-smtp makes a new Session
+// after STARTTLS) and the messages it took; rcptCode, when set, is
+// the reply to RCPT.
+type countingServer struct {
+	addr     string
+	roots    *tls.Config
+	sessions atomic.Int32
+	msgs     atomic.Int32
+	srv      *smtp.Server
+	mu       sync.Mutex
+	rcptCode int
+}
+
+func startCounting(t *testing.T, readTimeout time.Duration) *countingServer {
+	t.Helper()
+	cert, pool := mailtest.Certificate(t, "127.0.0.1")
+	cs := &countingServer{roots: &tls.Config{RootCAs: pool}}
+	cs.srv = smtp.NewServer(smtp.BackendFunc(func(*smtp.Conn) (smtp.Session, error) {
+		return &countingSession{cs: cs}, nil
+	}))
+	cs.srv.Domain, cs.srv.TLSConfig, cs.srv.AllowInsecureAuth = "relay.monitor.example", &tls.Config{Certificates: []tls.Certificate{cert}}, false
+	cs.srv.ReadTimeout = readTimeout
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	cs.addr = ln.Addr().String()
+	go func() { _ = cs.srv.Serve(countingListener{ln, &cs.sessions}) }()
+	t.Cleanup(func() { _ = cs.srv.Close() })
+	return cs
+}
+
+// countingListener counts the connections it accepts.
+type countingListener struct {
+	net.Listener
+	n *atomic.Int32
+}
+
+func (l countingListener) Accept() (net.Conn, error) {
+	c, err := l.Listener.Accept()
+	if err == nil {
+		l.n.Add(1)
+	}
+	return c, err
+}
+
+type countingSession struct {
+	cs *countingServer
+}
+
+func (s *countingSession) AuthMechanisms() []string { return []string{"PLAIN"} }
+func (s *countingSession) Auth(string) (sasl.Server, error) {
+	return sasl.NewPlainServer(func(_, user, pass string) error {
+		if user != "scout" || pass != "pw" {
+			return errors.New("bad credentials")
+		}
+		return nil
+	}), nil
+}
+func (s *countingSession) Mail(string, *smtp.MailOptions) error { return nil }
+func (s *countingSession) Rcpt(string, *smtp.RcptOptions) error {
+	s.cs.mu.Lock()
+	defer s.cs.mu.Unlock()
+	if s.cs.rcptCode != 0 {
+		return &smtp.SMTPError{Code: s.cs.rcptCode, EnhancedCode: smtp.EnhancedCode{5, 1, 1}, Message: "no such user"}
+	}
+	return nil
+}
+func (s *countingSession) Data(r io.Reader) error {
+	_, _ = io.Copy(io.Discard, r)
+	s.cs.msgs.Add(1)
+	return nil
+}
+func (s *countingSession) Reset()        {}
+func (s *countingSession) Logout() error { return nil }
+
+func (cs *countingServer) config() Config {
+	return Config{Addr: cs.addr, TLS: TLSStartTLS, TLSConfig: cs.roots, Username: "scout", Password: "pw", HelloName: "scout.monitor.example"}
+}
+
+// TestPoolReusesSessions: five messages go on one session (one connect,
+// greeting, TLS handshake and login); the later ones are marked reused,
+// have no connect/TLS/auth phase and a transcript of their own
+// transaction; MaxMessages 2 opens a session per two messages.
+func TestPoolReusesSessions(t *testing.T) {
+	cs := startCounting(t, time.Minute)
+	p := NewPool(cs.config())
+	defer p.Close()
+	for i := range 5 {
+		res, err := p.Send(testCtx(t), "r@monitor.example", []string{"b@customer.example"}, msg)
+		if err != nil {
+			t.Fatalf("message %d: %v", i, err)
+		}
+		if res.Reused != (i > 0) || res.Server != "relay.monitor.example" || res.Timings.TLSVersion == "" || res.Reply == nil || res.Reply.Code != 250 {
+			t.Errorf("message %d: reused %v server %q tls %q reply %v", i, res.Reused, res.Server, res.Timings.TLSVersion, res.Reply)
+		}
+		if i > 0 && (res.Timings.ConnectMS != 0 || res.Timings.TLSMS != 0 || res.Timings.AuthMS != 0 || !strings.HasPrefix(res.Transcript[0], "C: MAIL FROM:<r@monitor.example>")) {
+			t.Errorf("message %d on a reused session: timings %+v transcript %q", i, res.Timings, res.Transcript)
+		}
+	}
+	if n, m := cs.sessions.Load(), cs.msgs.Load(); n != 1 || m != 5 {
+		t.Errorf("%d sessions for %d messages, want 1 for 5", n, m)
+	}
+
+	cs2 := startCounting(t, time.Minute)
+	p2 := NewPool(cs2.config())
+	p2.MaxMessages = 2
+	defer p2.Close()
+	for range 5 {
+		if _, err := p2.Send(testCtx(t), "r@monitor.example", []string{"b@customer.example"}, msg); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if n := cs2.sessions.Load(); n != 3 {
+		t.Errorf("MaxMessages 2: %d sessions for 5 messages, want 3", n)
+	}
+}
+
+// TestPoolSessionClosedByServer: the server ends an idle session (its
+// read timeout); the next message fails on it at MAIL and is sent again,
+// once, on a new session: the caller sees a success.
+func TestPoolSessionClosedByServer(t *testing.T) {
+	cs := startCounting(t, 200*time.Millisecond)
+	p := NewPool(cs.config())
+	defer p.Close()
+	if _, err := p.Send(testCtx(t), "r@monitor.example", []string{"b@customer.example"}, msg); err != nil {
+		t.Fatal(err)
+	}
+	time.Sleep(500 * time.Millisecond) // past the server's read timeout: it closed the session
+	res, err := p.Send(testCtx(t), "r@monitor.example", []string{"b@customer.example"}, msg)
+	if err != nil || res.Reused {
+		t.Fatalf("after the server closed the session: %v (reused %v), want a success on a new session", err, res.Reused)
+	}
+	if n, m := cs.sessions.Load(), cs.msgs.Load(); n != 2 || m != 2 {
+		t.Errorf("%d sessions, %d messages; want 2 and 2", n, m)
+	}
+}
+
+// TestPoolIdleTimeoutAndRefusal: a session idle past IdleTimeout is not
+// used; a refusal (5xx to RCPT) on a reused session is the caller's error,
+// not retried, and the session is dropped.
+func TestPoolIdleTimeoutAndRefusal(t *testing.T) {
+	cs := startCounting(t, time.Minute)
+	p := NewPool(cs.config())
+	p.IdleTimeout = 50 * time.Millisecond
+	defer p.Close()
+	for range 2 {
+		if _, err := p.Send(testCtx(t), "r@monitor.example", []string{"b@customer.example"}, msg); err != nil {
+			t.Fatal(err)
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	if n := cs.sessions.Load(); n != 2 {
+		t.Errorf("%d sessions, want 2 (the first went idle too long)", n)
+	}
+	cs.mu.Lock()
+	cs.rcptCode = 550
+	cs.mu.Unlock()
+	p.IdleTimeout = time.Minute
+	if _, err := p.Send(testCtx(t), "r@monitor.example", []string{"b@customer.example"}, msg); err == nil {
+		t.Fatal("a 550 to RCPT was a success")
+	}
+	// The third send reused the second session and got the 550; no retry.
+	var se *Error
+	_, err := p.Send(testCtx(t), "r@monitor.example", []string{"b@customer.example"}, msg)
+	if !errors.As(err, &se) || se.Phase != PhaseRcpt || se.Reply == nil || se.Reply.Code != 550 {
+		t.Errorf("err %v, want the 550 to RCPT", err)
+	}
+	if n := cs.sessions.Load(); n != 3 {
+		t.Errorf("%d sessions, want 3: the refused session was dropped, not reused", n)
+	}
+}
