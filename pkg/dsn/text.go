@@ -126,9 +126,10 @@ func parseExchange(ls []string, act string, r *Report) {
 // the status it names apart from the reply (Exchange 2007's "< #5.1.1
 // smtp;550 ...>").
 func exchangeDiagnostic(l string) (diag, status string, ok bool) {
-	const returned = "remote server returned '"
-	if i := strings.Index(strings.ToLower(l), returned); i >= 0 {
-		diag = l[i+len(returned):]
+	// The index is of l itself: strings.ToLower may change the length of
+	// a line that is not valid UTF-8 (found by FuzzParse).
+	if loc := exReturned.FindStringIndex(l); loc != nil {
+		diag = l[loc[1]:]
 		if j := strings.LastIndexByte(diag, '\''); j >= 0 {
 			diag = diag[:j]
 		}
@@ -147,6 +148,7 @@ func exchangeDiagnostic(l string) (diag, status string, ok bool) {
 }
 
 var (
+	exReturned  = regexp.MustCompile(`(?i)remote server returned '`)
 	qmailHost   = regexp.MustCompile(`(?i)qmail-send program at (\S+)`)
 	qmailRcpt   = regexp.MustCompile(`^<([^<>\s]+)>:$`)
 	qmailSaid   = regexp.MustCompile(`^(.*?)\s*said:\s*(.*)$`)
