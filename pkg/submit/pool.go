@@ -3,6 +3,7 @@ package submit
 import (
 	"context"
 	"errors"
+	"slices"
 	"sync"
 	"time"
 )
@@ -14,13 +15,15 @@ import (
 // greeting, the TLS handshake and the login for every probe. A session
 // serves at most MaxMessages messages and is dropped after IdleTimeout
 // unused (servers close idle sessions: Postfix after smtpd_timeout, 300
-// s). Safe for concurrent use: each Send has a session of its own.
+// s; we end ours after IdleTimeout). Safe for concurrent use: each Send has a session of its own.
 type Pool struct {
 	cfg Config
 	// MaxMessages bounds the messages of one session; 1 opens a new
 	// session for every message (Send's behaviour). Zero means 100.
 	MaxMessages int
-	// IdleTimeout drops a session unused this long. Zero means 30 s.
+	// IdleTimeout ends (QUIT) a session unused this long. Zero means 5 s:
+	// a busy sender keeps its session, a quiet one holds none of the
+	// server's processes (a Postfix smtpd per session) while it waits.
 	IdleTimeout time.Duration
 	// MaxIdle bounds the sessions kept open while unused. Zero means 16.
 	MaxIdle int
@@ -77,19 +80,37 @@ func (p *Pool) Send(ctx context.Context, from string, to []string, msg []byte) (
 func (p *Pool) take(now time.Time) *session {
 	p.mu.Lock()
 	defer p.mu.Unlock()
-	idle := p.IdleTimeout
-	if idle <= 0 {
-		idle = 30 * time.Second
-	}
 	for len(p.idle) > 0 {
 		s := p.idle[len(p.idle)-1]
 		p.idle = p.idle[:len(p.idle)-1]
-		if now.Sub(s.idleAt) < idle {
+		s.idle.Stop()
+		if now.Sub(s.idleAt) < p.idleTimeout() {
 			return s
 		}
 		go s.quitAndClose()
 	}
 	return nil
+}
+
+func (p *Pool) idleTimeout() time.Duration {
+	if p.IdleTimeout <= 0 {
+		return 5 * time.Second
+	}
+	return p.IdleTimeout
+}
+
+// expire ends s when it is still idle in the pool (its timer fired before
+// a Send took it).
+func (p *Pool) expire(s *session) {
+	p.mu.Lock()
+	i := slices.Index(p.idle, s)
+	if i >= 0 {
+		p.idle = slices.Delete(p.idle, i, i+1)
+	}
+	p.mu.Unlock()
+	if i >= 0 {
+		s.quitAndClose()
+	}
 }
 
 // put keeps s for another message, or ends it when it served its share,
@@ -109,6 +130,11 @@ func (p *Pool) put(s *session) {
 		return
 	}
 	s.idleAt = time.Now()
+	if s.idle == nil {
+		s.idle = time.AfterFunc(p.idleTimeout(), func() { p.expire(s) })
+	} else {
+		s.idle.Reset(p.idleTimeout())
+	}
 	p.idle = append(p.idle, s)
 	p.mu.Unlock()
 }
@@ -120,6 +146,7 @@ func (p *Pool) Close() {
 	p.idle, p.closed = nil, true
 	p.mu.Unlock()
 	for _, s := range idle {
+		s.idle.Stop()
 		s.quitAndClose()
 	}
 }

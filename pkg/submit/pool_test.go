@@ -24,6 +24,7 @@ type countingServer struct {
 	addr     string
 	roots    *tls.Config
 	sessions atomic.Int32
+	open     atomic.Int32 // connections not yet closed by the client
 	msgs     atomic.Int32
 	srv      *smtp.Server
 	mu       sync.Mutex
@@ -44,23 +45,46 @@ func startCounting(t *testing.T, readTimeout time.Duration) *countingServer {
 		t.Fatal(err)
 	}
 	cs.addr = ln.Addr().String()
-	go func() { _ = cs.srv.Serve(countingListener{ln, &cs.sessions}) }()
+	go func() { _ = cs.srv.Serve(countingListener{ln, &cs.sessions, &cs.open}) }()
 	t.Cleanup(func() { _ = cs.srv.Close() })
 	return cs
 }
 
-// countingListener counts the connections it accepts.
+// countingListener counts the connections it accepts and those open.
 type countingListener struct {
 	net.Listener
-	n *atomic.Int32
+	n, open *atomic.Int32
 }
 
 func (l countingListener) Accept() (net.Conn, error) {
 	c, err := l.Listener.Accept()
-	if err == nil {
-		l.n.Add(1)
+	if err != nil {
+		return c, err
 	}
-	return c, err
+	l.n.Add(1)
+	l.open.Add(1)
+	return &countedConn{Conn: c, open: l.open}, nil
+}
+
+// countedConn counts itself out of open when it reads the client's end
+// (EOF or an error) or is closed.
+type countedConn struct {
+	net.Conn
+	open *atomic.Int32
+	done sync.Once
+}
+
+func (c *countedConn) Read(b []byte) (int, error) {
+	n, err := c.Conn.Read(b)
+	if err != nil {
+		c.done.Do(func() { c.open.Add(-1) })
+	}
+	return n, err
+}
+
+func (c *countedConn) Close() error {
+	c.done.Do(func() { c.open.Add(-1) })
+	return c.Conn.Close()
 }
 
 type countingSession struct {
@@ -155,9 +179,10 @@ func TestPoolSessionClosedByServer(t *testing.T) {
 	}
 }
 
-// TestPoolIdleTimeoutAndRefusal: a session idle past IdleTimeout is not
-// used; a refusal (5xx to RCPT) on a reused session is the caller's error,
-// not retried, and the session is dropped.
+// TestPoolIdleTimeoutAndRefusal: a session idle for IdleTimeout is ended
+// by the pool (QUIT) without waiting for the next message, and the next
+// one opens a new session; a refusal (5xx to RCPT) on a reused session is
+// the caller's error, not retried, and the session is dropped.
 func TestPoolIdleTimeoutAndRefusal(t *testing.T) {
 	cs := startCounting(t, time.Minute)
 	p := NewPool(cs.config())
@@ -167,25 +192,38 @@ func TestPoolIdleTimeoutAndRefusal(t *testing.T) {
 		if _, err := p.Send(testCtx(t), "r@monitor.example", []string{"b@customer.example"}, msg); err != nil {
 			t.Fatal(err)
 		}
-		time.Sleep(100 * time.Millisecond)
+		deadline := time.Now().Add(5 * time.Second)
+		for cs.open.Load() != 0 && time.Now().Before(deadline) {
+			time.Sleep(10 * time.Millisecond)
+		}
+		if n := cs.open.Load(); n != 0 {
+			t.Fatalf("%d sessions still open after the idle timeout", n)
+		}
 	}
 	if n := cs.sessions.Load(); n != 2 {
-		t.Errorf("%d sessions, want 2 (the first went idle too long)", n)
+		t.Errorf("%d sessions, want 2 (the first was ended when idle)", n)
+	}
+
+	p.IdleTimeout = time.Minute
+	if _, err := p.Send(testCtx(t), "r@monitor.example", []string{"b@customer.example"}, msg); err != nil {
+		t.Fatal(err)
 	}
 	cs.mu.Lock()
 	cs.rcptCode = 550
 	cs.mu.Unlock()
-	p.IdleTimeout = time.Minute
-	if _, err := p.Send(testCtx(t), "r@monitor.example", []string{"b@customer.example"}, msg); err == nil {
-		t.Fatal("a 550 to RCPT was a success")
-	}
-	// The third send reused the second session and got the 550; no retry.
+	// This send reuses the third session and gets the 550; no retry.
 	var se *Error
 	_, err := p.Send(testCtx(t), "r@monitor.example", []string{"b@customer.example"}, msg)
 	if !errors.As(err, &se) || se.Phase != PhaseRcpt || se.Reply == nil || se.Reply.Code != 550 {
 		t.Errorf("err %v, want the 550 to RCPT", err)
 	}
 	if n := cs.sessions.Load(); n != 3 {
-		t.Errorf("%d sessions, want 3: the refused session was dropped, not reused", n)
+		t.Errorf("%d sessions, want 3: the refusal came on the reused session", n)
+	}
+	if _, err := p.Send(testCtx(t), "r@monitor.example", []string{"b@customer.example"}, msg); err == nil {
+		t.Fatal("a 550 to RCPT was a success")
+	}
+	if n := cs.sessions.Load(); n != 4 {
+		t.Errorf("%d sessions, want 4: the refused session was dropped, not reused", n)
 	}
 }

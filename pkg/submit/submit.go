@@ -180,8 +180,9 @@ type session struct {
 	server   string // the name in the 220 greeting
 	tls      string // the TLS version, "" for none
 	peer     string
-	messages int       // transactions completed on it
-	idleAt   time.Time // when it was last put back in a Pool
+	messages int         // transactions completed on it
+	idleAt   time.Time   // when it was last put back in a Pool
+	idle     *time.Timer // ends it once idle for the Pool's IdleTimeout
 }
 
 // fail builds the *Error of phase from err, with the server's reply when

@@ -68,8 +68,7 @@ type Config struct {
 	// RelaySessionMessages is how many probes one SMTP session with the
 	// relay carries (one MAIL transaction each, RFC 5321 section 3.3)
 	// before it is ended with QUIT; 1 opens a new session for every probe.
-	// An idle session is dropped after 30 s (servers end idle sessions:
-	// Postfix after smtpd_timeout, 300 s).
+	// A session unused for 5 s is ended (submit.Pool's IdleTimeout).
 	RelaySessionMessages int `env:"SCOUT_RELAY_SESSION_MESSAGES" envDefault:"100"`
 	// HeloName is the name sent in EHLO; empty means the domain of
 	// ReturnAddress.
