@@ -14,6 +14,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"runtime"
 	"strconv"
 	"strings"
 	"sync"
@@ -281,7 +282,8 @@ func benchPath(ctx context.Context, o stackBenchOptions, path string, stdout io.
 func runStep(ctx context.Context, path string, rate float64, d time.Duration, f *checks.File, pub platform.JetStreamPublisher,
 	results *resultFeed, deliveries *maildirWatch, refl *exec.Cmd, werr <-chan error) (stackStep, error) {
 	s := stackStep{Rate: rate}
-	cpu0 := sampleCPU(refl)
+	cpu := startCPUMeter(refl)
+	defer cpu.end()
 	start := time.Now()
 	interval := time.Duration(float64(time.Second) / rate)
 	ids := map[string]bool{}
@@ -323,7 +325,7 @@ func runStep(ctx context.Context, path string, rate float64, d time.Duration, f 
 	}
 	s.DrainMS = float64(time.Since(published).Microseconds()) / 1000
 done:
-	cpu1 := sampleCPU(refl)
+	used := cpu.end()
 	var rtts, errs []float64
 	for id, r := range got {
 		if r.Status != events.StatusOK && r.Status != events.StatusSlow {
@@ -352,9 +354,9 @@ done:
 	s.RTTP50MS, s.RTTP99MS = percentile(rtts, 0.5), percentile(rtts, 0.99)
 	s.ErrorP50MS, s.ErrorP99MS, s.ErrorN = percentile(errs, 0.5), percentile(errs, 0.99), len(errs)
 	if n := float64(max(s.OK, 1)); s.OK > 0 {
-		per := func(a, b float64) float64 { return (b - a) * 1000 / n }
-		s.OursMS, s.ReflectorMS = per(cpu0.self, cpu1.self), per(cpu0.reflector, cpu1.reflector)
-		s.PostfixMS, s.DovecotMS, s.MachineMS = per(cpu0.postfix, cpu1.postfix), per(cpu0.dovecot, cpu1.dovecot), per(cpu0.machine, cpu1.machine)
+		per := func(seconds float64) float64 { return seconds * 1000 / n }
+		s.OursMS, s.ReflectorMS = per(used.self), per(used.reflector)
+		s.PostfixMS, s.DovecotMS, s.MachineMS = per(used.postfix), per(used.dovecot), per(used.machine)
 	}
 	return s, nil
 }
@@ -470,20 +472,85 @@ func (w *maildirWatch) at(id string) (time.Time, bool) {
 
 func (w *maildirWatch) close() { unix.Close(w.fd) }
 
-// cpuSample is CPU seconds used so far.
+// cpuSample is CPU seconds used.
 type cpuSample struct {
 	self, reflector, postfix, dovecot, machine float64
 }
 
-// sampleCPU reads /proc: this process; scout-reflector (the children that
-// Postfix's local(8) reaped, i.e. the .forward runs, and refl when set);
-// Postfix's and Dovecot's processes; and every core's busy time.
-func sampleCPU(refl *exec.Cmd) cpuSample {
-	const hz = 100 // USER_HZ on Linux
-	var s cpuSample
-	if st, ok := procStat("self"); ok {
-		s.self = (st.utime + st.stime) / hz
+// cpuMeter adds up the CPU time of this process, scout-reflector, Postfix
+// and Dovecot over a step from /proc, sampled every 100 ms: each process
+// (by pid and start time) counts what it used between two samples, so a
+// process that exits (Postfix ends a local(8) after 100 deliveries)
+// takes along only what it used since the last sample, instead of
+// subtracting its whole life as a start-and-end difference did. The
+// .forward runs of scout-reflector are too short to sample; they count
+// when the local(8) that started them reaped them (its cutime), with the
+// sendmail and postdrop they ran.
+type cpuMeter struct {
+	refl     *exec.Cmd
+	last     map[string]cpuSample // by "pid start-time"
+	total    cpuSample
+	machine0 float64
+	own      float64 // the meter's own sampling (its thread's CPU), not ours
+	stop     chan struct{}
+	done     chan cpuSample
+	once     sync.Once
+	result   cpuSample
+}
+
+func startCPUMeter(refl *exec.Cmd) *cpuMeter {
+	m := &cpuMeter{refl: refl, stop: make(chan struct{}), done: make(chan cpuSample, 1)}
+	m.machine0 = machineCPU()
+	m.sample(true)
+	go func() {
+		// The sampling runs on a thread of its own, whose CPU is
+		// taken off this process's.
+		runtime.LockOSThread()
+		defer runtime.UnlockOSThread()
+		t0 := threadCPU()
+		t := time.NewTicker(100 * time.Millisecond)
+		defer t.Stop()
+		for {
+			select {
+			case <-t.C:
+				m.sample(false)
+			case <-m.stop:
+				m.sample(false)
+				m.total.machine = machineCPU() - m.machine0
+				m.total.self -= threadCPU() - t0
+				m.done <- m.total
+				return
+			}
+		}
+	}()
+	return m
+}
+
+// end stops the meter and returns the CPU seconds used since its start;
+// later calls return the same.
+func (m *cpuMeter) end() cpuSample {
+	m.once.Do(func() {
+		close(m.stop)
+		m.result = <-m.done
+	})
+	return m.result
+}
+
+// threadCPU is the CPU seconds of the calling thread (getrusage(2)
+// RUSAGE_THREAD).
+func threadCPU() float64 {
+	var ru unix.Rusage
+	if err := unix.Getrusage(unix.RUSAGE_THREAD, &ru); err != nil {
+		return 0
 	}
+	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano()).Seconds()
+}
+
+// sample reads every process; baseline only records where each stands.
+func (m *cpuMeter) sample(baseline bool) {
+	const hz = 100 // USER_HZ on Linux
+	now := map[string]cpuSample{}
+	self := strconv.Itoa(os.Getpid())
 	entries, _ := os.ReadDir("/proc")
 	for _, e := range entries {
 		pid := e.Name()
@@ -494,39 +561,62 @@ func sampleCPU(refl *exec.Cmd) cpuSample {
 		if !ok {
 			continue
 		}
-		own := (st.utime + st.stime) / hz
+		own, children := (st.utime+st.stime)/hz, (st.cutime+st.cstime)/hz
+		var c cpuSample
 		switch {
-		case refl != nil && refl.Process != nil && pid == strconv.Itoa(refl.Process.Pid):
-			s.reflector += own
+		case pid == self:
+			c.self = own
+		case m.refl != nil && m.refl.Process != nil && pid == strconv.Itoa(m.refl.Process.Pid):
+			c.reflector = own
 		case st.comm == "local":
-			s.postfix += own
-			s.reflector += (st.cutime + st.cstime) / hz // the .forward runs it reaped
+			c.postfix, c.reflector = own, children // the .forward runs it reaped
+		case st.comm == "sendmail" || st.comm == "postdrop":
+			// counted with the reflector run that started them, once reaped
 		case isPostfix(st.comm, pid):
-			s.postfix += own
+			c.postfix = own
 		case strings.HasPrefix(st.comm, "dovecot") || st.comm == "imap" || st.comm == "imap-login" || st.comm == "pop3" ||
 			st.comm == "auth" || st.comm == "config" || st.comm == "anvil" || st.comm == "log" || st.comm == "stats":
-			s.dovecot += own
+			c.dovecot = own
+		default:
+			continue
 		}
-	}
-	if b, err := os.ReadFile("/proc/stat"); err == nil {
-		line, _, _ := strings.Cut(string(b), "\n")
-		f := strings.Fields(line) // cpu user nice system idle iowait irq softirq steal
-		var busy float64
-		for i, v := range f[1:] {
-			if i == 3 || i == 4 { // idle, iowait
-				continue
-			}
-			x, _ := strconv.ParseFloat(v, 64)
-			busy += x
+		key := pid + " " + st.start
+		now[key] = c
+		if baseline {
+			continue
 		}
-		s.machine = busy / hz
+		prev := m.last[key] // zero for a process started since the last sample
+		m.total.self += c.self - prev.self
+		m.total.reflector += c.reflector - prev.reflector
+		m.total.postfix += c.postfix - prev.postfix
+		m.total.dovecot += c.dovecot - prev.dovecot
 	}
-	return s
+	m.last = now
+}
+
+// machineCPU is every core's busy time so far, in seconds (/proc/stat).
+func machineCPU() float64 {
+	b, err := os.ReadFile("/proc/stat")
+	if err != nil {
+		return 0
+	}
+	line, _, _ := strings.Cut(string(b), "\n")
+	f := strings.Fields(line) // cpu user nice system idle iowait irq softirq steal
+	var busy float64
+	for i, v := range f[1:] {
+		if i == 3 || i == 4 { // idle, iowait
+			continue
+		}
+		x, _ := strconv.ParseFloat(v, 64)
+		busy += x
+	}
+	return busy / 100
 }
 
 type procStatus struct {
 	comm                         string
 	utime, stime, cutime, cstime float64
+	start                        string // start time after boot, in clock ticks
 }
 
 // procStat reads /proc/<pid>/stat (proc(5)).
@@ -540,12 +630,13 @@ func procStat(pid string) (procStatus, bool) {
 		return procStatus{}, false
 	}
 	f := strings.Fields(string(b[closing+1:])) // from field 3 (state) on
-	if len(f) < 15 {
+	if len(f) < 20 {
 		return procStatus{}, false
 	}
 	num := func(i int) float64 { v, _ := strconv.ParseFloat(f[i], 64); return v }
 	// fields 14-17 (1-based) are utime, stime, cutime, cstime: index 11-14 here.
-	return procStatus{comm: string(b[open+1 : closing]), utime: num(11), stime: num(12), cutime: num(13), cstime: num(14)}, true
+	// field 22 is starttime: index 19.
+	return procStatus{comm: string(b[open+1 : closing]), utime: num(11), stime: num(12), cutime: num(13), cstime: num(14), start: f[19]}, true
 }
 
 // isPostfix reports whether a process is one of Postfix's (its daemons
