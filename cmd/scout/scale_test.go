@@ -28,9 +28,6 @@ func TestMain(m *testing.M) {
 // two evaluator replicas: it runs and prints its figures (not judged:
 // they are measurements).
 func TestScaleSmoke(t *testing.T) {
-	if testing.Short() {
-		t.Skip("starts NATS and service processes")
-	}
 	var out bytes.Buffer
 	o := scaleOptions{checks: []int{100, 200}, replicas: []int{2}, sites: 3, interval: 10 * time.Second,
 		warmup: 2 * time.Second, window: 3 * time.Second}
