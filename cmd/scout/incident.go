@@ -114,7 +114,7 @@ type incidentReport struct {
 func loadIncident(ctx context.Context, js jetstream.JetStream, id string) (*incidentReport, error) {
 	var rep incidentReport
 	found := false
-	err := scan(ctx, js, events.SubjectIncidentOpen+".>", time.Time{}, func(data []byte) bool {
+	err := scan(ctx, js, []string{events.SubjectIncidentOpen + ".>"}, time.Time{}, func(data []byte) bool {
 		ev, err := events.Decode[events.IncidentOpen](data)
 		if err == nil && (ev.IncidentID == id || strings.HasPrefix(ev.IncidentID, id) && len(id) >= 6) {
 			rep.Open, found = ev, true
@@ -129,7 +129,7 @@ func loadIncident(ctx context.Context, js jetstream.JetStream, id string) (*inci
 		return nil, exitError{code: 1, err: fmt.Errorf("no incident %q in the stream (it keeps 7 days of events; older ones are in ClickHouse)", id)}
 	}
 	c := rep.Open.CheckID
-	if err := scan(ctx, js, events.CheckSubject(events.SubjectIncidentResolved, c), rep.Open.OpenedAt.Add(-time.Minute), func(data []byte) bool {
+	if err := scan(ctx, js, []string{events.CheckSubject(events.SubjectIncidentResolved, c)}, rep.Open.OpenedAt.Add(-time.Minute), func(data []byte) bool {
 		if ev, err := events.Decode[events.IncidentResolved](data); err == nil && ev.IncidentID == rep.Open.IncidentID {
 			rep.Resolved = &ev
 			return false
@@ -146,7 +146,7 @@ func loadIncident(ctx context.Context, js jetstream.JetStream, id string) (*inci
 	}
 	rep.Results = map[string]events.CheckResult{}
 	from := rep.Open.Since.Add(-time.Hour)
-	err = scan(ctx, js, events.SiteCheckSubject(events.SubjectCheckResult, "*", c), from, func(data []byte) bool {
+	err = scan(ctx, js, events.StoredFilters(events.SiteCheckSubject(events.SubjectCheckResult, "*", c)), from, func(data []byte) bool {
 		if r, err := events.Decode[events.CheckResult](data); err == nil && want[r.TestID] {
 			if prev, ok := rep.Results[r.TestID]; !ok || r.Revision > prev.Revision {
 				rep.Results[r.TestID] = r
@@ -157,10 +157,10 @@ func loadIncident(ctx context.Context, js jetstream.JetStream, id string) (*inci
 	return &rep, err
 }
 
-// scan hands every stored message on filter, from start on (zero: the
+// scan hands every stored message on filters, from start on (zero: the
 // beginning), to fn until fn returns false or the stream's end is reached.
-func scan(ctx context.Context, js jetstream.JetStream, filter string, start time.Time, fn func([]byte) bool) error {
-	cfg := jetstream.OrderedConsumerConfig{FilterSubjects: []string{filter}}
+func scan(ctx context.Context, js jetstream.JetStream, filters []string, start time.Time, fn func([]byte) bool) error {
+	cfg := jetstream.OrderedConsumerConfig{FilterSubjects: filters}
 	if !start.IsZero() {
 		cfg.DeliverPolicy, cfg.OptStartTime = jetstream.DeliverByStartTimePolicy, &start
 	}

@@ -140,7 +140,7 @@ func TestNATSConfigHub(t *testing.T) {
 	}
 	// The web service reads the stream with ordered consumers but cannot
 	// pull another service's durable consumer.
-	if !slices.Contains(deny["web"], "$JS.API.CONSUMER.MSG.NEXT.SCOUT.evaluator") {
+	if !slices.Contains(deny["web"], "$JS.API.CONSUMER.MSG.NEXT.SCOUT.evaluator-p00") {
 		t.Errorf("web may pull the evaluator's consumer: deny %v", deny["web"])
 	}
 }

@@ -356,9 +356,11 @@ func scaleOnce(ctx context.Context, o scaleOptions, n, replicas int) (scaleRun, 
 	if err != nil {
 		return run, err
 	}
-	if ci, err := js.Consumer(ctx, events.StreamName, events.EvaluatorConsumer(0).Durable); err == nil {
-		if info, err := ci.Info(ctx); err == nil {
-			run.BacklogAtEnd = info.NumPending + uint64(info.NumAckPending)
+	for _, d := range events.EvaluatorConsumer().Durables() {
+		if ci, err := js.Consumer(ctx, events.StreamName, d); err == nil {
+			if info, err := ci.Info(ctx); err == nil {
+				run.BacklogAtEnd += info.NumPending + uint64(info.NumAckPending)
+			}
 		}
 	}
 	tests := float64(sched1 - sched0)

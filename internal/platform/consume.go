@@ -35,10 +35,9 @@ type ConsumeOptions struct {
 	Logger     *slog.Logger
 	// MaxNakDelay caps the redelivery delay; zero means one minute.
 	MaxNakDelay time.Duration
-	// PriorityGroup and PinnedTTL repeat the consumer definition's, for a
-	// pinned consumer (events.ConsumerDef.PriorityGroup).
+	// PriorityGroup repeats a partitioned consumer definition's
+	// (events.ConsumerDef.PriorityGroup), for ConsumePartitions.
 	PriorityGroup string
-	PinnedTTL     time.Duration
 }
 
 type consumeMetrics struct {
@@ -78,7 +77,123 @@ func newConsumeMetrics(reg prometheus.Registerer, name string) (*consumeMetrics,
 // messages are handled; an error only if the pull cannot start. Services
 // use it through Consumer.
 func Consume(ctx context.Context, cons jetstream.Consumer, h Handler, o ConsumeOptions) error {
-	workers := max(o.Workers, 1)
+	w, err := startWorkers(ctx, h, o)
+	if err != nil {
+		return err
+	}
+	defer w.stop()
+	iter, err := cons.Messages(jetstream.PullMaxMessages(max(64, 4*w.n)))
+	if err != nil {
+		return err
+	}
+	stop := context.AfterFunc(ctx, iter.Drain)
+	defer stop()
+	w.feed(ctx, iter)
+	return nil
+}
+
+// Preference says which partitions of a partitioned consumer this replica
+// pulls first (Members implements it).
+type Preference interface {
+	// Preferred reports whether partition p is this replica's.
+	Preferred(p int) bool
+	// Changed returns a channel that is closed when Preferred's answers
+	// may have changed.
+	Changed() <-chan struct{}
+}
+
+// ConsumePartitions is Consume for a partitioned consumer: parts[p] is
+// partition p's durable consumer (events.ConsumerDef.Durables, with the
+// "prioritized" priority policy and group o.PriorityGroup). It pulls every
+// partition, at priority 0 those pref prefers and at priority 1 the
+// others, so that JetStream delivers a partition's messages to the replica
+// that prefers it while that replica has a pull waiting, and to the others
+// otherwise (at once when its connection is gone). When pref changes, each
+// partition whose priority changed drains its pull (the messages already
+// delivered are handled) and pulls again at its new priority. All
+// partitions share one pool of o.Workers keyed workers.
+func ConsumePartitions(ctx context.Context, parts []jetstream.Consumer, pref Preference, h Handler, o ConsumeOptions) error {
+	if o.PriorityGroup == "" {
+		return errors.New("consume: a partitioned consumer needs a priority group")
+	}
+	w, err := startWorkers(ctx, h, o)
+	if err != nil {
+		return err
+	}
+	defer w.stop()
+	ctx, cancel := context.WithCancelCause(ctx)
+	defer cancel(nil)
+	var wg sync.WaitGroup
+	for p, cons := range parts {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			if err := w.feedPartition(ctx, cons, p, pref, o.PriorityGroup); err != nil {
+				cancel(fmt.Errorf("partition %d: %w", p, err))
+			}
+		}()
+	}
+	wg.Wait()
+	if err := context.Cause(ctx); err != nil && !errors.Is(err, context.Canceled) {
+		return err
+	}
+	return nil
+}
+
+// feedPartition pulls partition p at the priority pref gives it, again
+// after every change, until ctx ends.
+func (w *workers) feedPartition(ctx context.Context, cons jetstream.Consumer, p int, pref Preference, group string) error {
+	for ctx.Err() == nil {
+		changed := pref.Changed()
+		preferred := pref.Preferred(p)
+		priority := 1
+		if preferred {
+			priority = 0
+		}
+		iter, err := cons.Messages(jetstream.PullMaxMessages(partitionBatch), jetstream.PullPriorityGroup(group),
+			jetstream.PullPrioritized(priority), jetstream.PullExpiry(30*time.Second))
+		if err != nil {
+			return err
+		}
+		done := make(chan struct{})
+		go func() {
+			for {
+				select {
+				case <-ctx.Done():
+				case <-done:
+					return
+				case <-changed:
+					if pref.Preferred(p) == preferred {
+						changed = pref.Changed()
+						continue
+					}
+				}
+				iter.Drain()
+				return
+			}
+		}()
+		w.feed(ctx, iter)
+		close(done)
+	}
+	return nil
+}
+
+// partitionBatch is how many messages one partition's pull asks for: the
+// iterator asks again when half are delivered, so a preferred replica
+// almost always has a pull waiting.
+const partitionBatch = 32
+
+// workers is Consume's pool: messages with the same key go to the same
+// worker, in order.
+type workers struct {
+	n      int
+	key    func(jetstream.Msg) string
+	log    *slog.Logger
+	queues []chan jetstream.Msg
+	wg     sync.WaitGroup
+}
+
+func startWorkers(ctx context.Context, h Handler, o ConsumeOptions) (*workers, error) {
 	log := o.Logger
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
@@ -90,61 +205,56 @@ func Consume(ctx context.Context, cons jetstream.Consumer, h Handler, o ConsumeO
 	}
 	m, err := newConsumeMetrics(o.Registerer, o.Name)
 	if err != nil {
-		return err
+		return nil, err
 	}
-	pullOpts := []jetstream.PullMessagesOpt{jetstream.PullMaxMessages(max(64, 4*workers))}
-	if o.PriorityGroup != "" {
-		// Pull often enough that the pin does not lapse while we are alive.
-		expiry := min(30*time.Second, max(o.PinnedTTL/2, time.Second))
-		pullOpts = append(pullOpts, jetstream.PullPriorityGroup(o.PriorityGroup), jetstream.PullExpiry(expiry))
-	}
-	iter, err := cons.Messages(pullOpts...)
-	if err != nil {
-		return err
-	}
-	stop := context.AfterFunc(ctx, iter.Drain)
-	defer stop()
-
+	w := &workers{n: max(o.Workers, 1), key: o.Key, log: log}
 	// Handlers finish what they started: shutdown does not cancel their
 	// context, it closes Stopping(hctx).
 	hctx := WithStopping(context.WithoutCancel(ctx), ctx.Done())
-	queues := make([]chan jetstream.Msg, workers)
-	var wg sync.WaitGroup
-	for i := range queues {
-		queues[i] = make(chan jetstream.Msg, 16)
-		wg.Add(1)
+	w.queues = make([]chan jetstream.Msg, w.n)
+	for i := range w.queues {
+		w.queues[i] = make(chan jetstream.Msg, 16)
+		w.wg.Add(1)
 		go func(q chan jetstream.Msg) {
-			defer wg.Done()
+			defer w.wg.Done()
 			for msg := range q {
 				handleOne(hctx, msg, h, m, log, maxDelay)
 			}
-		}(queues[i])
+		}(w.queues[i])
 	}
-	defer func() {
-		for _, q := range queues {
-			close(q)
-		}
-		wg.Wait()
-	}()
+	return w, nil
+}
+
+// stop lets the workers finish what is queued and waits for them.
+func (w *workers) stop() {
+	for _, q := range w.queues {
+		close(q)
+	}
+	w.wg.Wait()
+}
+
+// feed hands iter's messages to the workers until iter is closed (drained
+// when ctx ends). A failed pull is retried after half a second.
+func (w *workers) feed(ctx context.Context, iter jetstream.MessagesContext) {
 	for {
 		msg, err := iter.Next()
 		if err != nil {
 			if errors.Is(err, jetstream.ErrMsgIteratorClosed) || ctx.Err() != nil {
-				return nil
+				return
 			}
-			log.Warn("pull failed, retrying", "error", err)
+			w.log.Warn("pull failed, retrying", "error", err)
 			select {
 			case <-ctx.Done():
-				return nil
+				return
 			case <-time.After(500 * time.Millisecond):
 			}
 			continue
 		}
 		key := msg.Subject()
-		if o.Key != nil {
-			key = o.Key(msg)
+		if w.key != nil {
+			key = w.key(msg)
 		}
-		queues[shard(key, workers)] <- msg
+		w.queues[shard(key, w.n)] <- msg
 	}
 }
 

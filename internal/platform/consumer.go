@@ -97,11 +97,43 @@ func (c *Consumer) Run(ctx context.Context) error {
 			return c.cfg.Router.Handle(ctx, msg)
 		}
 	}
-	return Consume(ctx, cons, h, ConsumeOptions{
+	return Consume(ctx, cons, h, c.consumeOptions())
+}
+
+func (c *Consumer) consumeOptions() ConsumeOptions {
+	return ConsumeOptions{
 		Name: c.cfg.Def.Durable, Workers: c.cfg.Workers, Key: c.cfg.Key,
 		Registerer: c.deps.Registerer, Logger: c.deps.Logger,
-		PriorityGroup: c.cfg.Def.PriorityGroup, PinnedTTL: c.cfg.Def.PinnedTTL,
-	})
+		PriorityGroup: c.cfg.Def.PriorityGroup,
+	}
+}
+
+// RunPartitions is Run for a partitioned definition (Def.Partitions > 0):
+// it binds one durable per partition, each filtered to its partition, and
+// pulls them all with ConsumePartitions, preferring what pref prefers.
+func (c *Consumer) RunPartitions(ctx context.Context, pref Preference) error {
+	if c.cfg.Def.Partitions <= 0 {
+		return fmt.Errorf("consumer %s: not partitioned", c.cfg.Def.Durable)
+	}
+	parts := make([]jetstream.Consumer, c.cfg.Def.Partitions)
+	for p := range parts {
+		filters, err := c.cfg.Router.PartitionFilterSubjects(p)
+		if err != nil {
+			return fmt.Errorf("consumer %s: %w", c.cfg.Def.Durable, err)
+		}
+		def := c.cfg.Def
+		def.Durable = def.PartitionDurable(p)
+		if parts[p], err = c.bind(ctx, def, filters); err != nil {
+			if ctx.Err() != nil {
+				return nil
+			}
+			return err
+		}
+	}
+	c.setHealth(nil)
+	c.log.Info("consumer bound", "partitions", len(parts), "filter_subjects", c.filters, "workers", max(c.cfg.Workers, 1))
+	defer c.setHealth(errors.New("stopped"))
+	return ConsumePartitions(ctx, parts, pref, c.cfg.Router.Handle, c.consumeOptions())
 }
 
 // Bind creates or updates the durable consumer with the router's filter
@@ -110,23 +142,32 @@ func (c *Consumer) Run(ctx context.Context) error {
 // pulls by itself (the recorder, which batches) uses Bind and the Router
 // without Run.
 func (c *Consumer) Bind(ctx context.Context) (jetstream.Consumer, error) {
+	cons, err := c.bind(ctx, c.cfg.Def, c.filters)
+	if err != nil {
+		return nil, err
+	}
+	c.setHealth(nil)
+	c.log.Info("consumer bound", "filter_subjects", c.filters, "workers", max(c.cfg.Workers, 1))
+	return cons, nil
+}
+
+// bind creates or updates def with filters, retrying with backoff.
+func (c *Consumer) bind(ctx context.Context, def events.ConsumerDef, filters []string) (jetstream.Consumer, error) {
 	exp := backoff.NewExponentialBackOff()
 	exp.MaxInterval = 10 * time.Second
 	cons, err := backoff.Retry(ctx, func() (jetstream.Consumer, error) {
 		bctx, cancel := context.WithTimeout(ctx, 10*time.Second)
 		defer cancel()
-		cons, err := BindConsumer(bctx, c.deps.JS, c.cfg.Def, c.filters)
+		cons, err := BindConsumer(bctx, c.deps.JS, def, filters)
 		if err != nil && ctx.Err() == nil {
-			c.log.Warn("consumer not bound, retrying", "error", err)
+			c.log.Warn("consumer not bound, retrying", "durable", def.Durable, "error", err)
 			c.setHealth(err)
 		}
 		return cons, err
 	}, backoff.WithBackOff(exp), backoff.WithMaxElapsedTime(0))
 	if err != nil {
-		return nil, fmt.Errorf("consumer %s: %w", c.cfg.Def.Durable, err)
+		return nil, fmt.Errorf("consumer %s: %w", def.Durable, err)
 	}
-	c.setHealth(nil)
-	c.log.Info("consumer bound", "filter_subjects", c.filters, "workers", max(c.cfg.Workers, 1))
 	return cons, nil
 }
 
@@ -138,11 +179,17 @@ func (c *Consumer) setHealth(err error) {
 
 func healthName(def events.ConsumerDef) string { return "consumer:" + def.Durable }
 
-// KeyByCheck routes every event of one check to the same worker: the last
-// token of every site- or check-routed subject is the check id.
+// KeyByCheck routes every event of one check to the same worker: the check
+// id is the last token of a check-routed subject and of a site- and
+// check-routed one as published, the one before the last in the stored
+// form (events.PartitionTransform: five tokens).
 func KeyByCheck(msg jetstream.Msg) string {
 	s := msg.Subject()
-	return s[strings.LastIndexByte(s, '.')+1:]
+	end := len(s)
+	if strings.Count(s, ".") == 4 {
+		end = strings.LastIndexByte(s, '.')
+	}
+	return s[strings.LastIndexByte(s[:end], '.')+1 : end]
 }
 
 // KeyByMsgID routes a message by its Nats-Msg-Id (events.Event.MsgID), so

@@ -201,15 +201,30 @@ func StreamConfig(o ProvisionOptions) jetstream.StreamConfig {
 		maxAge = events.DefaultMaxAge
 	}
 	return jetstream.StreamConfig{
-		Name:        events.StreamName,
-		Description: "Email Scout events",
-		Subjects:    events.StreamSubjects,
-		Retention:   jetstream.LimitsPolicy,
-		Storage:     jetstream.FileStorage,
-		MaxAge:      maxAge,
-		Duplicates:  events.DuplicateWindow,
-		Replicas:    max(o.Replicas, 1),
+		Name:             events.StreamName,
+		Description:      "Email Scout events",
+		Subjects:         events.StreamSubjects,
+		Retention:        jetstream.LimitsPolicy,
+		Storage:          jetstream.FileStorage,
+		MaxAge:           maxAge,
+		Duplicates:       events.DuplicateWindow,
+		Replicas:         max(o.Replicas, 1),
+		SubjectTransform: partitionTransform(),
 	}
+}
+
+// retiredDurables are durable consumers of earlier versions that no
+// service binds any more; the provisioning job deletes them, so that the
+// server stops keeping their state: "evaluator", one consumer pinned to
+// one replica before the evaluator's work was partitioned
+// (events.EvaluatorConsumer).
+var retiredDurables = []string{"evaluator"}
+
+// partitionTransform is the stream's subject transform that appends the
+// check's partition (events.PartitionTransform).
+func partitionTransform() *jetstream.SubjectTransformConfig {
+	src, dst := events.PartitionTransform()
+	return &jetstream.SubjectTransformConfig{Source: src, Destination: dst}
 }
 
 // Provision creates (or, with Update, updates) the events stream and every
@@ -219,6 +234,11 @@ func Provision(ctx context.Context, js jetstream.JetStream, o ProvisionOptions) 
 	if o.Update {
 		if _, err := js.CreateOrUpdateStream(ctx, sc); err != nil {
 			return fmt.Errorf("provision stream %s: %w", sc.Name, err)
+		}
+		for _, d := range retiredDurables {
+			if err := js.DeleteConsumer(ctx, sc.Name, d); err != nil && !errors.Is(err, jetstream.ErrConsumerNotFound) {
+				return fmt.Errorf("provision stream %s: delete the retired consumer %s: %w", sc.Name, d, err)
+			}
 		}
 	} else if _, err := js.CreateStream(ctx, sc); err != nil {
 		if !errors.Is(err, jetstream.ErrStreamNameAlreadyInUse) {
@@ -252,9 +272,11 @@ func Provision(ctx context.Context, js jetstream.JetStream, o ProvisionOptions) 
 }
 
 // addStreamSubjects adds to the existing stream the subjects of sc it does
-// not capture yet (a new event's subject, after an upgrade), and changes
-// nothing else: without it, publishing the new event would fail with "no
-// responders" until the provisioning job ran.
+// not capture yet (a new event's subject, after an upgrade) and the
+// partition transform when it has none (a stream made before partitions),
+// and changes nothing else: without it, publishing the new event would
+// fail with "no responders", or the evaluator would see no events, until
+// the provisioning job ran.
 func addStreamSubjects(ctx context.Context, js jetstream.JetStream, sc jetstream.StreamConfig) error {
 	st, err := js.Stream(ctx, sc.Name)
 	if err != nil {
@@ -267,6 +289,10 @@ func addStreamSubjects(ctx context.Context, js jetstream.JetStream, sc jetstream
 			cfg.Subjects = append(cfg.Subjects, subj)
 			missing = true
 		}
+	}
+	if cfg.SubjectTransform == nil {
+		cfg.SubjectTransform = sc.SubjectTransform
+		missing = true
 	}
 	if !missing {
 		return nil
@@ -292,9 +318,8 @@ func BindConsumer(ctx context.Context, js jetstream.JetStream, def events.Consum
 		DeliverPolicy:  jetstream.DeliverAllPolicy,
 	}
 	if def.PriorityGroup != "" {
-		cc.PriorityPolicy = jetstream.PriorityPolicyPinned
+		cc.PriorityPolicy = jetstream.PriorityPolicyPrioritized
 		cc.PriorityGroups = []string{def.PriorityGroup}
-		cc.PinnedTTL = def.PinnedTTL
 	}
 	c, err := js.CreateOrUpdateConsumer(ctx, events.StreamName, cc)
 	if err != nil {

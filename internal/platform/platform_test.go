@@ -292,3 +292,53 @@ func TestProvisionAddsNewSubjects(t *testing.T) {
 		t.Errorf("publish on a new subject: %v", err)
 	}
 }
+
+// TestProvisionPartitionsAnOldStream: a stream made before partitions gets
+// the partition transform from a starting service (Provision without
+// Update), and the provisioning job (Update) deletes the retired pinned
+// evaluator consumer; events stored before keep their subject.
+func TestProvisionPartitionsAnOldStream(t *testing.T) {
+	srv := natstest.Start(t)
+	_, js := natstest.Connect(t, srv)
+	ctx := natstest.Context(t)
+	if err := js.DeleteStream(ctx, events.StreamName); err != nil {
+		t.Fatal(err)
+	}
+	old := platform.StreamConfig(platform.ProvisionOptions{})
+	old.SubjectTransform = nil
+	if _, err := js.CreateStream(ctx, old); err != nil {
+		t.Fatal(err)
+	}
+	before, err := js.Publish(ctx, "mail.sent.s.c", []byte("{}"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := js.CreateOrUpdateConsumer(ctx, events.StreamName, jetstream.ConsumerConfig{Durable: "evaluator", AckPolicy: jetstream.AckExplicitPolicy}); err != nil {
+		t.Fatal(err)
+	}
+	if err := platform.Provision(ctx, js, platform.ProvisionOptions{Replicas: 1}); err != nil {
+		t.Fatal(err)
+	}
+	after, err := js.Publish(ctx, "mail.sent.s.c", []byte("{}"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	st, err := js.Stream(ctx, events.StreamName)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for seq, want := range map[uint64]string{before.Sequence: "mail.sent.s.c", after.Sequence: events.StoredSubject("mail.sent.s.c")} {
+		if raw, err := st.GetMsg(ctx, seq); err != nil || raw.Subject != want {
+			t.Errorf("message %d stored on %q (%v), want %q", seq, raw.Subject, err, want)
+		}
+	}
+	if _, err := js.Consumer(ctx, events.StreamName, "evaluator"); err != nil {
+		t.Fatalf("a starting service deleted a consumer: %v", err)
+	}
+	if err := platform.Provision(ctx, js, platform.ProvisionOptions{Replicas: 1, Update: true}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := js.Consumer(ctx, events.StreamName, "evaluator"); !errors.Is(err, jetstream.ErrConsumerNotFound) {
+		t.Errorf("the retired consumer after provisioning: %v, want it deleted", err)
+	}
+}

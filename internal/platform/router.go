@@ -83,6 +83,24 @@ func (r *Router) FilterSubjects(site string) ([]string, error) {
 	return out, nil
 }
 
+// PartitionFilterSubjects returns the filter of partition p of a
+// partitioned consumer (events.ConsumerDef.Partitions):
+// events.PartitionFilter of every registered name. Only names routed by
+// site and check are partitioned; any other is an error.
+func (r *Router) PartitionFilterSubjects(p int) ([]string, error) {
+	if len(r.names) == 0 {
+		return nil, errors.New("router: no handler registered")
+	}
+	out := make([]string, 0, len(r.names))
+	for _, n := range r.names {
+		if rt, _ := events.RoutingOf(n); rt != events.RoutedBySiteAndCheck {
+			return nil, fmt.Errorf("router: %s is not routed by site and check; it is not partitioned", n)
+		}
+		out = append(out, events.PartitionFilter(n, p))
+	}
+	return out, nil
+}
+
 // Handle decodes msg by its subject name and runs its handler with a
 // context that carries the delivery count (Delivered). Its error is what
 // platform.Consume acknowledges by.

@@ -5,6 +5,7 @@ import (
 	"crypto/tls"
 	"encoding/json"
 	"errors"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -29,8 +30,18 @@ func TestParseSubject(t *testing.T) {
 			t.Errorf("String() = %q, want %q", got.String(), tc.subject)
 		}
 	}
+	// The stored form: the check's partition is checked and dropped.
+	for stored, want := range map[string]string{
+		"test.scheduled.eu-west.acme-mx.0": "test.scheduled.eu-west.acme-mx",
+		"check.result.eu.123.15":           "check.result.eu.123",
+	} {
+		if got, err := ParseSubject(stored); err != nil || got.String() != want {
+			t.Errorf("ParseSubject(%q) = %v, %v; want %s", stored, got, err, want)
+		}
+	}
 	for _, bad := range []string{"", "test.scheduled", "test.scheduled.eu", "test.scheduled.eu.a.b",
-		"incident.open.a.b", "foo.bar.a.b", "test.scheduled.EU.acme", "test.scheduled.*.acme", "test.scheduled.eu.>"} {
+		"test.scheduled.eu.a.16", "test.scheduled.eu.a.07", "test.scheduled.eu.a.-1", "test.scheduled.eu.a.1.2",
+		"incident.open.a.b", "incident.open.a.1", "monitor.health.eu.1", "foo.bar.a.b", "test.scheduled.EU.acme", "test.scheduled.*.acme", "test.scheduled.eu.>"} {
 		if _, err := ParseSubject(bad); !errors.Is(err, ErrSubject) {
 			t.Errorf("ParseSubject(%q) err = %v, want ErrSubject", bad, err)
 		}
@@ -140,5 +151,19 @@ func TestNotificationSubjects(t *testing.T) {
 	}
 	if err := (Notification{V: 1, IncidentID: "i1", CheckID: "acme-mx", Outcome: "maybe"}).Validate(); !errors.Is(err, ErrEvent) {
 		t.Errorf("unknown outcome accepted: %v", err)
+	}
+}
+
+func TestStoredSubject(t *testing.T) {
+	for in, want := range map[string]string{
+		"mail.sent.eu.acme-rt":       "mail.sent.eu.acme-rt." + strconv.Itoa(PartitionOf("acme-rt")),
+		"mail.sent.eu.acme-rt.3":     "mail.sent.eu.acme-rt.3", // already stored
+		"incident.open.acme-rt":      "incident.open.acme-rt",
+		"monitor.health.eu":          "monitor.health.eu",
+		"not.a.subject.of.ours.at.a": "not.a.subject.of.ours.at.a",
+	} {
+		if got := StoredSubject(in); got != want {
+			t.Errorf("StoredSubject(%q) = %q, want %q", in, got, want)
+		}
 	}
 }

@@ -54,7 +54,7 @@ var Roles = []Role{
 	{Service: "evaluator",
 		Publishes: []string{SubjectTestScheduled, SubjectCheckTimeout, SubjectCheckResult,
 			SubjectIncidentOpen, SubjectIncidentResolved, SubjectMonitorHealth},
-		Consumer: func(string) ConsumerDef { return EvaluatorConsumer(0) },
+		Consumer: func(string) ConsumerDef { return EvaluatorConsumer() },
 		Buckets:  []BucketUse{{Bucket: BucketEvaluator, Write: true}, {Bucket: BucketIncidents, Write: true}}},
 	{Service: "notifier",
 		Publishes: []string{SubjectNotificationSent, SubjectNotificationFailed, SubjectNotificationSuppressed},

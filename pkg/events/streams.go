@@ -1,6 +1,9 @@
 package events
 
-import "time"
+import (
+	"fmt"
+	"time"
+)
 
 // StreamName is the JetStream stream that holds every event.
 const StreamName = "SCOUT"
@@ -64,11 +67,33 @@ type ConsumerDef struct {
 	MaxAckPending int
 	// MaxDeliver bounds redeliveries of one message (-1: no bound).
 	MaxDeliver int
-	// PriorityGroup, when set, pins the consumer to one client at a time
-	// (JetStream priority groups, NATS >= 2.11): replicas stand by and take
-	// over when the pinned client has not pulled for PinnedTTL.
+	// Partitions, when set, makes the definition one durable consumer
+	// per check partition (Durables), each filtered to its partition
+	// (PartitionFilter) and shared by the service's replicas through the
+	// priority group PriorityGroup with the "prioritized" policy (NATS >=
+	// 2.12): a replica pulls its own partitions at priority 0 and every
+	// other at priority 1, so that a partition's events go to its replica
+	// while it pulls and to the others at once when it does not.
+	Partitions    int
 	PriorityGroup string
-	PinnedTTL     time.Duration
+}
+
+// Durables returns the durable consumer names of def: Durable, or one
+// "<Durable>-p<NN>" per partition when def is partitioned.
+func (def ConsumerDef) Durables() []string {
+	if def.Partitions <= 0 {
+		return []string{def.Durable}
+	}
+	out := make([]string, def.Partitions)
+	for p := range out {
+		out[p] = def.PartitionDurable(p)
+	}
+	return out
+}
+
+// PartitionDurable returns the durable consumer name of partition p.
+func (def ConsumerDef) PartitionDurable(p int) string {
+	return fmt.Sprintf("%s-p%02d", def.Durable, p)
 }
 
 // SenderConsumer is the consumer of one site's sender: every test scheduled
@@ -84,16 +109,16 @@ func SenderConsumer(site string) ConsumerDef {
 }
 
 // EvaluatorConsumer is the evaluator's consumer: every event that moves an
-// attempt or a verdict. It is pinned to one evaluator replica at a time, so
-// that verdict state has one writer; pinnedTTL is the failover time
-// (SCOUT_EVALUATOR_FAILOVER, positive).
-func EvaluatorConsumer(pinnedTTL time.Duration) ConsumerDef {
+// attempt or a verdict, one durable per check partition, so that replicas
+// divide the checks and each check's verdict state has one writer while
+// its replica is alive.
+func EvaluatorConsumer() ConsumerDef {
 	return ConsumerDef{
+		Partitions:    Partitions,
 		PriorityGroup: "evaluator",
-		PinnedTTL:     pinnedTTL,
 		Durable:       "evaluator",
 		AckWait:       30 * time.Second,
-		MaxAckPending: 1024,
+		MaxAckPending: 256, // per partition
 		MaxDeliver:    -1,
 	}
 }

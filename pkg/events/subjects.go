@@ -2,6 +2,7 @@ package events
 
 import (
 	"fmt"
+	"strconv"
 	"strings"
 )
 
@@ -96,7 +97,8 @@ func (s Subject) String() string {
 }
 
 // ParseSubject splits a subject published by Email Scout into its name and
-// routing tokens. It returns an error wrapping ErrSubject when the name is
+// routing tokens; the stored form's last token, the check's partition
+// (PartitionTransform), is checked and dropped. It returns an error wrapping ErrSubject when the name is
 // unknown, the number of tokens does not fit the name, or a token is not a
 // ValidToken.
 func ParseSubject(subject string) (Subject, error) {
@@ -113,6 +115,13 @@ func ParseSubject(subject string) (Subject, error) {
 	want := 1
 	if r == RoutedBySiteAndCheck {
 		want = 2
+	}
+	if r == RoutedBySiteAndCheck && len(rest) == 3 {
+		// The stored form carries the check's partition (PartitionTransform).
+		if p, err := strconv.Atoi(rest[2]); err != nil || p < 0 || p >= Partitions || strconv.Itoa(p) != rest[2] {
+			return Subject{}, fmt.Errorf("%w: %q: the last token is not a partition in [0, %d)", ErrSubject, subject, Partitions)
+		}
+		rest = rest[:2]
 	}
 	if len(rest) != want {
 		return Subject{}, fmt.Errorf("%w: %q: %s takes %d routing token(s), got %d", ErrSubject, subject, name, want, len(rest))

@@ -129,7 +129,7 @@ func SiteUsers(site string, o Options) ([]User, error) {
 // For returns the permissions of role r (at site, for a per-site role):
 //   - publish the role's subject names ("<name>.>", or "<name>.<site>.>"
 //     when r.OwnSiteOnly);
-//   - its durable consumer: create/update, info and pull
+//   - its durable consumers (one per partition when partitioned): create/update, info and pull
 //     ($JS.API.CONSUMER.{CREATE,INFO,MSG.NEXT}.SCOUT.<durable>) and
 //     acknowledge ($JS.ACK.SCOUT.<durable>.>);
 //   - with r.ReadsStream, ephemeral ordered consumers on the stream
@@ -163,11 +163,12 @@ func For(r events.Role, site string, o Options) Permissions {
 	eachAPI(&p.Publish.Allow, "INFO")
 	stream := events.StreamName
 	if r.Consumer != nil {
-		d := r.Consumer(site).Durable
-		for _, verb := range []string{"CREATE", "INFO", "MSG.NEXT"} {
-			eachAPI(&p.Publish.Allow, "CONSUMER.%s.%s.%s", verb, stream, d)
+		for _, d := range r.Consumer(site).Durables() {
+			for _, verb := range []string{"CREATE", "INFO", "MSG.NEXT"} {
+				eachAPI(&p.Publish.Allow, "CONSUMER.%s.%s.%s", verb, stream, d)
+			}
+			p.Publish.Allow = append(p.Publish.Allow, ackSubjects(stream, d)...)
 		}
-		p.Publish.Allow = append(p.Publish.Allow, ackSubjects(stream, d)...)
 	}
 	if r.ReadsStream {
 		for _, verb := range []string{"CREATE", "INFO", "MSG.NEXT", "DELETE"} {
@@ -221,11 +222,11 @@ func durables(sites []string) []string {
 			continue
 		}
 		if !r.PerSite {
-			out = append(out, r.Consumer("").Durable)
+			out = append(out, r.Consumer("").Durables()...)
 			continue
 		}
 		for _, s := range sites {
-			out = append(out, r.Consumer(s).Durable)
+			out = append(out, r.Consumer(s).Durables()...)
 		}
 	}
 	return out

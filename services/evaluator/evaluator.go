@@ -7,9 +7,12 @@
 // site verdicts, retests and health; scout_incidents for incidents), written
 // with compare-and-set, and every timer is a record in that bucket, so a
 // restarted or replacement evaluator re-arms every deadline and neither
-// loses nor duplicates an incident. The consumer is pinned to one replica at
-// a time (a JetStream priority group); standby replicas take over after the
-// failover time. Every event handler is idempotent and order-independent.
+// loses nor duplicates an incident. The events are divided by check into
+// events.Partitions partitions, one durable consumer each; the replicas
+// share them (platform.Members: each pulls its own partitions first and
+// the others when their replica does not), so that replicas add
+// throughput and a replica's loss moves its partitions. Every event
+// handler is idempotent and order-independent.
 //
 // The state machine and the worst-case arithmetic are in
 // docs/evaluation.md.
@@ -20,6 +23,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"os"
 	"sync"
 	"time"
 
@@ -43,9 +47,11 @@ type Config struct {
 	Settle time.Duration `env:"SCOUT_EVALUATOR_SETTLE" envDefault:"1s" zero:"setting"`
 	// Workers handle events in parallel, one check per worker at a time.
 	Workers int `env:"SCOUT_EVALUATOR_WORKERS" envDefault:"8"`
-	// Failover is how long a standby replica waits before it takes over
-	// from a replica that stopped pulling (the consumer's pinned TTL).
-	Failover time.Duration `env:"SCOUT_EVALUATOR_FAILOVER" envDefault:"30s"`
+	// Failover is how long a replica that stopped writing its heartbeat
+	// keeps its partitions; meanwhile the others take its partitions'
+	// events whenever it has no pull waiting (at once when its connection
+	// is gone).
+	Failover time.Duration `env:"SCOUT_EVALUATOR_FAILOVER" envDefault:"15s"`
 	// AttemptTTL: attempt records expire this long after creation; a probe
 	// returning later is recorded as a late orphan.
 	AttemptTTL time.Duration `env:"SCOUT_EVALUATOR_ATTEMPT_TTL" envDefault:"48h"`
@@ -135,8 +141,9 @@ func New(cfg Config, deps Deps) (*Evaluator, error) {
 // Run binds the consumer, loads and watches the timers, and handles events
 // until ctx ends.
 func (e *Evaluator) Run(ctx context.Context) error {
+	def := events.EvaluatorConsumer()
 	cons, err := platform.NewConsumer(platform.ConsumerConfig{
-		Def: events.EvaluatorConsumer(e.cfg.Failover), Router: e.router(), Workers: e.cfg.Workers, Key: platform.KeyByCheck,
+		Def: def, Router: e.router(), Workers: e.cfg.Workers, Key: platform.KeyByCheck,
 	}, platform.ConsumerDeps{JS: e.deps.JS, Logger: e.log, Registerer: e.deps.Registerer, Health: e.deps.Health})
 	if err != nil {
 		return err
@@ -144,6 +151,14 @@ func (e *Evaluator) Run(ctx context.Context) error {
 	kv, err := e.deps.JS.KeyValue(ctx, events.BucketEvaluator)
 	if err != nil {
 		return fmt.Errorf("evaluator: kv %s: %w", events.BucketEvaluator, err)
+	}
+	host, _ := os.Hostname()
+	members, err := platform.NewMembers(platform.MembersConfig{
+		Prefix: prefixReplica, ID: platform.NewMemberID(host), Partitions: def.Partitions,
+		Heartbeat: e.cfg.Failover / 5, Expiry: e.cfg.Failover,
+	}, kv, e.log)
+	if err != nil {
+		return fmt.Errorf("evaluator: %w", err)
 	}
 	ikv, err := e.deps.JS.KeyValue(ctx, events.BucketIncidents)
 	if err != nil {
@@ -182,7 +197,17 @@ func (e *Evaluator) Run(ctx context.Context) error {
 		return e.timers.run(ctx)
 	}))
 	g.Go(afterTimers(e.watchRemoved))
-	g.Go(afterTimers(cons.Run))
+	g.Go(func() error { return members.Run(gctx) })
+	g.Go(afterTimers(func(ctx context.Context) error {
+		// Pull once the owners are known, not at priority 1 and again a
+		// moment later.
+		select {
+		case <-members.Ready():
+		case <-ctx.Done():
+			return nil
+		}
+		return cons.RunPartitions(ctx, members)
+	}))
 	return g.Wait()
 }
 

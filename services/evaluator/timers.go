@@ -17,15 +17,19 @@ import (
 )
 
 // Timer records live in the evaluator bucket, so that a restarted or
-// standby evaluator re-arms every deadline:
+// replacement evaluator, or another replica, re-arms every deadline:
 //
 //	attempt.<test id>   an attempt; while not done, its Deadline is a timer
 //	                    that publishes check.timeout
 //	retest.<key>        a confirmation test to publish at DueAt (deleted
 //	                    once published)
+//
+// Beside them, replica.<id> is each live replica's heartbeat
+// (platform.Members).
 const (
 	prefixAttempt = "attempt."
 	prefixRetest  = "retest."
+	prefixReplica = "replica."
 )
 
 // RetestRecord is a scheduled confirmation (KV key retest.<origin>.<site>.<attempt>).

@@ -110,7 +110,7 @@ func TestIMAPTakesReturnsAndLeavesTheRest(t *testing.T) {
 	r := e.start(imapConfig(t, srv.Addr))
 	evs, subjects := e.returned(1)
 	got := evs[0]
-	if got.TestID != pA.TestID || got.Via != "imap" || got.Site != site || subjects[0] != "mail.returned.eu-west.acme-roundtrip" {
+	if got.TestID != pA.TestID || got.Via != "imap" || got.Site != site || subjects[0] != events.StoredSubject("mail.returned.eu-west.acme-roundtrip") {
 		t.Errorf("stored %+v on %s", got, subjects[0])
 	}
 	if !got.ReceivedAt.Equal(now) || got.ReceivedAt.Sub(got.StartedAt) != 4*time.Second {

@@ -67,7 +67,7 @@ func TestVerifiedReturnStored(t *testing.T) {
 	if got != want {
 		t.Errorf("mail.returned\n got %+v\nwant %+v", got, want)
 	}
-	if subjects[0] != "mail.returned.us-east.acme-roundtrip" {
+	if subjects[0] != events.StoredSubject("mail.returned.us-east.acme-roundtrip") {
 		t.Errorf("subject %q", subjects[0])
 	}
 	if rtt := got.ReceivedAt.Sub(got.StartedAt); rtt != 4*time.Second {

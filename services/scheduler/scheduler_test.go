@@ -198,7 +198,7 @@ func TestTwoReplicasOneCopy(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if got := info.State.Subjects["test.scheduled.eu-west.globex-roundtrip"]; got != 2 {
+	if got := info.State.Subjects[events.StoredSubject("test.scheduled.eu-west.globex-roundtrip")]; got != 2 {
 		t.Errorf("globex/eu-west stored %d tests for 2 slots by 2 replicas, want 2 (subjects %v)", got, info.State.Subjects)
 	}
 }

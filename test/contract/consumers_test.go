@@ -83,9 +83,17 @@ checks:
 
 	want := map[string][]string{
 		"sender-eu-west": filters(sender.Consumes(), "eu-west"),
-		"evaluator":      filters(evaluator.Consumes(), ""),
 		"notifier":       filters(notifier.Consumes(), ""),
 		"recorder":       filters(recorder.Consumes(), ""),
+	}
+	// The evaluator's: one durable per partition, filtered to it.
+	for p, durable := range events.EvaluatorConsumer().Durables() {
+		var w []string
+		for _, n := range evaluator.Consumes() {
+			w = append(w, events.PartitionFilter(n, p))
+		}
+		slices.Sort(w)
+		want[durable] = w
 	}
 	for durable, w := range want {
 		var got []string

@@ -231,7 +231,8 @@ func TestServicesRunAsTheirOwnNATSUsers(t *testing.T) {
 	}
 	waitSubject(t, ctx, adminJS, events.CheckSubject(events.SubjectNotificationSent, "acme-rt"), sink)
 
-	for _, durable := range []string{"evaluator", "notifier", "recorder"} {
+	evaluatorDurable := events.EvaluatorConsumer().PartitionDurable(events.PartitionOf("acme-rt"))
+	for _, durable := range []string{evaluatorDurable, "notifier", "recorder"} {
 		waitAcked(t, ctx, adminJS, durable)
 	}
 	// The sender's relay refuses, so it gives its tests back (a nak with a
@@ -273,8 +274,10 @@ func waitSubject(t *testing.T, ctx context.Context, js jetstream.JetStream, subj
 		t.Fatal(err)
 	}
 	for deadline := time.Now().Add(30 * time.Second); ; {
-		if _, err := s.GetLastMsgForSubject(ctx, subject); err == nil {
-			return
+		for _, f := range events.StoredFilters(subject) {
+			if _, err := s.GetLastMsgForSubject(ctx, f); err == nil {
+				return
+			}
 		}
 		if time.Now().After(deadline) {
 			t.Fatalf("nothing was published on %s; logs:\n%s", subject, logs)
@@ -345,7 +348,7 @@ func TestNATSUsersAreRefusedWhatTheyDoNotProduce(t *testing.T) {
 		{"recorder", "notification.sent.acme-rt"},
 		{"web", "incident.resolved.acme-rt"},
 		{"web", "$KV." + events.BucketIncidents + ".acme-rt"},
-		{"web", "$JS.API.CONSUMER.MSG.NEXT.SCOUT.evaluator"},
+		{"web", "$JS.API.CONSUMER.MSG.NEXT.SCOUT.evaluator-p00"},
 		{"evaluator", "$JS.API.CONSUMER.MSG.NEXT.SCOUT.notifier"},
 		{"evaluator", "$JS.API.STREAM.DELETE.SCOUT"},
 		{"sender-eu-west", "$JS.API.CONSUMER.CREATE.SCOUT.sender-us-east"},

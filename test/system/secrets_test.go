@@ -400,8 +400,11 @@ func results(ms []capturedMsg, ids ...string) bool {
 func resultsOf(ms []capturedMsg) map[string]bool {
 	got := map[string]bool{}
 	for _, m := range ms {
-		if m.stream == events.StreamName && strings.HasPrefix(m.subject, events.SubjectCheckResult+".") {
-			got[m.subject[strings.LastIndexByte(m.subject, '.')+1:]] = true
+		if m.stream != events.StreamName || !strings.HasPrefix(m.subject, events.SubjectCheckResult+".") {
+			continue
+		}
+		if s, err := events.ParseSubject(m.subject); err == nil {
+			got[s.Check] = true
 		}
 	}
 	return got
