@@ -141,7 +141,7 @@ func startReplica(t *testing.T, srv *natstest.Server, name string, seen *handled
 		t.Fatal(err)
 	}
 	m, err := platform.NewMembers(platform.MembersConfig{Prefix: "replica.", ID: platform.NewMemberID(name),
-		Partitions: events.Partitions, Heartbeat: 100 * time.Millisecond, Expiry: time.Second}, kv, nil)
+		Partitions: events.Partitions, Heartbeat: 100 * time.Millisecond, Expiry: 5 * time.Second}, kv, nil)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -23,6 +23,7 @@ type store struct {
 	kv  jetstream.KeyValue
 	ttl time.Duration // cache lifetime, in real time: it bounds how long a
 	// write by another replica can go unseen before a read
+	now func() time.Time // the real clock (time.Now); a test's own
 
 	mu    sync.Mutex
 	cache map[string]cached
@@ -42,7 +43,7 @@ type cached struct {
 }
 
 func newStore(kv jetstream.KeyValue) *store {
-	return &store{kv: kv, ttl: time.Second, cache: map[string]cached{}}
+	return &store{kv: kv, ttl: time.Second, now: time.Now, cache: map[string]cached{}}
 }
 
 // get reads key into v. It returns the revision to pass to put (0 and
@@ -51,15 +52,15 @@ func (s *store) get(ctx context.Context, key string, v any) (rev uint64, found b
 	s.mu.Lock()
 	c, ok := s.cache[key]
 	s.mu.Unlock()
-	if !ok || time.Since(c.at) > s.ttl {
+	if !ok || s.now().Sub(c.at) > s.ttl {
 		e, err := s.kv.Get(ctx, key)
 		switch {
 		case errors.Is(err, jetstream.ErrKeyNotFound):
-			c = cached{at: time.Now()}
+			c = cached{at: s.now()}
 		case err != nil:
 			return 0, false, fmt.Errorf("read %s: %w", key, err)
 		default:
-			c = cached{rev: e.Revision(), data: e.Value(), at: time.Now()}
+			c = cached{rev: e.Revision(), data: e.Value(), at: s.now()}
 		}
 		s.remember(key, c)
 	}
@@ -96,7 +97,7 @@ func (s *store) put(ctx context.Context, key string, v any, rev uint64, ttl time
 		}
 		return 0, fmt.Errorf("write %s: %w", key, err)
 	}
-	s.remember(key, cached{rev: newRev, data: data, at: time.Now()})
+	s.remember(key, cached{rev: newRev, data: data, at: s.now()})
 	return newRev, nil
 }
 
@@ -116,7 +117,7 @@ func (s *store) del(ctx context.Context, key string, rev uint64) error {
 func (s *store) remember(key string, c cached) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	if now := time.Now(); now.Sub(s.swept) > s.ttl {
+	if now := s.now(); now.Sub(s.swept) > s.ttl {
 		for k, old := range s.cache {
 			if now.Sub(old.at) > s.ttl {
 				delete(s.cache, k)
