@@ -127,6 +127,10 @@ type IMAPConfig struct {
 	Folder       string        `yaml:"folder"`        // default INBOX
 	IdleRefresh  time.Duration `yaml:"idle_refresh"`  // IDLE is re-issued this often (default 9m; RFC 2177: under 29m)
 	PollInterval time.Duration `yaml:"poll_interval"` // scan interval when IDLE is not offered (default 1m)
+	// FastPoll is the scan interval around each predicted probe arrival
+	// (dueProbes: from 2 s before to 5 s after), instead of waiting for
+	// the server's IDLE notification. Default 100ms; 0 turns it off.
+	FastPoll time.Duration `yaml:"fast_poll"`
 	// OAuth, when set, logs in with AUTHENTICATE XOAUTH2 or OAUTHBEARER
 	// and an OAuth 2.0 token from pkg/mailauth instead of LOGIN with a
 	// password (Microsoft 365, Google Workspace). Secrets come from files
@@ -146,7 +150,7 @@ func defaultConfig() Config {
 		MaxAge:   reflector.DefaultMaxAge,
 		Sendmail: "/usr/sbin/sendmail",
 		Timeout:  2 * time.Minute,
-		IMAP:     IMAPConfig{Folder: "INBOX", IdleRefresh: 9 * time.Minute, PollInterval: time.Minute, RenewBeforeExpiry: time.Minute},
+		IMAP:     IMAPConfig{Folder: "INBOX", IdleRefresh: 9 * time.Minute, PollInterval: time.Minute, FastPoll: 100 * time.Millisecond, RenewBeforeExpiry: time.Minute},
 	}
 }
 
@@ -160,7 +164,7 @@ var settings = [][2]string{
 	{"smtp.password_file", "smtp-password-file"}, {"smtp.helo", "smtp-helo"}, {"smtp.password", ""},
 	{"imap.addr", "imap"}, {"imap.tls", "imap-tls"}, {"imap.username", "imap-user"},
 	{"imap.password_file", "imap-password-file"}, {"imap.folder", "imap-folder"},
-	{"imap.idle_refresh", "idle-refresh"}, {"imap.poll_interval", "poll-interval"}, {"imap.password", ""},
+	{"imap.idle_refresh", "idle-refresh"}, {"imap.poll_interval", "poll-interval"}, {"imap.fast_poll", "fast-poll"}, {"imap.password", ""},
 }
 
 // options holds the parsed flags of one run.
@@ -204,6 +208,7 @@ func (o *options) bindIMAP(fs *pflag.FlagSet) {
 	fs.StringVar(&c.Folder, "imap-folder", d.Folder, "folder to watch")
 	fs.DurationVar(&c.IdleRefresh, "idle-refresh", d.IdleRefresh, "re-issue IDLE this often (RFC 2177 asks for less than 29m)")
 	fs.DurationVar(&c.PollInterval, "poll-interval", d.PollInterval, "scan this often when the server does not offer IDLE")
+	fs.DurationVar(&c.FastPoll, "fast-poll", d.FastPoll, "scan this often around each predicted probe arrival (0: wait for IDLE)")
 }
 
 // resolved is what a mode runs with.
@@ -534,6 +539,9 @@ func (r *resolved) completeIMAP(e env, src source) []error {
 	}
 	if m.PollInterval < time.Second {
 		errs = append(errs, fmt.Errorf("%s: %v is shorter than 1s", src.where("imap.poll_interval"), m.PollInterval))
+	}
+	if m.FastPoll != 0 && (m.FastPoll < 10*time.Millisecond || m.FastPoll > 10*time.Second) {
+		errs = append(errs, fmt.Errorf("%s: %v is not 0 (off) or between 10ms and 10s", src.where("imap.fast_poll"), m.FastPoll))
 	}
 	return errs
 }

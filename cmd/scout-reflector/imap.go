@@ -5,6 +5,7 @@ import (
 	"errors"
 	"log/slog"
 	"net"
+	"time"
 
 	"github.com/emailscout/emailscout/pkg/fault"
 	"github.com/emailscout/emailscout/pkg/imapwatch"
@@ -31,7 +32,7 @@ func watchIMAP(ctx context.Context, cfg *resolved, e env, clock clockwork.Clock,
 		return configErrorf("state_dir: %w", err)
 	}
 	r := reflector.New(reflectorConfig(cfg), timeoutSender{newSender(cfg), cfg}, seen, e.now)
-	w, err := imapwatch.New(imapwatch.Config{
+	w, err := newIMAPWatch(imapwatch.Config{
 		Addr:      cfg.IMAP.Addr,
 		TLS:       cfg.IMAP.TLS,
 		TLSConfig: cfg.tlsConfig(host),
@@ -44,7 +45,8 @@ func watchIMAP(ctx context.Context, cfg *resolved, e env, clock clockwork.Clock,
 		Folder:            cfg.IMAP.Folder,
 		IdleRefresh:       cfg.IMAP.IdleRefresh,
 		PollInterval:      cfg.IMAP.PollInterval,
-	}, imapReflector{r: r, log: log}, clock, log)
+		FastPoll:          cfg.IMAP.FastPoll,
+	}, r, clock, log)
 	if err != nil {
 		return configError{err}
 	}
@@ -57,6 +59,24 @@ func watchIMAP(ctx context.Context, cfg *resolved, e env, clock clockwork.Clock,
 	return err
 }
 
+// newIMAPWatch returns the watcher of wc's folder that answers its probes
+// with r; with wc.FastPoll it polls fast around each predicted probe
+// arrival (dueProbes).
+func newIMAPWatch(wc imapwatch.Config, r *reflector.Reflector, clock clockwork.Clock, log *slog.Logger) (*imapwatch.Watcher, error) {
+	h := imapReflector{r: r, log: log}
+	if wc.FastPoll > 0 {
+		h.due = newDueProbes(clock, nil) // its expect is the watcher's, below
+	}
+	w, err := imapwatch.New(wc, h, clock, log)
+	if err != nil {
+		return nil, err
+	}
+	if h.due != nil {
+		h.due.expect = w.Expect
+	}
+	return w, nil
+}
+
 // imapReflector answers the probes of the watched folder (an
 // imapwatch.Handler): a probe is deleted once its reflection was sent, or
 // when it is a verified probe answered before or too old; anything else,
@@ -65,6 +85,7 @@ func watchIMAP(ctx context.Context, cfg *resolved, e env, clock clockwork.Clock,
 type imapReflector struct {
 	r   *reflector.Reflector
 	log *slog.Logger
+	due *dueProbes // nil: no fast poll
 }
 
 var _ imapwatch.Handler = imapReflector{}
@@ -90,7 +111,14 @@ func (h imapReflector) Handle(ctx context.Context, m *imapwatch.Message, msg []b
 	if !ok {
 		from = reflector.UnknownSender
 	}
+	var arrived time.Time
+	if h.due != nil {
+		arrived = h.due.clock.Now()
+	}
 	d, err := h.r.Handle(ctx, msg, from)
+	if h.due != nil && d.Action == reflector.ActionReflect {
+		h.due.arrived(d.Probe, arrived)
+	}
 	attrs := append([]any{"uid", m.UID, "action", d.Action}, probeAttrs(d)...)
 	switch {
 	case err != nil && fault.MarkedTemporary(err):

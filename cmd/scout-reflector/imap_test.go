@@ -42,8 +42,14 @@ func testCtx(t *testing.T) context.Context {
 
 func imapProbe(t *testing.T, testID string, signer probemail.Key) []byte {
 	t.Helper()
+	return imapProbeAt(t, testID, signer, imapStart)
+}
+
+// imapProbeAt is imapProbe started at started (the monitor's clock).
+func imapProbeAt(t *testing.T, testID string, signer probemail.Key, started time.Time) []byte {
+	t.Helper()
 	p := probemail.Probe{KeyID: signer.ID, TestID: testID, CheckID: "acme-rt", Site: "eu-west", Attempt: 1,
-		StartedAt: imapStart, ReturnTo: ret}
+		StartedAt: started, ReturnTo: ret}
 	msg, err := probemail.Build(p, mailbox, signer, probemail.BuildOptions{})
 	if err != nil {
 		t.Fatal(err)
@@ -65,6 +71,12 @@ func (w tWriter) Write(p []byte) (int, error) {
 // a real SMTP server.
 func watch(t *testing.T, ctx context.Context, addr string, smtpSrv *mailtest.Server, clock clockwork.Clock) <-chan error {
 	t.Helper()
+	return watchWith(t, ctx, imapwatch.Config{Addr: addr, TLS: imapwatch.TLSNone, Username: mailtest.IMAPUser, Password: mailtest.IMAPPassword}, smtpSrv, clock)
+}
+
+// watchWith is watch with the watcher's configuration.
+func watchWith(t *testing.T, ctx context.Context, wc imapwatch.Config, smtpSrv *mailtest.Server, clock clockwork.Clock) <-chan error {
+	t.Helper()
 	keys, err := probemail.NewKeyring(imapKey)
 	if err != nil {
 		t.Fatal(err)
@@ -76,8 +88,7 @@ func watch(t *testing.T, ctx context.Context, addr string, smtpSrv *mailtest.Ser
 	r := reflector.New(reflector.Config{Keys: keys, Mailboxes: []string{mailbox}, EnvelopeFrom: mailbox},
 		reflector.SMTP{Config: submit.Config{Addr: smtpSrv.Addr, TLS: submit.TLSNone}}, seen, clock.Now)
 	log := slog.New(slog.NewTextHandler(tWriter{t}, &slog.HandlerOptions{Level: slog.LevelDebug}))
-	w, err := imapwatch.New(imapwatch.Config{Addr: addr, TLS: imapwatch.TLSNone, Username: mailtest.IMAPUser, Password: mailtest.IMAPPassword},
-		imapReflector{r: r, log: log}, clock, log)
+	w, err := newIMAPWatch(wc, r, clock, log)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -192,6 +203,43 @@ func TestIMAPPollsWithoutIDLE(t *testing.T) {
 	clock.Advance(time.Minute) // the poll interval
 	waitReflected(t, smtpSrv, "aaaaaaaaaaaaaaaaaaaaaaaa", "bbbbbbbbbbbbbbbbbbbbbbbb")
 	srv.WaitUIDs(ctx, uidF)
+	cancel()
+	<-done
+}
+
+// TestIMAPFastPollsAroundTheNextProbe: on a server whose IDLE announces
+// nothing and with a poll interval of a minute, the third probe of a check
+// that sends one a minute is answered when the window before its predicted
+// arrival opens (2 s before it), not at the next minute's poll: the
+// reflector learned the interval from the first two probes' start times.
+func TestIMAPFastPollsAroundTheNextProbe(t *testing.T) {
+	ctx, cancel := context.WithCancel(testCtx(t))
+	defer cancel()
+	srv := mailtest.NewIMAPServer(t, imap.CapSet{imap.CapIMAP4rev1: {}, imap.CapIdle: {}, imap.CapUIDPlus: {}})
+	srv.SilentIdle(true)
+	srv.Deliver(imapProbeAt(t, "aaaaaaaaaaaaaaaaaaaaaaaa", imapKey, imapStart), time.Time{})
+	smtpSrv := mailtest.NewServer(t, mailtest.Options{})
+	clock := clockwork.NewFakeClockAt(imapStart.Add(time.Second))
+	done := watchWith(t, ctx, imapwatch.Config{Addr: srv.Addr, TLS: imapwatch.TLSNone, Username: mailtest.IMAPUser,
+		Password: mailtest.IMAPPassword, PollInterval: time.Minute, FastPoll: 100 * time.Millisecond}, smtpSrv, clock)
+	waitReflected(t, smtpSrv, "aaaaaaaaaaaaaaaaaaaaaaaa") // the first scan
+
+	// The second probe is found by the minute's poll: it teaches the interval.
+	if err := clock.BlockUntilContext(ctx, 1); err != nil {
+		t.Fatal(err)
+	}
+	srv.Deliver(imapProbeAt(t, "bbbbbbbbbbbbbbbbbbbbbbbb", imapKey, imapStart.Add(time.Minute)), time.Time{})
+	clock.Advance(time.Minute)
+	waitReflected(t, smtpSrv, "aaaaaaaaaaaaaaaaaaaaaaaa", "bbbbbbbbbbbbbbbbbbbbbbbb")
+
+	// The third is in the folder; IDLE says nothing. 58 s on, the window
+	// opens and the watcher scans at once, 2 s before its next poll.
+	if err := clock.BlockUntilContext(ctx, 2); err != nil { // the watcher's wait and the window's timer
+		t.Fatal(err)
+	}
+	srv.Deliver(imapProbeAt(t, "cccccccccccccccccccccccc", imapKey, imapStart.Add(2*time.Minute)), time.Time{})
+	clock.Advance(time.Minute - dueLead)
+	waitReflected(t, smtpSrv, "aaaaaaaaaaaaaaaaaaaaaaaa", "bbbbbbbbbbbbbbbbbbbbbbbb", "cccccccccccccccccccccccc")
 	cancel()
 	<-done
 }

@@ -503,6 +503,8 @@ func TestConfigErrors(t *testing.T) {
 			wants: []string{"--imap-tls: none would send the password in clear"}},
 		{name: "idle refresh beyond RFC 2177", file: "key_file: {home}/keys\nimap:\n  addr: 127.0.0.1:143\n  username: u\n  idle_refresh: 30m\n", args: []string{"imap", "--smtp", "mx:25", "--mailbox", mailbox},
 			vars: map[string]string{envIMAPPassword: "pw"}, wants: []string{"{config}:5: imap.idle_refresh: 30m0s is not between 1s and 29m"}},
+		{name: "fast poll too fast", file: "key_file: {home}/keys\nimap:\n  addr: 127.0.0.1:143\n  username: u\n  fast_poll: 1ms\n", args: []string{"imap", "--smtp", "mx:25", "--mailbox", mailbox},
+			vars: map[string]string{envIMAPPassword: "pw"}, wants: []string{"{config}:5: imap.fast_poll: 1ms is not 0 (off) or between 10ms and 10s"}},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
