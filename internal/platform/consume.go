@@ -100,6 +100,9 @@ type Preference interface {
 	// Changed returns a channel that is closed when Preferred's answers
 	// may have changed.
 	Changed() <-chan struct{}
+	// Ready returns a channel that is closed once Preferred answers (the
+	// first view of the owners).
+	Ready() <-chan struct{}
 }
 
 // ConsumePartitions is Consume for a partitioned consumer: parts[p] is
@@ -108,13 +111,19 @@ type Preference interface {
 // partition, at priority 0 those pref prefers and at priority 1 the
 // others, so that JetStream delivers a partition's messages to the replica
 // that prefers it while that replica has a pull waiting, and to the others
-// otherwise (at once when its connection is gone). When pref changes, each
+// otherwise (at once when its connection is gone). It starts pulling once
+// pref is ready, not at priority 1 and again a moment later. When pref changes, each
 // partition whose priority changed drains its pull (the messages already
 // delivered are handled) and pulls again at its new priority. All
 // partitions share one pool of o.Workers keyed workers.
 func ConsumePartitions(ctx context.Context, parts []jetstream.Consumer, pref Preference, h Handler, o ConsumeOptions) error {
 	if o.PriorityGroup == "" {
 		return errors.New("consume: a partitioned consumer needs a priority group")
+	}
+	select {
+	case <-pref.Ready():
+	case <-ctx.Done():
+		return nil
 	}
 	w, err := startWorkers(ctx, h, o)
 	if err != nil {

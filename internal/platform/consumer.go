@@ -131,7 +131,7 @@ func (c *Consumer) RunPartitions(ctx context.Context, pref Preference) error {
 		}
 	}
 	c.setHealth(nil)
-	c.log.Info("consumer bound", "partitions", len(parts), "filter_subjects", c.filters, "workers", max(c.cfg.Workers, 1))
+	c.log.Info("consumer bound", "partitions", len(parts), "subject_names", c.cfg.Router.Names(), "filter_form", "<name>.*.*.<partition>", "workers", max(c.cfg.Workers, 1))
 	defer c.setHealth(errors.New("stopped"))
 	return ConsumePartitions(ctx, parts, pref, c.cfg.Router.Handle, c.consumeOptions())
 }

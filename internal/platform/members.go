@@ -95,8 +95,7 @@ func (m *Members) Changed() <-chan struct{} {
 }
 
 // Ready returns a channel closed when the first view of the members is
-// read (Preferred answers from then on). A consumer that starts pulling
-// only then does not pull every partition again a moment after its start.
+// read (Preferred answers from then on).
 func (m *Members) Ready() <-chan struct{} { return m.ready }
 
 // Live returns the IDs of the members this replica sees, sorted.

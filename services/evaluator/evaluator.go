@@ -198,16 +198,7 @@ func (e *Evaluator) Run(ctx context.Context) error {
 	}))
 	g.Go(afterTimers(e.watchRemoved))
 	g.Go(func() error { return members.Run(gctx) })
-	g.Go(afterTimers(func(ctx context.Context) error {
-		// Pull once the owners are known, not at priority 1 and again a
-		// moment later.
-		select {
-		case <-members.Ready():
-		case <-ctx.Done():
-			return nil
-		}
-		return cons.RunPartitions(ctx, members)
-	}))
+	g.Go(afterTimers(func(ctx context.Context) error { return cons.RunPartitions(ctx, members) }))
 	return g.Wait()
 }
 
