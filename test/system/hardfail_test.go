@@ -35,8 +35,10 @@ func TestSimHardFailureToldInTwoMinutes(t *testing.T) {
 	s.firstGoodTest()
 	broken = s.clock.Now()
 	var firstBounce time.Time
-	for i := 0; i < 3*60*60 && len(s.opens()) == 0; i++ {
-		s.advance(5 * time.Second)
+	// A minute at a time: advance stops at every due moment within it, and
+	// the times compared are the events' own.
+	for i := 0; i < 3*60 && len(s.opens()) == 0; i++ {
+		s.advance(time.Minute)
 		if firstBounce.IsZero() {
 			for _, r := range s.results() {
 				if r.Status == events.StatusFailed {

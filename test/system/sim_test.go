@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"log/slog"
 	"math/rand/v2"
+	"slices"
 	"sort"
 	"strings"
 	"testing"
@@ -20,6 +21,7 @@ import (
 	"github.com/emailscout/emailscout/services/evaluator"
 	"github.com/emailscout/emailscout/services/scheduler"
 	"github.com/jonboulle/clockwork"
+	"github.com/nats-io/nats-server/v2/server"
 	"github.com/nats-io/nats.go/jetstream"
 )
 
@@ -210,12 +212,13 @@ func (s *sim) settle() {
 			s.t.Fatalf("settle: the world did not come to rest (%d clock waiters expected): %v", s.waiters, err)
 		}
 		if time.Now().After(deadline) {
+			evaluatorDrained, senderDrained := s.drained()
 			s.t.Fatalf("settle: still busy after 30s (evaluator drained %v, sim sender drained %v, %d pending)",
-				s.drained("evaluator"), s.drained("sim-sender"), len(s.pending))
+				evaluatorDrained, senderDrained, len(s.pending))
 		}
 		busy := s.playSender()
 		busy = s.playDue() || busy
-		if !busy && s.drained("evaluator") && s.drained("sim-sender") {
+		if !busy && s.idle() {
 			idle++
 		} else {
 			idle = 0
@@ -224,44 +227,71 @@ func (s *sim) settle() {
 	}
 }
 
-func (s *sim) drained(consumer string) bool {
-	if consumer == "evaluator" {
-		// One durable per partition.
-		for _, d := range events.EvaluatorConsumer().Durables() {
-			if _, err := s.js.Consumer(s.ctx, events.StreamName, d); err != nil {
-				return len(s.evals) == 0
-			}
-			if !s.drained(d) {
-				return false
-			}
-		}
-		return true
-	}
-	c, err := s.js.Consumer(s.ctx, events.StreamName, consumer)
-	if err != nil {
-		s.t.Fatal(err)
-	}
-	info, err := c.Info(s.ctx)
-	if err != nil {
-		s.t.Fatal(err)
-	}
-	if info.NumPending != 0 || info.NumAckPending != 0 {
-		return false
-	}
-	// The server updates a consumer's pending count asynchronously after a
-	// publish: under load it can read 0 for a message just stored. The
-	// last stored message the consumer's filter matches must have been
-	// delivered (and, with nothing ack-pending, handled).
+// drained reports whether the evaluator's consumers (one per partition)
+// and the sim's sender have delivered and seen acknowledged every stored
+// message their filters match. It asks the server three things whatever the
+// number of partitions: every consumer's info, the stored subjects, and the
+// last message of each stored subject a consumer's filter matches.
+func (s *sim) drained() (evaluatorDrained, senderDrained bool) {
 	st, err := s.js.Stream(s.ctx, events.StreamName)
 	if err != nil {
 		s.t.Fatal(err)
+	}
+	infos := map[string]*jetstream.ConsumerInfo{}
+	list := st.ListConsumers(s.ctx)
+	for info := range list.Info() {
+		infos[info.Name] = info
+	}
+	if err := list.Err(); err != nil {
+		s.t.Fatal(err)
+	}
+	si, err := st.Info(s.ctx, jetstream.WithSubjectFilter(">"))
+	if err != nil {
+		s.t.Fatal(err)
+	}
+	evaluatorDrained = true
+	for _, d := range events.EvaluatorConsumer().Durables() {
+		info, ok := infos[d]
+		if !ok {
+			// Not bound yet: drained only when no evaluator runs.
+			evaluatorDrained = len(s.evals) == 0
+			break
+		}
+		if !s.consumerDrained(st, info, si.State.Subjects) {
+			evaluatorDrained = false
+			break
+		}
+	}
+	return evaluatorDrained, s.consumerDrained(st, infos["sim-sender"], si.State.Subjects)
+}
+
+// idle reports whether every consumer is drained.
+func (s *sim) idle() bool {
+	evaluatorDrained, senderDrained := s.drained()
+	return evaluatorDrained && senderDrained
+}
+
+// consumerDrained reports whether the consumer has nothing pending or
+// unacknowledged. The server updates a consumer's pending count
+// asynchronously after a publish: under load it can read 0 for a message
+// just stored. So the last stored message of every subject its filter
+// matches must have been delivered (and, with nothing ack-pending, handled).
+func (s *sim) consumerDrained(st jetstream.Stream, info *jetstream.ConsumerInfo, stored map[string]uint64) bool {
+	if info == nil {
+		s.t.Fatal("sim: a consumer is missing")
+	}
+	if info.NumPending != 0 || info.NumAckPending != 0 {
+		return false
 	}
 	filters := info.Config.FilterSubjects
 	if info.Config.FilterSubject != "" {
 		filters = append(filters, info.Config.FilterSubject)
 	}
-	for _, f := range filters {
-		last, err := st.GetLastMsgForSubject(s.ctx, f)
+	for subject := range stored {
+		if !slices.ContainsFunc(filters, func(f string) bool { return server.SubjectMatchesFilter(subject, f) }) {
+			continue
+		}
+		last, err := st.GetLastMsgForSubject(s.ctx, subject)
 		if errors.Is(err, jetstream.ErrMsgNotFound) {
 			continue
 		}
