@@ -528,7 +528,7 @@ func (w *Watcher) session(ctx context.Context, b backoff.BackOff) error {
 		if idle && !fast {
 			asked, err = w.idle(ctx, c, updates, wait)
 		} else {
-			asked, err = w.poll(ctx, c, wait, fast)
+			asked, err = w.poll(ctx, c, wait)
 		}
 		if err != nil {
 			return err
@@ -640,18 +640,16 @@ func (w *Watcher) idle(ctx context.Context, c *imapclient.Client, updates <-chan
 	return asked, nil
 }
 
-// poll waits d (or, unless fast already, until Expect wakes it), then asks
-// for news with NOOP; asked is when the NOOP was sent.
-func (w *Watcher) poll(ctx context.Context, c *imapclient.Client, d time.Duration, fast bool) (asked time.Time, err error) {
-	var wake <-chan struct{}
-	if !fast {
-		wake = w.wake
-	}
+// poll waits d, or until Expect wakes it, then asks for news with NOOP;
+// asked is when the NOOP was sent. A wake while polling fast already is a
+// window that opened while the watcher was busy (an IDLE ended by another
+// update, say): it asks at once, as when the window opens in IDLE.
+func (w *Watcher) poll(ctx context.Context, c *imapclient.Client, d time.Duration) (asked time.Time, err error) {
 	t := w.clock.NewTimer(d)
 	defer t.Stop()
 	select {
 	case <-t.Chan():
-	case <-wake:
+	case <-w.wake:
 	case <-ctx.Done():
 		return asked, ctx.Err()
 	case <-c.Closed():
