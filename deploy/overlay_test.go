@@ -412,7 +412,7 @@ func checkCheckFile(t *testing.T, r rendering, sites []string) {
 			t.Errorf("the check file's sites are %v, the overlay deploys %v", got, sites)
 		}
 		for _, c := range f.Checks {
-			if c.Service.PasswordEnv != "" {
+			if c.Service != nil && c.Service.PasswordEnv != "" {
 				t.Errorf("check %s: password_env %s is not mapped into the senders by this overlay", c.ID, c.Service.PasswordEnv)
 			}
 		}

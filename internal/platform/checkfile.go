@@ -169,15 +169,20 @@ func diffChecks(old, cur *checks.File) (added, removed, changed []string) {
 // zone) differ between two loads of the same text.
 func definition(c checks.Check) string {
 	c.Line = 0
-	greeting := ""
-	if c.Service.ExpectGreeting != nil {
-		greeting = c.Service.ExpectGreeting.String()
+	greeting, service := "", ""
+	if c.Service != nil {
+		s := *c.Service
+		if s.ExpectGreeting != nil {
+			greeting = s.ExpectGreeting.String()
+		}
+		s.ExpectGreeting = nil
+		service = fmt.Sprintf("%+v", s)
 	}
-	c.Service.ExpectGreeting = nil
+	c.Service = nil
 	windows := make([]string, len(c.Maintenance))
 	for i := range c.Maintenance {
 		windows[i] = c.Maintenance[i].String()
 	}
 	c.Maintenance = nil
-	return fmt.Sprintf("%+v greeting=%q maintenance=%q", c, greeting, windows)
+	return fmt.Sprintf("%+v service=%s greeting=%q maintenance=%q", c, service, greeting, windows)
 }

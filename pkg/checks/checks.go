@@ -213,8 +213,10 @@ type Check struct {
 	// Target is the probe mailbox for round trips (e.g.
 	// "webscout@customer.example").
 	Target string
-	// Service is set for kinds smtp, imap and pop3.
-	Service Service
+	// Service is set for kinds smtp, imap and pop3, nil for round trips
+	// (a pointer: a million round-trip checks do not each carry an empty
+	// one; docs/capacity.md, "Memory").
+	Service *Service
 	Sites   []string // the sites that run the check
 	Settings
 	Contacts []Contact
@@ -588,12 +590,13 @@ func (r *rawFile) resolve(name string, pos positions) (*File, error) {
 		add(0, "", "checks", "no checks are defined")
 	}
 	firstLine := map[string]int{}
+	shared := newInterner()
 	for i := range r.Checks {
 		rc := &r.Checks[i]
 		if i < len(pos.checks) {
 			rc.line = pos.checks[i].line
 		}
-		c, cerrs := rc.resolve(name, i, r, pos)
+		c, cerrs := rc.resolve(name, i, r, pos, shared)
 		errs = append(errs, cerrs...)
 		if rc.ID != "" {
 			if prev, dup := firstLine[rc.ID]; dup {
@@ -615,7 +618,7 @@ func (r *rawFile) resolve(name string, pos positions) (*File, error) {
 	return f, nil
 }
 
-func (rc *rawCheck) resolve(name string, index int, file *rawFile, pos positions) (*Check, []error) {
+func (rc *rawCheck) resolve(name string, index int, file *rawFile, pos positions, shared *interner) (*Check, []error) {
 	var errs []error
 	id := rc.ID
 	add := func(line int, field, format string, args ...any) {
@@ -645,6 +648,7 @@ func (rc *rawCheck) resolve(name string, index int, file *rawFile, pos positions
 	} else if !events.ValidToken(c.Customer) {
 		add(0, "customer", "must be 1 to 63 characters of a-z, 0-9, '-' and '_'")
 	}
+	c.Customer = shared.str(c.Customer)
 	base := DefaultService
 	rc.rawService.oauthLine = pos.line(index, "oauth")
 	if rc.rawService.oauthLine == 0 {
@@ -675,7 +679,8 @@ func (rc *rawCheck) resolve(name string, index int, file *rawFile, pos positions
 		if c.Target != "" {
 			add(0, "target", "is only for roundtrip checks; %s checks use host and port", c.Kind)
 		}
-		c.Service = rc.service(c.Kind, add)
+		svc := rc.service(c.Kind, add)
+		c.Service = &svc
 	default:
 		add(0, "kind", "%q is not one of roundtrip, smtp, imap, pop3", c.Kind)
 	}
@@ -738,13 +743,14 @@ func (rc *rawCheck) resolve(name string, index int, file *rawFile, pos positions
 		if ct.Name == "" {
 			add(0, field+".name", "is required")
 		}
-		phone, err := PhoneNumber(ct.Phone)
+		phone, err := shared.phone(ct.Phone)
 		if err != nil {
 			add(0, field+".phone", "%v", err)
 			continue
 		}
-		c.Contacts[i].Phone = phone
+		c.Contacts[i].Name, c.Contacts[i].Phone = shared.str(ct.Name), phone
 	}
+	c.Contacts = shared.contacts(c.Contacts)
 	for i := range rc.Maintenance {
 		w, ok := rc.Maintenance[i].resolve(func(line int, field, format string, args ...any) {
 			name := fmt.Sprintf("maintenance[%d]", i)
@@ -761,6 +767,65 @@ func (rc *rawCheck) resolve(name string, index int, file *rawFile, pos positions
 		return nil, errs
 	}
 	return c, nil
+}
+
+// interner shares what many checks of one file repeat (a customer's name,
+// its contact list, a phone number's E.164 form), so that a file of a
+// million checks holds each once (docs/capacity.md, "Memory"). What it
+// returns is shared: read-only, as every parsed Check is.
+type interner struct {
+	strs   map[string]string
+	phones map[string]phoneResult
+	lists  map[string][]Contact // contact lists by their names and phones
+}
+
+type phoneResult struct {
+	e164 string
+	err  error
+}
+
+func newInterner() *interner {
+	return &interner{strs: map[string]string{}, phones: map[string]phoneResult{}, lists: map[string][]Contact{}}
+}
+
+func (in *interner) str(s string) string {
+	if v, ok := in.strs[s]; ok {
+		return v
+	}
+	in.strs[s] = s
+	return s
+}
+
+// phone is PhoneNumber, parsed once per distinct input.
+func (in *interner) phone(raw string) (string, error) {
+	r, ok := in.phones[raw]
+	if !ok {
+		r.e164, r.err = PhoneNumber(raw)
+		r.e164 = in.str(r.e164)
+		in.phones[raw] = r
+	}
+	return r.e164, r.err
+}
+
+// contacts returns the first list equal to cs (the same names and
+// phones in the same order), or cs.
+func (in *interner) contacts(cs []Contact) []Contact {
+	if len(cs) == 0 {
+		return nil
+	}
+	var key strings.Builder
+	for _, c := range cs {
+		key.WriteString(c.Name)
+		key.WriteByte(0)
+		key.WriteString(c.Phone)
+		key.WriteByte(0)
+	}
+	if v, ok := in.lists[key.String()]; ok {
+		return v
+	}
+	cs = slices.Clip(cs)
+	in.lists[key.String()] = cs
+	return cs
 }
 
 // noService reports the service-check fields set on a round-trip check.

@@ -2,11 +2,14 @@ package checks
 
 import (
 	"errors"
+	"fmt"
 	"os"
 	"path/filepath"
+	"runtime"
 	"strings"
 	"testing"
 	"time"
+	"unsafe"
 )
 
 func TestLoadGood(t *testing.T) {
@@ -125,7 +128,10 @@ func TestLoadService(t *testing.T) {
 			if c == nil {
 				t.Fatal("not found")
 			}
-			got := c.Service
+			if c.Service == nil {
+				t.Fatal("no service")
+			}
+			got := *c.Service
 			re := got.ExpectGreeting
 			got.ExpectGreeting = nil
 			if got != tc.want {
@@ -369,4 +375,74 @@ func TestLoadServiceOAuth(t *testing.T) {
 	if err == nil || strings.Contains(err.Error(), "Xy8Q~secret.value") {
 		t.Errorf("err %v: want errors that do not show the pasted secret", err)
 	}
+}
+
+// TestParseSharesWhatChecksRepeat: a file of many checks holds a customer's
+// contact list, its phone numbers and its name once, and a round-trip
+// check carries no service block (docs/capacity.md, "Memory"); what differs
+// stays apart, and a bad phone is reported at every check that has it.
+func TestParseSharesWhatChecksRepeat(t *testing.T) {
+	f, err := Parse("many.yaml", []byte(`
+sites: [eu-west]
+checks:
+  - {id: a, customer: acme, kind: roundtrip, target: a@acme.example, contacts: [{name: Ops, phone: "+1 555 555 0100"}]}
+  - {id: b, customer: acme, kind: roundtrip, target: b@acme.example, contacts: [{name: Ops, phone: "+15555550100"}]}
+  - {id: c, customer: acme, kind: roundtrip, target: c@acme.example, contacts: [{name: Night, phone: "+15555550100"}]}
+`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	a, b, c := f.Lookup("a"), f.Lookup("b"), f.Lookup("c")
+	if &a.Contacts[0] != &b.Contacts[0] {
+		t.Error("two checks with the same contact list (after E.164) hold two copies")
+	}
+	if &a.Contacts[0] == &c.Contacts[0] || c.Contacts[0].Name != "Night" || c.Contacts[0].Phone != "+15555550100" {
+		t.Errorf("a different contact list was shared: %+v", c.Contacts)
+	}
+	if unsafe.StringData(a.Customer) != unsafe.StringData(c.Customer) {
+		t.Error("the customer's name is held once per check")
+	}
+	if a.Service != nil {
+		t.Errorf("a round-trip check has a service block: %+v", a.Service)
+	}
+
+	_, err = Parse("bad.yaml", []byte(`
+sites: [eu-west]
+checks:
+  - {id: a, customer: acme, kind: roundtrip, target: a@acme.example, contacts: [{name: Ops, phone: "555"}]}
+  - {id: b, customer: acme, kind: roundtrip, target: b@acme.example, contacts: [{name: Ops, phone: "555"}]}
+`))
+	for _, id := range []string{`check "a": contacts[0].phone`, `check "b": contacts[0].phone`} {
+		if err == nil || !strings.Contains(err.Error(), id) {
+			t.Errorf("error %v does not name %s", err, id)
+		}
+	}
+}
+
+// BenchmarkParseLiveHeap reports the live heap a parsed check file keeps
+// per check (live-B/check), for a file like scout scale's: round-trip
+// checks of 100 customers with one contact each.
+func BenchmarkParseLiveHeap(b *testing.B) {
+	const n = 20000
+	var spec strings.Builder
+	spec.WriteString("sites: [site-0, site-1, site-2]\nchecks:\n")
+	for c := range n {
+		fmt.Fprintf(&spec, "  - {id: scale-%d, customer: cust-%d, kind: roundtrip, target: probe%d@cust-%d.test, contacts: [{name: on-call, phone: \"+15555550100\"}]}\n", c, c%100, c, c%100)
+	}
+	data := []byte(spec.String())
+	var live float64
+	for b.Loop() {
+		var before, after runtime.MemStats
+		runtime.GC()
+		runtime.ReadMemStats(&before)
+		f, err := Parse("scale.yaml", data)
+		if err != nil {
+			b.Fatal(err)
+		}
+		runtime.GC()
+		runtime.ReadMemStats(&after)
+		live = float64(after.HeapAlloc-before.HeapAlloc) / n
+		runtime.KeepAlive(f)
+	}
+	b.ReportMetric(live, "live-B/check")
 }

@@ -150,6 +150,9 @@ func New(cfg Config, deps Deps) (*Sender, error) {
 		log.Warn("no check runs at this site", "checks_file", f.Path)
 	}
 	for _, c := range f.ForSite(cfg.Site) {
+		if c.Service == nil {
+			continue
+		}
 		if v := c.Service.PasswordEnv; v != "" {
 			if pw, ok := deps.LookupEnv(v); !ok || pw == "" {
 				log.Error("service check password not set: the check will report monitor_error", "check", c.ID, "password_env", v)

@@ -259,7 +259,7 @@ func TestOAuthServiceChecksAgainstDovecot(t *testing.T) {
 	}
 	lookup := func(k string) (string, bool) { return appSecret, k == "ACME_CLIENT_SECRET" }
 	check := func(kind string, port int, mech string) *checks.Check {
-		return &checks.Check{ID: "acme-" + kind + "-" + mech, Kind: kind, Service: checks.Service{Host: "127.0.0.1", Port: port,
+		return &checks.Check{ID: "acme-" + kind + "-" + mech, Kind: kind, Service: &checks.Service{Host: "127.0.0.1", Port: port,
 			TLS: checks.TLSStartTLS, Username: oauthUser, OAuth: &checks.OAuth{Provider: checks.OAuthMicrosoft, TokenURL: p.tokenURL(),
 				ClientID: appID, ClientSecretEnv: "ACME_CLIENT_SECRET", Mechanism: mech}}}
 	}

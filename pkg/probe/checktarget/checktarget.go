@@ -19,7 +19,8 @@ import (
 	"github.com/jonboulle/clockwork"
 )
 
-// FromCheck builds the probe.Target of a service check. lookupEnv (os.LookupEnv
+// FromCheck builds the probe.Target of a service check (an error for a
+// check without a Service). lookupEnv (os.LookupEnv
 // in a main) reads the variable named by the check's password_env; when it
 // is unset or empty the error is a *MissingPasswordError naming the check
 // and the variable.
@@ -34,6 +35,9 @@ func FromCheck(c *checks.Check, lookupEnv func(string) (string, bool)) (probe.Ta
 
 func fromCheck(c *checks.Check, lookupEnv func(string) (string, bool), logins *Logins) (probe.Target, error) {
 	s := c.Service
+	if s == nil {
+		return probe.Target{}, fmt.Errorf("check %s is a %s check, not a service check", c.ID, c.Kind)
+	}
 	t := probe.Target{
 		Host: s.Host, Port: s.Port, TLS: s.TLS, Username: s.Username,
 		ExpectGreeting: s.ExpectGreeting, CertWarningDays: s.CertWarningDays,

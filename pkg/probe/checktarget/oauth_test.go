@@ -12,7 +12,7 @@ import (
 )
 
 func oauthCheck(o checks.OAuth) *checks.Check {
-	return &checks.Check{ID: "contoso-imap", Kind: "imap", Service: checks.Service{Host: "outlook.office365.com", Port: 993,
+	return &checks.Check{ID: "contoso-imap", Kind: "imap", Service: &checks.Service{Host: "outlook.office365.com", Port: 993,
 		TLS: checks.TLSImplicit, Username: "webscout@contoso.com", OAuth: &o}}
 }
 

@@ -110,7 +110,7 @@ func TestOAuthCheckThroughLogins(t *testing.T) {
 	e := probetest.NewTokenEndpoint(t, srv.AllowToken)
 	host, port, _ := strings.Cut(srv.Addr, ":")
 	p, _ := strconv.Atoi(port)
-	check := &checks.Check{ID: "acme-imap", Kind: events.KindIMAP, Service: checks.Service{Host: host, Port: p, TLS: checks.TLSNone,
+	check := &checks.Check{ID: "acme-imap", Kind: events.KindIMAP, Service: &checks.Service{Host: host, Port: p, TLS: checks.TLSNone,
 		Username: mailtest.IMAPUser, OAuth: &checks.OAuth{Provider: checks.OAuthMicrosoft, TokenURL: e.URL, ClientID: probetest.ClientID,
 			ClientSecretEnv: "ACME_CLIENT_SECRET"}}}
 	lookup := func(k string) (string, bool) { return probetest.ClientSecret, k == "ACME_CLIENT_SECRET" }
