@@ -179,4 +179,10 @@ func TestDiffChecks(t *testing.T) {
 	if fmt.Sprint(a, r, c) != "[globex] [acme] [acme-smtp]" {
 		t.Errorf("added %v removed %v changed %v, want [globex] [acme] [acme-smtp]", a, r, c)
 	}
+	// The service block is a pointer: what it points to is compared.
+	for _, edit := range [][2]string{{"host: mail.acme.example", "host: mx.acme.example"}, {"ESMTP'", "ESMTP Postfix'"}} {
+		if a, r, c := diffChecks(old, parse(strings.Replace(checkV1+svc, edit[0], edit[1], 1))); fmt.Sprint(a, r, c) != "[] [] [acme-smtp]" {
+			t.Errorf("%s -> %s: added %v removed %v changed %v, want acme-smtp changed", edit[0], edit[1], a, r, c)
+		}
+	}
 }
