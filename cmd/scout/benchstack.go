@@ -54,6 +54,10 @@ type stackBenchOptions struct {
 	stackDir  string
 	script    string
 	jsonPath  string
+	// reflectorSMTP, when set, makes the pipe paths' reflector send its
+	// reflections over SMTP to this host:port (output: smtp) instead of
+	// running sendmail(8), for the run.
+	reflectorSMTP string
 }
 
 // stackStep is one rate step of one path.
@@ -98,6 +102,14 @@ func runStackBench(ctx context.Context, o stackBenchOptions, stdout io.Writer) e
 	if out, err := exec.CommandContext(ctx, "bash", o.script, "start").CombinedOutput(); err != nil {
 		return fmt.Errorf("%s start: %v\n%s", o.script, err, out)
 	}
+	if o.reflectorSMTP != "" {
+		restore, err := forwardOverSMTP(probeForward, o.reflectorSMTP)
+		if err != nil {
+			return err
+		}
+		defer restore()
+		fmt.Fprintf(stdout, "pipe paths: the reflector sends over SMTP to %s (output: smtp), not sendmail(8)\n", o.reflectorSMTP)
+	}
 	var all []stackPath
 	for _, p := range strings.Split(o.paths, ",") {
 		p = strings.TrimSpace(p)
@@ -117,6 +129,10 @@ func runStackBench(ctx context.Context, o stackBenchOptions, stdout io.Writer) e
 	for _, r := range all {
 		s := r.Saturation
 		if s == nil {
+			if len(r.Steps) > 0 && r.Steps[0].OK == 0 {
+				fmt.Fprintf(stdout, "%-15s no round trip was ok: see Postfix's log (/var/log/scout-mailstack/postfix.log)\n", r.Path)
+				continue
+			}
 			fmt.Fprintf(stdout, "%-15s no step sustained (start lower: --start-rate)\n", r.Path)
 			continue
 		}
@@ -142,6 +158,36 @@ error: the round trip against the mail server's own record (docs/capacity.md, "R
 		}
 	}
 	return nil
+}
+
+// probeForward is the .forward of the mail stack's probe mailbox
+// (scripts/mailstack.sh installs docs/reflector.md's line there).
+const probeForward = "/home/webscout/.forward"
+
+// forwardOverSMTP adds --smtp=addr --smtp-tls=none and the probe
+// mailbox to the reflector's command in the .forward file at path, so that
+// its reflections leave over SMTP (docs/reflector.md, section 4) instead
+// of through sendmail(8); restore puts the documented line back. addr must
+// be a loopback host:port; the file must hold the documented line.
+func forwardOverSMTP(path, addr string) (restore func(), err error) {
+	host, _, err := net.SplitHostPort(addr)
+	if ip := net.ParseIP(host); err != nil || ip == nil || !ip.IsLoopback() {
+		return nil, exitError{code: 2, err: fmt.Errorf("--reflector-smtp %q: want a loopback host:port such as 127.0.0.1:25", addr)}
+	}
+	orig, err := os.ReadFile(path)
+	if err != nil {
+		return nil, err
+	}
+	line := strings.TrimSpace(string(orig))
+	if !strings.HasSuffix(line, `"`) || !strings.Contains(line, "scout-reflector") {
+		return nil, fmt.Errorf("%s: %q is not the documented reflector line", path, line)
+	}
+	// SMTP output needs an envelope sender: the probe mailbox's own address.
+	line = strings.TrimSuffix(line, `"`) + " --smtp=" + addr + " --smtp-tls=none --mailbox=webscout@acme.example\"\n"
+	if err := os.WriteFile(path, []byte(line), 0o644); err != nil {
+		return nil, err
+	}
+	return func() { _ = os.WriteFile(path, orig, 0o644) }, nil
 }
 
 // benchPath runs the rate steps of one path on a fresh monitor.

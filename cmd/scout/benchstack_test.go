@@ -1,7 +1,10 @@
 package main
 
 import (
+	"os"
 	"os/exec"
+	"path/filepath"
+	"strings"
 	"testing"
 	"time"
 )
@@ -39,4 +42,41 @@ func TestCPUMeterNeverNegative(t *testing.T) {
 		t.Errorf("a second end() gave %+v, want %+v", again, used)
 	}
 	_ = x
+}
+
+// TestForwardOverSMTP: --reflector-smtp rewrites the documented .forward
+// line to send over SMTP with the probe mailbox as envelope sender, puts
+// the line back afterwards, and refuses an address off loopback or a
+// .forward that is not the reflector's.
+func TestForwardOverSMTP(t *testing.T) {
+	const documented = `"|/usr/local/bin/scout-reflector --key-file=/home/webscout/.scout-reflector/keys"` + "\n"
+	path := filepath.Join(t.TempDir(), ".forward")
+	if err := os.WriteFile(path, []byte(documented), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	restore, err := forwardOverSMTP(path, "127.0.0.1:25")
+	if err != nil {
+		t.Fatal(err)
+	}
+	got, _ := os.ReadFile(path)
+	want := `"|/usr/local/bin/scout-reflector --key-file=/home/webscout/.scout-reflector/keys --smtp=127.0.0.1:25 --smtp-tls=none --mailbox=webscout@acme.example"` + "\n"
+	if string(got) != want {
+		t.Errorf(".forward during the run:\n%s\nwant\n%s", got, want)
+	}
+	restore()
+	if got, _ := os.ReadFile(path); string(got) != documented {
+		t.Errorf(".forward after the run: %q, want the documented line back", got)
+	}
+
+	for _, addr := range []string{"192.0.2.1:25", "mail.example:25", "127.0.0.1"} {
+		if _, err := forwardOverSMTP(path, addr); err == nil || !strings.Contains(err.Error(), "loopback") {
+			t.Errorf("%s: err = %v, want a refusal naming loopback", addr, err)
+		}
+	}
+	if err := os.WriteFile(path, []byte("\\webscout, other@example.org\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := forwardOverSMTP(path, "127.0.0.1:25"); err == nil || !strings.Contains(err.Error(), "not the documented reflector line") {
+		t.Errorf("a foreign .forward: err = %v", err)
+	}
 }
