@@ -40,14 +40,21 @@ type dueProbes struct {
 	clock  clockwork.Clock
 	expect func(until time.Time) // the watch's Expect
 
-	mu   sync.Mutex
-	last map[string]lastProbe // by check and site
+	mu     sync.Mutex
+	last   map[string]lastProbe // by check and site
+	pruned time.Time            // the last removal of forgotten checks
 }
 
 type lastProbe struct {
 	started time.Time // the probe's StartedAt (the monitor's clock)
+	at      time.Time // when it arrived (this host's clock)
 	timer   clockwork.Timer
 }
+
+// dueForget: a check and site that sent no probe for this long (twice the
+// longest interval) is forgotten, so that checks removed from the monitor
+// do not stay in memory until the reflector restarts.
+const dueForget = 2 * dueMaxInterval
 
 func newDueProbes(clock clockwork.Clock, expect func(until time.Time)) *dueProbes {
 	return &dueProbes{clock: clock, expect: expect, last: map[string]lastProbe{}}
@@ -65,7 +72,8 @@ func (d *dueProbes) arrived(p probemail.Probe, at time.Time) {
 	if seen && !p.StartedAt.After(prev.started) {
 		return // an older probe, late or reflected again
 	}
-	next := lastProbe{started: p.StartedAt}
+	d.prune(at)
+	next := lastProbe{started: p.StartedAt, at: at}
 	if seen {
 		if prev.timer != nil {
 			prev.timer.Stop()
@@ -77,4 +85,21 @@ func (d *dueProbes) arrived(p probemail.Probe, at time.Time) {
 		}
 	}
 	d.last[key] = next
+}
+
+// prune forgets the checks and sites whose last probe arrived more than
+// dueForget before now, at most once an hour. d.mu is held.
+func (d *dueProbes) prune(now time.Time) {
+	if now.Sub(d.pruned) < time.Hour {
+		return
+	}
+	d.pruned = now
+	for key, l := range d.last {
+		if now.Sub(l.at) > dueForget {
+			if l.timer != nil {
+				l.timer.Stop()
+			}
+			delete(d.last, key)
+		}
+	}
 }

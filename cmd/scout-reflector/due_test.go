@@ -2,6 +2,8 @@ package main
 
 import (
 	"context"
+	"slices"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -95,5 +97,42 @@ func TestDueProbesIgnoresImpossibleIntervals(t *testing.T) {
 		if l.timer != nil {
 			t.Errorf("%q: a window was armed", k)
 		}
+	}
+}
+
+// TestDueProbesForgetsSilentChecks: a check and site whose last probe
+// arrived more than two days ago (a check removed from the monitor) is
+// forgotten (within the hour); one heard from within two days is kept.
+func TestDueProbesForgetsSilentChecks(t *testing.T) {
+	start := time.Date(2026, 12, 5, 10, 0, 0, 0, time.UTC)
+	clock := clockwork.NewFakeClockAt(start)
+	rec := &expectations{clock: clock}
+	d := newDueProbes(clock, rec.expect)
+	arrive := func(check string) {
+		d.arrived(probemail.Probe{TestID: "t", CheckID: check, Site: "eu", Attempt: 1, StartedAt: clock.Now()}, clock.Now())
+	}
+	remembered := func() string {
+		d.mu.Lock()
+		defer d.mu.Unlock()
+		var checks []string
+		for key := range d.last {
+			checks = append(checks, key[:strings.IndexByte(key, 0)])
+		}
+		slices.Sort(checks)
+		return strings.Join(checks, ",")
+	}
+	arrive("removed")
+	clock.Advance(time.Hour)
+	arrive("removed") // then it is taken out of the monitor
+	arrive("kept")
+	clock.Advance(dueForget - time.Minute)
+	arrive("kept")
+	if got := remembered(); got != "kept,removed" {
+		t.Fatalf("after %s of silence: remembered %s, want both", dueForget-time.Minute, got)
+	}
+	clock.Advance(time.Hour) // forgetting runs at most once an hour
+	arrive("new")
+	if got := remembered(); got != "kept,new" {
+		t.Errorf("after %s of silence: remembered %s, want kept and new", dueForget+59*time.Minute, got)
 	}
 }
