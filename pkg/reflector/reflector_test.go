@@ -240,3 +240,61 @@ func TestMboxSender(t *testing.T) {
 		})
 	}
 }
+
+// TestFileSeenPrunesAtMostHourly: a pipe reflector is a new process per
+// probe; records older than Keep are removed by the first claim, then not
+// again until an hour later (the .pruned file's mtime), whichever process
+// claims then.
+func TestFileSeenPrunesAtMostHourly(t *testing.T) {
+	dir := t.TempDir()
+	at := now
+	clock := func() time.Time { return at }
+	old := func(name string) {
+		t.Helper()
+		path := filepath.Join(dir, name)
+		if err := os.WriteFile(path, nil, 0o600); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.Chtimes(path, at.Add(-8*24*time.Hour), at.Add(-8*24*time.Hour)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	exists := func(name string) bool {
+		_, err := os.Stat(filepath.Join(dir, name))
+		return err == nil
+	}
+	claim := func(testID string) { // a new process each time, as in pipe mode
+		t.Helper()
+		seen, err := NewFileSeen(dir, clock)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if ok, err := seen.Claim(testID); !ok || err != nil {
+			t.Fatalf("claim %s: %v %v", testID, ok, err)
+		}
+	}
+	old("old1")
+	claim("aaaa")
+	if exists("old1") || !exists("aaaa") {
+		t.Fatal("the first claim did not prune the week-old record (or lost its own)")
+	}
+	old("old2")
+	at = at.Add(59 * time.Minute)
+	claim("bbbb")
+	if !exists("old2") {
+		t.Error("pruned again within the hour")
+	}
+	at = at.Add(2 * time.Minute)
+	claim("cccc")
+	if exists("old2") {
+		t.Error("not pruned an hour after the last time")
+	}
+	for _, id := range []string{"aaaa", "bbbb", "cccc"} {
+		if !exists(id) {
+			t.Errorf("record %s of this week was removed", id)
+		}
+	}
+	if ok, err := (&FileSeen{Dir: dir, now: clock}).Answered(prunedMarker); ok || err != nil {
+		t.Errorf("the marker passes for an answered probe: %v %v", ok, err)
+	}
+}

@@ -12,13 +12,23 @@ import (
 
 // FileSeen is a SeenStore in a directory: one empty file per answered probe,
 // created with O_EXCL so that concurrent deliveries (several pipe processes)
-// answer once. Files older than Keep are removed now and then.
+// answer once. Files older than Keep are removed at most once per
+// pruneEvery, whichever process claims first after it (the mtime of the
+// directory's .pruned file says when): a pipe reflector is a new process
+// for every probe, and reading a week of records each time cost it more
+// than its whole reflection (docs/capacity.md, "Real mail servers").
 type FileSeen struct {
 	Dir  string
 	Keep time.Duration // zero means 7 days
 	now  func() time.Time
-	n    int
 }
+
+// pruneEvery is how often a FileSeen directory is pruned; prunedMarker is
+// the file whose mtime records it (test ids cannot begin with a dot).
+const (
+	pruneEvery   = time.Hour
+	prunedMarker = ".pruned"
+)
 
 // NewFileSeen creates dir (mode 0700) if needed.
 func NewFileSeen(dir string, now func() time.Time) (*FileSeen, error) {
@@ -41,11 +51,25 @@ func (s *FileSeen) Claim(testID string) (bool, error) {
 		return false, err
 	}
 	_ = f.Close()
-	s.n++
-	if s.n%64 == 1 {
+	if s.pruneDue() {
 		s.prune()
 	}
 	return true, nil
+}
+
+// pruneDue reports whether the directory was last pruned pruneEvery ago
+// or more (or never), and if so marks it pruned now.
+func (s *FileSeen) pruneDue() bool {
+	marker := filepath.Join(s.Dir, prunedMarker)
+	now := s.now()
+	if info, err := os.Stat(marker); err == nil && now.Sub(info.ModTime()) < pruneEvery {
+		return false
+	}
+	if f, err := os.OpenFile(marker, os.O_CREATE|os.O_WRONLY, 0o600); err == nil {
+		_ = f.Close()
+	}
+	_ = os.Chtimes(marker, now, now)
+	return true
 }
 
 // Answered reports whether testID was claimed and not released, without
@@ -85,6 +109,9 @@ func (s *FileSeen) prune() {
 		return
 	}
 	for _, e := range entries {
+		if e.Name() == prunedMarker {
+			continue
+		}
 		if info, err := e.Info(); err == nil && info.ModTime().Before(cutoff) {
 			_ = os.Remove(filepath.Join(s.Dir, e.Name()))
 		}
