@@ -89,19 +89,24 @@ func New(cfg Config, deps Deps) (*Scheduler, error) {
 	return &Scheduler{cfg: cfg, deps: deps, log: deps.Logger.With("component", "scheduler"), metrics: m}, nil
 }
 
-// entry is one (check, site) pair and its next slot, which starts at due.
+// entry is one (check, site) pair and its next slot, which starts at
+// dueAt(). There are three per check of a three-site file: 48 bytes each
+// (docs/capacity.md, "Memory").
 type entry struct {
 	check *checks.Check
 	site  string
 	slot  int64
-	due   time.Time // SlotStart(check, slot), kept with slot by setSlot
-	index int       // in the queue
+	due   int64 // SlotStart(check, slot) in Unix nanoseconds, kept with slot by setSlot
+	index int   // in the queue
 }
 
 func (e *entry) setSlot(n int64) {
 	e.slot = n
-	e.due = SlotStart(e.check, n)
+	e.due = SlotStart(e.check, n).UnixNano()
 }
+
+// dueAt is when the entry's slot starts.
+func (e *entry) dueAt() time.Time { return time.Unix(0, e.due).UTC() }
 
 // queue orders the pairs by their next slot's start, so that a wake costs
 // O(log pairs) per test due instead of a scan of every pair.
@@ -109,8 +114,8 @@ type queue []*entry
 
 func (q queue) Len() int { return len(q) }
 func (q queue) Less(i, j int) bool {
-	if !q[i].due.Equal(q[j].due) {
-		return q[i].due.Before(q[j].due)
+	if q[i].due != q[j].due {
+		return q[i].due < q[j].due
 	}
 	if q[i].check.ID != q[j].check.ID {
 		return q[i].check.ID < q[j].check.ID
@@ -156,7 +161,7 @@ func (s *Scheduler) Run(ctx context.Context) error {
 		var wake <-chan time.Time // nil (never) with no pairs
 		var timer clockwork.Timer
 		if len(q) > 0 {
-			timer = s.deps.Clock.NewTimer(max(q[0].due.Sub(s.deps.Clock.Now()), 0))
+			timer = s.deps.Clock.NewTimer(max(q[0].dueAt().Sub(s.deps.Clock.Now()), 0))
 			wake = timer.Chan()
 		}
 		woken := false
@@ -180,14 +185,14 @@ func (s *Scheduler) Run(ctx context.Context) error {
 		now := s.deps.Clock.Now()
 		// Every pair whose slot has started, in order of their start.
 		due = due[:0]
-		for len(q) > 0 && !q[0].due.After(now) {
+		for len(q) > 0 && q[0].due <= now.UnixNano() {
 			due = append(due, heap.Pop(&q).(*entry))
 		}
 		retry := false
 		for _, e := range due {
-			if err := s.publish(ctx, e, e.due); err != nil {
+			if err := s.publish(ctx, e, e.dueAt()); err != nil {
 				s.metrics.failures.Inc()
-				if now.Sub(e.due) < e.check.SendWindow() && ctx.Err() == nil {
+				if now.Sub(e.dueAt()) < e.check.SendWindow() && ctx.Err() == nil {
 					s.log.Warn("publish failed, retrying", "check", e.check.ID, "site", e.site, "slot", e.slot, "error", err)
 					retry = true
 					continue
@@ -232,7 +237,7 @@ func (s *Scheduler) plan(prev queue, f *checks.File, now time.Time) queue {
 			e := &entry{check: c, site: site}
 			if old := kept[pair{c.ID, site}]; old != nil && old.check.Interval == c.Interval && old.check.Phase() == c.Phase() {
 				e.setSlot(old.slot)
-			} else if e.setSlot(SlotAt(c, now)); now.Sub(e.due) > min(s.cfg.CatchUp, c.SendWindow()/2) {
+			} else if e.setSlot(SlotAt(c, now)); now.Sub(e.dueAt()) > min(s.cfg.CatchUp, c.SendWindow()/2) {
 				e.setSlot(e.slot + 1)
 			}
 			e.index = len(entries)
