@@ -172,8 +172,11 @@ func (w *workers) feedPartition(ctx context.Context, cons jetstream.Consumer, p 
 				case <-done:
 					return
 				case <-changed:
+					// The next change's channel is taken before p is
+					// looked at, so that a change in between is not missed.
+					next := pref.Changed()
 					if pref.Preferred(p) == preferred {
-						changed = pref.Changed()
+						changed = next
 						continue
 					}
 				}

@@ -286,3 +286,96 @@ func TestPartitionedConsumersDivideAndMove(t *testing.T) {
 	}
 	agreed(t, b)
 }
+
+// flipPref is a Preference whose answer for every partition flips right
+// after the flipOn-th call of Preferred has answered, the way a second
+// change of the members can land while a partition's feeder looks at the
+// first.
+type flipPref struct {
+	mu      sync.Mutex
+	mine    bool
+	changed chan struct{}
+	ready   chan struct{}
+	calls   int
+	flipOn  int
+}
+
+func (f *flipPref) Preferred(int) bool {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.calls++
+	answer := f.mine
+	if f.calls == f.flipOn {
+		f.mine = !f.mine
+		f.signal()
+	}
+	return answer
+}
+
+func (f *flipPref) Changed() <-chan struct{} {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return f.changed
+}
+
+func (f *flipPref) Ready() <-chan struct{} { return f.ready }
+
+// signal announces a change; f.mu is held.
+func (f *flipPref) signal() {
+	close(f.changed)
+	f.changed = make(chan struct{})
+}
+
+func (f *flipPref) callCount() int {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return f.calls
+}
+
+// TestConsumePartitionsSeesAChangeRightAfterAnother: a change that does
+// not move a partition, followed at once by one that does, makes its
+// feeder pull again at the new priority; the second change is not lost
+// between the feeder's look at the first and its wait for the next.
+func TestConsumePartitionsSeesAChangeRightAfterAnother(t *testing.T) {
+	srv := natstest.Start(t)
+	_, js := natstest.Connect(t, srv)
+	ctx, cancel := context.WithCancel(natstest.Context(t))
+	defer cancel()
+	if _, err := js.CreateStream(ctx, jetstream.StreamConfig{Name: "FLIP", Subjects: []string{"flip.>"}}); err != nil {
+		t.Fatal(err)
+	}
+	cons, err := js.CreateOrUpdateConsumer(ctx, "FLIP", jetstream.ConsumerConfig{Durable: "flip", AckPolicy: jetstream.AckExplicitPolicy,
+		PriorityGroups: []string{"g"}, PriorityPolicy: jetstream.PriorityPolicyPrioritized})
+	if err != nil {
+		t.Fatal(err)
+	}
+	pref := &flipPref{mine: true, changed: make(chan struct{}), ready: make(chan struct{})}
+	close(pref.ready)
+	done := make(chan error, 1)
+	go func() {
+		done <- platform.ConsumePartitions(ctx, []jetstream.Consumer{cons}, pref,
+			func(context.Context, jetstream.Msg) error { return nil }, platform.ConsumeOptions{PriorityGroup: "g"})
+	}()
+	waitCalls := func(n int, what string) {
+		t.Helper()
+		deadline := time.Now().Add(10 * time.Second)
+		for pref.callCount() < n {
+			if time.Now().After(deadline) {
+				t.Fatalf("%s: Preferred was asked %d times, want %d", what, pref.callCount(), n)
+			}
+			time.Sleep(5 * time.Millisecond)
+		}
+	}
+	waitCalls(1, "the first pull")
+	pref.mu.Lock()
+	pref.flipOn = 2 // the feeder's look at the next change flips the partition
+	pref.signal()   // a change that does not move it
+	pref.mu.Unlock()
+	// The feeder sees the flip, drains its pull and pulls again: it asks
+	// once more to see the flip and once more for the new pull.
+	waitCalls(4, "after the flip")
+	cancel()
+	if err := <-done; err != nil {
+		t.Fatal(err)
+	}
+}
