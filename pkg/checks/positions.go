@@ -131,6 +131,11 @@ func decodeErrors(name string, te *yaml.TypeError, pos positions) []error {
 				if s := suggest(field, knownCheckFields()); s != "" {
 					e.Msg += fmt.Sprintf("; did you mean %s?", s)
 				}
+			} else if strings.Contains(msg, "checks.rawSettings") {
+				e.Field = "defaults." + field
+				if s := suggest(field, yamlNames(reflect.TypeOf(rawSettings{}))); s != "" {
+					e.Msg += fmt.Sprintf("; did you mean defaults.%s?", s)
+				}
 			} else if s := suggest(field, []string{"sites", "defaults", "checks"}); s != "" {
 				e.Msg += fmt.Sprintf("; did you mean %s?", s)
 			}
@@ -188,11 +193,13 @@ func knownCheckFields() []string {
 }
 
 // knownOAuthFields lists the keys of a service check's oauth block.
-func knownOAuthFields() []string {
+func knownOAuthFields() []string { return yamlNames(reflect.TypeOf(rawOAuth{})) }
+
+// yamlNames returns the YAML keys of struct type t's fields.
+func yamlNames(t reflect.Type) []string {
 	var out []string
-	t := reflect.TypeOf(rawOAuth{})
 	for i := 0; i < t.NumField(); i++ {
-		if name, _, _ := strings.Cut(t.Field(i).Tag.Get("yaml"), ","); name != "" {
+		if name, _, _ := strings.Cut(t.Field(i).Tag.Get("yaml"), ","); name != "" && name != "-" {
 			out = append(out, name)
 		}
 	}
