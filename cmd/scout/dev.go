@@ -180,6 +180,12 @@ func runDev(ctx context.Context, o devOptions, stdout io.Writer) error {
 	if err != nil {
 		return err
 	}
+	// The demo certificate's authority, for checking the demo servers by
+	// hand (scout check --ca), as the header below shows.
+	caFile := filepath.Join(o.dataDir, "demo-ca.pem")
+	if err := os.WriteFile(caFile, services.caPEM, 0o644); err != nil {
+		return err
+	}
 	pr := newPrinter(stdout, f)
 	reg := o.registry
 	if reg == nil {
@@ -198,6 +204,12 @@ func runDev(ctx context.Context, o devOptions, stdout io.Writer) error {
 			where = c.Kind + " " + c.Where() + " (" + c.Service.TLS + ")"
 		}
 		fmt.Fprintf(stdout, "  %-20s %s every %v, timeout %v, slow %v: an outage is told within %v\n", c.ID, where, c.Interval, c.Timeout, c.Slow, bound.Round(time.Second))
+	}
+	for _, c := range f.Checks {
+		if c.Kind == events.KindSMTP && isDemoHost(c.Service.Host) {
+			fmt.Fprintf(stdout, "By hand, the demo SMTP server of %s: go run ./cmd/scout check smtp 127.0.0.1:%d --ca %s -v\n", c.ID, c.Service.Port, caFile)
+			break
+		}
 	}
 	if len(o.breaks) > 0 {
 		until := "for the whole run"

@@ -89,6 +89,14 @@ func TestDevServiceChecks(t *testing.T) {
 	if strings.Count(s, "INCIDENT OPEN") != 1 || strings.Contains(s, "monitor_error") {
 		t.Error("want exactly one incident (acme-smtp's) and no monitor_error")
 	}
+	// The header shows how to check the demo SMTP server by hand, with the
+	// demo certificate's authority written to the data directory.
+	m := regexp.MustCompile(`(?m)^By hand, the demo SMTP server of acme-smtp: go run \./cmd/scout check smtp 127\.0\.0\.1:\d+ --ca (\S+) -v$`).FindStringSubmatch(s)
+	if m == nil {
+		t.Error("no scout check line for the demo SMTP server in the header")
+	} else if pemData, err := os.ReadFile(m[1]); err != nil || !strings.HasPrefix(string(pemData), "-----BEGIN CERTIFICATE-----") {
+		t.Errorf("%s: %v %.40q, want the demo authority's PEM", m[1], err, pemData)
+	}
 	if t.Failed() {
 		t.Logf("output:\n%s", s)
 	}
