@@ -485,6 +485,7 @@ func (w *Watcher) session(ctx context.Context, b backoff.BackOff) error {
 		w.lookedAt = selectSent // nothing was there then
 	}
 	var asked time.Time // when the last wait's NOOP was sent; zero: none
+	wasFast := false    // the last wait polled fast
 	for {
 		if mb := c.Mailbox(); mb != nil {
 			empty = mb.NumMessages == 0
@@ -514,7 +515,18 @@ func (w *Watcher) session(ctx context.Context, b backoff.BackOff) error {
 		fast := w.expecting(now)
 		if fast {
 			wait = min(wait, w.cfg.FastPoll)
+			if !wasFast {
+				// A window opened while the watcher was busy (an IDLE
+				// ended by another update, say): ask at once, as when it
+				// opens during IDLE, and drop its wake.
+				wait = 0
+				select {
+				case <-w.wake:
+				default:
+				}
+			}
 		}
+		wasFast = fast
 		if !renewAt.IsZero() {
 			wait = min(wait, max(renewAt.Sub(now), time.Millisecond))
 		}
@@ -528,7 +540,7 @@ func (w *Watcher) session(ctx context.Context, b backoff.BackOff) error {
 		if idle && !fast {
 			asked, err = w.idle(ctx, c, updates, wait)
 		} else {
-			asked, err = w.poll(ctx, c, wait)
+			asked, err = w.poll(ctx, c, wait, fast)
 		}
 		if err != nil {
 			return err
@@ -640,16 +652,18 @@ func (w *Watcher) idle(ctx context.Context, c *imapclient.Client, updates <-chan
 	return asked, nil
 }
 
-// poll waits d, or until Expect wakes it, then asks for news with NOOP;
-// asked is when the NOOP was sent. A wake while polling fast already is a
-// window that opened while the watcher was busy (an IDLE ended by another
-// update, say): it asks at once, as when the window opens in IDLE.
-func (w *Watcher) poll(ctx context.Context, c *imapclient.Client, d time.Duration) (asked time.Time, err error) {
+// poll waits d (or, unless fast already, until Expect wakes it), then asks
+// for news with NOOP; asked is when the NOOP was sent.
+func (w *Watcher) poll(ctx context.Context, c *imapclient.Client, d time.Duration, fast bool) (asked time.Time, err error) {
+	var wake <-chan struct{}
+	if !fast {
+		wake = w.wake
+	}
 	t := w.clock.NewTimer(d)
 	defer t.Stop()
 	select {
 	case <-t.Chan():
-	case <-w.wake:
+	case <-wake:
 	case <-ctx.Done():
 		return asked, ctx.Err()
 	case <-c.Closed():
