@@ -518,12 +518,13 @@ func (w *Watcher) session(ctx context.Context, b backoff.BackOff) error {
 			if !wasFast {
 				// A window opened while the watcher was busy (an IDLE
 				// ended by another update, say): ask at once, as when it
-				// opens during IDLE, and drop its wake.
+				// opens during IDLE.
 				wait = 0
-				select {
-				case <-w.wake:
-				default:
-				}
+			}
+			// Polling fast already: a wake says nothing more.
+			select {
+			case <-w.wake:
+			default:
 			}
 		}
 		wasFast = fast

@@ -498,6 +498,30 @@ func TestExpectPollsFast(t *testing.T) {
 		t.Errorf("%d IDLE commands while polling fast, want none", n-idles)
 	}
 
+	// Expectations that extend the window while it polls fast add no NOOP:
+	// one every FastPoll.
+	if err := clock.BlockUntilContext(ctx, 1); err != nil {
+		t.Fatal(err)
+	}
+	noops := srv.Commands("NOOP")
+	for i := range 5 {
+		w.Expect(clock.Now().Add(time.Minute + time.Duration(i+1)*time.Millisecond))
+	}
+	clock.Advance(100 * time.Millisecond)
+	for srv.Commands("NOOP") == noops {
+		select {
+		case <-ctx.Done():
+			t.Fatal("no NOOP after a FastPoll")
+		case <-time.After(5 * time.Millisecond):
+		}
+	}
+	if err := clock.BlockUntilContext(ctx, 1); err != nil { // waiting again
+		t.Fatal(err)
+	}
+	if n := srv.Commands("NOOP") - noops; n != 1 {
+		t.Errorf("%d NOOPs in one FastPoll with five more expectations, want 1", n)
+	}
+
 	// The expectation ends: IDLE again.
 	for clock.Now().Before(start.Add(time.Minute + 2*time.Second)) {
 		if err := clock.BlockUntilContext(ctx, 1); err != nil {
