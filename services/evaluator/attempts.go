@@ -78,12 +78,8 @@ func (e *Evaluator) saveAttempt(ctx context.Context, a *Attempt, rev uint64) err
 	if err != nil {
 		return err
 	}
-	if due, ev, ok := a.timer(); ok {
-		e.timers.arm(attemptKey(a.TestID), due, ev)
-	} else {
-		e.timers.disarm(attemptKey(a.TestID))
-	}
-	e.timers.wrote(attemptKey(a.TestID), newRev)
+	due, ev, ok := a.timer()
+	e.timers.wrote(attemptKey(a.TestID), newRev, due, ev, ok)
 	return nil
 }
 

@@ -53,9 +53,15 @@ type timers struct {
 	mu      sync.Mutex
 	entries map[string]*timerEntry
 	// written holds the revision of this replica's own latest write of a
-	// key, so that the watch does not decode it again; the watch removes
-	// the entry when it sees that revision.
+	// key, whose timer it armed itself: the watch skips that revision and
+	// older ones of the key (it does not decode them, and an older one
+	// must not undo the newer arm), and removes the entry when it reaches
+	// that revision.
 	written map[string]uint64
+	// watched is the highest revision the watch has delivered (KV
+	// revisions are the bucket's stream sequences, one order for every
+	// key): a write at or below it was armed by the watch already.
+	watched uint64
 	queue   timerHeap
 	wake    chan struct{}
 	ready   chan struct{} // closed when the watch delivered the initial state
@@ -78,6 +84,13 @@ func newTimers(clock clockwork.Clock, pub platform.Publisher, kv jetstream.KeyVa
 // arm sets (or moves) the timer key to publish ev at due.
 func (t *timers) arm(key string, due time.Time, ev events.Event) {
 	t.mu.Lock()
+	t.armLocked(key, due, ev)
+	t.mu.Unlock()
+	t.poke()
+}
+
+// armLocked is arm with t.mu held.
+func (t *timers) armLocked(key string, due time.Time, ev events.Event) {
 	if e, ok := t.entries[key]; ok {
 		e.due, e.ev = due, ev
 		heap.Fix(&t.queue, e.index)
@@ -86,42 +99,77 @@ func (t *timers) arm(key string, due time.Time, ev events.Event) {
 		t.entries[key] = e
 		heap.Push(&t.queue, e)
 	}
+}
+
+// wrote arms (armed) or disarms the timer of key, which this replica has
+// just written at rev, unless the watch delivered rev already (it armed
+// that revision, or a newer one, itself). Arming and recording the
+// revision happen under one lock, so that a watch entry decoded meanwhile
+// cannot undo them (applyWatched).
+func (t *timers) wrote(key string, rev uint64, due time.Time, ev events.Event, armed bool) {
+	t.mu.Lock()
+	if rev <= t.watched {
+		t.mu.Unlock()
+		return
+	}
+	t.written[key] = rev
+	if armed {
+		t.armLocked(key, due, ev)
+	} else {
+		t.disarmLocked(key)
+	}
 	t.mu.Unlock()
 	t.poke()
 }
 
-// wrote records that this replica wrote key at rev (and armed or disarmed
-// its timer already).
-func (t *timers) wrote(key string, rev uint64) {
+// watchWants reports whether the watch entry of key at rev is to be
+// decoded: it is not this replica's own latest write or an older one.
+func (t *timers) watchWants(key string, rev uint64) bool {
 	t.mu.Lock()
 	defer t.mu.Unlock()
-	t.written[key] = rev
-}
-
-// ownWrite reports whether the watch entry is this replica's own latest
-// write, and forgets it.
-func (t *timers) ownWrite(key string, rev uint64) bool {
-	t.mu.Lock()
-	defer t.mu.Unlock()
+	t.watched = max(t.watched, rev)
 	own, ok := t.written[key]
 	if !ok {
-		return false
+		return true
 	}
 	if rev >= own {
 		delete(t.written, key)
 	}
-	return rev <= own
+	return rev > own
+}
+
+// applyWatched arms (armed) or disarms the timer of key as its watch
+// entry at rev says, unless this replica wrote a newer revision of key
+// while the entry was being decoded.
+func (t *timers) applyWatched(key string, rev uint64, due time.Time, ev events.Event, armed bool) {
+	t.mu.Lock()
+	if own, ok := t.written[key]; ok && own > rev {
+		t.mu.Unlock()
+		return
+	}
+	if armed {
+		t.armLocked(key, due, ev)
+	} else {
+		t.disarmLocked(key)
+	}
+	t.mu.Unlock()
+	t.poke()
 }
 
 // disarm removes the timer key, if armed.
 func (t *timers) disarm(key string) {
 	t.mu.Lock()
+	t.disarmLocked(key)
+	t.mu.Unlock()
+	t.poke()
+}
+
+// disarmLocked is disarm with t.mu held.
+func (t *timers) disarmLocked(key string) {
 	if e, ok := t.entries[key]; ok {
 		heap.Remove(&t.queue, e.index)
 		delete(t.entries, key)
 	}
-	t.mu.Unlock()
-	t.poke()
 }
 
 func (t *timers) poke() {
@@ -249,12 +297,12 @@ func (t *timers) watch(ctx context.Context) error {
 }
 
 func (t *timers) apply(e jetstream.KeyValueEntry) {
-	key := e.Key()
-	if e.Operation() == jetstream.KeyValuePut && t.ownWrite(key, e.Revision()) {
+	key, rev := e.Key(), e.Revision()
+	if !t.watchWants(key, rev) {
 		return // armed or disarmed already when this replica wrote it
 	}
 	if e.Operation() != jetstream.KeyValuePut {
-		t.disarm(key)
+		t.applyWatched(key, rev, time.Time{}, nil, false)
 		return
 	}
 	switch {
@@ -264,18 +312,15 @@ func (t *timers) apply(e jetstream.KeyValueEntry) {
 			t.log.Warn("undecodable attempt record", "key", key, "error", err)
 			return
 		}
-		if due, ev, ok := a.timer(); ok {
-			t.arm(key, due, ev)
-		} else {
-			t.disarm(key)
-		}
+		due, ev, ok := a.timer()
+		t.applyWatched(key, rev, due, ev, ok)
 	case strings.HasPrefix(key, prefixRetest):
 		var r RetestRecord
 		if err := json.Unmarshal(e.Value(), &r); err != nil {
 			t.log.Warn("undecodable retest record", "key", key, "error", err)
 			return
 		}
-		t.arm(key, r.DueAt, r.Test)
+		t.applyWatched(key, rev, r.DueAt, r.Test, true)
 	}
 }
 
