@@ -541,7 +541,7 @@ func (w *Watcher) session(ctx context.Context, b backoff.BackOff) error {
 		if idle && !fast {
 			asked, err = w.idle(ctx, c, updates, wait)
 		} else {
-			asked, err = w.poll(ctx, c, wait, fast)
+			asked, err = w.poll(ctx, c, updates, wait, fast)
 		}
 		if err != nil {
 			return err
@@ -654,21 +654,29 @@ func (w *Watcher) idle(ctx context.Context, c *imapclient.Client, updates <-chan
 }
 
 // poll waits d (or, unless fast already, until Expect wakes it), then asks
-// for news with NOOP; asked is when the NOOP was sent.
-func (w *Watcher) poll(ctx context.Context, c *imapclient.Client, d time.Duration, fast bool) (asked time.Time, err error) {
+// for news with NOOP; asked is when the NOOP was sent. News the server
+// gave meanwhile (an EXISTS with the answer to a scan's commands) ends the
+// wait at once: while probes come fast, a scan does not wait a fast poll
+// for the mail that arrived during the one before.
+func (w *Watcher) poll(ctx context.Context, c *imapclient.Client, updates <-chan struct{}, d time.Duration, fast bool) (asked time.Time, err error) {
 	var wake <-chan struct{}
 	if !fast {
 		wake = w.wake
 	}
-	t := w.clock.NewTimer(d)
-	defer t.Stop()
 	select {
-	case <-t.Chan():
-	case <-wake:
-	case <-ctx.Done():
-		return asked, ctx.Err()
-	case <-c.Closed():
-		return asked, errors.New("connection closed")
+	case <-updates:
+	default:
+		t := w.clock.NewTimer(d)
+		defer t.Stop()
+		select {
+		case <-t.Chan():
+		case <-updates:
+		case <-wake:
+		case <-ctx.Done():
+			return asked, ctx.Err()
+		case <-c.Closed():
+			return asked, errors.New("connection closed")
+		}
 	}
 	asked = w.clock.Now()
 	if err := c.Noop().Wait(); err != nil {

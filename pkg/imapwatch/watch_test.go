@@ -58,6 +58,9 @@ type handler struct {
 	swept    []string
 	released bool
 	got      chan struct{}
+	// onHandle, when set, runs after each Handle with the message's
+	// Subject (a test delivers more mail while a scan runs).
+	onHandle func(name string)
 }
 
 func newHandler() *handler { return &handler{got: make(chan struct{}, 100)} }
@@ -80,8 +83,12 @@ func (h *handler) Want(m *imapwatch.Message) bool {
 
 func (h *handler) Handle(_ context.Context, m *imapwatch.Message, body []byte) imapwatch.Action {
 	h.mu.Lock()
+	hook := h.onHandle
 	defer func() {
 		h.mu.Unlock()
+		if hook != nil {
+			hook(field(m.Header, "Subject"))
+		}
 		h.got <- struct{}{}
 	}()
 	_, b, _ := strings.Cut(string(body), "\r\n\r\n")
@@ -520,6 +527,23 @@ func TestExpectPollsFast(t *testing.T) {
 	}
 	if n := srv.Commands("NOOP") - noops; n != 1 {
 		t.Errorf("%d NOOPs in one FastPoll with five more expectations, want 1", n)
+	}
+
+	// Mail that arrives while a scan runs is reported with the answers to
+	// the scan's commands: the watcher asks again at once, without waiting
+	// a FastPoll (the fake clock does not move).
+	h.mu.Lock()
+	h.onHandle = func(name string) {
+		if name == "c" {
+			srv.Deliver(msg("d", "delete"), time.Time{})
+		}
+	}
+	h.mu.Unlock()
+	srv.Deliver(msg("c", "delete"), time.Time{})
+	clock.Advance(100 * time.Millisecond)
+	calls = h.waitCalls(ctx, t, 4)
+	if d := calls[3]; d.Name != "d" || !d.SeenAt.Equal(calls[2].SeenAt) {
+		t.Errorf("d %+v, want it seen at once after c (%s)", d, calls[2].SeenAt)
 	}
 
 	// The expectation ends: IDLE again.
