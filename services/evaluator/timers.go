@@ -113,11 +113,7 @@ func (t *timers) wrote(key string, rev uint64, due time.Time, ev events.Event, a
 		return
 	}
 	t.written[key] = rev
-	if armed {
-		t.armLocked(key, due, ev)
-	} else {
-		t.disarmLocked(key)
-	}
+	t.setLocked(key, due, ev, armed)
 	t.mu.Unlock()
 	t.poke()
 }
@@ -147,13 +143,19 @@ func (t *timers) applyWatched(key string, rev uint64, due time.Time, ev events.E
 		t.mu.Unlock()
 		return
 	}
+	t.setLocked(key, due, ev, armed)
+	t.mu.Unlock()
+	t.poke()
+}
+
+// setLocked arms the timer of key at due (armed) or disarms it, with t.mu
+// held.
+func (t *timers) setLocked(key string, due time.Time, ev events.Event, armed bool) {
 	if armed {
 		t.armLocked(key, due, ev)
 	} else {
 		t.disarmLocked(key)
 	}
-	t.mu.Unlock()
-	t.poke()
 }
 
 // disarm removes the timer key, if armed.
