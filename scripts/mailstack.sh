@@ -14,7 +14,8 @@
 #
 # What it builds (every listener on 127.0.0.1 only):
 #   Postfix  127.0.0.1:25, mydestination = $SCOUT_CUSTOMER_DOMAIN and
-#            $SCOUT_IMAP_RETURN_DOMAIN, Maildir delivery, maillog_file, short
+#            $SCOUT_IMAP_RETURN_DOMAIN, Maildir delivery, maillog_file, long
+#            queue ids (they carry the arrival time to the microsecond), short
 #            retry times, a transport map that sends $SCOUT_RETURN_DOMAIN to
 #            127.0.0.1:$SCOUT_RETURN_PORT (the receiver's SMTP port),
 #            STARTTLS with a generated self-signed certificate, SMTP AUTH
@@ -205,6 +206,7 @@ configure_postfix() {
 		"mailbox_command =" \
 		"biff = no" \
 		"maillog_file = $LOGDIR/postfix.log" \
+		"enable_long_queue_ids = yes" \
 		"minimal_backoff_time = 2s" \
 		"maximal_backoff_time = 10s" \
 		"queue_run_delay = 2s" \

@@ -15,7 +15,10 @@ import (
 // greeting, the TLS handshake and the login for every probe. A session
 // serves at most MaxMessages messages and is dropped after IdleTimeout
 // unused (servers close idle sessions: Postfix after smtpd_timeout, 300
-// s; we end ours after IdleTimeout). Safe for concurrent use: each Send has a session of its own.
+// s; we end ours after IdleTimeout). A session that served its share is
+// replaced at once, in the background, so that the next message does not
+// wait for a new session to open (unless MaxMessages is 1). Safe for concurrent use: each Send has
+// a session of its own.
 type Pool struct {
 	cfg Config
 	// MaxMessages bounds the messages of one session; 1 opens a new
@@ -31,7 +34,14 @@ type Pool struct {
 	mu     sync.Mutex
 	idle   []*session
 	closed bool
+	// refills counts the replacements being opened; refilled is closed
+	// (and set to nil) when the last of them ends.
+	refills  int
+	refilled chan struct{}
 }
+
+// refillTimeout bounds the opening of a replacement session.
+const refillTimeout = 30 * time.Second
 
 // NewPool returns a Pool that submits with cfg.
 func NewPool(cfg Config) *Pool { return &Pool{cfg: cfg} }
@@ -44,7 +54,7 @@ func NewPool(cfg Config) *Pool { return &Pool{cfg: cfg} }
 // is dropped and the message sent again on a new session, once.
 func (p *Pool) Send(ctx context.Context, from string, to []string, msg []byte) (Result, error) {
 	start := time.Now()
-	if s := p.take(start); s != nil {
+	if s := p.take(ctx); s != nil {
 		res := Result{Reused: true, Server: s.server}
 		res.Timings.TLSVersion, res.Timings.PeerAddress = s.tls, s.peer
 		s.tr.Reset()
@@ -76,20 +86,56 @@ func (p *Pool) Send(ctx context.Context, from string, to []string, msg []byte) (
 }
 
 // take returns an idle session fit for another message, or nil; it drops
-// the ones that sat idle too long.
-func (p *Pool) take(now time.Time) *session {
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	for len(p.idle) > 0 {
-		s := p.idle[len(p.idle)-1]
-		p.idle = p.idle[:len(p.idle)-1]
-		s.idle.Stop()
-		if now.Sub(s.idleAt) < p.idleTimeout() {
-			return s
+// the ones that sat idle too long. With none idle while a replacement is
+// being opened (refill), it waits for that until ctx ends.
+func (p *Pool) take(ctx context.Context) *session {
+	for {
+		p.mu.Lock()
+		for len(p.idle) > 0 {
+			s := p.idle[len(p.idle)-1]
+			p.idle = p.idle[:len(p.idle)-1]
+			s.idle.Stop()
+			if time.Since(s.idleAt) < p.idleTimeout() {
+				p.mu.Unlock()
+				return s
+			}
+			go s.quitAndClose()
 		}
-		go s.quitAndClose()
+		wait := p.refilled
+		p.mu.Unlock()
+		if wait == nil {
+			return nil
+		}
+		select {
+		case <-wait:
+		case <-ctx.Done():
+			return nil
+		}
 	}
-	return nil
+}
+
+// refillLocked opens a session in the background and keeps it idle, in
+// place of one that served its share; p.mu is held.
+func (p *Pool) refillLocked() {
+	if p.refills == 0 {
+		p.refilled = make(chan struct{})
+	}
+	p.refills++
+	go func() {
+		ctx, cancel := context.WithTimeout(context.Background(), refillTimeout)
+		var res Result
+		s, err := open(ctx, p.cfg, &res, time.Now())
+		cancel()
+		if err == nil {
+			p.put(s)
+		}
+		p.mu.Lock()
+		if p.refills--; p.refills == 0 {
+			close(p.refilled)
+			p.refilled = nil
+		}
+		p.mu.Unlock()
+	}()
 }
 
 func (p *Pool) idleTimeout() time.Duration {
@@ -125,8 +171,11 @@ func (p *Pool) put(s *session) {
 	}
 	p.mu.Lock()
 	if p.closed || s.messages >= maxMessages || len(p.idle) >= maxIdle {
+		if !p.closed && s.messages >= maxMessages && maxMessages > 1 {
+			p.refillLocked()
+		}
 		p.mu.Unlock()
-		s.quitAndClose()
+		go s.quitAndClose()
 		return
 	}
 	s.idleAt = time.Now()

@@ -149,13 +149,70 @@ func TestPoolReusesSessions(t *testing.T) {
 	p2 := NewPool(cs2.config())
 	p2.MaxMessages = 2
 	defer p2.Close()
-	for range 5 {
-		if _, err := p2.Send(testCtx(t), "r@monitor.example", []string{"b@customer.example"}, msg); err != nil {
+	for i := range 5 {
+		res, err := p2.Send(testCtx(t), "r@monitor.example", []string{"b@customer.example"}, msg)
+		if err != nil {
 			t.Fatal(err)
+		}
+		if res.Reused != (i > 0) {
+			t.Errorf("MaxMessages 2, message %d: reused %v, want %v (a retired session's replacement is opened ahead)", i, res.Reused, i > 0)
 		}
 	}
 	if n := cs2.sessions.Load(); n != 3 {
 		t.Errorf("MaxMessages 2: %d sessions for 5 messages, want 3", n)
+	}
+}
+
+// TestPoolReplacesARetiredSessionAhead: a session that served its
+// MaxMessages is replaced at once, before the next message comes, so that
+// the next message does not wait for a connection, a greeting, TLS and a
+// login; with MaxMessages 1 nothing is opened ahead.
+func TestPoolReplacesARetiredSessionAhead(t *testing.T) {
+	cs := startCounting(t, time.Minute)
+	p := NewPool(cs.config())
+	p.MaxMessages = 2
+	defer p.Close()
+	send := func(p *Pool) Result {
+		t.Helper()
+		res, err := p.Send(testCtx(t), "r@monitor.example", []string{"b@customer.example"}, msg)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return res
+	}
+	send(p)
+	send(p)
+	deadline := time.Now().Add(10 * time.Second)
+	for cs.sessions.Load() < 2 {
+		if time.Now().After(deadline) {
+			t.Fatalf("no replacement opened after the session's second message: %d sessions", cs.sessions.Load())
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+	if res := send(p); !res.Reused || res.Timings.ConnectMS != 0 || res.Timings.TLSMS != 0 || res.Timings.AuthMS != 0 {
+		t.Errorf("the third message: reused %v, timings %+v; want the replacement, opened ahead", res.Reused, res.Timings)
+	}
+	if n := cs.sessions.Load(); n != 2 {
+		t.Errorf("%d sessions, want 2", n)
+	}
+	for cs.open.Load() != 1 {
+		if time.Now().After(deadline) {
+			t.Fatalf("%d sessions open, want 1: the retired one is not ended", cs.open.Load())
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+
+	cs1 := startCounting(t, time.Minute)
+	p1 := NewPool(cs1.config())
+	p1.MaxMessages = 1
+	defer p1.Close()
+	for i := range 2 {
+		if res := send(p1); res.Reused {
+			t.Errorf("MaxMessages 1, message %d: reused; want a session opened for it", i)
+		}
+	}
+	if n := cs1.sessions.Load(); n != 2 {
+		t.Errorf("MaxMessages 1: %d sessions for 2 messages, want 2", n)
 	}
 }
 
