@@ -25,17 +25,17 @@ import (
 func (s *Sender) roundTrip(ctx context.Context, log *slog.Logger, ev events.TestScheduled, check *checks.Check, delivered uint64) error {
 	// An outcome decided by an earlier delivery whose mail.sent could not be
 	// published: publish it, never send a second probe.
-	if prev, ok := s.memo.get(ev.TestID); ok && prev.final {
+	now := s.deps.Clock.Now()
+	if prev, ok := s.memo.get(ev.TestID, now); ok && prev.final {
 		return s.report(ctx, log, prev.ev)
 	}
 	notAfter := sendWindow(ev, check)
-	now := s.deps.Clock.Now()
-	if prev, ok := s.memo.get(ev.TestID); ok && now.After(notAfter) {
+	if prev, ok := s.memo.get(ev.TestID, now); ok && now.After(notAfter) {
 		// A retry of a temporary failure came too late: report that
 		// failure, the real reason nothing was sent.
 		return s.final(ctx, log, prev.ev)
 	}
-	built, ok := s.probes.get(ev.TestID)
+	built, ok := s.probes.get(ev.TestID, now)
 	if ok && built.ev.deferred != nil && now.After(built.ev.probe.StartedAt.Add(check.Timeout)) {
 		log.Warn("a deferred probe's retry came after the attempt's timeout: not sent again")
 		return nil

@@ -30,10 +30,10 @@ type HostResolver interface {
 // A check with an oauth block logs in with the login s.logins keeps for
 // it (one token cache per check, renewed before expiry).
 func (s *Sender) serviceCheck(ctx context.Context, log *slog.Logger, ev events.TestScheduled, check *checks.Check) error {
-	if prev, ok := s.observations.get(ev.TestID); ok {
+	now := s.deps.Clock.Now().UTC()
+	if prev, ok := s.observations.get(ev.TestID, now); ok {
 		return s.reportChecked(ctx, log, prev.ev)
 	}
-	now := s.deps.Clock.Now().UTC()
 	obs := events.ServiceChecked{
 		V: events.SchemaVersion, TestID: ev.TestID, CheckID: check.ID, Site: ev.Site, Kind: check.Kind,
 		Attempt: ev.Attempt, Reason: ev.Reason, OriginTestID: ev.OriginTestID,
