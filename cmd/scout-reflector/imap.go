@@ -31,7 +31,9 @@ func watchIMAP(ctx context.Context, cfg *resolved, e env, clock clockwork.Clock,
 	if err != nil {
 		return configErrorf("state_dir: %w", err)
 	}
-	r := reflector.New(reflectorConfig(cfg), timeoutSender{newSender(cfg), cfg}, seen, e.now)
+	out, closeOut := newSender(cfg, true)
+	defer closeOut()
+	r := reflector.New(reflectorConfig(cfg), timeoutSender{out, cfg}, seen, e.now)
 	w, err := newIMAPWatch(imapwatch.Config{
 		Addr:      cfg.IMAP.Addr,
 		TLS:       cfg.IMAP.TLS,

@@ -3,6 +3,7 @@ package main
 import (
 	"bytes"
 	"context"
+	"fmt"
 	"log/slog"
 	"slices"
 	"strings"
@@ -274,4 +275,32 @@ func TestIMAPRetriesATemporarySendFailure(t *testing.T) {
 	srv.WaitUIDs(ctx)
 	cancel()
 	<-done
+}
+
+// TestIMAPModeKeepsItsSMTPSession: in imap mode (one process, many
+// reflections) the SMTP output carries reflections that come in quick
+// succession over one session, and ends it with QUIT when the reflector
+// stops; a pipe run's output opens a session for its one reflection.
+func TestIMAPModeKeepsItsSMTPSession(t *testing.T) {
+	for _, tc := range []struct {
+		keep     bool
+		sessions int64
+	}{{true, 1}, {false, 3}} {
+		srv := mailtest.NewServer(t, mailtest.Options{})
+		cfg := &resolved{Config: Config{Output: outputSMTP, SMTP: SMTPConfig{Addr: srv.Addr, TLS: submit.TLSNone, Helo: "mx.acme.example"}}}
+		out, closeOut := newSender(cfg, tc.keep)
+		for i := range 3 {
+			msg := []byte(fmt.Sprintf("Subject: %d\r\n\r\nreflection\r\n", i))
+			if err := out.Send(context.Background(), mailbox, []string{"scout@eu-west.return.test"}, msg); err != nil {
+				t.Fatalf("keep %v, reflection %d: %v", tc.keep, i, err)
+			}
+		}
+		closeOut()
+		if got := len(srv.Wait(3, 10*time.Second)); got != 3 {
+			t.Fatalf("keep %v: %d reflections arrived, want 3", tc.keep, got)
+		}
+		if n := srv.Connections(); n != tc.sessions {
+			t.Errorf("keep %v: %d SMTP sessions for 3 reflections, want %d", tc.keep, n, tc.sessions)
+		}
+	}
 }

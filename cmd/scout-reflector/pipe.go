@@ -44,7 +44,8 @@ func runMessage(ctx context.Context, cfg *resolved, e env, path string) error {
 	if v, ok := e.lookupEnv(envSender); ok {
 		sender = v
 	}
-	r := reflector.New(reflectorConfig(cfg), newSender(cfg), &lazySeen{dir: cfg.StateDir, now: e.now}, e.now)
+	out, _ := newSender(cfg, false)
+	r := reflector.New(reflectorConfig(cfg), out, &lazySeen{dir: cfg.StateDir, now: e.now}, e.now)
 	sctx, cancel := context.WithTimeout(ctx, cfg.Timeout)
 	defer cancel()
 	d, err := r.Handle(sctx, msg, sender)
@@ -96,17 +97,20 @@ func reflectorConfig(cfg *resolved) reflector.Config {
 	}
 }
 
-// newSender returns the configured output.
-func newSender(cfg *resolved) reflector.Sender {
+// newSender returns the configured output and what ends it. With keep
+// (imap mode: one process for many reflections) the SMTP output keeps its
+// sessions open between reflections (reflector.SMTP.Pool) and the closer
+// ends them with QUIT; a pipe run sends one reflection and keeps nothing.
+func newSender(cfg *resolved, keep bool) (reflector.Sender, func()) {
 	if cfg.Output != outputSMTP {
-		return reflector.Sendmail{Path: cfg.Sendmail}
+		return reflector.Sendmail{Path: cfg.Sendmail}, func() {}
 	}
 	host, _, _ := net.SplitHostPort(cfg.SMTP.Addr)
 	helo := cfg.SMTP.Helo
 	if helo == "" {
 		helo, _ = os.Hostname()
 	}
-	return reflector.SMTP{Config: submit.Config{
+	out := reflector.SMTP{Config: submit.Config{
 		Addr:      cfg.SMTP.Addr,
 		TLS:       cfg.SMTP.TLS,
 		TLSConfig: cfg.tlsConfig(host),
@@ -115,6 +119,11 @@ func newSender(cfg *resolved) reflector.Sender {
 		Auth:      cfg.smtpAuth(),
 		HelloName: helo,
 	}}
+	if !keep {
+		return out, func() {}
+	}
+	out.Pool = submit.NewPool(out.Config)
+	return out, out.Pool.Close
 }
 
 // newLogger writes to the log file when one is set (level info: every

@@ -67,11 +67,20 @@ func (s Sendmail) Send(ctx context.Context, from string, to []string, msg []byte
 // SMTP submits to an SMTP server (a submission port or a relay).
 type SMTP struct {
 	Config submit.Config
+	// Pool, when not nil, carries the reflections over kept sessions
+	// (submit.Pool, made with Config): a long-running reflector (imap
+	// mode) then connects, negotiates TLS and logs in once for probes that
+	// come in quick succession, not once per reflection.
+	Pool *submit.Pool
 }
 
 // Send implements Sender. Errors are *submit.Error: 4xx replies and network
 // failures are temporary.
 func (s SMTP) Send(ctx context.Context, from string, to []string, msg []byte) error {
+	if s.Pool != nil {
+		_, err := s.Pool.Send(ctx, from, to, msg)
+		return err
+	}
 	_, err := submit.Send(ctx, s.Config, from, to, msg)
 	return err
 }
