@@ -682,6 +682,13 @@ func (w *Watcher) poll(ctx context.Context, c *imapclient.Client, updates <-chan
 	if err := c.Noop().Wait(); err != nil {
 		return time.Time{}, fmt.Errorf("noop: %w", err)
 	}
+	// The news this NOOP brought (imapclient hands it over before the
+	// NOOP's completion) is what the scan after it looks at: it must not
+	// end the next wait too.
+	select {
+	case <-updates:
+	default:
+	}
 	return asked, nil
 }
 

@@ -271,10 +271,15 @@ func TestPollWithoutIDLEAndExpungeWithoutUIDPLUS(t *testing.T) {
 	if calls[2].Name != "b" || !calls[2].SeenAt.Equal(start.Add(time.Minute)) {
 		t.Errorf("call %+v, want b seen at the poll", calls[2])
 	}
+	// b deleted, the watcher waits for the next poll: the EXISTS that
+	// NOOP brought was the scan's news, not a reason to ask again at once.
+	srv.WaitUIDs(ctx, uidK)
+	if err := clock.BlockUntilContext(ctx, 1); err != nil {
+		t.Fatal(err)
+	}
 	if srv.Commands("NOOP") != noops+1 {
 		t.Errorf("%d NOOPs for one poll", srv.Commands("NOOP")-noops)
 	}
-	srv.WaitUIDs(ctx, uidK)
 	cancel()
 	<-done
 }
