@@ -86,7 +86,8 @@ func (p *Pool) Send(ctx context.Context, from string, to []string, msg []byte) (
 }
 
 // take returns an idle session fit for another message, or nil; it drops
-// the ones that sat idle too long. With none idle while a replacement is
+// the ones that sat idle too long or whose login's token is past half its
+// life (session.reuseUntil). With none idle while a replacement is
 // being opened (refill), it waits for that until ctx ends.
 func (p *Pool) take(ctx context.Context) *session {
 	for {
@@ -95,7 +96,7 @@ func (p *Pool) take(ctx context.Context) *session {
 			s := p.idle[len(p.idle)-1]
 			p.idle = p.idle[:len(p.idle)-1]
 			s.idle.Stop()
-			if time.Since(s.idleAt) < p.idleTimeout() {
+			if time.Since(s.idleAt) < p.idleTimeout() && (s.reuseUntil.IsZero() || time.Now().Before(s.reuseUntil)) {
 				p.mu.Unlock()
 				return s
 			}

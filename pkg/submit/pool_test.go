@@ -1,6 +1,7 @@
 package submit
 
 import (
+	"context"
 	"crypto/tls"
 	"errors"
 	"io"
@@ -282,5 +283,43 @@ func TestPoolIdleTimeoutAndRefusal(t *testing.T) {
 	}
 	if n := cs.sessions.Load(); n != 4 {
 		t.Errorf("%d sessions, want 4: the refused session was dropped, not reused", n)
+	}
+}
+
+// expiringLogin logs in with AUTH PLAIN and says its token expires life
+// after each login, as an OAuth login (pkg/mailauth) does.
+type expiringLogin struct{ life time.Duration }
+
+func (a expiringLogin) SASL(context.Context) (sasl.Client, time.Time, error) {
+	return sasl.NewPlainClient("", "scout", "pw"), time.Now().Add(a.life), nil
+}
+
+// TestPoolRenewsASessionInTheSecondHalfOfItsToken: a session logged in
+// with an expiring token is reused in the first half of the token's life,
+// not after (a server may end a session whose token expired), and the
+// next message logs in on a new session.
+func TestPoolRenewsASessionInTheSecondHalfOfItsToken(t *testing.T) {
+	cs := startCounting(t, time.Minute)
+	cfg := cs.config()
+	cfg.Username, cfg.Password, cfg.Auth = "", "", expiringLogin{life: 2 * time.Second}
+	p := NewPool(cfg)
+	defer p.Close()
+	send := func() Result {
+		t.Helper()
+		res, err := p.Send(testCtx(t), "r@monitor.example", []string{"b@customer.example"}, msg)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return res
+	}
+	if send().Reused || !send().Reused {
+		t.Fatal("the second message, right after the first, was not sent on the first one's session")
+	}
+	time.Sleep(1100 * time.Millisecond) // past half of the token's 2 s
+	if res := send(); res.Reused || res.Timings.AuthMS == 0 {
+		t.Errorf("a message after half the token's life: reused %v, auth %v ms; want a new session and login", res.Reused, res.Timings.AuthMS)
+	}
+	if n := cs.sessions.Load(); n != 2 {
+		t.Errorf("%d sessions, want 2", n)
 	}
 }

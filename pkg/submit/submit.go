@@ -183,6 +183,12 @@ type session struct {
 	messages int         // transactions completed on it
 	idleAt   time.Time   // when it was last put back in a Pool
 	idle     *time.Timer // ends it once idle for the Pool's IdleTimeout
+	// reuseUntil, for a login with an expiring token (Config.Auth), is
+	// halfway from the login to the token's expiry: a Pool does not reuse
+	// the session later, so that a server that ends sessions whose token
+	// expired (Exchange Online) never sees it and the next login takes a
+	// renewed token. Zero: no bound.
+	reuseUntil time.Time
 }
 
 // fail builds the *Error of phase from err, with the server's reply when
@@ -319,8 +325,13 @@ func open(ctx context.Context, cfg Config, res *Result, start time.Time) (_ *ses
 		t0 := time.Now()
 		sc := sasl.NewPlainClient("", cfg.Username, cfg.Password)
 		if cfg.Auth != nil {
-			if sc, _, err = cfg.Auth.SASL(ctx); err != nil {
+			var expiry time.Time
+			if sc, expiry, err = cfg.Auth.SASL(ctx); err != nil {
 				return nil, fail(ctx, res, PhaseAuth, err)
+			}
+			if !expiry.IsZero() {
+				now := time.Now()
+				s.reuseUntil = now.Add(expiry.Sub(now) / 2)
 			}
 		}
 		if err := s.c.Auth(sc); err != nil {
