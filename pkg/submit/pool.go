@@ -15,10 +15,12 @@ import (
 // greeting, the TLS handshake and the login for every probe. A session
 // serves at most MaxMessages messages and is dropped after IdleTimeout
 // unused (servers close idle sessions: Postfix after smtpd_timeout, 300
-// s; we end ours after IdleTimeout). A session that served its share is
-// replaced at once, in the background, so that the next message does not
-// wait for a new session to open (unless MaxMessages is 1). Safe for concurrent use: each Send has
-// a session of its own.
+// s; we end ours after IdleTimeout). A session logged in with an expiring
+// token is not reused past half the token's life (Authenticator). A
+// session that served its share is replaced at once, in the background, so
+// that the next message does not wait for a new session to open (unless
+// MaxMessages is 1). Safe for concurrent use: each Send has a session of
+// its own.
 type Pool struct {
 	cfg Config
 	// MaxMessages bounds the messages of one session; 1 opens a new

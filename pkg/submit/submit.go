@@ -51,7 +51,8 @@ const (
 
 // Authenticator gives the SASL client of one login (pkg/mailauth.Login
 // is one: XOAUTH2 or OAUTHBEARER with a valid OAuth token), called once
-// per submission. The expiry it returns is not used here. Its errors keep
+// per session. The expiry it returns (zero: none) bounds the session's
+// reuse in a Pool to half the token's remaining life. Its errors keep
 // their pkg/fault mark: a token endpoint's 5xx is temporary, a revoked
 // secret permanent.
 type Authenticator interface {
