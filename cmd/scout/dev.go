@@ -98,10 +98,11 @@ after a while, so the resolution shows too.`,
 func runDev(ctx context.Context, o devOptions, stdout io.Writer) error {
 	f, err := checks.Load(o.checksFile)
 	if err != nil {
+		// Exit status 2, as check-config's for the same file.
 		if errors.Is(err, os.ErrNotExist) {
-			return fmt.Errorf("%w (run scout dev from the repository root, or pass --checks FILE)", err)
+			return exitError{code: 2, err: fmt.Errorf("%w (run scout dev from the repository root, or pass --checks FILE)", err)}
 		}
-		return err
+		return exitError{code: 2, err: err}
 	}
 	for _, b := range o.breaks {
 		if f.Lookup(b) == nil {

@@ -149,6 +149,21 @@ func TestDevBreakShowsIncident(t *testing.T) {
 	t.Logf("ran %v", time.Since(start).Round(time.Second))
 }
 
+// TestDevBadCheckFileIsExit2: a check file that does not load stops scout
+// dev with check-config's exit status, 2, and the loader's message.
+func TestDevBadCheckFileIsExit2(t *testing.T) {
+	bad := filepath.Join(t.TempDir(), "checks.yaml")
+	if err := os.WriteFile(bad, []byte("defaults:\n  intervall: 1m\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	for _, file := range []string{bad, filepath.Join(t.TempDir(), "missing.yaml")} {
+		err := run(context.Background(), []string{"dev", "--checks", file, "--data-dir", t.TempDir()}, os.Getenv, &bytes.Buffer{})
+		if code := exitCode(err); code != 2 || !strings.Contains(err.Error(), file) {
+			t.Errorf("%s: exit %d, err %v; want 2 and the file named", file, code, err)
+		}
+	}
+}
+
 func TestDevRefusesUnknownBreak(t *testing.T) {
 	err := run(context.Background(), []string{"dev", "--checks", "testdata/fast-checks.yaml", "--data-dir", t.TempDir(), "--break", "nope"}, os.Getenv, &bytes.Buffer{})
 	if err == nil || !strings.Contains(err.Error(), "--break nope: no such check") {
