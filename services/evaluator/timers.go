@@ -158,15 +158,7 @@ func (t *timers) setLocked(key string, due time.Time, ev events.Event, armed boo
 	}
 }
 
-// disarm removes the timer key, if armed.
-func (t *timers) disarm(key string) {
-	t.mu.Lock()
-	t.disarmLocked(key)
-	t.mu.Unlock()
-	t.poke()
-}
-
-// disarmLocked is disarm with t.mu held.
+// disarmLocked removes the timer key, if armed; t.mu is held.
 func (t *timers) disarmLocked(key string) {
 	if e, ok := t.entries[key]; ok {
 		heap.Remove(&t.queue, e.index)
