@@ -26,11 +26,12 @@ func (s *Sender) roundTrip(ctx context.Context, log *slog.Logger, ev events.Test
 	// An outcome decided by an earlier delivery whose mail.sent could not be
 	// published: publish it, never send a second probe.
 	now := s.deps.Clock.Now()
-	if prev, ok := s.memo.get(ev.TestID, now); ok && prev.final {
+	prev, remembered := s.memo.get(ev.TestID, now)
+	if remembered && prev.final {
 		return s.report(ctx, log, prev.ev)
 	}
 	notAfter := sendWindow(ev, check)
-	if prev, ok := s.memo.get(ev.TestID, now); ok && now.After(notAfter) {
+	if remembered && now.After(notAfter) {
 		// A retry of a temporary failure came too late: report that
 		// failure, the real reason nothing was sent.
 		return s.final(ctx, log, prev.ev)
