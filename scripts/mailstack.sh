@@ -15,7 +15,9 @@
 # What it builds (every listener on 127.0.0.1 only):
 #   Postfix  127.0.0.1:25, mydestination = $SCOUT_CUSTOMER_DOMAIN and
 #            $SCOUT_IMAP_RETURN_DOMAIN, Maildir delivery, maillog_file, long
-#            queue ids (they carry the arrival time to the microsecond), short
+#            queue ids (they carry the arrival time to the microsecond), made
+#            at MAIL FROM by a long-lived cleanup(8) (smtpd_delay_open_until_
+#            valid_rcpt = no, max_use = 10000: docs/capacity.md), short
 #            retry times, a transport map that sends $SCOUT_RETURN_DOMAIN to
 #            127.0.0.1:$SCOUT_RETURN_PORT (the receiver's SMTP port),
 #            STARTTLS with a generated self-signed certificate, SMTP AUTH
@@ -207,6 +209,8 @@ configure_postfix() {
 		"biff = no" \
 		"maillog_file = $LOGDIR/postfix.log" \
 		"enable_long_queue_ids = yes" \
+		"smtpd_delay_open_until_valid_rcpt = no" \
+		"max_use = 10000" \
 		"minimal_backoff_time = 2s" \
 		"maximal_backoff_time = 10s" \
 		"queue_run_delay = 2s" \

@@ -82,6 +82,7 @@ latency: from the end of DATA at the receiver to the check.result stored.`,
 	f.Float64Var(&o.st.maxRate, "max-rate", 200, "with --stack: stop after this rate (tests per second)")
 	f.IntVar(&o.st.checks, "stack-checks", 20, "with --stack: checks the tests are spread over")
 	f.StringVar(&o.st.reflectorSMTP, "reflector-smtp", "", "with --stack: the pipe paths' reflector sends its reflections over SMTP to this loopback host:port (e.g. 127.0.0.1:25) instead of running sendmail(8)")
+	f.DurationVar(&o.st.imapFastPoll, "imap-fast-poll", 0, "with --stack: the IMAP paths' fast poll, the receiver's SCOUT_RECEIVER_IMAP_FAST_POLL and the reflector's --fast-poll (0: their defaults)")
 	f.StringVar(&o.st.stackDir, "stack-dir", "/etc/scout-mailstack", "with --stack: the mail stack's keys and certificate (SCOUT_STACK_DIR)")
 	f.StringVar(&o.st.script, "mailstack", "scripts/mailstack.sh", "with --stack: the script that starts the mail stack")
 	f.DurationVar(&o.rawFor, "raw-for", 5*time.Second, "how long to measure the raw SMTP rate")

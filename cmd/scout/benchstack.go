@@ -58,6 +58,9 @@ type stackBenchOptions struct {
 	// reflections over SMTP to this host:port (output: smtp) instead of
 	// running sendmail(8), for the run.
 	reflectorSMTP string
+	// imapFastPoll, when positive, replaces the receiver's and the IMAP-mode
+	// reflector's fast poll interval (both default to 100 ms).
+	imapFastPoll time.Duration
 }
 
 // stackStep is one rate step of one path.
@@ -92,11 +95,14 @@ type stackPath struct {
 // or not ok, or results still coming in more than a second after the
 // step) or maxRate; then prints the figures at the last sustained step.
 func runStackBench(ctx context.Context, o stackBenchOptions, stdout io.Writer) error {
-	if os.Geteuid() != 0 {
-		return exitError{code: 2, err: errors.New("bench --stack configures Postfix and Dovecot (scripts/mailstack.sh): run it as root on Debian")}
-	}
 	if o.startRate <= 0 || o.growth <= 1 || o.step < time.Second || o.checks < 1 {
 		return exitError{code: 2, err: errors.New("--start-rate must be positive, --growth above 1, --step at least 1s, --stack-checks at least 1")}
+	}
+	if o.imapFastPoll != 0 && (o.imapFastPoll < 10*time.Millisecond || o.imapFastPoll > 10*time.Second) {
+		return exitError{code: 2, err: fmt.Errorf("--imap-fast-poll %v: want 0 (the defaults) or between 10ms and 10s", o.imapFastPoll)}
+	}
+	if os.Geteuid() != 0 {
+		return exitError{code: 2, err: errors.New("bench --stack configures Postfix and Dovecot (scripts/mailstack.sh): run it as root on Debian")}
 	}
 	fmt.Fprintf(stdout, "mail stack: %s start\n", o.script)
 	if out, err := exec.CommandContext(ctx, "bash", o.script, "start").CombinedOutput(); err != nil {
@@ -269,6 +275,9 @@ func benchPath(ctx context.Context, o stackBenchOptions, path string, stdout io.
 		}
 		rcfg.Mode, rcfg.IMAPServer, rcfg.IMAPPort, rcfg.IMAPTLS = receiver.ModeIMAP, "127.0.0.1", 143, receiver.IMAPTLSStartTLS
 		rcfg.IMAPUser, rcfg.IMAPPassword = "scoutreturn", receiver.Secret(strings.TrimSpace(string(pw)))
+		if o.imapFastPoll > 0 {
+			rcfg.IMAPFastPoll = o.imapFastPoll
+		}
 	}
 	cfg.Receiver = &rcfg
 	tc := &tls.Config{RootCAs: roots, MinVersion: tls.VersionTLS12}
@@ -290,7 +299,7 @@ func benchPath(ctx context.Context, o stackBenchOptions, path string, stdout io.
 	go func() { werr <- st.Run(wctx) }()
 	var refl *exec.Cmd
 	if path == pathIMAPReflector {
-		if refl, err = startIMAPReflector(wctx, o.stackDir, dir); err != nil {
+		if refl, err = startIMAPReflector(wctx, o.stackDir, dir, o.imapFastPoll); err != nil {
 			return res, err
 		}
 		defer func() { _ = refl.Process.Signal(os.Interrupt); _ = refl.Wait() }()
@@ -441,7 +450,7 @@ func followResults(ctx context.Context, js jetstream.JetStream) (*resultFeed, er
 // startIMAPReflector runs scout-reflector in imap mode on imapscout's
 // mailbox, as TestIMAPModeAgainstDovecot does (docs/reflector.md,
 // section 3).
-func startIMAPReflector(ctx context.Context, stackDir, dir string) (*exec.Cmd, error) {
+func startIMAPReflector(ctx context.Context, stackDir, dir string, fastPoll time.Duration) (*exec.Cmd, error) {
 	keys := filepath.Join(dir, "reflector-keys")
 	b, err := os.ReadFile(filepath.Join(stackDir, "probe-keys"))
 	if err != nil {
@@ -450,16 +459,27 @@ func startIMAPReflector(ctx context.Context, stackDir, dir string) (*exec.Cmd, e
 	if err := os.WriteFile(keys, b, 0o600); err != nil {
 		return nil, err
 	}
-	cmd := exec.CommandContext(ctx, "/usr/local/bin/scout-reflector", "imap",
-		"--key-file="+keys, "--state-dir="+filepath.Join(dir, "reflector-state"), "--mailbox=imapscout@acme.example",
-		"--imap=127.0.0.1:143", "--imap-tls=starttls", "--imap-user=imapscout",
-		"--imap-password-file="+filepath.Join(stackDir, "imap-password"),
-		"--smtp=127.0.0.1:25", "--tls-ca-file="+filepath.Join(stackDir, "cert.pem"))
+	cmd := exec.CommandContext(ctx, "/usr/local/bin/scout-reflector", imapReflectorArgs(stackDir, dir, fastPoll)...)
 	cmd.Cancel = func() error { return cmd.Process.Signal(os.Interrupt) }
 	if err := cmd.Start(); err != nil {
 		return nil, fmt.Errorf("scout-reflector imap: %w", err)
 	}
 	return cmd, nil
+}
+
+// imapReflectorArgs is the command line of startIMAPReflector's
+// scout-reflector: keys in dir, the mail stack's passwords and certificate
+// in stackDir, and --fast-poll when fastPoll is positive.
+func imapReflectorArgs(stackDir, dir string, fastPoll time.Duration) []string {
+	args := []string{"imap",
+		"--key-file=" + filepath.Join(dir, "reflector-keys"), "--state-dir=" + filepath.Join(dir, "reflector-state"),
+		"--mailbox=imapscout@acme.example", "--imap=127.0.0.1:143", "--imap-tls=starttls", "--imap-user=imapscout",
+		"--imap-password-file=" + filepath.Join(stackDir, "imap-password"),
+		"--smtp=127.0.0.1:25", "--tls-ca-file=" + filepath.Join(stackDir, "cert.pem")}
+	if fastPoll > 0 {
+		args = append(args, "--fast-poll="+fastPoll.String())
+	}
+	return args
 }
 
 // maildirWatch records, with inotify, when Postfix renamed each message

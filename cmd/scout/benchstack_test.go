@@ -1,9 +1,13 @@
 package main
 
 import (
+	"context"
+	"errors"
+	"io"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strings"
 	"syscall"
 	"testing"
@@ -87,5 +91,28 @@ func TestForwardOverSMTP(t *testing.T) {
 	}
 	if _, err := forwardOverSMTP(path, "127.0.0.1:25"); err == nil || !strings.Contains(err.Error(), "not the documented reflector line") {
 		t.Errorf("a foreign .forward: err = %v", err)
+	}
+}
+
+// TestIMAPFastPollFlag: --imap-fast-poll reaches the IMAP-mode reflector's
+// command line only when set, and a value the services refuse is a usage
+// error (exit 2) before anything starts.
+func TestIMAPFastPollFlag(t *testing.T) {
+	has := func(args []string) bool { return slices.Contains(args, "--fast-poll=50ms") }
+	if args := imapReflectorArgs("/stack", "/run", 50*time.Millisecond); !has(args) {
+		t.Errorf("with 50ms: %q, want --fast-poll=50ms", args)
+	}
+	for _, a := range imapReflectorArgs("/stack", "/run", 0) {
+		if strings.HasPrefix(a, "--fast-poll") {
+			t.Errorf("with 0: %q, want the reflector's own default", a)
+		}
+	}
+	for _, d := range []time.Duration{5 * time.Millisecond, time.Minute} {
+		o := stackBenchOptions{startRate: 4, growth: 1.5, step: time.Second, checks: 1, imapFastPoll: d}
+		err := runStackBench(context.Background(), o, io.Discard)
+		var ee exitError
+		if !errors.As(err, &ee) || ee.code != 2 || !strings.Contains(err.Error(), "--imap-fast-poll") {
+			t.Errorf("--imap-fast-poll %v: err = %v, want a usage error naming the flag", d, err)
+		}
 	}
 }
