@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"log/slog"
@@ -27,6 +28,7 @@ type demoServer struct {
 	srv     *smtp.Server
 	ln      net.Listener
 	refl    *reflector.Reflector
+	out     *routedSender
 	targets map[string]string // probe mailbox -> check id
 	log     *slog.Logger
 	queue   chan queued
@@ -72,7 +74,8 @@ func newDemoServer(f *checks.File, keySpec string, routes map[string]string, bre
 	for _, b := range breaks {
 		d.broken[b] = true
 	}
-	d.refl = reflector.New(reflector.Config{Keys: keys}, routedSender{routes: routes}, reflector.NewMemorySeen(time.Now), time.Now)
+	d.out = newRoutedSender(routes)
+	d.refl = reflector.New(reflector.Config{Keys: keys}, d.out, reflector.NewMemorySeen(time.Now), time.Now)
 	d.srv = smtp.NewServer(smtp.BackendFunc(func(*smtp.Conn) (smtp.Session, error) { return &demoSession{d: d}, nil }))
 	d.srv.Domain = "mx.customers.test"
 	d.srv.MaxMessageBytes = probemail.MaxMessageBytes
@@ -83,7 +86,7 @@ func newDemoServer(f *checks.File, keySpec string, routes map[string]string, bre
 func (d *demoServer) addr() string { return d.ln.Addr().String() }
 
 // close releases the listener of a server that will not run.
-func (d *demoServer) close() { _ = d.ln.Close() }
+func (d *demoServer) close() { _ = d.ln.Close(); d.out.close() }
 
 func (d *demoServer) unbreak() {
 	d.mu.Lock()
@@ -181,6 +184,7 @@ func (d *demoServer) run(ctx context.Context) error {
 	}
 	_ = d.srv.Close()
 	wg.Wait()
+	d.out.close()
 	return nil
 }
 
@@ -224,23 +228,62 @@ func (s *demoSession) Data(r io.Reader) error {
 }
 
 // routedSender submits a reflection to the receiver of its return address,
-// as DNS MX records would route it.
+// as DNS MX records would route it, on a kept SMTP session per receiver
+// (submit.Pool), as an MTA under load reuses its connections (Postfix's
+// connection cache).
 type routedSender struct {
-	routes map[string]string // return address -> receiver host:port
+	routes map[string]string // return address -> receiver host:port, filled before anything runs
+
+	mu     sync.Mutex
+	pools  map[string]*submit.Pool // by receiver host:port
+	closed bool
 }
 
-func (r routedSender) Send(ctx context.Context, from string, to []string, msg []byte) error {
+func newRoutedSender(routes map[string]string) *routedSender {
+	return &routedSender{routes: routes, pools: map[string]*submit.Pool{}}
+}
+
+func (r *routedSender) Send(ctx context.Context, from string, to []string, msg []byte) error {
 	for _, rcpt := range to {
-		addr, ok := r.routes[strings.ToLower(rcpt)]
-		if !ok {
-			return fmt.Errorf("no route to %s", rcpt)
+		p, err := r.pool(rcpt)
+		if err != nil {
+			return err
 		}
 		sctx, cancel := context.WithTimeout(ctx, 30*time.Second)
-		_, err := submit.Send(sctx, submit.Config{Addr: addr, TLS: submit.TLSNone, HelloName: "mx.customers.test"}, from, []string{rcpt}, msg)
+		_, err = p.Send(sctx, from, []string{rcpt}, msg)
 		cancel()
 		if err != nil {
 			return err // a 4xx reply is marked temporary already (submit.Error)
 		}
 	}
 	return nil
+}
+
+// pool returns the session pool of rcpt's receiver.
+func (r *routedSender) pool(rcpt string) (*submit.Pool, error) {
+	addr, ok := r.routes[strings.ToLower(rcpt)]
+	if !ok {
+		return nil, fmt.Errorf("no route to %s", rcpt)
+	}
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.closed {
+		return nil, errors.New("demo mail server stopped")
+	}
+	p, ok := r.pools[addr]
+	if !ok {
+		p = submit.NewPool(submit.Config{Addr: addr, TLS: submit.TLSNone, HelloName: "mx.customers.test"})
+		r.pools[addr] = p
+	}
+	return p, nil
+}
+
+// close ends the kept sessions (QUIT).
+func (r *routedSender) close() {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.closed = true
+	for _, p := range r.pools {
+		p.Close()
+	}
 }
