@@ -5,10 +5,13 @@ import (
 	"context"
 	"os"
 	"regexp"
+	"slices"
 	"strconv"
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/emailscout/emailscout/pkg/events"
 )
 
 // TestMain lets this test binary stand in for scout when scout scale
@@ -48,5 +51,31 @@ func TestScaleSmoke(t *testing.T) {
 		if v, _ := strconv.ParseFloat(d[1], 64); v <= 0 {
 			t.Errorf("no decisions in a run: %s", d[0])
 		}
+	}
+}
+
+// TestScaleLatenessCountsLateArrivals: a test that arrives while measuring
+// counts with its whole lateness even when it was due before the window (a
+// scheduler that fell behind); nothing counts before or after the window,
+// nor a retest.
+func TestScaleLatenessCountsLateArrivals(t *testing.T) {
+	t0 := time.Date(2026, 12, 5, 12, 0, 0, 0, time.UTC)
+	f := &fakeMail{measureFrom: t0}
+	due := func(at time.Time) *events.TestScheduled {
+		return &events.TestScheduled{Reason: events.ReasonInterval, ScheduledAt: at}
+	}
+	f.observe(due(t0.Add(-time.Second)), t0.Add(-500*time.Millisecond)) // warm-up
+	f.startMeasuring()
+	f.observe(due(t0.Add(-20*time.Second)), t0.Add(time.Second)) // due in the warm-up, 21 s late
+	f.observe(due(t0.Add(time.Second)), t0.Add(time.Second+5*time.Millisecond))
+	f.observe(&events.TestScheduled{Reason: events.ReasonRetest, ScheduledAt: t0}, t0.Add(2*time.Second))
+	f.stopMeasuring()
+	f.observe(due(t0.Add(2*time.Second)), t0.Add(3*time.Second))
+	got := f.latenesses()
+	if want := []float64{21000, 5}; !slices.Equal(got, want) {
+		t.Errorf("latenesses %v ms, want %v", got, want)
+	}
+	if n := f.scheduled.Load(); n != 2 {
+		t.Errorf("%d interval tests counted, want 2", n)
 	}
 }
