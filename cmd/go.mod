@@ -3,6 +3,7 @@ module github.com/emailscout/emailscout/cmd
 go 1.26.0
 
 require (
+	github.com/agnivade/levenshtein v1.2.2
 	github.com/cenkalti/backoff/v5 v5.0.3
 	github.com/emailscout/emailscout/internal v0.0.0
 	github.com/emailscout/emailscout/internal/stack v0.0.0

@@ -7,6 +7,8 @@ import (
 	"io"
 	"time"
 
+	"github.com/emailscout/emailscout/cmd/internal/flaghint"
+
 	"github.com/emailscout/emailscout/pkg/buildinfo"
 	"github.com/emailscout/emailscout/pkg/fault"
 	"github.com/spf13/cobra"
@@ -133,7 +135,7 @@ See docs/reflector.md for the install guide.`,
 	root.SetErr(e.stderr)
 	root.SetIn(e.stdin)
 	// A mistyped flag in a .forward line is a broken configuration.
-	root.SetFlagErrorFunc(func(_ *cobra.Command, err error) error { return configError{err} })
+	root.SetFlagErrorFunc(func(c *cobra.Command, err error) error { return configError{flaghint.Suggest(c.Flags(), err)} })
 	o.bindCommon(root.PersistentFlags())
 
 	file := &cobra.Command{

@@ -304,8 +304,8 @@ func TestExitCodes(t *testing.T) {
 	})
 	t.Run("unknown flag in the .forward line: 78", func(t *testing.T) {
 		f := newFixture(t, 0)
-		if r := f.pipe(probe, sender(ret), "--kee-file", "x"); r.code != exitConfig {
-			t.Fatalf("exit %d", r.code)
+		if r := f.pipe(probe, sender(ret), "--kee-file", "x"); r.code != exitConfig || !strings.Contains(r.stderr, "unknown flag: --kee-file (did you mean --key-file?)") {
+			t.Fatalf("exit %d, stderr %q", r.code, r.stderr)
 		}
 	})
 	t.Run("SMTP output: 4xx is 75, 5xx is 0", func(t *testing.T) {

@@ -15,6 +15,8 @@ import (
 	"strings"
 	"time"
 
+	"github.com/emailscout/emailscout/cmd/internal/flaghint"
+
 	"github.com/emailscout/emailscout/pkg/checks"
 	"github.com/emailscout/emailscout/pkg/events"
 	"github.com/emailscout/emailscout/pkg/probe"
@@ -142,7 +144,9 @@ plugin's status line with performance data after "|".`,
 	f.BoolVar(&o.startTLS, "starttls", false, "upgrade with STARTTLS/STLS before anything else (the default, except on 465, 993, 995)")
 	f.BoolVar(&o.implicitTLS, "tls", false, "implicit TLS from the first byte (RFC 8314; the default on 465, 993, 995)")
 	f.BoolVar(&o.plain, "plain", false, "no TLS at all")
-	cmd.SetFlagErrorFunc(func(_ *cobra.Command, err error) error { return exitError{code: nagiosUnknown, err: err} })
+	cmd.SetFlagErrorFunc(func(c *cobra.Command, err error) error {
+		return exitError{code: nagiosUnknown, err: flaghint.Suggest(c.Flags(), err)}
+	})
 	f.StringVar(&o.login, "login", "", "log in as this user (SMTP AUTH, IMAP LOGIN, POP3 USER/PASS)")
 	f.StringVar(&o.passwordEnv, "password-env", "SCOUT_CHECK_PASSWORD", "the variable that holds the --login password")
 	f.BoolVar(&o.passwordStdin, "password-stdin", false, "read the --login password from the first line of standard input")

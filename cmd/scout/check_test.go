@@ -318,6 +318,9 @@ func TestCheckTextAndExitCodes(t *testing.T) {
 	if code, out := runCheck(t, nil, "", "smtp", plain, "--bogus"); code != nagiosUnknown || !strings.Contains(out, "unknown flag: --bogus") {
 		t.Errorf("unknown flag: exit %d, output %q", code, out)
 	}
+	if code, out := runCheck(t, nil, "", "smtp", plain, "--timeot=5s"); code != nagiosUnknown || !strings.Contains(out, "(did you mean --timeout?)") {
+		t.Errorf("mistyped flag: exit %d, output %q", code, out)
+	}
 }
 
 // TestCheckPasswordStdin: --password-stdin reads the first line of

@@ -164,6 +164,23 @@ func TestDevBadCheckFileIsExit2(t *testing.T) {
 	}
 }
 
+// TestMistypedFlagIsExit2: a flag that does not exist is a usage error
+// (exit 2) that names the flag probably meant, on any subcommand.
+func TestMistypedFlagIsExit2(t *testing.T) {
+	for _, tc := range []struct {
+		args []string
+		want string
+	}{
+		{[]string{"dev", "--duraton", "1s"}, "unknown flag: --duraton (did you mean --duration?)"},
+		{[]string{"bench", "--stack", "--imap-fast-pol=30ms"}, "unknown flag: --imap-fast-pol (did you mean --imap-fast-poll?)"},
+	} {
+		err := run(context.Background(), tc.args, os.Getenv, &bytes.Buffer{})
+		if code := exitCode(err); code != 2 || err.Error() != tc.want {
+			t.Errorf("%q: exit %d, err %v; want 2 and %q", tc.args, code, err, tc.want)
+		}
+	}
+}
+
 func TestDevRefusesUnknownBreak(t *testing.T) {
 	err := run(context.Background(), []string{"dev", "--checks", "testdata/fast-checks.yaml", "--data-dir", t.TempDir(), "--break", "nope"}, os.Getenv, &bytes.Buffer{})
 	if err == nil || !strings.Contains(err.Error(), "--break nope: no such check") {

@@ -14,6 +14,8 @@ import (
 	"os/signal"
 	"syscall"
 
+	"github.com/emailscout/emailscout/cmd/internal/flaghint"
+
 	"github.com/emailscout/emailscout/pkg/buildinfo"
 	"github.com/spf13/cobra"
 )
@@ -56,6 +58,10 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout 
 		SilenceErrors: true,
 	}
 	root.SetVersionTemplate("scout {{.Version}}\n")
+	// A flag error is a usage error (exit 2), with the flag probably meant.
+	root.SetFlagErrorFunc(func(c *cobra.Command, err error) error {
+		return exitError{code: 2, err: flaghint.Suggest(c.Flags(), err)}
+	})
 	root.SetArgs(args)
 	root.SetOut(stdout)
 	root.SetErr(os.Stderr)
