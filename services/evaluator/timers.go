@@ -166,6 +166,19 @@ func (t *timers) disarmLocked(key string) {
 	}
 }
 
+// retry arms the timer e again at due after its publish failed, unless
+// the key was armed anew meanwhile (a newer deadline of the attempt,
+// written while the publish was out): that one stands, and e's event,
+// stale now, is not published.
+func (t *timers) retry(e *timerEntry, due time.Time) {
+	t.mu.Lock()
+	if _, ok := t.entries[e.key]; !ok {
+		t.armLocked(e.key, due, e.ev)
+	}
+	t.mu.Unlock()
+	t.poke()
+}
+
 func (t *timers) poke() {
 	select {
 	case t.wake <- struct{}{}:
@@ -239,7 +252,7 @@ func (t *timers) fireDue(ctx context.Context) {
 				return
 			}
 			t.log.Warn("timer publish failed, retrying in 1s", "key", e.key, "error", err)
-			t.arm(e.key, now.Add(time.Second), e.ev)
+			t.retry(e, now.Add(time.Second))
 			continue
 		}
 		kind := "deadline"

@@ -1,6 +1,8 @@
 package evaluator
 
 import (
+	"context"
+	"errors"
 	"log/slog"
 	"testing"
 	"time"
@@ -60,5 +62,55 @@ func TestTimersWatchEntryDoesNotUndoANewerWrite(t *testing.T) {
 	tm.wrote(key, 13, ret, retEv, true)
 	if ev := armed(); !ev.DueAt.Equal(later) {
 		t.Errorf("armed at %s, want another replica's newer deadline %s", ev.DueAt, later)
+	}
+}
+
+// failingPublisher fails its first Publish after running during (a
+// handler's write while the publish is out), and records the rest.
+type failingPublisher struct {
+	during    func()
+	failed    bool
+	published []events.Event
+}
+
+func (p *failingPublisher) Publish(_ context.Context, ev events.Event) (bool, error) {
+	if !p.failed {
+		p.failed = true
+		p.during()
+		return false, errors.New("nats: timeout")
+	}
+	p.published = append(p.published, ev)
+	return false, nil
+}
+
+// TestTimersFailedPublishKeepsANewerDeadline: a deadline's check.timeout
+// whose publish fails is tried again a second later, but when the attempt
+// got a newer deadline while the publish was out (the probe was sent: the
+// return deadline), the retry does not take that timer's place: the newer
+// deadline stays armed and fires, and the stale event, which the
+// evaluator would drop, is not published.
+func TestTimersFailedPublishKeepsANewerDeadline(t *testing.T) {
+	clock := clockwork.NewFakeClock()
+	key := attemptKey("t1")
+	submission, ret := clock.Now().Add(time.Second), clock.Now().Add(21*time.Second)
+	subEv := events.CheckTimeout{TestID: "t1", Deadline: events.DeadlineSubmission, DueAt: submission}
+	retEv := events.CheckTimeout{TestID: "t1", Deadline: events.DeadlineReturn, DueAt: ret}
+	pub := &failingPublisher{}
+	tm := newTimers(clock, pub, nil, slog.New(slog.DiscardHandler), nil)
+	pub.during = func() { tm.wrote(key, 12, ret, retEv, true) }
+
+	tm.arm(key, submission, subEv)
+	clock.Advance(time.Second)
+	tm.fireDue(context.Background())
+	if due, ok := tm.next(); !ok || !due.Equal(ret) {
+		t.Fatalf("next timer at %v (armed %v), want the return deadline at %v", due, ok, ret)
+	}
+	clock.Advance(20 * time.Second)
+	tm.fireDue(context.Background())
+	if len(pub.published) != 1 {
+		t.Fatalf("published %d events, want the return deadline's only", len(pub.published))
+	}
+	if got := pub.published[0].(events.CheckTimeout); got.Deadline != events.DeadlineReturn || !got.DueAt.Equal(ret) {
+		t.Errorf("published %s at %s, want the return deadline at %s", got.Deadline, got.DueAt, ret)
 	}
 }
