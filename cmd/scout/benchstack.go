@@ -160,7 +160,7 @@ error: the round trip against the mail server's own record (docs/capacity.md, "R
   microsecond) minus started_at, our connection or transaction ahead of it;
   imap-receiver: received_at minus the moment Postfix renamed the reflection into the Maildir (inotify);
   imap-reflector: reflected_at minus the moment Postfix renamed the probe into the reflector's Maildir,
-  the reflector's wait for Dovecot's IDLE, which the round trip includes.`)
+  the reflector's wait for its fast poll's scan (or Dovecot's IDLE), which the round trip includes.`)
 	if o.jsonPath != "" {
 		b, _ := json.MarshalIndent(all, "", "  ")
 		if err := os.WriteFile(o.jsonPath, append(b, '\n'), 0o644); err != nil {
