@@ -459,7 +459,7 @@ func startIMAPReflector(ctx context.Context, stackDir, dir string, fastPoll time
 	if err := os.WriteFile(keys, b, 0o600); err != nil {
 		return nil, err
 	}
-	cmd := exec.CommandContext(ctx, "/usr/local/bin/scout-reflector", imapReflectorArgs(stackDir, dir, fastPoll)...)
+	cmd := exec.CommandContext(ctx, "/usr/local/bin/scout-reflector", imapReflectorArgs(stackDir, keys, filepath.Join(dir, "reflector-state"), fastPoll)...)
 	cmd.Cancel = func() error { return cmd.Process.Signal(os.Interrupt) }
 	if err := cmd.Start(); err != nil {
 		return nil, fmt.Errorf("scout-reflector imap: %w", err)
@@ -468,11 +468,12 @@ func startIMAPReflector(ctx context.Context, stackDir, dir string, fastPoll time
 }
 
 // imapReflectorArgs is the command line of startIMAPReflector's
-// scout-reflector: keys in dir, the mail stack's passwords and certificate
-// in stackDir, and --fast-poll when fastPoll is positive.
-func imapReflectorArgs(stackDir, dir string, fastPoll time.Duration) []string {
+// scout-reflector: its key file and state directory, the mail stack's
+// passwords and certificate in stackDir, and --fast-poll when fastPoll is
+// positive.
+func imapReflectorArgs(stackDir, keys, stateDir string, fastPoll time.Duration) []string {
 	args := []string{"imap",
-		"--key-file=" + filepath.Join(dir, "reflector-keys"), "--state-dir=" + filepath.Join(dir, "reflector-state"),
+		"--key-file=" + keys, "--state-dir=" + stateDir,
 		"--mailbox=imapscout@acme.example", "--imap=127.0.0.1:143", "--imap-tls=starttls", "--imap-user=imapscout",
 		"--imap-password-file=" + filepath.Join(stackDir, "imap-password"),
 		"--smtp=127.0.0.1:25", "--tls-ca-file=" + filepath.Join(stackDir, "cert.pem")}

@@ -99,10 +99,10 @@ func TestForwardOverSMTP(t *testing.T) {
 // error (exit 2) before anything starts.
 func TestIMAPFastPollFlag(t *testing.T) {
 	has := func(args []string) bool { return slices.Contains(args, "--fast-poll=50ms") }
-	if args := imapReflectorArgs("/stack", "/run", 50*time.Millisecond); !has(args) {
+	if args := imapReflectorArgs("/stack", "/run/keys", "/run/state", 50*time.Millisecond); !has(args) {
 		t.Errorf("with 50ms: %q, want --fast-poll=50ms", args)
 	}
-	for _, a := range imapReflectorArgs("/stack", "/run", 0) {
+	for _, a := range imapReflectorArgs("/stack", "/run/keys", "/run/state", 0) {
 		if strings.HasPrefix(a, "--fast-poll") {
 			t.Errorf("with 0: %q, want the reflector's own default", a)
 		}
