@@ -98,7 +98,7 @@ func (p *Pool) take(ctx context.Context) *session {
 			s := p.idle[len(p.idle)-1]
 			p.idle = p.idle[:len(p.idle)-1]
 			s.idle.Stop()
-			if time.Since(s.idleAt) < p.idleTimeout() && (s.reuseUntil.IsZero() || time.Now().Before(s.reuseUntil)) {
+			if s.reusable(time.Now(), p.idleTimeout()) {
 				p.mu.Unlock()
 				return s
 			}

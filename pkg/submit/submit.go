@@ -192,6 +192,13 @@ type session struct {
 	reuseUntil time.Time
 }
 
+// reusable reports whether a Pool may send another message on s at now:
+// it has been idle less than idleTimeout, and its login's token, if it
+// expires, is not past half its life (reuseUntil).
+func (s *session) reusable(now time.Time, idleTimeout time.Duration) bool {
+	return now.Sub(s.idleAt) < idleTimeout && (s.reuseUntil.IsZero() || now.Before(s.reuseUntil))
+}
+
 // fail builds the *Error of phase from err, with the server's reply when
 // there was one, and records the reply in res.
 func fail(ctx context.Context, res *Result, phase string, err error) error {
