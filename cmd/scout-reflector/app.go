@@ -8,7 +8,6 @@ import (
 	"time"
 
 	"github.com/emailscout/emailscout/cmd/internal/flaghint"
-
 	"github.com/emailscout/emailscout/pkg/buildinfo"
 	"github.com/emailscout/emailscout/pkg/fault"
 	"github.com/spf13/cobra"

@@ -16,7 +16,6 @@ import (
 	"time"
 
 	"github.com/emailscout/emailscout/cmd/internal/flaghint"
-
 	"github.com/emailscout/emailscout/pkg/checks"
 	"github.com/emailscout/emailscout/pkg/events"
 	"github.com/emailscout/emailscout/pkg/probe"

@@ -15,7 +15,6 @@ import (
 	"syscall"
 
 	"github.com/emailscout/emailscout/cmd/internal/flaghint"
-
 	"github.com/emailscout/emailscout/pkg/buildinfo"
 	"github.com/spf13/cobra"
 )
