@@ -361,16 +361,98 @@ type JetStreamPublisher struct {
 // had an event with the same id (within events.DuplicateWindow). An event
 // that fails Validate is a permanent error; others are temporary.
 func (p JetStreamPublisher) Publish(ctx context.Context, ev events.Event) (bool, error) {
-	if err := ev.Validate(); err != nil {
-		return false, fault.Permanent(fmt.Errorf("publish %s: %w", ev.Subject(), err))
-	}
-	data, err := json.Marshal(ev)
+	data, err := encodeEvent(ev)
 	if err != nil {
-		return false, fault.Permanent(fmt.Errorf("publish %s: %w", ev.Subject(), err))
+		return false, err
 	}
 	ack, err := p.JS.Publish(ctx, ev.Subject(), data, jetstream.WithMsgID(ev.MsgID()))
 	if err != nil {
 		return false, fmt.Errorf("publish %s: %w", ev.Subject(), err)
 	}
 	return ack.Duplicate, nil
+}
+
+// Published is the outcome of one event of PublishAll: stored (Err nil),
+// possibly as a Duplicate of an event with the same id that the stream
+// had already (within events.DuplicateWindow), or not stored (Err:
+// permanent for an event that fails Validate, temporary otherwise).
+type Published struct {
+	Duplicate bool
+	Err       error
+}
+
+// PublishAll publishes evs in their order, like Publish, without waiting
+// for one acknowledgement before sending the next (JetStream asynchronous
+// publish, at most PublishAllInFlight unacknowledged at a time; the
+// stream stores them in the order sent). It waits for every
+// acknowledgement, at most PublishAckWait each from its sending or until
+// ctx ends, and returns one outcome per event, in the order of evs. One
+// connection round trip then carries many events instead of one: the
+// scheduler publishes all the tests due at one wake this way
+// (docs/capacity.md, "A million checks").
+func (p JetStreamPublisher) PublishAll(ctx context.Context, evs []events.Event) []Published {
+	out := make([]Published, len(evs))
+	type pending struct {
+		i      int
+		future jetstream.PubAckFuture
+		sent   time.Time
+	}
+	var inFlight []pending
+	wait := func(w pending) {
+		subject := evs[w.i].Subject()
+		timer := time.NewTimer(PublishAckWait - time.Since(w.sent))
+		defer timer.Stop()
+		select {
+		case ack := <-w.future.Ok():
+			out[w.i].Duplicate = ack.Duplicate
+		case err := <-w.future.Err():
+			out[w.i].Err = fmt.Errorf("publish %s: %w", subject, err)
+		case <-timer.C:
+			out[w.i].Err = fmt.Errorf("publish %s: %w", subject, jetstream.ErrAsyncPublishTimeout)
+		case <-ctx.Done():
+			out[w.i].Err = fmt.Errorf("publish %s: %w", subject, ctx.Err())
+		}
+	}
+	for i, ev := range evs {
+		data, err := encodeEvent(ev)
+		if err != nil {
+			out[i].Err = err
+			continue
+		}
+		if len(inFlight) == PublishAllInFlight {
+			wait(inFlight[0])
+			inFlight = inFlight[1:]
+		}
+		msg := &nats.Msg{Subject: ev.Subject(), Data: data, Header: nats.Header{}}
+		future, err := p.JS.PublishMsgAsync(msg, jetstream.WithMsgID(ev.MsgID()))
+		if err != nil {
+			out[i].Err = fmt.Errorf("publish %s: %w", ev.Subject(), err)
+			continue
+		}
+		inFlight = append(inFlight, pending{i, future, time.Now()})
+	}
+	for _, w := range inFlight {
+		wait(w)
+	}
+	return out
+}
+
+// PublishAllInFlight and PublishAckWait bound PublishAll: events sent and
+// not yet acknowledged, and the wait for one acknowledgement.
+const (
+	PublishAllInFlight = 256
+	PublishAckWait     = 10 * time.Second
+)
+
+// encodeEvent validates ev and encodes it as JSON; either failure is
+// permanent.
+func encodeEvent(ev events.Event) ([]byte, error) {
+	if err := ev.Validate(); err != nil {
+		return nil, fault.Permanent(fmt.Errorf("publish %s: %w", ev.Subject(), err))
+	}
+	data, err := json.Marshal(ev)
+	if err != nil {
+		return nil, fault.Permanent(fmt.Errorf("publish %s: %w", ev.Subject(), err))
+	}
+	return data, nil
 }

@@ -3,6 +3,7 @@ package platform_test
 import (
 	"context"
 	"errors"
+	"fmt"
 	"io"
 	"log/slog"
 	"net"
@@ -53,6 +54,112 @@ func TestPublishDeduplicates(t *testing.T) {
 		t.Errorf("stream holds %d messages, want 1", info.State.Msgs)
 	}
 }
+
+// TestPublishAllInOrder: PublishAll stores more events than it keeps in
+// flight, in their order, and reports each one's outcome in place: a
+// duplicate id, an invalid event (permanent, and the others still
+// stored), a stored one.
+func TestPublishAllInOrder(t *testing.T) {
+	srv := natstest.Start(t)
+	_, js := natstest.Connect(t, srv)
+	ctx := natstest.Context(t)
+	pub := platform.JetStreamPublisher{JS: js}
+	if _, err := pub.Publish(ctx, returned("t-dup")); err != nil {
+		t.Fatal(err)
+	}
+	n := 600
+	if n <= platform.PublishAllInFlight {
+		t.Fatalf("%d events do not exceed the %d in flight", n, platform.PublishAllInFlight)
+	}
+	var evs []events.Event
+	for i := range n {
+		evs = append(evs, returned(fmt.Sprintf("t%04d", i)))
+	}
+	bad := returned("t-bad")
+	bad.Site = "Not.Valid"
+	evs = slices.Insert(evs, 7, events.Event(bad))
+	evs = slices.Insert(evs, 300, events.Event(returned("t-dup")))
+	out := pub.PublishAll(ctx, evs)
+	if len(out) != len(evs) {
+		t.Fatalf("%d outcomes for %d events", len(out), len(evs))
+	}
+	for i, p := range out {
+		switch {
+		case i == 7:
+			if !fault.MarkedPermanent(p.Err) {
+				t.Errorf("invalid event: err = %v, want permanent", p.Err)
+			}
+		case i == 300:
+			if p.Err != nil || !p.Duplicate {
+				t.Errorf("repeated id: %+v, want a duplicate", p)
+			}
+		case p.Err != nil || p.Duplicate:
+			t.Errorf("event %d: %+v, want stored", i, p)
+		}
+	}
+	c, err := js.OrderedConsumer(ctx, events.StreamName, jetstream.OrderedConsumerConfig{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	batch, err := c.FetchNoWait(n + 1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var got []string
+	for m := range batch.Messages() {
+		got = append(got, m.Headers().Get(jetstream.MsgIDHeader))
+	}
+	want := []string{returned("t-dup").MsgID()}
+	for i := range n {
+		want = append(want, returned(fmt.Sprintf("t%04d", i)).MsgID())
+	}
+	if !slices.Equal(got, want) {
+		t.Fatalf("stream holds %d events, want %d in the order published (first %.3q)", len(got), len(want), got[:min(len(got), 3)])
+	}
+}
+
+// TestPublishAllDoesNotWaitForEachAck: every event is sent before the
+// first acknowledgement comes back. The stand-in for the stream here (a
+// core NATS responder on a subject no stream holds) acknowledges only
+// once it has all of them, so a PublishAll that waited for each
+// acknowledgement in turn would get none.
+func TestPublishAllDoesNotWaitForEachAck(t *testing.T) {
+	srv := natstest.Start(t)
+	nc, js := natstest.Connect(t, srv)
+	const n = 50
+	var mu sync.Mutex
+	var held []*nats.Msg
+	sub, err := nc.Subscribe("unstreamed.>", func(m *nats.Msg) {
+		mu.Lock()
+		defer mu.Unlock()
+		if held = append(held, m); len(held) < n {
+			return
+		}
+		for i, h := range held {
+			_ = h.Respond(fmt.Appendf(nil, `{"stream":"X","seq":%d}`, i+1))
+		}
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer sub.Unsubscribe()
+	ctx, cancel := context.WithTimeout(natstest.Context(t), 5*time.Second)
+	defer cancel()
+	var evs []events.Event
+	for i := range n {
+		evs = append(evs, unstreamed{returned(fmt.Sprintf("t%d", i))})
+	}
+	for i, p := range (platform.JetStreamPublisher{JS: js}).PublishAll(ctx, evs) {
+		if p.Err != nil {
+			t.Fatalf("event %d: %v (waited for an acknowledgement before sending the next?)", i, p.Err)
+		}
+	}
+}
+
+// unstreamed is an event on a subject that no stream holds.
+type unstreamed struct{ events.MailReturned }
+
+func (u unstreamed) Subject() string { return "unstreamed." + u.TestID }
 
 // TestConsumeAckSemantics: nil acks, a temporary error redelivers, a
 // permanent error terminates (no redelivery).

@@ -50,14 +50,16 @@ type recorder struct {
 	err error
 }
 
-func (r *recorder) Publish(_ context.Context, ev events.Event) (bool, error) {
+func (r *recorder) PublishAll(_ context.Context, evs []events.Event) []platform.Published {
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	if r.err != nil {
-		return false, r.err
+	out := make([]platform.Published, len(evs))
+	for i, ev := range evs {
+		if out[i].Err = r.err; r.err == nil {
+			r.evs = append(r.evs, ev.(events.TestScheduled))
+		}
 	}
-	r.evs = append(r.evs, ev.(events.TestScheduled))
-	return false, nil
+	return out
 }
 
 func (r *recorder) take() []events.TestScheduled {
@@ -374,9 +376,11 @@ type clockRecorder struct {
 	got   []published
 }
 
-func (r *clockRecorder) Publish(_ context.Context, ev events.Event) (bool, error) {
+func (r *clockRecorder) PublishAll(_ context.Context, evs []events.Event) []platform.Published {
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	r.got = append(r.got, published{ev.(events.TestScheduled), r.clock.Now()})
-	return false, nil
+	for _, ev := range evs {
+		r.got = append(r.got, published{ev.(events.TestScheduled), r.clock.Now()})
+	}
+	return make([]platform.Published, len(evs))
 }
