@@ -386,7 +386,8 @@ type Published struct {
 // publish, at most PublishAllInFlight unacknowledged at a time; the
 // stream stores them in the order sent). It waits for every
 // acknowledgement, at most PublishAckWait each from its sending or until
-// ctx ends, and returns one outcome per event, in the order of evs. One
+// ctx ends (then nothing more is sent), and returns one outcome per event,
+// in the order of evs. One
 // connection round trip then carries many events instead of one: the
 // scheduler publishes all the tests due at one wake this way
 // (docs/capacity.md, "A million checks").
@@ -414,6 +415,10 @@ func (p JetStreamPublisher) PublishAll(ctx context.Context, evs []events.Event) 
 		}
 	}
 	for i, ev := range evs {
+		if err := ctx.Err(); err != nil { // nothing more is sent
+			out[i].Err = fmt.Errorf("publish %s: %w", ev.Subject(), err)
+			continue
+		}
 		data, err := encodeEvent(ev)
 		if err != nil {
 			out[i].Err = err

@@ -118,6 +118,28 @@ func TestPublishAllInOrder(t *testing.T) {
 	}
 }
 
+// TestPublishAllStopsWithItsContext: once ctx has ended nothing more is
+// sent, and every event not sent says why.
+func TestPublishAllStopsWithItsContext(t *testing.T) {
+	srv := natstest.Start(t)
+	_, js := natstest.Connect(t, srv)
+	ctx, cancel := context.WithCancel(natstest.Context(t))
+	cancel()
+	evs := []events.Event{returned("t1"), returned("t2")}
+	for i, p := range (platform.JetStreamPublisher{JS: js}).PublishAll(ctx, evs) {
+		if !errors.Is(p.Err, context.Canceled) {
+			t.Errorf("event %d: err = %v, want context.Canceled", i, p.Err)
+		}
+	}
+	st, err := js.Stream(natstest.Context(t), events.StreamName)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if info, err := st.Info(natstest.Context(t)); err != nil || info.State.Msgs != 0 {
+		t.Fatalf("stream holds %+v (err %v), want nothing", info.State, err)
+	}
+}
+
 // TestPublishAllDoesNotWaitForEachAck: every event is sent before the
 // first acknowledgement comes back. The stand-in for the stream here (a
 // core NATS responder on a subject no stream holds) acknowledges only
