@@ -387,10 +387,9 @@ type Published struct {
 // stream stores them in the order sent). It waits for every
 // acknowledgement, at most PublishAckWait each from its sending or until
 // ctx ends (then nothing more is sent), and returns one outcome per event,
-// in the order of evs. One
-// connection round trip then carries many events instead of one: the
-// scheduler publishes all the tests due at one wake this way
-// (docs/capacity.md, "A million checks").
+// in the order of evs. One round trip to NATS then carries many events
+// instead of one: the scheduler publishes all the tests due at one wake
+// this way (docs/capacity.md, "A million checks").
 func (p JetStreamPublisher) PublishAll(ctx context.Context, evs []events.Event) []Published {
 	out := make([]Published, len(evs))
 	type pending struct {

@@ -45,7 +45,7 @@ type Deps struct {
 // without waiting for each one's acknowledgement before sending the next,
 // and returns one outcome per event (platform.JetStreamPublisher).
 // Publishing them one at a time bounded the scheduler by the round trip to
-// NATS: about 1,100 tests/s on 2 cores (docs/capacity.md).
+// NATS: about 1,250 tests/s on 2 cores shared with NATS (docs/capacity.md).
 type Publisher interface {
 	PublishAll(ctx context.Context, evs []events.Event) []platform.Published
 }
