@@ -367,7 +367,7 @@ func (p JetStreamPublisher) Publish(ctx context.Context, ev events.Event) (bool,
 	}
 	ack, err := p.JS.Publish(ctx, ev.Subject(), data, jetstream.WithMsgID(ev.MsgID()))
 	if err != nil {
-		return false, fmt.Errorf("publish %s: %w", ev.Subject(), err)
+		return false, publishError(ev, err)
 	}
 	return ack.Duplicate, nil
 }
@@ -399,23 +399,24 @@ func (p JetStreamPublisher) PublishAll(ctx context.Context, evs []events.Event) 
 	}
 	var inFlight []pending
 	wait := func(w pending) {
-		subject := evs[w.i].Subject()
 		timer := time.NewTimer(PublishAckWait - time.Since(w.sent))
 		defer timer.Stop()
+		var err error
 		select {
 		case ack := <-w.future.Ok():
 			out[w.i].Duplicate = ack.Duplicate
-		case err := <-w.future.Err():
-			out[w.i].Err = fmt.Errorf("publish %s: %w", subject, err)
+			return
+		case err = <-w.future.Err():
 		case <-timer.C:
-			out[w.i].Err = fmt.Errorf("publish %s: %w", subject, jetstream.ErrAsyncPublishTimeout)
+			err = jetstream.ErrAsyncPublishTimeout
 		case <-ctx.Done():
-			out[w.i].Err = fmt.Errorf("publish %s: %w", subject, ctx.Err())
+			err = ctx.Err()
 		}
+		out[w.i].Err = publishError(evs[w.i], err)
 	}
 	for i, ev := range evs {
 		if err := ctx.Err(); err != nil { // nothing more is sent
-			out[i].Err = fmt.Errorf("publish %s: %w", ev.Subject(), err)
+			out[i].Err = publishError(ev, err)
 			continue
 		}
 		data, err := encodeEvent(ev)
@@ -430,7 +431,7 @@ func (p JetStreamPublisher) PublishAll(ctx context.Context, evs []events.Event) 
 		msg := &nats.Msg{Subject: ev.Subject(), Data: data, Header: nats.Header{}}
 		future, err := p.JS.PublishMsgAsync(msg, jetstream.WithMsgID(ev.MsgID()))
 		if err != nil {
-			out[i].Err = fmt.Errorf("publish %s: %w", ev.Subject(), err)
+			out[i].Err = publishError(ev, err)
 			continue
 		}
 		inFlight = append(inFlight, pending{i, future, time.Now()})
@@ -452,11 +453,16 @@ const (
 // permanent.
 func encodeEvent(ev events.Event) ([]byte, error) {
 	if err := ev.Validate(); err != nil {
-		return nil, fault.Permanent(fmt.Errorf("publish %s: %w", ev.Subject(), err))
+		return nil, fault.Permanent(publishError(ev, err))
 	}
 	data, err := json.Marshal(ev)
 	if err != nil {
-		return nil, fault.Permanent(fmt.Errorf("publish %s: %w", ev.Subject(), err))
+		return nil, fault.Permanent(publishError(ev, err))
 	}
 	return data, nil
+}
+
+// publishError is err, why ev was not published, naming ev's subject.
+func publishError(ev events.Event, err error) error {
+	return fmt.Errorf("publish %s: %w", ev.Subject(), err)
 }
