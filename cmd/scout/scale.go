@@ -43,8 +43,11 @@ type scaleOptions struct {
 	warmup   time.Duration
 	window   time.Duration
 	workers  int
-	jsonPath string
-	dataDir  string
+	// evaluatorCPU limits each evaluator replica to this many cores (a
+	// cgroup CPU quota, as a Kubernetes CPU limit does); 0: no limit.
+	evaluatorCPU float64
+	jsonPath     string
+	dataDir      string
 }
 
 func newScaleCmd(func(string) string) *cobra.Command {
@@ -71,7 +74,15 @@ total and per evaluator replica; the evaluator's backlog at the end; each
 service's heap in use after GC and its CPU; the stream's and the KV
 buckets' bytes per test. With two or more N it prints each service's heap
 per check (the slope between the smallest and the largest N) and its fixed
-part.
+part. With several replica counts it prints what each added replica
+adds, in units of one replica at the same N.
+
+--evaluator-cpu C runs each evaluator replica under a CPU limit of C cores
+(a cgroup CPU quota, as Kubernetes applies a pod's resources.limits.cpu;
+it needs root). On a machine where NATS would run out of CPU before the
+replicas do, a limit small enough that replicas x C plus NATS fit the
+cores makes the replicas the bottleneck, so that what a replica adds can
+be measured at all (docs/capacity.md).
 
 It is a measurement, not a test: the figures move with the machine's load.`,
 		Args: cobra.NoArgs,
@@ -95,6 +106,7 @@ It is a measurement, not a test: the figures move with the machine's load.`,
 	f.DurationVar(&o.warmup, "warmup", 10*time.Second, "run this long before measuring")
 	f.DurationVar(&o.window, "for", 60*time.Second, "measure this long")
 	f.IntVar(&o.workers, "workers", 0, "SCOUT_EVALUATOR_WORKERS of each replica (0: the default)")
+	f.Float64Var(&o.evaluatorCPU, "evaluator-cpu", 0, "limit each evaluator replica to this many cores, as a Kubernetes CPU limit does (a cgroup CPU quota; needs root), so that the replicas and not NATS run out first (0: no limit)")
 	f.StringVar(&o.jsonPath, "json", "", "also write the figures to this file as JSON")
 	f.StringVar(&o.dataDir, "data-dir", "", "JetStream data (default: a temporary directory, removed afterwards)")
 	return cmd
@@ -132,46 +144,93 @@ type roleReport struct {
 
 // scaleRun is the figures of one run.
 type scaleRun struct {
-	Checks            int     `json:"checks"`
-	Sites             int     `json:"sites"`
-	Replicas          int     `json:"evaluator_replicas"`
-	IntervalSeconds   float64 `json:"interval_seconds"`
-	OfferedPerSec     float64 `json:"offered_tests_per_second"`
-	ScheduledPerSec   float64 `json:"scheduled_tests_per_second"`
-	LatenessP50MS     float64 `json:"lateness_p50_ms"`
-	LatenessP99MS     float64 `json:"lateness_p99_ms"`
-	LatenessMaxMS     float64 `json:"lateness_max_ms"`
-	LatenessSamples   int     `json:"lateness_samples"`
-	DecisionsPerSec   float64 `json:"decisions_per_second"`
-	PerReplicaPerSec  []float64
-	BacklogAtEnd      uint64  `json:"evaluator_backlog_at_end"`
-	SchedulerHeap     uint64  `json:"scheduler_heap_inuse"`
-	SchedulerLive     uint64  `json:"scheduler_heap_alloc"`
-	EvaluatorLive     uint64  `json:"evaluator_heap_alloc"`
-	ChecksLive        uint64  `json:"check_file_heap_alloc"`
-	SchedulerChecks   uint64  `json:"scheduler_heap_check_file"`
-	EvaluatorHeap     uint64  `json:"evaluator_heap_inuse"` // the busiest replica
-	EvaluatorChecks   uint64  `json:"evaluator_heap_check_file"`
-	SchedulerCPU      float64 `json:"scheduler_cpu_cores"`
-	EvaluatorCPU      []float64
-	HarnessCPU        float64 `json:"nats_and_fakes_cpu_cores"`
-	StreamBytesPerMsg float64 `json:"stream_bytes_per_message"`
-	StreamMsgsPerTest float64 `json:"stream_messages_per_test"`
-	KVBytesPerTest    float64 `json:"kv_bytes_per_test"`
-	WindowSeconds     float64 `json:"window_seconds"`
+	Checks           int     `json:"checks"`
+	Sites            int     `json:"sites"`
+	Replicas         int     `json:"evaluator_replicas"`
+	IntervalSeconds  float64 `json:"interval_seconds"`
+	OfferedPerSec    float64 `json:"offered_tests_per_second"`
+	ScheduledPerSec  float64 `json:"scheduled_tests_per_second"`
+	LatenessP50MS    float64 `json:"lateness_p50_ms"`
+	LatenessP99MS    float64 `json:"lateness_p99_ms"`
+	LatenessMaxMS    float64 `json:"lateness_max_ms"`
+	LatenessSamples  int     `json:"lateness_samples"`
+	DecisionsPerSec  float64 `json:"decisions_per_second"`
+	PerReplicaPerSec []float64
+	BacklogAtEnd     uint64  `json:"evaluator_backlog_at_end"`
+	SchedulerHeap    uint64  `json:"scheduler_heap_inuse"`
+	SchedulerLive    uint64  `json:"scheduler_heap_alloc"`
+	EvaluatorLive    uint64  `json:"evaluator_heap_alloc"`
+	ChecksLive       uint64  `json:"check_file_heap_alloc"`
+	SchedulerChecks  uint64  `json:"scheduler_heap_check_file"`
+	EvaluatorHeap    uint64  `json:"evaluator_heap_inuse"` // the busiest replica
+	EvaluatorChecks  uint64  `json:"evaluator_heap_check_file"`
+	SchedulerCPU     float64 `json:"scheduler_cpu_cores"`
+	EvaluatorCPU     []float64
+	HarnessCPU       float64 `json:"nats_and_fakes_cpu_cores"`
+	// EvaluatorCPULimit is each replica's CPU limit in cores (0: none);
+	// EvaluatorThrottled the share of its CFS periods in which it used up
+	// its quota while measuring.
+	EvaluatorCPULimit  float64   `json:"evaluator_cpu_limit_cores,omitempty"`
+	EvaluatorThrottled []float64 `json:"evaluator_throttled_share,omitempty"`
+	StreamBytesPerMsg  float64   `json:"stream_bytes_per_message"`
+	StreamMsgsPerTest  float64   `json:"stream_messages_per_test"`
+	KVBytesPerTest     float64   `json:"kv_bytes_per_test"`
+	WindowSeconds      float64   `json:"window_seconds"`
 }
 
 type scaleFigures struct {
 	Runs []scaleRun `json:"runs"`
 	// Per check (slope between the smallest and the largest N) and fixed
 	// part (intercept), heap in use after GC.
-	SchedulerBytesPerCheck float64 `json:"scheduler_bytes_per_check"`
-	SchedulerLivePerCheck  float64 `json:"scheduler_live_bytes_per_check"`
-	EvaluatorLivePerCheck  float64 `json:"evaluator_live_bytes_per_check"`
-	ChecksLivePerCheck     float64 `json:"check_file_live_bytes_per_check"`
-	SchedulerFixedBytes    float64 `json:"scheduler_fixed_bytes"`
-	EvaluatorBytesPerCheck float64 `json:"evaluator_bytes_per_check"`
-	EvaluatorFixedBytes    float64 `json:"evaluator_fixed_bytes"`
+	SchedulerBytesPerCheck float64        `json:"scheduler_bytes_per_check"`
+	SchedulerLivePerCheck  float64        `json:"scheduler_live_bytes_per_check"`
+	EvaluatorLivePerCheck  float64        `json:"evaluator_live_bytes_per_check"`
+	ChecksLivePerCheck     float64        `json:"check_file_live_bytes_per_check"`
+	SchedulerFixedBytes    float64        `json:"scheduler_fixed_bytes"`
+	EvaluatorBytesPerCheck float64        `json:"evaluator_bytes_per_check"`
+	EvaluatorFixedBytes    float64        `json:"evaluator_fixed_bytes"`
+	ReplicaScaling         []replicaScale `json:"replica_scaling,omitempty"`
+}
+
+// replicaScale compares a run of several evaluator replicas with the run
+// of one at the same checks: TimesOne is its decisions/s over the one
+// replica's, AddedPerReplica (TimesOne - 1) / (replicas - 1), what each
+// replica beyond the first adds in units of one replica.
+type replicaScale struct {
+	Replicas        int     `json:"replicas"`
+	TimesOne        float64 `json:"times_one_replica"`
+	AddedPerReplica float64 `json:"added_per_replica"`
+}
+
+// replicaScaling compares every run of two or more replicas with the run
+// of one replica at the same number of checks, when there is one that
+// decided anything.
+func replicaScaling(runs []scaleRun) []replicaScale {
+	var out []replicaScale
+	for _, r := range runs {
+		if r.Replicas < 2 {
+			continue
+		}
+		for _, one := range runs {
+			if one.Replicas == 1 && one.Checks == r.Checks && one.DecisionsPerSec > 0 {
+				times := r.DecisionsPerSec / one.DecisionsPerSec
+				out = append(out, replicaScale{Replicas: r.Replicas, TimesOne: times, AddedPerReplica: (times - 1) / float64(r.Replicas-1)})
+				break
+			}
+		}
+	}
+	return out
+}
+
+// throttling reads each limit's CFS periods and throttled periods (zeros
+// where cpu.stat cannot be read: a figure, not a reason to stop the run).
+func throttling(limits []*cpuLimit) [][2]uint64 {
+	out := make([][2]uint64, len(limits))
+	for i, l := range limits {
+		p, t, _ := l.throttled()
+		out[i] = [2]uint64{p, t}
+	}
+	return out
 }
 
 func runScale(ctx context.Context, o scaleOptions, stdout io.Writer) error {
@@ -227,6 +286,13 @@ func runScale(ctx context.Context, o scaleOptions, stdout io.Writer) error {
 				fig.SchedulerLivePerCheck, fig.EvaluatorLivePerCheck, fig.SchedulerLivePerCheck+fig.EvaluatorLivePerCheck, fig.ChecksLivePerCheck)
 		}
 	}
+	fig.ReplicaScaling = replicaScaling(fig.Runs)
+	if len(fig.ReplicaScaling) > 0 {
+		fmt.Fprintf(stdout, "\nreplica scaling (decisions/s against one replica at the same checks; target: each added replica adds >= 0.8x one):\n")
+		for _, s := range fig.ReplicaScaling {
+			fmt.Fprintf(stdout, "  %d replicas: %.2fx one replica; each added replica adds %.2fx one\n", s.Replicas, s.TimesOne, s.AddedPerReplica)
+		}
+	}
 	if o.jsonPath != "" {
 		b, _ := json.MarshalIndent(fig, "", "  ")
 		if err := os.WriteFile(o.jsonPath, append(b, '\n'), 0o644); err != nil {
@@ -260,13 +326,20 @@ func printScaleRun(w io.Writer, r scaleRun) {
 	fmt.Fprintf(w, "  live heap after GC: scheduler %.1f MiB, evaluator %.1f MiB; the check file's own %.1f MiB in each\n",
 		mib(r.SchedulerLive), mib(r.EvaluatorLive), mib(r.ChecksLive))
 	fmt.Fprintf(w, "  CPU (cores): scheduler %.2f, evaluator(s) %s, NATS server + fakes %.2f\n", r.SchedulerCPU, strings.Join(cpu, ", "), r.HarnessCPU)
+	if r.EvaluatorCPULimit > 0 {
+		th := make([]string, len(r.EvaluatorThrottled))
+		for i, v := range r.EvaluatorThrottled {
+			th[i] = fmt.Sprintf("%.0f %%", 100*v)
+		}
+		fmt.Fprintf(w, "  evaluator CPU limit: %.2f cores each; periods throttled: %s\n", r.EvaluatorCPULimit, strings.Join(th, ", "))
+	}
 	fmt.Fprintf(w, "  JetStream: %.1f stream messages per test, %.0f B per stream message, KV %.0f B written per test\n",
 		r.StreamMsgsPerTest, r.StreamBytesPerMsg, r.KVBytesPerTest)
 }
 
 // scaleOnce runs one configuration on a fresh NATS server.
 func scaleOnce(ctx context.Context, o scaleOptions, n, replicas int) (scaleRun, error) {
-	run := scaleRun{Checks: n, Sites: o.sites, Replicas: replicas, IntervalSeconds: o.interval.Seconds(),
+	run := scaleRun{Checks: n, Sites: o.sites, Replicas: replicas, IntervalSeconds: o.interval.Seconds(), EvaluatorCPULimit: o.evaluatorCPU,
 		OfferedPerSec: float64(n*o.sites) / o.interval.Seconds(), WindowSeconds: o.window.Seconds()}
 	dir, err := os.MkdirTemp(o.dataDir, "scout-scale-")
 	if err != nil {
@@ -320,12 +393,30 @@ func scaleOnce(ctx context.Context, o scaleOptions, n, replicas int) (scaleRun, 
 	}
 	defer sched.stop()
 	var evals []*roleProc
+	var limits []*cpuLimit
 	for i := 0; i < replicas; i++ {
+		var limit *cpuLimit
+		if o.evaluatorCPU > 0 {
+			if limit, err = newCPULimit(fmt.Sprintf("scout-scale-%d-evaluator-%d", os.Getpid(), i), o.evaluatorCPU); err != nil {
+				return run, fmt.Errorf("--evaluator-cpu: %w", err)
+			}
+			defer func() { // after the process has stopped (defers run last first)
+				if err := limit.delete(); err != nil {
+					fmt.Fprintf(os.Stderr, "scale: --evaluator-cpu: %v\n", err)
+				}
+			}()
+			limits = append(limits, limit)
+		}
 		p, err := startRole(rctx, "evaluator", append(slices.Clone(args), "--workers", strconv.Itoa(o.workers)))
 		if err != nil {
 			return run, err
 		}
 		defer p.stop()
+		if limit != nil {
+			if err := limit.add(p.cmd.Process.Pid); err != nil {
+				return run, fmt.Errorf("--evaluator-cpu: %w", err)
+			}
+		}
 		evals = append(evals, p)
 	}
 	all := append([]*roleProc{sched}, evals...)
@@ -340,6 +431,7 @@ func scaleOnce(ctx context.Context, o scaleOptions, n, replicas int) (scaleRun, 
 		return run, err
 	}
 	res0, cpu0 := results.Load(), selfCPU()
+	throttle0 := throttling(limits)
 	st0, kv0, err := jsBytes(ctx, js)
 	if err != nil {
 		return run, err
@@ -354,6 +446,12 @@ func scaleOnce(ctx context.Context, o scaleOptions, n, replicas int) (scaleRun, 
 	elapsed := time.Since(start).Seconds()
 	fake.stopMeasuring()
 	res1, cpu1 := results.Load(), selfCPU()
+	throttle1 := throttling(limits)
+	for i := range throttle1 {
+		if dp := throttle1[i][0] - throttle0[i][0]; dp > 0 {
+			run.EvaluatorThrottled = append(run.EvaluatorThrottled, float64(throttle1[i][1]-throttle0[i][1])/float64(dp))
+		}
+	}
 	lat := fake.latenesses() // one per interval test received while measuring
 	st1, kv1, err := jsBytes(ctx, js)
 	if err != nil {
@@ -614,17 +712,16 @@ func (p *roleProc) report() (roleReport, error) {
 	return r, json.Unmarshal(p.out.Bytes(), &r)
 }
 
-// stop closes the process's stdin (it stops and exits) and waits, killing
-// it after 10 s.
+// stop closes the process's stdin (it stops and exits) and waits until it
+// has ended, killing it after 10 s. Every call waits: the cgroup of a CPU
+// limit can be removed only once its process has ended.
 func (p *roleProc) stop() {
 	p.mu.Lock()
-	if p.ended {
-		p.mu.Unlock()
-		return
+	if !p.ended {
+		p.ended = true
+		p.in.Close()
 	}
-	p.ended = true
 	p.mu.Unlock()
-	p.in.Close()
 	select {
 	case <-p.done:
 	case <-time.After(10 * time.Second):
