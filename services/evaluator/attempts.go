@@ -15,9 +15,13 @@ import (
 )
 
 // Attempt is the evaluator's record of one test attempt (KV key
-// attempt.<test id>). It is created by whichever event of the attempt
-// arrives first and is done once its check.result is published.
+// attempt.<partition>.<test id>, attemptKey). It is created by whichever
+// event of the attempt arrives first and is done once its check.result is
+// published.
 type Attempt struct {
+	// key is the KV key the record was read from or is to be created at.
+	key string
+
 	TestID       string     `json:"test_id"`
 	CheckID      string     `json:"check_id"`
 	Site         string     `json:"site"`
@@ -43,7 +47,18 @@ type Attempt struct {
 	Warnings []string         `json:"warnings,omitempty"`
 }
 
-func attemptKey(testID string) string { return prefixAttempt + testID }
+// attemptKey is the key of an attempt of check: attempt.<partition>.<test
+// id>, the partition the check's events are in (events.PartitionOf), so
+// that a replica's KV watch follows its own partitions' attempts only.
+func attemptKey(check, testID string) string {
+	return prefixAttempt + strconv.Itoa(events.PartitionOf(check)) + "." + testID
+}
+
+// legacyAttemptKey is the key of an attempt written before keys named
+// the partition (attempt.<test id>). Such a record is followed by every
+// replica's timers and read by the handlers that need an existing attempt
+// (findAttempt) until it expires (AttemptTTL after the upgrade).
+func legacyAttemptKey(testID string) string { return prefixAttempt + testID }
 
 // timer returns the deadline timer of a pending attempt.
 func (a *Attempt) timer() (time.Time, events.Event, bool) {
@@ -58,9 +73,10 @@ func (a *Attempt) timer() (time.Time, events.Event, bool) {
 
 // loadAttempt returns the attempt record of testID, or a new one built by
 // fill when none exists yet (rev 0).
-func (e *Evaluator) loadAttempt(ctx context.Context, testID string, fill func(*Attempt)) (*Attempt, uint64, error) {
+func (e *Evaluator) loadAttempt(ctx context.Context, check, testID string, fill func(*Attempt)) (*Attempt, uint64, error) {
+	key := attemptKey(check, testID)
 	var a Attempt
-	rev, found, err := e.state.get(ctx, attemptKey(testID), &a)
+	rev, found, err := e.state.get(ctx, key, &a)
 	if err != nil {
 		return nil, 0, err
 	}
@@ -68,18 +84,34 @@ func (e *Evaluator) loadAttempt(ctx context.Context, testID string, fill func(*A
 		a = Attempt{TestID: testID}
 		fill(&a)
 	}
+	a.key = key
 	return &a, rev, nil
 }
 
-// saveAttempt writes a and arms or disarms its timer in this process (the
-// KV watch does the same for the other replicas).
+// findAttempt reads the existing attempt testID of check, at its key or,
+// when there is none, at its legacy key (legacyAttemptKey).
+func (e *Evaluator) findAttempt(ctx context.Context, check, testID string) (a *Attempt, rev uint64, found bool, err error) {
+	for _, key := range []string{attemptKey(check, testID), legacyAttemptKey(testID)} {
+		var rec Attempt
+		rev, found, err := e.state.get(ctx, key, &rec)
+		if err != nil || found {
+			rec.key = key
+			return &rec, rev, found, err
+		}
+	}
+	return &Attempt{}, 0, false, nil
+}
+
+// saveAttempt writes a at the key it was read from and arms or disarms
+// its timer in this process, when its partition is this replica's (the
+// owner's KV watch does it otherwise).
 func (e *Evaluator) saveAttempt(ctx context.Context, a *Attempt, rev uint64) error {
-	newRev, err := e.state.put(ctx, attemptKey(a.TestID), a, rev, e.cfg.AttemptTTL)
+	newRev, err := e.state.put(ctx, a.key, a, rev, e.cfg.AttemptTTL)
 	if err != nil {
 		return err
 	}
 	due, ev, ok := a.timer()
-	e.timers.wrote(attemptKey(a.TestID), newRev, due, ev, ok)
+	e.timers.wrote(a.key, events.PartitionOf(a.CheckID), newRev, due, ev, ok)
 	return nil
 }
 
@@ -92,7 +124,7 @@ func (e *Evaluator) onScheduled(ctx context.Context, ev *events.TestScheduled) e
 	if c == nil {
 		return nil
 	}
-	a, rev, err := e.loadAttempt(ctx, ev.TestID, func(a *Attempt) { a.fromScheduled(ev) })
+	a, rev, err := e.loadAttempt(ctx, ev.CheckID, ev.TestID, func(a *Attempt) { a.fromScheduled(ev) })
 	if err != nil {
 		return err
 	}
@@ -129,7 +161,7 @@ func (e *Evaluator) onSent(ctx context.Context, ev *events.MailSent) error {
 	if c == nil {
 		return nil
 	}
-	a, rev, err := e.loadAttempt(ctx, ev.TestID, func(a *Attempt) {
+	a, rev, err := e.loadAttempt(ctx, ev.CheckID, ev.TestID, func(a *Attempt) {
 		a.CheckID, a.Site, a.Kind, a.Attempt = ev.CheckID, ev.Site, events.KindRoundTrip, ev.Attempt
 	})
 	if err != nil {
@@ -185,7 +217,7 @@ func (e *Evaluator) onReturned(ctx context.Context, ev *events.MailReturned) err
 	if c == nil {
 		return nil
 	}
-	a, rev, err := e.loadAttempt(ctx, ev.TestID, func(a *Attempt) {
+	a, rev, err := e.loadAttempt(ctx, ev.CheckID, ev.TestID, func(a *Attempt) {
 		a.CheckID, a.Site, a.Kind, a.Attempt = ev.CheckID, ev.Site, events.KindRoundTrip, ev.Attempt
 	})
 	if err != nil {
@@ -278,7 +310,7 @@ func (e *Evaluator) onServiceChecked(ctx context.Context, ev *events.ServiceChec
 	if c == nil {
 		return nil
 	}
-	a, rev, err := e.loadAttempt(ctx, ev.TestID, func(a *Attempt) {
+	a, rev, err := e.loadAttempt(ctx, ev.CheckID, ev.TestID, func(a *Attempt) {
 		a.CheckID, a.Site, a.Kind, a.Attempt = ev.CheckID, ev.Site, ev.Kind, ev.Attempt
 		a.Reason, a.OriginTestID = ev.Reason, ev.OriginTestID
 	})
@@ -327,8 +359,7 @@ func (e *Evaluator) onBounced(ctx context.Context, ev *events.MailBounced) error
 	if c == nil {
 		return nil
 	}
-	var a Attempt
-	rev, found, err := e.state.get(ctx, attemptKey(ev.TestID), &a)
+	a, rev, found, err := e.findAttempt(ctx, ev.CheckID, ev.TestID)
 	if err != nil {
 		return err
 	}
@@ -342,14 +373,14 @@ func (e *Evaluator) onBounced(ctx context.Context, ev *events.MailBounced) error
 	a.withEvidence(&events.Evidence{Bounce: &b})
 	if ev.Action == events.BounceDelayed {
 		a.warn("delivery delayed: " + b.Summary)
-		return e.saveAttempt(ctx, &a, rev)
+		return e.saveAttempt(ctx, a, rev)
 	}
 	if a.StartedAt.IsZero() {
 		a.StartedAt = a.ScheduledAt
 	}
-	r := e.result(c, &a, events.StatusFailed)
+	r := e.result(c, a, events.StatusFailed)
 	r.ErrorClass, r.Error, r.Reply = "bounced", b.Summary, bounceReply(b)
-	return e.finish(ctx, &a, rev, r)
+	return e.finish(ctx, a, rev, r)
 }
 
 // bounceReply reads a bounce's diagnostic as the SMTP reply it quotes
@@ -426,8 +457,7 @@ func (e *Evaluator) onTimeout(ctx context.Context, ev *events.CheckTimeout) erro
 	if c == nil {
 		return nil
 	}
-	var a Attempt
-	rev, found, err := e.state.get(ctx, attemptKey(ev.TestID), &a)
+	a, rev, found, err := e.findAttempt(ctx, ev.CheckID, ev.TestID)
 	if err != nil {
 		return err
 	}
@@ -437,24 +467,24 @@ func (e *Evaluator) onTimeout(ctx context.Context, ev *events.CheckTimeout) erro
 	var r *events.CheckResult
 	switch ev.Deadline {
 	case events.DeadlineReturn:
-		r = e.result(c, &a, events.StatusTimeout)
+		r = e.result(c, a, events.StatusTimeout)
 		r.Error = fmt.Sprintf("no return within %v", c.Timeout)
 	case events.DeadlineSubmission:
 		if a.StartedAt.IsZero() {
 			a.StartedAt = a.ScheduledAt
 		}
-		r = e.result(c, &a, events.StatusMonitorError)
+		r = e.result(c, a, events.StatusMonitorError)
 		r.ErrorClass = "not_submitted"
 		r.Error = fmt.Sprintf("the sender at %s reported no submission by %s", a.Site, a.Deadline.UTC().Format(time.RFC3339))
 	default:
 		if a.StartedAt.IsZero() {
 			a.StartedAt = a.ScheduledAt
 		}
-		r = e.result(c, &a, events.StatusMonitorError)
+		r = e.result(c, a, events.StatusMonitorError)
 		r.ErrorClass = "no_result"
 		r.Error = fmt.Sprintf("the sender at %s reported no result by %s", a.Site, a.Deadline.UTC().Format(time.RFC3339))
 	}
-	return e.finish(ctx, &a, rev, r)
+	return e.finish(ctx, a, rev, r)
 }
 
 // result starts the check.result of attempt a.

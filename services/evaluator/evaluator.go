@@ -183,7 +183,7 @@ func (e *Evaluator) Run(ctx context.Context) error {
 		})
 	}
 	g, gctx := errgroup.WithContext(ctx)
-	g.Go(func() error { return e.timers.watch(gctx) })
+	g.Go(func() error { return e.timers.watch(gctx, members) })
 	// The rest waits until every timer is armed.
 	afterTimers := func(run func(context.Context) error) func() error {
 		return func() error {

@@ -14,8 +14,11 @@ import (
 
 func siteKey(check, site string) string { return "site." + check + "." + site }
 
-func retestKey(p *plannedTest) string {
-	return prefixRetest + p.OriginTestID + "." + p.Site + "." + strconv.Itoa(p.Attempt)
+// retestKey is the key of a confirmation of check:
+// retest.<partition>.<origin>.<site>.<attempt>, the check's partition as
+// in attemptKey.
+func retestKey(check string, p *plannedTest) string {
+	return prefixRetest + strconv.Itoa(events.PartitionOf(check)) + "." + p.OriginTestID + "." + p.Site + "." + strconv.Itoa(p.Attempt)
 }
 
 // retestID derives a confirmation's test id from what asked for it, so that
@@ -74,7 +77,7 @@ func (e *Evaluator) applyVerdict(ctx context.Context, c *checks.Check, r *events
 func (e *Evaluator) planRetest(ctx context.Context, c *checks.Check, st *SiteState, p *plannedTest) error {
 	ts := e.plannedEvent(c, p)
 	rec := RetestRecord{DueAt: p.DueAt, Test: ts}
-	key := retestKey(p)
+	key := retestKey(c.ID, p)
 	if _, err := e.state.put(ctx, key, rec, 0, 0); err != nil {
 		// Created before (this result is being handled again): keep it.
 		var existing RetestRecord
@@ -82,7 +85,7 @@ func (e *Evaluator) planRetest(ctx context.Context, c *checks.Check, st *SiteSta
 			return err
 		}
 	}
-	e.timers.arm(key, p.DueAt, ts)
+	e.timers.arm(key, events.PartitionOf(c.ID), p.DueAt, ts)
 	st.Pending = &Pending{TestID: ts.TestID, OriginTestID: p.OriginTestID, Attempt: p.Attempt, Reason: p.Reason, DueAt: p.DueAt}
 	e.m.retests.WithLabelValues(p.Reason).Inc()
 	return nil

@@ -6,6 +6,8 @@ import (
 	"encoding/json"
 	"errors"
 	"log/slog"
+	"slices"
+	"strconv"
 	"strings"
 	"sync"
 	"time"
@@ -19,10 +21,17 @@ import (
 // Timer records live in the evaluator bucket, so that a restarted or
 // replacement evaluator, or another replica, re-arms every deadline:
 //
-//	attempt.<test id>   an attempt; while not done, its Deadline is a timer
-//	                    that publishes check.timeout
-//	retest.<key>        a confirmation test to publish at DueAt (deleted
-//	                    once published)
+//	attempt.<partition>.<test id>   an attempt; while not done, its
+//	                                Deadline is a timer that publishes
+//	                                check.timeout
+//	retest.<partition>.<origin>.<site>.<attempt>
+//	                                a confirmation test to publish at
+//	                                DueAt (deleted once published)
+//
+// <partition> is the check's (events.PartitionOf), so that a replica
+// follows the records of its own partitions only. Records written before
+// the keys carried it (attempt.<test id>, retest.<origin>.<site>.<attempt>)
+// are still followed and read until they expire (legacyAttemptKey).
 //
 // Beside them, replica.<id> is each live replica's heartbeat
 // (platform.Members).
@@ -32,17 +41,61 @@ const (
 	prefixReplica = "replica."
 )
 
-// RetestRecord is a scheduled confirmation (KV key retest.<origin>.<site>.<attempt>).
+// keyPartition returns the partition named in an attempt or retest key,
+// and false for a key of the form without one (written before keys
+// carried it) or any other key.
+func keyPartition(key string) (int, bool) {
+	var rest string
+	switch {
+	case strings.HasPrefix(key, prefixAttempt) && strings.Count(key, ".") == 2:
+		rest = key[len(prefixAttempt):]
+	case strings.HasPrefix(key, prefixRetest) && strings.Count(key, ".") == 4:
+		rest = key[len(prefixRetest):]
+	default:
+		return 0, false
+	}
+	tok, _, _ := strings.Cut(rest, ".")
+	p, err := strconv.Atoi(tok)
+	if err != nil || p < 0 || p >= events.Partitions || strconv.Itoa(p) != tok {
+		return 0, false
+	}
+	return p, true
+}
+
+// watchFilters returns the KV watch filters of the attempt and retest
+// records of the partitions owned (owned[p]), and of the records without
+// a partition in their key, whose partition the watch learns from their
+// value.
+func watchFilters(owned []bool) []string {
+	if !slices.Contains(owned, false) {
+		return []string{prefixAttempt + ">", prefixRetest + ">"}
+	}
+	filters := []string{prefixAttempt + "*", prefixRetest + "*.*.*"}
+	for p, mine := range owned {
+		if mine {
+			filters = append(filters, prefixAttempt+strconv.Itoa(p)+".*", prefixRetest+strconv.Itoa(p)+".*.*.*")
+		}
+	}
+	return filters
+}
+
+// RetestRecord is a scheduled confirmation (KV key
+// retest.<partition>.<origin>.<site>.<attempt>, retestKey).
 type RetestRecord struct {
 	DueAt time.Time            `json:"due_at"`
 	Test  events.TestScheduled `json:"test"`
 }
 
 // timers fires persisted deadlines on the injected clock. Every replica runs
-// one: it learns timers from its own handlers (arm) and from a KV watch
-// (writes by any replica, and everything pending at start). A timer that
-// fires twice (two replicas) publishes the same message id, which
-// JetStream stores once.
+// one for the partitions it owns (platform.Members): it learns their timers
+// from its own handlers (wrote) and from a KV watch filtered to them
+// (writes by any replica, and everything pending when the watch starts).
+// When the owners change, the watch starts again on the new partitions,
+// and the timers of the partitions that went elsewhere are disarmed: a
+// replica decodes the attempt writes of its own partitions only, not every
+// replica's (docs/capacity.md, "Partitioned evaluators"). A timer that
+// fires twice (two replicas that both took a partition for theirs for a
+// moment) publishes the same message id, which JetStream stores once.
 type timers struct {
 	clock clockwork.Clock
 	pub   platform.Publisher
@@ -52,23 +105,35 @@ type timers struct {
 
 	mu      sync.Mutex
 	entries map[string]*timerEntry
+	// owned[p]: partition p is this replica's; only its timers are armed.
+	owned []bool
 	// written holds the revision of this replica's own latest write of a
 	// key, whose timer it armed itself: the watch skips that revision and
 	// older ones of the key (it does not decode them, and an older one
 	// must not undo the newer arm), and removes the entry when it reaches
 	// that revision.
-	written map[string]uint64
-	// watched is the highest revision the watch has delivered (KV
+	written map[string]ownWrite
+	// watched is the highest revision the current watch has delivered (KV
 	// revisions are the bucket's stream sequences, one order for every
-	// key): a write at or below it was armed by the watch already.
+	// key): a write at or below it of an owned partition was armed by the
+	// watch already. A new watch starts it again from 0.
 	watched uint64
-	queue   timerHeap
-	wake    chan struct{}
-	ready   chan struct{} // closed when the watch delivered the initial state
+	// received counts the entries the watches delivered.
+	received  uint64
+	queue     timerHeap
+	wake      chan struct{}
+	ready     chan struct{} // closed when the first watch delivered the state at start
+	readyOnce sync.Once
+}
+
+type ownWrite struct {
+	rev  uint64
+	part int
 }
 
 type timerEntry struct {
 	key   string
+	part  int
 	due   time.Time
 	ev    events.Event
 	index int
@@ -76,44 +141,75 @@ type timerEntry struct {
 
 func newTimers(clock clockwork.Clock, pub platform.Publisher, kv jetstream.KeyValue, log *slog.Logger, fired func(string)) *timers {
 	return &timers{
-		clock: clock, pub: pub, kv: kv, log: log, fired: fired,
-		entries: map[string]*timerEntry{}, written: map[string]uint64{}, wake: make(chan struct{}, 1), ready: make(chan struct{}),
+		clock: clock, pub: pub, kv: kv, log: log, fired: fired, owned: make([]bool, events.Partitions),
+		entries: map[string]*timerEntry{}, written: map[string]ownWrite{}, wake: make(chan struct{}, 1), ready: make(chan struct{}),
 	}
 }
 
-// arm sets (or moves) the timer key to publish ev at due.
-func (t *timers) arm(key string, due time.Time, ev events.Event) {
+// own makes owned (owned[p]: partition p) this replica's partitions: the
+// timers of the others are disarmed and forgotten, and the revision the
+// watch delivered starts again from 0 for the watch that follows.
+func (t *timers) own(owned []bool) {
 	t.mu.Lock()
-	t.armLocked(key, due, ev)
+	defer t.mu.Unlock()
+	copy(t.owned, owned)
+	for key, e := range t.entries {
+		if !t.owned[e.part] {
+			t.disarmLocked(key)
+		}
+	}
+	for key, w := range t.written {
+		if !t.owned[w.part] {
+			delete(t.written, key)
+		}
+	}
+	t.watched = 0
+}
+
+// owns reports whether partition p is this replica's.
+func (t *timers) owns(p int) bool {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	return t.owned[p]
+}
+
+// arm sets (or moves) the timer key of partition part to publish ev at
+// due, when part is this replica's (the owner's watch arms it otherwise).
+func (t *timers) arm(key string, part int, due time.Time, ev events.Event) {
+	t.mu.Lock()
+	if t.owned[part] {
+		t.armLocked(key, part, due, ev)
+	}
 	t.mu.Unlock()
 	t.poke()
 }
 
-// armLocked is arm with t.mu held.
-func (t *timers) armLocked(key string, due time.Time, ev events.Event) {
+// armLocked is arm with t.mu held, whoever owns part.
+func (t *timers) armLocked(key string, part int, due time.Time, ev events.Event) {
 	if e, ok := t.entries[key]; ok {
-		e.due, e.ev = due, ev
+		e.due, e.ev, e.part = due, ev, part
 		heap.Fix(&t.queue, e.index)
 	} else {
-		e := &timerEntry{key: key, due: due, ev: ev}
+		e := &timerEntry{key: key, part: part, due: due, ev: ev}
 		t.entries[key] = e
 		heap.Push(&t.queue, e)
 	}
 }
 
-// wrote arms (armed) or disarms the timer of key, which this replica has
-// just written at rev, unless the watch delivered rev already (it armed
-// that revision, or a newer one, itself). Arming and recording the
-// revision happen under one lock, so that a watch entry decoded meanwhile
-// cannot undo them (applyWatched).
-func (t *timers) wrote(key string, rev uint64, due time.Time, ev events.Event, armed bool) {
+// wrote arms (armed) or disarms the timer of key, in partition part, which
+// this replica has just written at rev, unless the watch delivered rev
+// already (it armed that revision, or a newer one, itself) or part is not
+// this replica's (its owner's watch delivers the write). Arming and
+// recording the revision happen under one lock, so that a watch entry
+// decoded meanwhile cannot undo them (applyWatched).
+func (t *timers) wrote(key string, part int, rev uint64, due time.Time, ev events.Event, armed bool) {
 	t.mu.Lock()
-	if rev <= t.watched {
+	if rev <= t.watched || !t.owned[part] {
 		t.mu.Unlock()
 		return
 	}
-	t.written[key] = rev
-	t.setLocked(key, due, ev, armed)
+	t.written[key] = ownWrite{rev: rev, part: part}
+	t.setLocked(key, part, due, ev, armed)
 	t.mu.Unlock()
 	t.poke()
 }
@@ -124,35 +220,38 @@ func (t *timers) watchWants(key string, rev uint64) bool {
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	t.watched = max(t.watched, rev)
+	t.received++
 	own, ok := t.written[key]
 	if !ok {
 		return true
 	}
-	if rev >= own {
+	if rev >= own.rev {
 		delete(t.written, key)
 	}
-	return rev > own
+	return rev > own.rev
 }
 
-// applyWatched arms (armed) or disarms the timer of key as its watch
-// entry at rev says, unless this replica wrote a newer revision of key
-// while the entry was being decoded.
-func (t *timers) applyWatched(key string, rev uint64, due time.Time, ev events.Event, armed bool) {
+// applyWatched arms (armed) or disarms the timer of key, in partition
+// part, as its watch entry at rev says, unless this replica wrote a newer
+// revision of key while the entry was being decoded, or part is not this
+// replica's (a record without a partition in its key, which the watch
+// follows in every replica). Disarming needs no partition (part < 0).
+func (t *timers) applyWatched(key string, part int, rev uint64, due time.Time, ev events.Event, armed bool) {
 	t.mu.Lock()
-	if own, ok := t.written[key]; ok && own > rev {
+	if own, ok := t.written[key]; ok && own.rev > rev || armed && !t.owned[part] {
 		t.mu.Unlock()
 		return
 	}
-	t.setLocked(key, due, ev, armed)
+	t.setLocked(key, part, due, ev, armed)
 	t.mu.Unlock()
 	t.poke()
 }
 
 // setLocked arms the timer of key at due (armed) or disarms it, with t.mu
 // held.
-func (t *timers) setLocked(key string, due time.Time, ev events.Event, armed bool) {
+func (t *timers) setLocked(key string, part int, due time.Time, ev events.Event, armed bool) {
 	if armed {
-		t.armLocked(key, due, ev)
+		t.armLocked(key, part, due, ev)
 	} else {
 		t.disarmLocked(key)
 	}
@@ -172,8 +271,8 @@ func (t *timers) disarmLocked(key string) {
 // stale now, is not published.
 func (t *timers) retry(e *timerEntry, due time.Time) {
 	t.mu.Lock()
-	if _, ok := t.entries[e.key]; !ok {
-		t.armLocked(e.key, due, e.ev)
+	if _, ok := t.entries[e.key]; !ok && t.owned[e.part] {
+		t.armLocked(e.key, e.part, due, e.ev)
 	}
 	t.mu.Unlock()
 	t.poke()
@@ -270,32 +369,64 @@ func (t *timers) fireDue(ctx context.Context) {
 	}
 }
 
-// watch follows the attempt and retest records of every replica and arms
-// or disarms their timers. It closes t.ready once the state at start has
-// been read.
-func (t *timers) watch(ctx context.Context) error {
-	w, err := t.kv.WatchFiltered(ctx, []string{prefixAttempt + ">", prefixRetest + ">"})
-	if err != nil {
-		return err
+// watch follows the attempt and retest records of the partitions this
+// replica owns (owners: platform.Members), once owners has its first view,
+// and arms or disarms their timers. When the owners change it disarms the
+// timers of the partitions that went elsewhere and watches the new set:
+// the watch's first values re-arm everything pending in them. It closes
+// t.ready once the first watch has delivered the state at its start, and
+// returns nil when ctx ends, an error when a watch cannot start or ends.
+func (t *timers) watch(ctx context.Context, owners platform.Preference) error {
+	select {
+	case <-owners.Ready():
+	case <-ctx.Done():
+		return nil
 	}
-	defer w.Stop()
-	initial := true
+	owned := make([]bool, len(t.owned))
+	for {
+		changed := owners.Changed()
+		mine := 0
+		for p := range owned {
+			owned[p] = owners.Preferred(p)
+			if owned[p] {
+				mine++
+			}
+		}
+		t.own(owned)
+		w, err := t.kv.WatchFiltered(ctx, watchFilters(owned))
+		if err != nil {
+			if ctx.Err() != nil {
+				return nil
+			}
+			return err
+		}
+		t.log.Info("following the timers of this replica's partitions", "partitions", mine, "of", len(owned))
+		again, err := t.follow(ctx, w, changed)
+		_ = w.Stop()
+		if !again {
+			return err
+		}
+	}
+}
+
+// follow applies w's entries until ctx ends (false, nil), changed closes
+// (true) or w ends (false and an error).
+func (t *timers) follow(ctx context.Context, w jetstream.KeyWatcher, changed <-chan struct{}) (again bool, err error) {
 	for {
 		select {
 		case <-ctx.Done():
-			return nil
+			return false, nil
+		case <-changed:
+			return true, nil
 		case e, ok := <-w.Updates():
 			if !ok {
 				if ctx.Err() != nil {
-					return nil
+					return false, nil
 				}
-				return errors.New("kv watch closed")
+				return false, errors.New("kv watch closed")
 			}
 			if e == nil {
-				if initial {
-					initial = false
-					close(t.ready)
-				}
+				t.readyOnce.Do(func() { close(t.ready) })
 				continue
 			}
 			t.apply(e)
@@ -303,14 +434,20 @@ func (t *timers) watch(ctx context.Context) error {
 	}
 }
 
+// apply arms or disarms the timer of one watch entry. A record without a
+// partition in its key is decoded first (its check names the partition).
 func (t *timers) apply(e jetstream.KeyValueEntry) {
 	key, rev := e.Key(), e.Revision()
 	if !t.watchWants(key, rev) {
 		return // armed or disarmed already when this replica wrote it
 	}
 	if e.Operation() != jetstream.KeyValuePut {
-		t.applyWatched(key, rev, time.Time{}, nil, false)
+		t.applyWatched(key, -1, rev, time.Time{}, nil, false)
 		return
+	}
+	part, inKey := keyPartition(key)
+	if inKey && !t.owns(part) {
+		return // a write of a partition this replica gave away meanwhile
 	}
 	switch {
 	case strings.HasPrefix(key, prefixAttempt):
@@ -320,14 +457,14 @@ func (t *timers) apply(e jetstream.KeyValueEntry) {
 			return
 		}
 		due, ev, ok := a.timer()
-		t.applyWatched(key, rev, due, ev, ok)
+		t.applyWatched(key, events.PartitionOf(a.CheckID), rev, due, ev, ok)
 	case strings.HasPrefix(key, prefixRetest):
 		var r RetestRecord
 		if err := json.Unmarshal(e.Value(), &r); err != nil {
 			t.log.Warn("undecodable retest record", "key", key, "error", err)
 			return
 		}
-		t.applyWatched(key, rev, r.DueAt, r.Test, true)
+		t.applyWatched(key, events.PartitionOf(r.Test.CheckID), rev, r.DueAt, r.Test, true)
 	}
 }
 

@@ -2,11 +2,16 @@ package evaluator
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"log/slog"
+	"slices"
+	"strconv"
+	"sync"
 	"testing"
 	"time"
 
+	"github.com/emailscout/emailscout/internal/natstest"
 	"github.com/emailscout/emailscout/pkg/events"
 	"github.com/jonboulle/clockwork"
 )
@@ -22,7 +27,8 @@ import (
 func TestTimersWatchEntryDoesNotUndoANewerWrite(t *testing.T) {
 	clock := clockwork.NewFakeClock()
 	tm := newTimers(clock, nil, nil, slog.New(slog.DiscardHandler), nil)
-	key := attemptKey("t1")
+	tm.own(allPartitions())
+	key, part := attemptKey("acme", "t1"), events.PartitionOf("acme")
 	submission, ret := clock.Now().Add(25*time.Second), clock.Now().Add(21*time.Second)
 	subEv := events.CheckTimeout{TestID: "t1", Deadline: events.DeadlineSubmission, DueAt: submission}
 	retEv := events.CheckTimeout{TestID: "t1", Deadline: events.DeadlineReturn, DueAt: ret}
@@ -31,9 +37,9 @@ func TestTimersWatchEntryDoesNotUndoANewerWrite(t *testing.T) {
 		t.Fatal("the watch skipped a revision this replica has not claimed")
 	}
 	// While the watch decodes revision 10, the handlers write 10 and 12.
-	tm.wrote(key, 10, submission, subEv, true)
-	tm.wrote(key, 12, ret, retEv, true)
-	tm.applyWatched(key, 10, submission, subEv, true)
+	tm.wrote(key, part, 10, submission, subEv, true)
+	tm.wrote(key, part, 12, ret, retEv, true)
+	tm.applyWatched(key, part, 10, submission, subEv, true)
 	if tm.watchWants(key, 12) {
 		t.Error("the watch decodes this replica's own latest write")
 	}
@@ -58,8 +64,8 @@ func TestTimersWatchEntryDoesNotUndoANewerWrite(t *testing.T) {
 	if !tm.watchWants(key, 14) {
 		t.Fatal("the watch skipped another replica's newer write")
 	}
-	tm.applyWatched(key, 14, later, events.CheckTimeout{TestID: "t1", Deadline: events.DeadlineReturn, DueAt: later}, true)
-	tm.wrote(key, 13, ret, retEv, true)
+	tm.applyWatched(key, part, 14, later, events.CheckTimeout{TestID: "t1", Deadline: events.DeadlineReturn, DueAt: later}, true)
+	tm.wrote(key, part, 13, ret, retEv, true)
 	if ev := armed(); !ev.DueAt.Equal(later) {
 		t.Errorf("armed at %s, want another replica's newer deadline %s", ev.DueAt, later)
 	}
@@ -91,15 +97,16 @@ func (p *failingPublisher) Publish(_ context.Context, ev events.Event) (bool, er
 // evaluator would drop, is not published.
 func TestTimersFailedPublishKeepsANewerDeadline(t *testing.T) {
 	clock := clockwork.NewFakeClock()
-	key := attemptKey("t1")
+	key, part := attemptKey("acme", "t1"), events.PartitionOf("acme")
 	submission, ret := clock.Now().Add(time.Second), clock.Now().Add(21*time.Second)
 	subEv := events.CheckTimeout{TestID: "t1", Deadline: events.DeadlineSubmission, DueAt: submission}
 	retEv := events.CheckTimeout{TestID: "t1", Deadline: events.DeadlineReturn, DueAt: ret}
 	pub := &failingPublisher{}
 	tm := newTimers(clock, pub, nil, slog.New(slog.DiscardHandler), nil)
-	pub.during = func() { tm.wrote(key, 12, ret, retEv, true) }
+	tm.own(allPartitions())
+	pub.during = func() { tm.wrote(key, part, 12, ret, retEv, true) }
 
-	tm.arm(key, submission, subEv)
+	tm.arm(key, part, submission, subEv)
 	clock.Advance(time.Second)
 	tm.fireDue(context.Background())
 	if due, ok := tm.next(); !ok || !due.Equal(ret) {
@@ -112,5 +119,237 @@ func TestTimersFailedPublishKeepsANewerDeadline(t *testing.T) {
 	}
 	if got := pub.published[0].(events.CheckTimeout); got.Deadline != events.DeadlineReturn || !got.DueAt.Equal(ret) {
 		t.Errorf("published %s at %s, want the return deadline at %s", got.Deadline, got.DueAt, ret)
+	}
+}
+
+func allPartitions() []bool {
+	owned := make([]bool, events.Partitions)
+	for p := range owned {
+		owned[p] = true
+	}
+	return owned
+}
+
+func onlyPartitions(ps ...int) []bool {
+	owned := make([]bool, events.Partitions)
+	for _, p := range ps {
+		owned[p] = true
+	}
+	return owned
+}
+
+// checkIn returns a check id whose events are in partition p.
+func checkIn(p int) string {
+	for i := 0; ; i++ {
+		if id := "check-" + strconv.Itoa(i); events.PartitionOf(id) == p {
+			return id
+		}
+	}
+}
+
+func TestKeyPartition(t *testing.T) {
+	a, b := checkIn(3), checkIn(12)
+	for _, c := range []struct {
+		key  string
+		part int
+		ok   bool
+	}{
+		{attemptKey(a, "t1"), 3, true},
+		{retestKey(b, &plannedTest{OriginTestID: "t1", Site: "eu", Attempt: 2}), 12, true},
+		{legacyAttemptKey("t1"), 0, false},
+		{"retest.t1.eu.2", 0, false},
+		{"site.acme.eu", 0, false},
+		{"attempt.16.t1", 0, false},
+		{"attempt.03.t1", 0, false},
+		{"attempt.x.t1", 0, false},
+	} {
+		p, ok := keyPartition(c.key)
+		if p != c.part || ok != c.ok {
+			t.Errorf("keyPartition(%q) = %d, %v; want %d, %v", c.key, p, ok, c.part, c.ok)
+		}
+	}
+}
+
+// TestTimersArmOwnPartitionsOnly: a replica arms the timers of the
+// partitions it owns, from its own writes and from the watch; a write of
+// another partition (handled here while its owner was busy) is left to
+// its owner; giving a partition away disarms its timers.
+func TestTimersArmOwnPartitionsOnly(t *testing.T) {
+	clock := clockwork.NewFakeClock()
+	tm := newTimers(clock, nil, nil, slog.New(slog.DiscardHandler), nil)
+	a, b := checkIn(3), checkIn(12)
+	tm.own(onlyPartitions(3))
+	due := clock.Now().Add(time.Minute)
+	ev := events.CheckTimeout{TestID: "t", Deadline: events.DeadlineReturn, DueAt: due}
+
+	tm.wrote(attemptKey(a, "ta"), 3, 10, due, ev, true)
+	tm.wrote(attemptKey(b, "tb"), 12, 11, due, ev, true)
+	tm.applyWatched(attemptKey(b, "tb2"), 12, 12, due, ev, true)
+	tm.arm(retestKey(b, &plannedTest{OriginTestID: "tb", Site: "eu", Attempt: 2}), 12, due, ev)
+	if got := armedKeys(tm); !slices.Equal(got, []string{attemptKey(a, "ta")}) {
+		t.Fatalf("armed %v, want partition 3's only", got)
+	}
+	if len(tm.written) != 1 {
+		t.Errorf("remembers %d own writes, want 1 (none of another partition's, which its watch never returns)", len(tm.written))
+	}
+
+	tm.own(onlyPartitions(12))
+	if got := armedKeys(tm); len(got) != 0 || len(tm.written) != 0 {
+		t.Errorf("after giving partition 3 away: armed %v, %d own writes remembered; want none", got, len(tm.written))
+	}
+}
+
+func armedKeys(tm *timers) []string {
+	tm.mu.Lock()
+	defer tm.mu.Unlock()
+	keys := make([]string, 0, len(tm.entries))
+	for k := range tm.entries {
+		keys = append(keys, k)
+	}
+	slices.Sort(keys)
+	return keys
+}
+
+// owners is a platform.Preference whose partitions a test sets.
+type owners struct {
+	mu      sync.Mutex
+	owned   []bool
+	changed chan struct{}
+	ready   chan struct{}
+}
+
+func newOwners(owned []bool) *owners {
+	o := &owners{owned: owned, changed: make(chan struct{}), ready: make(chan struct{})}
+	close(o.ready)
+	return o
+}
+
+func (o *owners) Preferred(p int) bool {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	return o.owned[p]
+}
+
+func (o *owners) Changed() <-chan struct{} {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	return o.changed
+}
+
+func (o *owners) Ready() <-chan struct{} { return o.ready }
+
+func (o *owners) set(owned []bool) {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	o.owned = owned
+	close(o.changed)
+	o.changed = make(chan struct{})
+}
+
+// TestTimersWatchFollowsOwnedPartitions runs the timers' KV watch on a
+// real NATS server: a replica that owns partition 3 arms the pending
+// records of partition 3 and none of partition 12, including records
+// written while it runs; when it is given partition 12 (its owner is
+// gone) it arms every record of 12 pending then, among them one written
+// before keys named the partition (legacyAttemptKey); when it gives
+// partition 3 away, 3's timers are disarmed.
+func TestTimersWatchFollowsOwnedPartitions(t *testing.T) {
+	srv := natstest.Start(t)
+	_, js := natstest.Connect(t, srv)
+	ctx := natstest.Context(t)
+	kv, err := js.KeyValue(ctx, events.BucketEvaluator)
+	if err != nil {
+		t.Fatal(err)
+	}
+	clock := clockwork.NewFakeClock()
+	a, b := checkIn(3), checkIn(12)
+	pending := func(check, test string) []byte {
+		data, err := json.Marshal(Attempt{TestID: test, CheckID: check, Site: "eu", Kind: events.KindRoundTrip, Attempt: 1,
+			Deadline: clock.Now().Add(time.Minute), DeadlineKind: events.DeadlineReturn})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return data
+	}
+	retest, err := json.Marshal(RetestRecord{DueAt: clock.Now().Add(time.Minute), Test: events.TestScheduled{TestID: "r1", CheckID: a}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	put := func(key string, data []byte) {
+		t.Helper()
+		if _, err := kv.Put(ctx, key, data); err != nil {
+			t.Fatal(err)
+		}
+	}
+	retestA := retestKey(a, &plannedTest{OriginTestID: "a1", Site: "eu", Attempt: 2})
+	put(attemptKey(a, "a1"), pending(a, "a1"))
+	put(retestA, retest)
+	put(attemptKey(b, "b1"), pending(b, "b1"))
+	put(legacyAttemptKey("b0"), pending(b, "b0"))
+	put(legacyAttemptKey("a0"), pending(a, "a0"))
+
+	tm := newTimers(clock, nil, kv, slog.New(slog.DiscardHandler), nil)
+	own := newOwners(onlyPartitions(3))
+	wctx, cancel := context.WithCancel(ctx)
+	done := make(chan error, 1)
+	go func() { done <- tm.watch(wctx, own) }()
+	defer func() {
+		cancel()
+		if err := <-done; err != nil {
+			t.Errorf("watch: %v", err)
+		}
+	}()
+	select {
+	case <-tm.ready:
+	case <-ctx.Done():
+		t.Fatal("the watch never delivered the state at start")
+	}
+	want := []string{legacyAttemptKey("a0"), attemptKey(a, "a1"), retestA}
+	slices.Sort(want)
+	if got := armedKeys(tm); !slices.Equal(got, want) {
+		t.Fatalf("armed %v at start, want partition 3's %v", got, want)
+	}
+
+	// Written while it runs: partition 12's record is not delivered; the
+	// later one of partition 3 is, which shows the watch went past it.
+	put(attemptKey(b, "b2"), pending(b, "b2"))
+	put(attemptKey(a, "a2"), pending(a, "a2"))
+	waitArmed(t, tm, attemptKey(a, "a2"))
+	if got := armedKeys(tm); slices.Contains(got, attemptKey(b, "b2")) {
+		t.Fatalf("armed %v: a record of partition 12, which this replica does not own", got)
+	}
+	tm.mu.Lock()
+	received := tm.received
+	tm.mu.Unlock()
+	if received != 5 {
+		t.Errorf("the watch delivered %d records, want 5: partition 3's 3 and the 2 without a partition in their key", received)
+	}
+
+	own.set(onlyPartitions(3, 12))
+	for _, k := range []string{attemptKey(b, "b1"), attemptKey(b, "b2"), legacyAttemptKey("b0")} {
+		waitArmed(t, tm, k)
+	}
+
+	own.set(onlyPartitions(12))
+	waitFor(t, func() bool { return !slices.Contains(armedKeys(tm), attemptKey(a, "a1")) }, "partition 3's timers disarmed")
+	want = []string{legacyAttemptKey("b0"), attemptKey(b, "b1"), attemptKey(b, "b2")}
+	slices.Sort(want)
+	waitFor(t, func() bool { return slices.Equal(armedKeys(tm), want) }, "partition 12's timers only")
+}
+
+func waitArmed(t *testing.T, tm *timers, key string) {
+	t.Helper()
+	waitFor(t, func() bool { return slices.Contains(armedKeys(tm), key) }, key+" armed")
+}
+
+// waitFor polls cond until it holds, failing the test after 10 s.
+func waitFor(t *testing.T, cond func() bool, what string) {
+	t.Helper()
+	deadline := time.Now().Add(10 * time.Second)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("never: %s", what)
+		}
+		time.Sleep(10 * time.Millisecond)
 	}
 }

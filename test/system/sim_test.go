@@ -787,6 +787,49 @@ checks:
 	}
 }
 
+// TestSimAttemptRecordOfTheLastRelease: an attempt in flight when the
+// evaluator is upgraded has its record at the key of the last release,
+// attempt.<test id>, without the partition that keys carry now. The new
+// evaluator arms its deadline from the KV watch and times it out: one
+// timeout result, and the old record is marked done.
+func TestSimAttemptRecordOfTheLastRelease(t *testing.T) {
+	const oneCheck = `
+sites: [eu-west]
+checks:
+  - {id: acme, customer: acme, kind: roundtrip, target: webscout@acme.example, interval: 1h}
+`
+	s := newSim(t, oneCheck, func(string, events.TestScheduled, time.Time) outcome { return outcome{sent: "none"} })
+	now := s.clock.Now()
+	id, _ := events.NewTestID(rand.NewChaCha8([32]byte{9}))
+	sent := now.Add(-time.Minute)
+	old := evaluator.Attempt{TestID: id, CheckID: "acme", Site: "eu-west", Kind: events.KindRoundTrip, Attempt: 1,
+		Reason: events.ReasonInterval, ScheduledAt: sent, StartedAt: sent, SentAt: &sent,
+		Deadline: now.Add(2 * time.Minute), DeadlineKind: events.DeadlineReturn}
+	kv, err := s.js.KeyValue(s.ctx, events.BucketEvaluator)
+	if err != nil {
+		t.Fatal(err)
+	}
+	data, _ := json.Marshal(old)
+	if _, err := kv.Put(s.ctx, "attempt."+id, data); err != nil {
+		t.Fatal(err)
+	}
+	s.startEvaluator()
+	s.settle()
+	s.advance(3 * time.Minute)
+	rs := s.results()
+	if len(rs) != 1 || rs[0].TestID != id || rs[0].Status != events.StatusTimeout {
+		t.Fatalf("results %+v, want one timeout of %s", rs, id)
+	}
+	e, err := kv.Get(s.ctx, "attempt."+id)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var a evaluator.Attempt
+	if err := json.Unmarshal(e.Value(), &a); err != nil || !a.Done || a.Status != events.StatusTimeout {
+		t.Errorf("the record of the last release: %+v (%v), want done with status timeout", a, err)
+	}
+}
+
 // TestSimCheckRemoved: acme's outage opens an incident; then acme leaves
 // the check file (a reload: checks.Live.Set). The evaluator resolves the
 // open incident with "check removed" at once, tests of acme stop, and
