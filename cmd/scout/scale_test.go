@@ -3,6 +3,7 @@ package main
 import (
 	"bytes"
 	"context"
+	"math"
 	"os"
 	"regexp"
 	"slices"
@@ -38,7 +39,7 @@ func TestScaleSmoke(t *testing.T) {
 		t.Fatalf("%v\n%s", err, out.String())
 	}
 	t.Log("\n" + out.String())
-	for _, want := range []string{"scheduled:", "lateness p50", "decisions:", "per replica:", "heap after GC: scheduler", "B/check"} {
+	for _, want := range []string{"scheduled:", "lateness p50", "decisions:", "per replica:", "heap after GC: scheduler", "B/check", "each added replica adds"} {
 		if !strings.Contains(out.String(), want) {
 			t.Errorf("output lacks %q", want)
 		}
@@ -74,5 +75,31 @@ func TestScaleLatenessCountsLateArrivals(t *testing.T) {
 	got := f.latenesses()
 	if want := []float64{21000, 5}; !slices.Equal(got, want) {
 		t.Errorf("latenesses %v ms, want %v", got, want)
+	}
+}
+
+// TestReplicaScaling compares each run of several replicas with the run of
+// one replica at the same checks: 4 replicas deciding 3.4 times one add
+// 0.8 of one each; a run without a one-replica run at its checks, or
+// against one that decided nothing, is left out.
+func TestReplicaScaling(t *testing.T) {
+	runs := []scaleRun{
+		{Checks: 100, Replicas: 1, DecisionsPerSec: 50},
+		{Checks: 200, Replicas: 1, DecisionsPerSec: 200},
+		{Checks: 200, Replicas: 2, DecisionsPerSec: 400},
+		{Checks: 200, Replicas: 4, DecisionsPerSec: 680},
+		{Checks: 300, Replicas: 2, DecisionsPerSec: 300},
+		{Checks: 400, Replicas: 1, DecisionsPerSec: 0},
+		{Checks: 400, Replicas: 2, DecisionsPerSec: 10},
+	}
+	got := replicaScaling(runs)
+	want := []replicaScale{{Replicas: 2, TimesOne: 2, AddedPerReplica: 1}, {Replicas: 4, TimesOne: 3.4, AddedPerReplica: 0.8}}
+	if len(got) != len(want) {
+		t.Fatalf("replicaScaling = %+v, want %+v", got, want)
+	}
+	for i := range want {
+		if got[i].Replicas != want[i].Replicas || math.Abs(got[i].TimesOne-want[i].TimesOne) > 1e-9 || math.Abs(got[i].AddedPerReplica-want[i].AddedPerReplica) > 1e-9 {
+			t.Errorf("replicaScaling[%d] = %+v, want %+v", i, got[i], want[i])
+		}
 	}
 }

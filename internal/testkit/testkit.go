@@ -1,7 +1,7 @@
 // Package testkit holds the small test helpers that several services'
 // tests share: a goroutine-safe log sink, a reader of Prometheus metrics
-// from a registry and a directory mounted like a ConfigMap. It is imported
-// by tests only.
+// from a registry, a directory mounted like a ConfigMap and a wait for an
+// asynchronous outcome. It is imported by tests only.
 package testkit
 
 import (
@@ -12,6 +12,7 @@ import (
 	"strings"
 	"sync"
 	"testing"
+	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
 )
@@ -143,4 +144,19 @@ func (d *ConfigMapDir) Update(content string) {
 	must(os.WriteFile(filepath.Join(d.dir, v, d.name), []byte(content), 0o644))
 	must(os.Symlink(v, filepath.Join(d.dir, "..data_tmp")))
 	must(os.Rename(filepath.Join(d.dir, "..data_tmp"), filepath.Join(d.dir, "..data")))
+}
+
+// WaitFor polls cond every 10 ms until it holds, and fails the test,
+// naming what it waited for, when it does not within 15 s: for outcomes
+// that arrive asynchronously (a KV watch, a server push). It bounds a wait,
+// it does not time the code under test.
+func WaitFor(t testing.TB, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(15 * time.Second)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out waiting for %s", what)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
 }

@@ -85,3 +85,12 @@ func TestConfigMapDir(t *testing.T) {
 		t.Fatalf("after Update, read %q", got)
 	}
 }
+
+// TestWaitFor returns as soon as the condition holds, asking no more.
+func TestWaitFor(t *testing.T) {
+	calls := 0
+	testkit.WaitFor(t, "the third call", func() bool { calls++; return calls == 3 })
+	if calls != 3 {
+		t.Errorf("cond called %d times, want 3", calls)
+	}
+}

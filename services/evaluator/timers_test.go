@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"log/slog"
+	"maps"
 	"slices"
 	"strconv"
 	"sync"
@@ -12,6 +13,7 @@ import (
 	"time"
 
 	"github.com/emailscout/emailscout/internal/natstest"
+	"github.com/emailscout/emailscout/internal/testkit"
 	"github.com/emailscout/emailscout/pkg/events"
 	"github.com/jonboulle/clockwork"
 )
@@ -202,12 +204,7 @@ func TestTimersArmOwnPartitionsOnly(t *testing.T) {
 func armedKeys(tm *timers) []string {
 	tm.mu.Lock()
 	defer tm.mu.Unlock()
-	keys := make([]string, 0, len(tm.entries))
-	for k := range tm.entries {
-		keys = append(keys, k)
-	}
-	slices.Sort(keys)
-	return keys
+	return slices.Sorted(maps.Keys(tm.entries))
 }
 
 // owners is a platform.Preference whose partitions a test sets.
@@ -331,25 +328,13 @@ func TestTimersWatchFollowsOwnedPartitions(t *testing.T) {
 	}
 
 	own.set(onlyPartitions(12))
-	waitFor(t, func() bool { return !slices.Contains(armedKeys(tm), attemptKey(a, "a1")) }, "partition 3's timers disarmed")
+	testkit.WaitFor(t, "partition 3's timers disarmed", func() bool { return !slices.Contains(armedKeys(tm), attemptKey(a, "a1")) })
 	want = []string{legacyAttemptKey("b0"), attemptKey(b, "b1"), attemptKey(b, "b2")}
 	slices.Sort(want)
-	waitFor(t, func() bool { return slices.Equal(armedKeys(tm), want) }, "partition 12's timers only")
+	testkit.WaitFor(t, "partition 12's timers only", func() bool { return slices.Equal(armedKeys(tm), want) })
 }
 
 func waitArmed(t *testing.T, tm *timers, key string) {
 	t.Helper()
-	waitFor(t, func() bool { return slices.Contains(armedKeys(tm), key) }, key+" armed")
-}
-
-// waitFor polls cond until it holds, failing the test after 10 s.
-func waitFor(t *testing.T, cond func() bool, what string) {
-	t.Helper()
-	deadline := time.Now().Add(10 * time.Second)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("never: %s", what)
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
+	testkit.WaitFor(t, key+" armed", func() bool { return slices.Contains(armedKeys(tm), key) })
 }

@@ -108,7 +108,7 @@ func (s *stack) start(cfg Config, open bool) {
 		}
 		s.srv.Close()
 	})
-	waitFor(s.t, "the replay to catch up", func() bool { return h.Ready() == nil })
+	testkit.WaitFor(s.t, "the replay to catch up", func() bool { return h.Ready() == nil })
 }
 
 func (s *stack) publish(evs ...events.Event) {
@@ -167,17 +167,6 @@ func (s *stack) stateOf(id string) string {
 		}
 	}
 	return "missing"
-}
-
-func waitFor(t testing.TB, what string, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(15 * time.Second)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out waiting for %s", what)
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
 }
 
 var testSeq int

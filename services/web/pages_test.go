@@ -7,6 +7,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/emailscout/emailscout/internal/testkit"
 	"github.com/emailscout/emailscout/pkg/events"
 )
 
@@ -47,7 +48,7 @@ func populate(t *testing.T, s *stack) {
 	}
 	s.publish(b)
 	s.publish(opened("globex-roundtrip", "globex", "inc-globex", "no return from 2 of 2 sites; retest failed", now.Add(-time.Minute)))
-	waitFor(t, "the events to arrive", func() bool { return s.stateOf("globex-roundtrip") == StateDown })
+	testkit.WaitFor(t, "the events to arrive", func() bool { return s.stateOf("globex-roundtrip") == StateDown })
 }
 
 func TestPages(t *testing.T) {

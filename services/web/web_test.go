@@ -11,6 +11,7 @@ import (
 
 	"github.com/emailscout/emailscout/internal/natstest"
 	"github.com/emailscout/emailscout/internal/platform"
+	"github.com/emailscout/emailscout/internal/testkit"
 	"github.com/emailscout/emailscout/pkg/events"
 )
 
@@ -73,15 +74,15 @@ func TestStateFromKVStreamAndLive(t *testing.T) {
 
 	// Live: the incident resolves and both sites pass again.
 	s.publish(resolved(open, now))
-	waitFor(t, "acme-roundtrip to leave down", func() bool { return s.stateOf("acme-roundtrip") == StateWarning })
+	testkit.WaitFor(t, "acme-roundtrip to leave down", func() bool { return s.stateOf("acme-roundtrip") == StateWarning })
 	for i := range 5 {
 		at := now.Add(time.Duration(i) * time.Second)
 		s.publish(result("acme-roundtrip", events.KindRoundTrip, "eu-west", events.StatusOK, int64(900+i), at),
 			result("acme-roundtrip", events.KindRoundTrip, "us-east", events.StatusOK, int64(800+i), at))
 	}
-	waitFor(t, "acme-roundtrip up", func() bool { return s.stateOf("acme-roundtrip") == StateUp })
+	testkit.WaitFor(t, "acme-roundtrip up", func() bool { return s.stateOf("acme-roundtrip") == StateUp })
 	var d CheckDetail
-	waitFor(t, "every result", func() bool {
+	testkit.WaitFor(t, "every result", func() bool {
 		s.getJSON("/api/v1/checks/acme-roundtrip", &d)
 		return len(d.Results) == 6 && *d.Results[0].RTTMS == 904
 	})
@@ -92,7 +93,7 @@ func TestStateFromKVStreamAndLive(t *testing.T) {
 	// Live: a new incident.
 	o2 := opened("globex-roundtrip", "globex", "inc-globex-1", "no return from 2 of 2 sites", now)
 	s.publish(o2)
-	waitFor(t, "globex-roundtrip down", func() bool { return s.stateOf("globex-roundtrip") == StateDown })
+	testkit.WaitFor(t, "globex-roundtrip down", func() bool { return s.stateOf("globex-roundtrip") == StateDown })
 	var inc IncidentList
 	s.getJSON("/api/v1/incidents", &inc)
 	if len(inc.Open) != 1 || inc.Open[0].ID != "inc-globex-1" || len(inc.Recent) != 1 {
@@ -120,7 +121,7 @@ func TestEventsPushChangedRows(t *testing.T) {
 	if resp.StatusCode != http.StatusOK || resp.Header.Get("Content-Type") != "text/event-stream" {
 		t.Fatalf("/events: %d %s", resp.StatusCode, resp.Header.Get("Content-Type"))
 	}
-	waitFor(t, "the page to subscribe", func() bool { return s.w.hub.count() == 1 })
+	testkit.WaitFor(t, "the page to subscribe", func() bool { return s.w.hub.count() == 1 })
 	s.publish(opened("globex-roundtrip", "globex", "inc-g", "no return from 2 of 2 sites", time.Now()))
 	sc := bufio.NewScanner(resp.Body)
 	sc.Buffer(make([]byte, 1<<20), 1<<20)
