@@ -82,7 +82,9 @@ adds, in units of one replica at the same N.
 it needs root). On a machine where NATS would run out of CPU before the
 replicas do, a limit small enough that replicas x C plus NATS fit the
 cores makes the replicas the bottleneck, so that what a replica adds can
-be measured at all (docs/capacity.md).
+be measured at all (docs/capacity.md). Each run then prints the share of
+its CFS periods in which each replica used up its quota ("periods
+throttled"): near 100 % means the limit, not NATS, bounded it.
 
 It is a measurement, not a test: the figures move with the machine's load.`,
 		Args: cobra.NoArgs,

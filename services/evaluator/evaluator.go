@@ -11,8 +11,9 @@
 // events.Partitions partitions, one durable consumer each; the replicas
 // share them (platform.Members: each pulls its own partitions first and
 // the others when their replica does not), so that replicas add
-// throughput and a replica's loss moves its partitions. Every event
-// handler is idempotent and order-independent.
+// throughput and a replica's loss moves its partitions; each replica arms
+// the timers of its own partitions only (timers.go). Every event handler
+// is idempotent and order-independent.
 //
 // The state machine and the worst-case arithmetic are in
 // docs/evaluation.md.
