@@ -131,15 +131,13 @@ func New(cfg Config, deps Deps) (*Evaluator, error) {
 	if err := cfg.Validate(); err != nil {
 		return nil, fmt.Errorf("evaluator: %w", err)
 	}
-	m, err := newMetrics(deps.Registerer)
+	e := &Evaluator{cfg: cfg, deps: deps, pub: deps.Publisher, log: deps.Logger.With("component", "evaluator")}
+	m, err := newMetrics(deps.Registerer, e.timerGauge((*timers).pending), e.timerGauge((*timers).ownedCount))
 	if err != nil {
 		return nil, err
 	}
-	return &Evaluator{
-		cfg: cfg, deps: deps, pub: deps.Publisher,
-		log: deps.Logger.With("component", "evaluator"),
-		m:   m,
-	}, nil
+	e.m = m
+	return e, nil
 }
 
 // Run binds the consumer, loads and watches the timers, and handles events
@@ -231,6 +229,16 @@ func (e *Evaluator) NextTimer() (time.Time, bool) {
 		return time.Time{}, false
 	}
 	return t.next()
+}
+
+// timerGauge reads read of the timers once Run has made them, 0 before.
+func (e *Evaluator) timerGauge(read func(*timers) int) func() float64 {
+	return func() float64 {
+		if t := e.timersLoaded(); t != nil {
+			return float64(read(t))
+		}
+		return 0
+	}
 }
 
 func (e *Evaluator) timersLoaded() *timers {

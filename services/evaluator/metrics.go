@@ -22,7 +22,10 @@ type metrics struct {
 	siteLastGood     *prometheus.GaugeVec
 }
 
-func newMetrics(reg prometheus.Registerer) (*metrics, error) {
+// newMetrics registers the evaluator's metrics on reg; armed and owned
+// read, when scraped, the armed timers and the partitions whose timers
+// this replica follows.
+func newMetrics(reg prometheus.Registerer, armed, owned func() float64) (*metrics, error) {
 	m := &metrics{
 		results: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "scout_evaluator_results_total", Help: "Attempt verdicts published (check.result revision 1), by site, kind and status."},
@@ -51,8 +54,13 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 		siteLastGood: prometheus.NewGaugeVec(prometheus.GaugeOpts{
 			Name: "scout_evaluator_site_last_result_timestamp_seconds", Help: "Unix time of the last result from a site that was not a monitor_error."}, []string{"site"}),
 	}
+	armedGauge := prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+		Name: "scout_evaluator_timers_armed", Help: "Deadlines and retests armed in this replica (those of its own partitions)."}, armed)
+	ownedGauge := prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+		Name: "scout_evaluator_partitions_owned", Help: "Partitions this replica owns and follows the timers of; the replicas' sum is the number of partitions, 16, once their views agree."}, owned)
 	if err := platform.Register(reg, m.results, m.opened, m.resolved, m.retests, m.timersFired, m.lateReturns,
-		m.duplicateReturns, m.droppedBounces, m.unknownCheck, m.monitorLatency, m.siteHealthy, m.siteLastGood); err != nil {
+		m.duplicateReturns, m.droppedBounces, m.unknownCheck, m.monitorLatency, m.siteHealthy, m.siteLastGood,
+		armedGauge, ownedGauge); err != nil {
 		return nil, fmt.Errorf("evaluator: metrics: %w", err)
 	}
 	return m, nil

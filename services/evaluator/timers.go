@@ -166,6 +166,19 @@ func (t *timers) own(owned []bool) {
 	t.watched = 0
 }
 
+// ownedCount returns the number of partitions this replica owns.
+func (t *timers) ownedCount() int {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	n := 0
+	for _, mine := range t.owned {
+		if mine {
+			n++
+		}
+	}
+	return n
+}
+
 // owns reports whether partition p is this replica's.
 func (t *timers) owns(p int) bool {
 	t.mu.Lock()

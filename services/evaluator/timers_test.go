@@ -14,8 +14,10 @@ import (
 
 	"github.com/emailscout/emailscout/internal/natstest"
 	"github.com/emailscout/emailscout/internal/testkit"
+	"github.com/emailscout/emailscout/pkg/checks"
 	"github.com/emailscout/emailscout/pkg/events"
 	"github.com/jonboulle/clockwork"
+	"github.com/prometheus/client_golang/prometheus"
 )
 
 // TestTimersWatchEntryDoesNotUndoANewerWrite is the lost result of a chaos
@@ -337,4 +339,37 @@ func TestTimersWatchFollowsOwnedPartitions(t *testing.T) {
 func waitArmed(t *testing.T, tm *timers, key string) {
 	t.Helper()
 	testkit.WaitFor(t, key+" armed", func() bool { return slices.Contains(armedKeys(tm), key) })
+}
+
+// TestTimerGauges: scout_evaluator_partitions_owned and
+// scout_evaluator_timers_armed read this replica's timers when scraped (0
+// before Run has made them); a timer of a partition it does not own is not
+// armed, so not counted.
+func TestTimerGauges(t *testing.T) {
+	srv := natstest.Start(t)
+	_, js := natstest.Connect(t, srv)
+	f, err := checks.Parse("t.yaml", []byte("sites: [a]\nchecks:\n  - id: x\n    customer: acme\n    kind: roundtrip\n    target: p@acme.example\n"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	reg := prometheus.NewRegistry()
+	e, err := New(Config{}, Deps{Checks: checks.NewLive(f), JS: js, Registerer: reg})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if owned := testkit.MustMetric(t, reg, "scout_evaluator_partitions_owned", nil); owned != 0 {
+		t.Errorf("partitions owned before Run: %v, want 0", owned)
+	}
+	clock := clockwork.NewFakeClock()
+	tm := newTimers(clock, nil, nil, slog.New(slog.DiscardHandler), nil)
+	tm.own(onlyPartitions(3, 5))
+	due := clock.Now().Add(time.Minute)
+	tm.arm(attemptKey(checkIn(3), "t1"), 3, due, events.CheckTimeout{TestID: "t1"})
+	tm.arm(attemptKey(checkIn(12), "t2"), 12, due, events.CheckTimeout{TestID: "t2"})
+	e.mu.Lock()
+	e.timers = tm
+	e.mu.Unlock()
+	if owned, armed := testkit.MustMetric(t, reg, "scout_evaluator_partitions_owned", nil), testkit.MustMetric(t, reg, "scout_evaluator_timers_armed", nil); owned != 2 || armed != 1 {
+		t.Errorf("partitions owned %v, timers armed %v; want 2 and 1", owned, armed)
+	}
 }
