@@ -462,6 +462,12 @@ func (t *timers) apply(e jetstream.KeyValueEntry) {
 	if inKey && !t.owns(part) {
 		return // a write of a partition this replica gave away meanwhile
 	}
+	var (
+		check string
+		due   time.Time
+		ev    events.Event
+		armed bool
+	)
 	switch {
 	case strings.HasPrefix(key, prefixAttempt):
 		var a Attempt
@@ -469,16 +475,23 @@ func (t *timers) apply(e jetstream.KeyValueEntry) {
 			t.log.Warn("undecodable attempt record", "key", key, "error", err)
 			return
 		}
-		due, ev, ok := a.timer()
-		t.applyWatched(key, events.PartitionOf(a.CheckID), rev, due, ev, ok)
+		check = a.CheckID
+		due, ev, armed = a.timer()
 	case strings.HasPrefix(key, prefixRetest):
 		var r RetestRecord
 		if err := json.Unmarshal(e.Value(), &r); err != nil {
 			t.log.Warn("undecodable retest record", "key", key, "error", err)
 			return
 		}
-		t.applyWatched(key, events.PartitionOf(r.Test.CheckID), rev, r.DueAt, r.Test, true)
+		check = r.Test.CheckID
+		due, ev, armed = r.DueAt, r.Test, true
+	default:
+		return
 	}
+	if !inKey {
+		part = events.PartitionOf(check) // a record of the last release
+	}
+	t.applyWatched(key, part, rev, due, ev, armed)
 }
 
 type timerHeap []*timerEntry
