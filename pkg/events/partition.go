@@ -35,6 +35,16 @@ func PartitionOf(check string) int {
 	return int(h.Sum32() % Partitions)
 }
 
+// ParsePartition reads a partition token as PartitionTransform writes it:
+// a decimal in [0, Partitions) without leading zeros ("11", not "011").
+func ParsePartition(tok string) (int, bool) {
+	p, err := strconv.Atoi(tok)
+	if err != nil || p < 0 || p >= Partitions || strconv.Itoa(p) != tok {
+		return 0, false
+	}
+	return p, true
+}
+
 // PartitionFilter returns the filter subject of subject name's events in
 // partition p: "<name>.*.*.<p>". Only names routed by site and check are
 // partitioned.

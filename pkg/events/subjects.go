@@ -2,7 +2,6 @@ package events
 
 import (
 	"fmt"
-	"strconv"
 	"strings"
 )
 
@@ -118,7 +117,7 @@ func ParseSubject(subject string) (Subject, error) {
 	}
 	if r == RoutedBySiteAndCheck && len(rest) == 3 {
 		// The stored form carries the check's partition (PartitionTransform).
-		if p, err := strconv.Atoi(rest[2]); err != nil || p < 0 || p >= Partitions || strconv.Itoa(p) != rest[2] {
+		if _, ok := ParsePartition(rest[2]); !ok {
 			return Subject{}, fmt.Errorf("%w: %q: the last token is not a partition in [0, %d)", ErrSubject, subject, Partitions)
 		}
 		rest = rest[:2]

@@ -55,11 +55,7 @@ func keyPartition(key string) (int, bool) {
 		return 0, false
 	}
 	tok, _, _ := strings.Cut(rest, ".")
-	p, err := strconv.Atoi(tok)
-	if err != nil || p < 0 || p >= events.Partitions || strconv.Itoa(p) != tok {
-		return 0, false
-	}
-	return p, true
+	return events.ParsePartition(tok)
 }
 
 // watchFilters returns the KV watch filters of the attempt and retest
