@@ -2,6 +2,7 @@ package evaluator
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
 	"slices"
 	"strconv"
@@ -106,12 +107,19 @@ func (e *Evaluator) findAttempt(ctx context.Context, check, testID string) (a *A
 // its timer in this process, when its partition is this replica's (the
 // owner's KV watch does it otherwise).
 func (e *Evaluator) saveAttempt(ctx context.Context, a *Attempt, rev uint64) error {
-	newRev, err := e.state.put(ctx, a.key, a, rev, e.cfg.AttemptTTL)
+	data, err := json.Marshal(a)
 	if err != nil {
 		return err
 	}
-	due, ev, ok := a.timer()
-	e.timers.wrote(a.key, events.PartitionOf(a.CheckID), newRev, due, ev, ok)
+	w := &inFlightWrite{data: data, part: events.PartitionOf(a.CheckID)}
+	w.due, w.ev, w.armed = a.timer()
+	e.timers.writing(a.key, w)
+	newRev, err := e.state.putData(ctx, a.key, data, rev, e.cfg.AttemptTTL)
+	e.timers.writeDone(a.key, w)
+	if err != nil {
+		return err
+	}
+	e.timers.wrote(a.key, w.part, newRev, w.due, w.ev, w.armed)
 	return nil
 }
 

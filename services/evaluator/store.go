@@ -80,7 +80,15 @@ func (s *store) put(ctx context.Context, key string, v any, rev uint64, ttl time
 	if err != nil {
 		return 0, err
 	}
-	var newRev uint64
+	return s.putData(ctx, key, data, rev, ttl)
+}
+
+// putData is put of a value already encoded as JSON.
+func (s *store) putData(ctx context.Context, key string, data []byte, rev uint64, ttl time.Duration) (uint64, error) {
+	var (
+		newRev uint64
+		err    error
+	)
 	if rev == 0 {
 		var opts []jetstream.KVCreateOpt
 		if ttl > 0 {

@@ -1,6 +1,7 @@
 package evaluator
 
 import (
+	"bytes"
 	"container/heap"
 	"context"
 	"encoding/json"
@@ -109,22 +110,39 @@ type timers struct {
 	// must not undo the newer arm), and removes the entry when it reaches
 	// that revision.
 	written map[string]ownWrite
+	// inFlight holds this replica's writes in flight (sent, their revision
+	// not known yet). A watch entry can arrive before its writer learns
+	// the revision; one that is exactly such a write's bytes arms the
+	// timer the writer computed from the same record instead of decoding
+	// it again.
+	inFlight map[string]*inFlightWrite
 	// watched is the highest revision the current watch has delivered (KV
 	// revisions are the bucket's stream sequences, one order for every
 	// key): a write at or below it of an owned partition was armed by the
 	// watch already. A new watch starts it again from 0.
 	watched uint64
-	// received counts the entries the watches delivered.
-	received  uint64
-	queue     timerHeap
-	wake      chan struct{}
-	ready     chan struct{} // closed when the first watch delivered the state at start
-	readyOnce sync.Once
+	// received counts the entries the watches delivered, decoded the
+	// records among them that were decoded.
+	received, decoded uint64
+	queue             timerHeap
+	wake              chan struct{}
+	ready             chan struct{} // closed when the first watch delivered the state at start
+	readyOnce         sync.Once
 }
 
 type ownWrite struct {
 	rev  uint64
 	part int
+}
+
+// inFlightWrite is an attempt record being written by this replica: its
+// JSON and the timer it sets (Attempt.timer), in partition part.
+type inFlightWrite struct {
+	data  []byte
+	part  int
+	due   time.Time
+	ev    events.Event
+	armed bool
 }
 
 type timerEntry struct {
@@ -138,7 +156,7 @@ type timerEntry struct {
 func newTimers(clock clockwork.Clock, pub platform.Publisher, kv jetstream.KeyValue, log *slog.Logger, fired func(string)) *timers {
 	return &timers{
 		clock: clock, pub: pub, kv: kv, log: log, fired: fired, owned: make([]bool, events.Partitions),
-		entries: map[string]*timerEntry{}, written: map[string]ownWrite{}, wake: make(chan struct{}, 1), ready: make(chan struct{}),
+		entries: map[string]*timerEntry{}, written: map[string]ownWrite{}, inFlight: map[string]*inFlightWrite{}, wake: make(chan struct{}, 1), ready: make(chan struct{}),
 	}
 }
 
@@ -221,6 +239,43 @@ func (t *timers) wrote(key string, part int, rev uint64, due time.Time, ev event
 	t.setLocked(key, part, due, ev, armed)
 	t.mu.Unlock()
 	t.poke()
+}
+
+// writing records w, about to be written at key, as in flight until
+// writeDone(key, w), whatever the write's outcome: a watch entry of key
+// with w's bytes then arms w's timer without decoding them (apply).
+func (t *timers) writing(key string, w *inFlightWrite) {
+	t.mu.Lock()
+	t.inFlight[key] = w
+	t.mu.Unlock()
+}
+
+// writeDone ends writing(key, w), unless another write of key took its
+// place meanwhile.
+func (t *timers) writeDone(key string, w *inFlightWrite) {
+	t.mu.Lock()
+	if t.inFlight[key] == w {
+		delete(t.inFlight, key)
+	}
+	t.mu.Unlock()
+}
+
+// inFlightAs returns the write of key in flight whose bytes are value.
+func (t *timers) inFlightAs(key string, value []byte) (*inFlightWrite, bool) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	w, ok := t.inFlight[key]
+	if !ok || !bytes.Equal(w.data, value) {
+		return nil, false
+	}
+	return w, true
+}
+
+// countDecoded counts a watch entry decoded.
+func (t *timers) countDecoded() {
+	t.mu.Lock()
+	t.decoded++
+	t.mu.Unlock()
 }
 
 // watchWants reports whether the watch entry of key at rev is to be
@@ -454,10 +509,17 @@ func (t *timers) apply(e jetstream.KeyValueEntry) {
 		t.applyWatched(key, -1, rev, time.Time{}, nil, false)
 		return
 	}
+	if w, ok := t.inFlightAs(key, e.Value()); ok {
+		// This replica's own write, before its writer learnt the
+		// revision: the same record, so the same timer.
+		t.applyWatched(key, w.part, rev, w.due, w.ev, w.armed)
+		return
+	}
 	part, inKey := keyPartition(key)
 	if inKey && !t.owns(part) {
 		return // a write of a partition this replica gave away meanwhile
 	}
+	t.countDecoded()
 	var (
 		check string
 		due   time.Time

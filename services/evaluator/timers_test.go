@@ -336,6 +336,92 @@ func TestTimersWatchFollowsOwnedPartitions(t *testing.T) {
 	testkit.WaitFor(t, "partition 12's timers only", func() bool { return slices.Equal(armedKeys(tm), want) })
 }
 
+// TestTimersWatchDoesNotDecodeAWriteInFlight: the watch can deliver this
+// replica's own write before the writer learns its revision (in-process,
+// it mostly does). An entry with exactly the bytes of a write in flight
+// arms the timer the writer computed, without decoding the record again;
+// any other entry (another replica's write of the key) is decoded.
+func TestTimersWatchDoesNotDecodeAWriteInFlight(t *testing.T) {
+	srv := natstest.Start(t)
+	_, js := natstest.Connect(t, srv)
+	ctx := natstest.Context(t)
+	kv, err := js.KeyValue(ctx, events.BucketEvaluator)
+	if err != nil {
+		t.Fatal(err)
+	}
+	clock := clockwork.NewFakeClock()
+	tm := newTimers(clock, nil, kv, slog.New(slog.DiscardHandler), nil)
+	wctx, cancel := context.WithCancel(ctx)
+	done := make(chan error, 1)
+	go func() { done <- tm.watch(wctx, newOwners(allPartitions())) }()
+	defer func() {
+		cancel()
+		if err := <-done; err != nil {
+			t.Errorf("watch: %v", err)
+		}
+	}()
+	<-tm.ready
+
+	check := checkIn(5)
+	key := attemptKey(check, "t1")
+	record := func(due time.Time) (*Attempt, []byte) {
+		a := &Attempt{TestID: "t1", CheckID: check, Site: "eu", Kind: events.KindRoundTrip, Attempt: 1,
+			Deadline: due, DeadlineKind: events.DeadlineReturn}
+		data, err := json.Marshal(a)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return a, data
+	}
+	armedAt := func(want time.Time) {
+		t.Helper()
+		testkit.WaitFor(t, "timer armed at "+want.String(), func() bool {
+			tm.mu.Lock()
+			defer tm.mu.Unlock()
+			e, ok := tm.entries[key]
+			return ok && e.due.Equal(want)
+		})
+	}
+	decoded := func() uint64 {
+		tm.mu.Lock()
+		defer tm.mu.Unlock()
+		return tm.decoded
+	}
+
+	own, ownData := record(clock.Now().Add(time.Minute))
+	w := &inFlightWrite{data: ownData, part: events.PartitionOf(check)}
+	w.due, w.ev, w.armed = own.timer()
+	tm.writing(key, w)
+
+	// Another replica writes the key first: decoded.
+	_, other := record(clock.Now().Add(2 * time.Minute))
+	if _, err := kv.Put(ctx, key, other); err != nil {
+		t.Fatal(err)
+	}
+	armedAt(clock.Now().Add(2 * time.Minute))
+	if n := decoded(); n != 1 {
+		t.Fatalf("decoded %d records, want 1: another replica's write", n)
+	}
+	// This replica's write lands before its writer hears back: armed from
+	// the writer's timer, not decoded.
+	if _, err := kv.Put(ctx, key, ownData); err != nil {
+		t.Fatal(err)
+	}
+	armedAt(clock.Now().Add(time.Minute))
+	if n := decoded(); n != 1 {
+		t.Errorf("decoded %d records, want 1: this replica's own write in flight was decoded again", n)
+	}
+	tm.writeDone(key, w)
+
+	// Once the write is done, the same bytes are decoded like any other
+	// entry (a write that failed for its writer and landed anyway, seen
+	// late).
+	if _, err := kv.Put(ctx, key, ownData); err != nil {
+		t.Fatal(err)
+	}
+	testkit.WaitFor(t, "the entry decoded", func() bool { return decoded() == 2 })
+}
+
 func waitArmed(t *testing.T, tm *timers, key string) {
 	t.Helper()
 	testkit.WaitFor(t, key+" armed", func() bool { return slices.Contains(armedKeys(tm), key) })
