@@ -13,10 +13,12 @@ import (
 	"time"
 
 	"github.com/emailscout/emailscout/internal/natstest"
+	"github.com/emailscout/emailscout/internal/platform"
 	"github.com/emailscout/emailscout/internal/testkit"
 	"github.com/emailscout/emailscout/pkg/checks"
 	"github.com/emailscout/emailscout/pkg/events"
 	"github.com/jonboulle/clockwork"
+	"github.com/nats-io/nats.go/jetstream"
 	"github.com/prometheus/client_golang/prometheus"
 )
 
@@ -253,13 +255,7 @@ func (o *owners) set(owned []bool) {
 // before keys named the partition (legacyAttemptKey); when it gives
 // partition 3 away, 3's timers are disarmed.
 func TestTimersWatchFollowsOwnedPartitions(t *testing.T) {
-	srv := natstest.Start(t)
-	_, js := natstest.Connect(t, srv)
-	ctx := natstest.Context(t)
-	kv, err := js.KeyValue(ctx, events.BucketEvaluator)
-	if err != nil {
-		t.Fatal(err)
-	}
+	ctx, kv := evaluatorBucket(t)
 	clock := clockwork.NewFakeClock()
 	a, b := checkIn(3), checkIn(12)
 	pending := func(check, test string) []byte {
@@ -287,22 +283,8 @@ func TestTimersWatchFollowsOwnedPartitions(t *testing.T) {
 	put(legacyAttemptKey("b0"), pending(b, "b0"))
 	put(legacyAttemptKey("a0"), pending(a, "a0"))
 
-	tm := newTimers(clock, nil, kv, slog.New(slog.DiscardHandler), nil)
 	own := newOwners(onlyPartitions(3))
-	wctx, cancel := context.WithCancel(ctx)
-	done := make(chan error, 1)
-	go func() { done <- tm.watch(wctx, own) }()
-	defer func() {
-		cancel()
-		if err := <-done; err != nil {
-			t.Errorf("watch: %v", err)
-		}
-	}()
-	select {
-	case <-tm.ready:
-	case <-ctx.Done():
-		t.Fatal("the watch never delivered the state at start")
-	}
+	tm := watchingTimers(t, ctx, clock, kv, own)
 	want := []string{legacyAttemptKey("a0"), attemptKey(a, "a1"), retestA}
 	slices.Sort(want)
 	if got := armedKeys(tm); !slices.Equal(got, want) {
@@ -342,25 +324,9 @@ func TestTimersWatchFollowsOwnedPartitions(t *testing.T) {
 // arms the timer the writer computed, without decoding the record again;
 // any other entry (another replica's write of the key) is decoded.
 func TestTimersWatchDoesNotDecodeAWriteInFlight(t *testing.T) {
-	srv := natstest.Start(t)
-	_, js := natstest.Connect(t, srv)
-	ctx := natstest.Context(t)
-	kv, err := js.KeyValue(ctx, events.BucketEvaluator)
-	if err != nil {
-		t.Fatal(err)
-	}
+	ctx, kv := evaluatorBucket(t)
 	clock := clockwork.NewFakeClock()
-	tm := newTimers(clock, nil, kv, slog.New(slog.DiscardHandler), nil)
-	wctx, cancel := context.WithCancel(ctx)
-	done := make(chan error, 1)
-	go func() { done <- tm.watch(wctx, newOwners(allPartitions())) }()
-	defer func() {
-		cancel()
-		if err := <-done; err != nil {
-			t.Errorf("watch: %v", err)
-		}
-	}()
-	<-tm.ready
+	tm := watchingTimers(t, ctx, clock, kv, newOwners(allPartitions()))
 
 	check := checkIn(5)
 	key := attemptKey(check, "t1")
@@ -420,6 +386,43 @@ func TestTimersWatchDoesNotDecodeAWriteInFlight(t *testing.T) {
 		t.Fatal(err)
 	}
 	testkit.WaitFor(t, "the entry decoded", func() bool { return decoded() == 2 })
+}
+
+// evaluatorBucket returns the evaluator's KV bucket on a NATS server of
+// the test's own, and the test's context.
+func evaluatorBucket(t *testing.T) (context.Context, jetstream.KeyValue) {
+	t.Helper()
+	srv := natstest.Start(t)
+	_, js := natstest.Connect(t, srv)
+	ctx := natstest.Context(t)
+	kv, err := js.KeyValue(ctx, events.BucketEvaluator)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return ctx, kv
+}
+
+// watchingTimers returns timers whose watch of kv runs, for the owners
+// own, until the test ends, once the watch has delivered the state at
+// its start.
+func watchingTimers(t *testing.T, ctx context.Context, clock clockwork.Clock, kv jetstream.KeyValue, own platform.Preference) *timers {
+	t.Helper()
+	tm := newTimers(clock, nil, kv, slog.New(slog.DiscardHandler), nil)
+	wctx, cancel := context.WithCancel(ctx)
+	done := make(chan error, 1)
+	go func() { done <- tm.watch(wctx, own) }()
+	t.Cleanup(func() {
+		cancel()
+		if err := <-done; err != nil {
+			t.Errorf("watch: %v", err)
+		}
+	})
+	select {
+	case <-tm.ready:
+	case <-ctx.Done():
+		t.Fatal("the watch never delivered the state at start")
+	}
+	return tm
 }
 
 func waitArmed(t *testing.T, tm *timers, key string) {
