@@ -54,7 +54,11 @@
 // That is later than the delivery into the mailbox by the server's IDLE
 // notification delay (Dovecot: about half a second) or, without IDLE, by up
 // to the poll interval; returns waiting in the mailbox while the receiver
-// was down count from when it comes back. The server's INTERNALDATE is on
+// was down count from when it comes back. While this site's probes are out
+// the receiver polls every SCOUT_RECEIVER_IMAP_FAST_POLL instead, and
+// ReceivedAt is the middle of the window between the scan that did not list
+// the message and the one that did, a window that starts no earlier than
+// the probe's started_at (Envelope.ArrivedAfter). The server's INTERNALDATE is on
 // another clock and in whole seconds, so it is only logged. SMTP mode is
 // therefore the precise one.
 //

@@ -110,15 +110,18 @@ func (r *Receiver) expectReturns() (func(), error) {
 	})
 }
 
-// receivedAt is when a message came into the mailbox, as well as the
-// watcher can tell: the middle of the window it arrived in when that
-// window is at most two fast polls wide (the watcher was polling fast),
-// else when a scan first listed it.
-func (r *Receiver) receivedAt(m *imapwatch.Message) time.Time {
+// envelope dates a message of the mailbox as well as the watcher can
+// tell: received at the middle of the window it arrived in when that
+// window is at most two fast polls wide (the watcher was polling fast;
+// Take narrows it to the probe's start), else when a scan first listed
+// it.
+func (r *Receiver) envelope(m *imapwatch.Message, from string) Envelope {
+	env := Envelope{From: from, Via: ModeIMAP, ReceivedAt: m.SeenAt,
+		Remote: fmt.Sprintf("%s %s uid %d", r.cfg.imapAddr(), r.cfg.IMAPMailbox, m.UID)}
 	if w := m.SeenAt.Sub(m.NotBefore); !m.NotBefore.IsZero() && r.cfg.IMAPFastPoll > 0 && w >= 0 && w <= 2*r.cfg.IMAPFastPoll {
-		return m.NotBefore.Add(w / 2)
+		env.ReceivedAt, env.ArrivedAfter, env.ListedAt = m.NotBefore.Add(w/2), m.NotBefore, m.SeenAt
 	}
-	return m.SeenAt
+	return env
 }
 
 // runIMAP watches the mailbox until ctx ends.
@@ -223,8 +226,7 @@ func (h imapHandler) Handle(ctx context.Context, m *imapwatch.Message, msg []byt
 		from = unknownSender
 	}
 	r.log.Debug("mailbox: message", "uid", m.UID, "seen_at", m.SeenAt, "not_before", m.NotBefore, "internal_date", m.InternalDate, "size_bytes", m.Size)
-	outcome, err := r.Take(ctx, msg, Envelope{From: from, Via: ModeIMAP, ReceivedAt: r.receivedAt(m),
-		Remote: fmt.Sprintf("%s %s uid %d", r.cfg.imapAddr(), r.cfg.IMAPMailbox, m.UID)})
+	outcome, err := r.Take(ctx, msg, r.envelope(m, from))
 	var rej *Rejection
 	switch {
 	case err == nil && (outcome == OutcomeStored || outcome == OutcomeDuplicate):

@@ -416,7 +416,8 @@ func TestIMAPOAuthConfig(t *testing.T) {
 // poll every SCOUT_RECEIVER_IMAP_FAST_POLL; the return is stored with
 // received_at the middle of the window it arrived in: between the NOOP
 // that found the mailbox empty and the one that found it, one fast poll
-// wide. Another site's mail.sent changes nothing.
+// wide, or from the probe's start when it started within the window.
+// Another site's mail.sent changes nothing.
 func TestIMAPFastPollWhileProbesAreOut(t *testing.T) {
 	e := newEnv(t)
 	ctx := natstest.Context(t)
@@ -460,5 +461,21 @@ func TestIMAPFastPollWhileProbesAreOut(t *testing.T) {
 	evs, _ := e.returned(1)
 	if want := t0.Add(50 * time.Millisecond); evs[0].TestID != p.TestID || !evs[0].ReceivedAt.Equal(want) {
 		t.Errorf("stored %s received_at %v, want %s at %v (the middle of the 100 ms window)", evs[0].TestID, evs[0].ReceivedAt, p.TestID, want)
+	}
+
+	// A probe started within the window it came back in (CI, 2026-12-06:
+	// a round trip of -1 ms through Postfix and Dovecot): the window
+	// starts at its start, not before. The middle of the whole window
+	// would be 10 ms before the probe started.
+	if err := e.clock.BlockUntilContext(ctx, 1); err != nil { // the next fast poll's wait
+		t.Fatal(err)
+	}
+	t1 := e.clock.Now()
+	p2 := siteProbe(t, site, t1.Add(60*time.Millisecond))
+	srv.Deliver(returned(t, p2), time.Time{})
+	e.clock.Advance(100 * time.Millisecond)
+	evs, _ = e.returned(2)
+	if want := t1.Add(80 * time.Millisecond); evs[1].TestID != p2.TestID || !evs[1].ReceivedAt.Equal(want) {
+		t.Errorf("stored %s received_at %v, want %s at %v (the middle of its start and the scan that found it)", evs[1].TestID, evs[1].ReceivedAt, p2.TestID, want)
 	}
 }

@@ -78,8 +78,26 @@ type Envelope struct {
 	// of the DATA in SMTP mode; in IMAP mode when a scan of the mailbox
 	// first listed the message.
 	ReceivedAt time.Time
+	// ArrivedAfter and ListedAt, in IMAP mode while the watcher polls
+	// fast: the message came into the mailbox after the scan at
+	// ArrivedAfter and before the one at ListedAt, and ReceivedAt is the
+	// middle of that window. Zero otherwise.
+	ArrivedAfter, ListedAt time.Time
 	// Remote is the peer address (IMAP: server, mailbox and UID), for logs.
 	Remote string
+}
+
+// receivedAt returns when a probe started at startedAt came in:
+// ReceivedAt, except when its poll window opened before startedAt. A
+// probe cannot arrive before it is sent, so the window is then startedAt
+// to ListedAt, and its middle is returned: without it, a probe that
+// came back within the fast poll of its start could get a received_at
+// before its started_at, a negative round trip.
+func (env Envelope) receivedAt(startedAt time.Time) time.Time {
+	if env.ArrivedAfter.IsZero() || !startedAt.After(env.ArrivedAfter) || startedAt.After(env.ListedAt) {
+		return env.ReceivedAt
+	}
+	return startedAt.Add(env.ListedAt.Sub(startedAt) / 2)
 }
 
 // Outcomes of Take.
@@ -356,6 +374,7 @@ func (r *Receiver) Take(ctx context.Context, msg []byte, env Envelope) (string, 
 		return reject(&Rejection{Reason: ReasonWrongCustomer, TestID: p.TestID,
 			Err: fmt.Errorf("key %q belongs to %q, check %q to %q", key.ID, key.Customer, check.ID, check.Customer)})
 	}
+	env.ReceivedAt = env.receivedAt(p.StartedAt)
 	switch age := env.ReceivedAt.Sub(p.StartedAt); {
 	case age > r.cfg.MaxAge:
 		return reject(&Rejection{Reason: ReasonReplay, TestID: p.TestID,
