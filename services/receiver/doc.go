@@ -55,10 +55,11 @@
 // notification delay (Dovecot: about half a second) or, without IDLE, by up
 // to the poll interval; returns waiting in the mailbox while the receiver
 // was down count from when it comes back. While this site's probes are out
-// the receiver polls every SCOUT_RECEIVER_IMAP_FAST_POLL instead, and
-// ReceivedAt is the middle of the window between the scan that did not list
-// the message and the one that did, a window that starts no earlier than
-// the probe's started_at (Envelope.ArrivedAfter). The server's INTERNALDATE is on
+// the receiver polls every SCOUT_RECEIVER_IMAP_FAST_POLL instead, and when
+// the window between the scan that did not list the message and the one
+// that did is at most two fast polls wide, ReceivedAt is its middle (Take
+// starts the window at the probe's started_at when that is later:
+// Envelope.ArrivedAfter and ListedAt). The server's INTERNALDATE is on
 // another clock and in whole seconds, so it is only logged. SMTP mode is
 // therefore the precise one.
 //
