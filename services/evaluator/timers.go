@@ -11,6 +11,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/emailscout/emailscout/internal/platform"
@@ -121,13 +122,15 @@ type timers struct {
 	// key): a write at or below it of an owned partition was armed by the
 	// watch already. A new watch starts it again from 0.
 	watched uint64
-	// received counts the entries the watches delivered, decoded the
-	// records among them that were decoded.
-	received, decoded uint64
-	queue             timerHeap
-	wake              chan struct{}
-	ready             chan struct{} // closed when the first watch delivered the state at start
-	readyOnce         sync.Once
+	// received counts the entries the watches delivered.
+	received  uint64
+	queue     timerHeap
+	wake      chan struct{}
+	ready     chan struct{} // closed when the first watch delivered the state at start
+	readyOnce sync.Once
+	// decoded counts the watch entries decoded (outside mu: apply holds
+	// no lock while it decodes).
+	decoded atomic.Uint64
 }
 
 type ownWrite struct {
@@ -269,13 +272,6 @@ func (t *timers) inFlightAs(key string, value []byte) (*inFlightWrite, bool) {
 		return nil, false
 	}
 	return w, true
-}
-
-// countDecoded counts a watch entry decoded.
-func (t *timers) countDecoded() {
-	t.mu.Lock()
-	t.decoded++
-	t.mu.Unlock()
 }
 
 // watchWants reports whether the watch entry of key at rev is to be
@@ -519,7 +515,7 @@ func (t *timers) apply(e jetstream.KeyValueEntry) {
 	if inKey && !t.owns(part) {
 		return // a write of a partition this replica gave away meanwhile
 	}
-	t.countDecoded()
+	t.decoded.Add(1)
 	var (
 		check string
 		due   time.Time

@@ -348,11 +348,7 @@ func TestTimersWatchDoesNotDecodeAWriteInFlight(t *testing.T) {
 			return ok && e.due.Equal(want)
 		})
 	}
-	decoded := func() uint64 {
-		tm.mu.Lock()
-		defer tm.mu.Unlock()
-		return tm.decoded
-	}
+	decoded := tm.decoded.Load
 
 	own, ownData := record(clock.Now().Add(time.Minute))
 	w := &inFlightWrite{data: ownData, part: events.PartitionOf(check)}
