@@ -76,7 +76,8 @@ type Envelope struct {
 	Via string
 	// ReceivedAt is when the whole message was in (monitor clock): the end
 	// of the DATA in SMTP mode; in IMAP mode when a scan of the mailbox
-	// first listed the message.
+	// first listed the message, or, while the watcher polls fast, the
+	// middle of the window it arrived in (ArrivedAfter).
 	ReceivedAt time.Time
 	// ArrivedAfter and ListedAt, in IMAP mode while the watcher polls
 	// fast: the message came into the mailbox after the scan at
